@@ -5,4 +5,6 @@
 //! Kubernetes out of the data path: `repo` and `db` know nothing of Kubernetes, so the
 //! same code serves the CLI, the mover Jobs and the tests.
 
+pub mod crd;
+pub mod schedule;
 pub mod telemetry;
