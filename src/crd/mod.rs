@@ -4,6 +4,10 @@
 //! NB: the API server we test against is 1.20 (no CEL), so every rule that the OpenAPI
 //! schema cannot express is validated by the controllers and reported as a condition.
 
+// NB: kube's `printcolumn(name = .., type_ = ..)` repeats argument names across
+// columns, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod backup;
 pub mod backup_policy;
 pub mod common;
