@@ -5,6 +5,10 @@
 //! Kubernetes out of the data path: `repo` and `db` know nothing of Kubernetes, so the
 //! same code serves the CLI, the mover Jobs and the tests.
 
+pub mod config;
+pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod metrics;
 pub mod schedule;
 pub mod telemetry;
