@@ -9,6 +9,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod schedule;
 pub mod telemetry;
