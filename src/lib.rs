@@ -13,3 +13,4 @@ pub mod jobs;
 pub mod metrics;
 pub mod schedule;
 pub mod telemetry;
+pub mod volume;

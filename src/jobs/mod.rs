@@ -3,6 +3,7 @@
 //! retry after a crash finds and adopts what the previous attempt created instead of
 //! creating a second one (observe before create).
 
+pub mod mover;
 pub mod result;
 
 use std::collections::BTreeMap;

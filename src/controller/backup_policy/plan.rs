@@ -61,7 +61,8 @@ pub struct PlannedEvent {
 /// Why the policy cannot run now; written to the Ready condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotReady {
-    pub reason: String,
+    /// From a fixed vocabulary: it is also the Event reason and the metric label.
+    pub reason: &'static str,
     pub message: String,
     /// Only a spec change can fix it.
     pub permanent: bool,
@@ -136,13 +137,13 @@ fn readiness(o: &Observed<'_>) -> Result<Schedule, NotReady> {
         policy.namespace().unwrap_or_default(),
         policy.name_any()
     );
-    let permanent = |reason: &str, message: String| NotReady {
-        reason: reason.to_string(),
+    let permanent = |reason: &'static str, message: String| NotReady {
+        reason,
         message,
         permanent: true,
     };
-    let waiting = |reason: &str, message: String| NotReady {
-        reason: reason.to_string(),
+    let waiting = |reason: &'static str, message: String| NotReady {
+        reason,
         message,
         permanent: false,
     };
@@ -193,7 +194,7 @@ fn readiness(o: &Observed<'_>) -> Result<Schedule, NotReady> {
         ));
     }
     sources::resolve(&policy.spec.sources, o.pvcs).map_err(|p| NotReady {
-        reason: p.reason.to_string(),
+        reason: p.reason,
         message: p.message,
         permanent: p.permanent,
     })?;
@@ -357,14 +358,14 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                 .is_none_or(|c| c.status != "False" || c.reason != nr.reason);
             conditions::set(
                 &mut conds,
-                &Desired::new(condition::READY, false, &nr.reason, nr.message.clone()),
+                &Desired::new(condition::READY, false, nr.reason, nr.message.clone()),
                 generation,
                 now,
             );
             if changed {
                 events.push(PlannedEvent {
                     warning: true,
-                    reason: static_reason(&nr.reason),
+                    reason: nr.reason,
                     note: nr.message.clone(),
                 });
             }
@@ -471,28 +472,6 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         last_success_seconds: last_ok.map(|t| t.as_second() as f64),
         skipped,
     }
-}
-
-/// Event reasons must be static; the readiness reasons are a fixed vocabulary.
-fn static_reason(reason: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "InvalidSchedule",
-        "InvalidObjective",
-        "InvalidMover",
-        "NoSources",
-        "InvalidSource",
-        "StoreNotFound",
-        "StoreNotAllowed",
-        "StoreNotReady",
-        "SecretNotFound",
-        "PVCNotFound",
-        "NoVolumesMatched",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == reason)
-        .copied()
-        .unwrap_or("PolicyNotReady")
 }
 
 /// Non-negative time from `from` to `to`.

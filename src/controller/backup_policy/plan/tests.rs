@@ -239,7 +239,7 @@ fn bad_input_gives_a_precise_not_ready_reason_and_no_run() {
             .as_ref()
             .unwrap_or_else(|| panic!("{reason}: expected not ready"));
         assert_eq!(
-            (nr.reason.as_str(), nr.permanent),
+            (nr.reason, nr.permanent),
             (reason, permanent),
             "{}",
             nr.message
