@@ -2,6 +2,7 @@
 //! per-object back-off), status writes by server-side apply, Events, and leader election.
 //! One sub-module per kind holds that kind's `plan` (pure) and `apply` (writes).
 
+pub mod backup;
 pub mod backup_policy;
 pub mod conditions;
 pub mod error;

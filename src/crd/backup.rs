@@ -1,6 +1,8 @@
 //! `Backup`: one run of a BackupPolicy, created by its schedule or by a user, and the
 //! record of what each source produced.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -132,6 +134,10 @@ pub struct BackupStatus {
     pub totals: Option<Totals>,
     /// Why the run failed as a whole (e.g. the policy or store is invalid).
     pub failure: Option<Failure>,
+    /// Live progress per source, written by the movers while they run (a map, so each
+    /// mover updates only its own entry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub progress: BTreeMap<String, Progress>,
     /// `Complete` (with the phase as reason) and `RetentionApplied`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -161,8 +167,6 @@ pub struct SourceResult {
     pub bytes_added: Option<u64>,
     /// How long the mover took, in seconds.
     pub duration_seconds: Option<f64>,
-    /// Progress while running: bytes read so far.
-    pub progress_bytes: Option<u64>,
     /// Why it failed.
     pub failure: Option<Failure>,
 }
@@ -191,6 +195,23 @@ pub enum SourcePhase {
     Succeeded,
     /// No snapshot was committed.
     Failed,
+}
+
+/// How far a mover has got.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Bytes processed so far.
+    pub bytes_done: u64,
+    /// Bytes to process in total, once known.
+    pub bytes_total: Option<u64>,
+    /// Files processed so far.
+    pub files_done: u64,
+    /// Files in total, once known.
+    pub files_total: Option<u64>,
+    /// When the mover last reported, RFC 3339.
+    pub updated: Option<String>,
 }
 
 /// Sums over all sources of a run.

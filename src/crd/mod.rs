@@ -42,6 +42,9 @@ pub mod labels {
     pub const SOURCE: &str = "lifeboat.dev/source";
     /// What a Job does: `backup`, `maintenance`, `restore`, `check`.
     pub const JOB_TYPE: &str = "lifeboat.dev/job-type";
+    /// Stable hash of a repository's location, on maintenance Jobs, so that only one
+    /// exclusive job runs per repository across namespaces.
+    pub const REPOSITORY: &str = "lifeboat.dev/repository";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

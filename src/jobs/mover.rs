@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::crd::store::ChecksumMode;
+use crate::crd::store::{BackupStoreSpec, ChecksumMode};
 
 /// Where the repository is and which Secrets open it, as seen from the mover's namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,84 @@ pub struct CredentialKeys {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: String,
+}
+
+/// Keys of the Secret into which a ClusterBackupStore's credentials are mirrored for a
+/// namespace (a Job can only reference Secrets of its own namespace).
+pub mod mirror_keys {
+    pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    pub const PASSWORD: &str = "password";
+    pub const CA: &str = "ca.crt";
+}
+
+impl StoreTarget {
+    /// Translates a store spec into what a mover in `namespace` needs. With `mirror`, all
+    /// secrets are read from that one Secret under [`mirror_keys`] (cluster stores);
+    /// otherwise from the Secrets the spec names, which live in `namespace`.
+    pub fn from_spec(spec: &BackupStoreSpec, mirror: Option<&str>) -> StoreTarget {
+        let s3 = &spec.s3;
+        let region = s3.region.clone().unwrap_or_else(|| "us-east-1".into());
+        let endpoint = s3
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let mut repository = format!("s3:{}/{}", endpoint.trim_end_matches('/'), s3.bucket);
+        if let Some(p) = s3
+            .prefix
+            .as_deref()
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+        {
+            repository = format!("{repository}/{p}");
+        }
+        let path_style = s3.path_style.unwrap_or(s3.endpoint.is_some());
+        let (credentials, password, ca_bundle) = match mirror {
+            Some(m) => (
+                s3.credentials.as_ref().map(|_| CredentialKeys {
+                    secret: m.into(),
+                    access_key_id: mirror_keys::ACCESS_KEY_ID.into(),
+                    secret_access_key: mirror_keys::SECRET_ACCESS_KEY.into(),
+                    session_token: mirror_keys::SESSION_TOKEN.into(),
+                }),
+                SecretKey {
+                    secret: m.into(),
+                    key: mirror_keys::PASSWORD.into(),
+                },
+                s3.ca_bundle.as_ref().map(|_| SecretKey {
+                    secret: m.into(),
+                    key: mirror_keys::CA.into(),
+                }),
+            ),
+            None => (
+                s3.credentials.as_ref().map(|c| CredentialKeys {
+                    secret: c.name.clone(),
+                    access_key_id: c.access_key_id_key().into(),
+                    secret_access_key: c.secret_access_key_key().into(),
+                    session_token: c.session_token_key().into(),
+                }),
+                SecretKey {
+                    secret: spec.repository_password.name.clone(),
+                    key: spec.repository_password.key.clone(),
+                },
+                s3.ca_bundle.as_ref().map(|c| SecretKey {
+                    secret: c.name.clone(),
+                    key: c.key.clone(),
+                }),
+            ),
+        };
+        StoreTarget {
+            identity: super::short_hash(&repository),
+            repository,
+            region,
+            path_style,
+            checksum_mode: s3.checksum_mode,
+            credentials,
+            password,
+            ca_bundle,
+        }
+    }
 }
 
 /// A volume mounted into the mover.
@@ -411,6 +489,59 @@ mod tests {
             .unwrap();
         assert_eq!(ca.read_only, Some(true));
         assert_eq!(j.metadata.owner_references.unwrap()[0].kind, "Backup");
+    }
+
+    #[test]
+    fn store_specs_translate_to_locations_and_secret_refs() {
+        use crate::crd::common::{S3CredentialsRef, SecretKeyRef};
+        use crate::crd::store::S3Spec;
+        let spec = BackupStoreSpec {
+            s3: S3Spec {
+                endpoint: Some("http://minio.storage:9000/".into()),
+                bucket: "backups".into(),
+                prefix: Some("/prod/orders/".into()),
+                credentials: Some(S3CredentialsRef {
+                    name: "creds".into(),
+                    ..S3CredentialsRef::default()
+                }),
+                ..S3Spec::default()
+            },
+            repository_password: SecretKeyRef {
+                name: "pw".into(),
+                key: "pass".into(),
+                namespace: None,
+            },
+            ..BackupStoreSpec::default()
+        };
+        let t = StoreTarget::from_spec(&spec, None);
+        assert_eq!(
+            t.repository,
+            "s3:http://minio.storage:9000/backups/prod/orders"
+        );
+        assert!(t.path_style, "custom endpoints default to path style");
+        assert_eq!(
+            t.password,
+            SecretKey {
+                secret: "pw".into(),
+                key: "pass".into()
+            }
+        );
+        assert_eq!(
+            t.credentials.as_ref().unwrap().access_key_id,
+            "AWS_ACCESS_KEY_ID"
+        );
+        let m = StoreTarget::from_spec(&spec, Some("mirror"));
+        assert_eq!(m.password.secret, "mirror");
+        assert_eq!(m.identity, t.identity, "same repository, same identity");
+        let mut aws = spec.clone();
+        aws.s3.endpoint = None;
+        aws.s3.region = Some("eu-central-1".into());
+        let a = StoreTarget::from_spec(&aws, None);
+        assert_eq!(
+            a.repository,
+            "s3:https://s3.eu-central-1.amazonaws.com/backups/prod/orders"
+        );
+        assert!(!a.path_style);
     }
 
     #[test]
