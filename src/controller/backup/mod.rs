@@ -1,4 +1,622 @@
 //! The Backup controller: runs one backup of a policy as mover Jobs, one per source, and
-//! records each source's snapshot in the Backup's status.
+//! records each source's snapshot in the Backup's status. `plan` decides; this file reads
+//! the world and applies.
+//!
+//! NB: children are read with consistent LIST calls, not from a watch cache: right after
+//! a Job is created and the status says Running, a stale cache would make the Job look
+//! vanished.
 
 pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use self::plan::{Observed, Plan};
+use super::backup_policy::{observe_store, plan::StoreState};
+use super::{Context, MANAGER, Result, apply_status, error_policy, instrumented};
+use crate::crd::backup::{Backup, BackupPhase, SourcePhase};
+use crate::crd::backup_policy::{BackupPolicy, CopyMethod, StoreKind};
+use crate::crd::common::Failure;
+use crate::crd::labels;
+use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
+use crate::jobs::mover::{StoreTarget, mirror_keys};
+use crate::jobs::{self, MAX_NAME};
+use crate::metrics::{FailureLabels, PolicyLabels, RunLabels};
+use crate::volume::VolumeSnapshot;
+
+const CONTROLLER: &str = "backup";
+
+fn by_backup(name: &str) -> ListParams {
+    ListParams::default().labels(&format!("{}={}", labels::BACKUP, jobs::label_value(name)))
+}
+
+/// The store spec behind a policy, with where its Secrets live.
+async fn store_spec(
+    client: &Client,
+    policy: &BackupPolicy,
+) -> Result<Option<(BackupStoreSpec, Option<String>)>> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = &policy.spec.store_ref.name;
+    Ok(match policy.spec.store_ref.kind {
+        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client.clone(), &ns)
+            .get_opt(name)
+            .await?
+            .map(|s| (s.spec, None)),
+        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client.clone())
+            .get_opt(name)
+            .await?
+            .map(|s| (s.spec.store, Some(name.clone()))),
+    })
+}
+
+/// Copies a cluster store's Secrets into the Backup's namespace (a pod can only reference
+/// Secrets of its own namespace). The copy is owned by the Backup and goes with it.
+async fn mirror_cluster_secrets(
+    client: &Client,
+    backup: &Backup,
+    spec: &BackupStoreSpec,
+) -> Result<std::result::Result<String, Failure>> {
+    let ns = backup.namespace().unwrap_or_default();
+    let mirror = jobs::name(&[&backup.name_any(), "store"], MAX_NAME);
+    let mut data = BTreeMap::new();
+    let read = |secret_ns: Option<&String>, name: &str, key: &str, into: &str, optional: bool| {
+        let secret_ns = secret_ns.cloned();
+        let (name, key, into) = (name.to_string(), key.to_string(), into.to_string());
+        async move {
+            let Some(secret_ns) = secret_ns else {
+                return Err(Failure {
+                    reason: "InvalidStore".into(),
+                    message: format!("ClusterBackupStore Secret {name:?} must name its namespace"),
+                });
+            };
+            let secret = Api::<Secret>::namespaced(client.clone(), &secret_ns)
+                .get_opt(&name)
+                .await
+                .map_err(|e| Failure {
+                    reason: "SecretNotReadable".into(),
+                    message: format!("Secret {secret_ns}/{name}: {e}"),
+                })?;
+            let value = secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key));
+            match value {
+                Some(v) => Ok(Some((into, v))),
+                None if optional => Ok(None),
+                None => Err(Failure {
+                    reason: "SecretNotFound".into(),
+                    message: format!("Secret {secret_ns}/{name} has no key {key:?}"),
+                }),
+            }
+        }
+    };
+    let pw = &spec.repository_password;
+    let mut wanted = vec![
+        read(
+            pw.namespace.as_ref(),
+            &pw.name,
+            &pw.key,
+            mirror_keys::PASSWORD,
+            false,
+        )
+        .await,
+    ];
+    if let Some(c) = &spec.s3.credentials {
+        wanted.push(
+            read(
+                c.namespace.as_ref(),
+                &c.name,
+                c.access_key_id_key(),
+                mirror_keys::ACCESS_KEY_ID,
+                false,
+            )
+            .await,
+        );
+        wanted.push(
+            read(
+                c.namespace.as_ref(),
+                &c.name,
+                c.secret_access_key_key(),
+                mirror_keys::SECRET_ACCESS_KEY,
+                false,
+            )
+            .await,
+        );
+        wanted.push(
+            read(
+                c.namespace.as_ref(),
+                &c.name,
+                c.session_token_key(),
+                mirror_keys::SESSION_TOKEN,
+                true,
+            )
+            .await,
+        );
+    }
+    if let Some(ca) = &spec.s3.ca_bundle {
+        wanted.push(
+            read(
+                ca.namespace.as_ref(),
+                &ca.name,
+                &ca.key,
+                mirror_keys::CA,
+                false,
+            )
+            .await,
+        );
+    }
+    for w in wanted {
+        match w {
+            Ok(Some((k, v))) => {
+                data.insert(k, v);
+            }
+            Ok(None) => {}
+            Err(f) => return Ok(Err(f)),
+        }
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(mirror.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(jobs::policy_labels(
+                &backup.spec.policy_ref.name,
+                "store-credentials",
+            )),
+            owner_references: Some(vec![
+                backup.controller_owner_ref(&()).expect("stored object"),
+            ]),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            &mirror,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(Ok(mirror))
+}
+
+/// The ServiceAccount movers run as, and the least privileges they need in this
+/// namespace: report progress on the run objects, and (for manifest backups) read the
+/// namespace's objects.
+pub async fn ensure_mover_rbac(ctx: &Context, ns: &str, read_everything: bool) -> Result<()> {
+    let client = &ctx.client;
+    let sa_name = ctx.config.mover_service_account.clone();
+    let pp = PatchParams::apply(MANAGER).force();
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        labels: Some(BTreeMap::from([
+            (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+            (labels::NAME.to_string(), "lifeboat".to_string()),
+            (labels::COMPONENT.to_string(), "mover".to_string()),
+        ])),
+        ..ObjectMeta::default()
+    };
+    let sa = ServiceAccount {
+        metadata: meta(&sa_name),
+        ..ServiceAccount::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .patch(&sa_name, &pp, &Patch::Apply(&sa))
+        .await?;
+    let mut rules = vec![PolicyRule {
+        api_groups: Some(vec![crate::crd::GROUP.into()]),
+        resources: Some(vec![
+            "backups/status".into(),
+            "restores/status".into(),
+            "drillruns/status".into(),
+        ]),
+        verbs: vec!["get".into(), "patch".into()],
+        ..PolicyRule::default()
+    }];
+    if read_everything {
+        rules.push(PolicyRule {
+            api_groups: Some(vec!["*".into()]),
+            resources: Some(vec!["*".into()]),
+            verbs: vec!["get".into(), "list".into()],
+            ..PolicyRule::default()
+        });
+    }
+    let role = Role {
+        metadata: meta(&sa_name),
+        rules: Some(rules),
+    };
+    Api::<Role>::namespaced(client.clone(), ns)
+        .patch(&sa_name, &pp, &Patch::Apply(&role))
+        .await?;
+    let binding = RoleBinding {
+        metadata: meta(&sa_name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: sa_name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa_name.clone(),
+            namespace: Some(ns.into()),
+            ..Subject::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .patch(&sa_name, &pp, &Patch::Apply(&binding))
+        .await?;
+    Ok(())
+}
+
+/// Nodes where running pods mount each PVC (for `Direct` copies of RWO volumes).
+async fn consumers(client: &Client, ns: &str) -> Result<BTreeMap<String, String>> {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields("status.phase=Running"))
+        .await?;
+    let mut out = BTreeMap::new();
+    for p in pods.items {
+        let Some(spec) = p.spec else { continue };
+        let Some(node) = spec.node_name else { continue };
+        for v in spec.volumes.unwrap_or_default() {
+            if let Some(c) = v.persistent_volume_claim {
+                out.entry(c.claim_name).or_insert_with(|| node.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn maintenance_busy(client: &Client, store: &StoreTarget, own: &str) -> Result<bool> {
+    let lp = ListParams::default().labels(&format!(
+        "{}={},{}=maintenance",
+        labels::REPOSITORY,
+        store.identity,
+        labels::JOB_TYPE
+    ));
+    let jobs = Api::<Job>::all(client.clone()).list(&lp).await?;
+    Ok(jobs.items.iter().any(|j| {
+        let finished = j.status.as_ref().is_some_and(|s| {
+            s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0 && s.active.unwrap_or(0) == 0
+        });
+        j.name_any() != own && !finished
+    }))
+}
+
+/// Gives a hand-made Backup the labels and owner the policy controller selects by.
+async fn adopt(client: &Client, backup: &Backup, policy: &BackupPolicy) -> Result<()> {
+    let has_label =
+        backup.labels().get(labels::POLICY) == Some(&jobs::label_value(&policy.name_any()));
+    let owned = backup
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == policy.meta().uid.as_ref());
+    if has_label && owned {
+        return Ok(());
+    }
+    let mut owners = backup.owner_references().to_vec();
+    if !owned {
+        owners.push(policy.controller_owner_ref(&()).expect("stored object"));
+    }
+    let patch = serde_json::json!({
+        "metadata": {
+            "labels": jobs::policy_labels(&policy.name_any(), "backup"),
+            "ownerReferences": owners,
+        }
+    });
+    Api::<Backup>::namespaced(client.clone(), &backup.namespace().unwrap_or_default())
+        .patch(
+            &backup.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether this step of the run talks to the repository: while it runs (unless it
+/// cannot start), and after it finished while retention is still to be applied.
+fn needs_store(backup: &Backup, policy: &BackupPolicy, phase: BackupPhase, blocked: bool) -> bool {
+    if !phase.is_finished() {
+        return !blocked;
+    }
+    let retention_done = backup.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == plan::RETENTION_APPLIED
+                && (c.reason == "Applied" || c.reason == "RetentionFailed")
+        })
+    });
+    !policy.spec.retention.is_empty() && !retention_done
+}
+
+async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(
+        CONTROLLER,
+        backup.as_ref(),
+        &ctx,
+        reconcile_inner(&backup, &ctx),
+    )
+    .await
+}
+
+async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let ns = backup.namespace().unwrap_or_default();
+    let name = backup.name_any();
+    let phase = backup
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    let policy = Api::<BackupPolicy>::namespaced(client.clone(), &ns)
+        .get_opt(&backup.spec.policy_ref.name)
+        .await?;
+    let mut start_blocker = None;
+    let mut store = None;
+    if let Some(policy) = &policy {
+        if phase == BackupPhase::Pending {
+            adopt(client, backup, policy).await?;
+        }
+        match observe_store(client, policy).await? {
+            StoreState::Ready => {}
+            StoreState::Missing => {
+                start_blocker = Some(Failure {
+                    reason: "StoreNotFound".into(),
+                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
+                })
+            }
+            StoreState::NotAllowed => {
+                start_blocker = Some(Failure {
+                    reason: "StoreNotAllowed".into(),
+                    message: format!(
+                        "ClusterBackupStore {:?} does not allow namespace {ns:?}",
+                        policy.spec.store_ref.name
+                    ),
+                })
+            }
+            StoreState::NotReady { reason, message } => {
+                start_blocker = Some(Failure {
+                    reason: "StoreNotReady".into(),
+                    message: format!("{reason}: {message}"),
+                })
+            }
+        }
+        if needs_store(backup, policy, phase, start_blocker.is_some())
+            && let Some((spec, cluster)) = store_spec(client, policy).await?
+        {
+            let mirror = match cluster {
+                None => None,
+                Some(_) => match mirror_cluster_secrets(client, backup, &spec).await? {
+                    Ok(m) => Some(m),
+                    Err(f) => {
+                        start_blocker = Some(f);
+                        None
+                    }
+                },
+            };
+            if start_blocker.is_none() {
+                store = Some(StoreTarget::from_spec(&spec, mirror.as_deref()));
+            }
+        }
+        if phase == BackupPhase::Pending && start_blocker.is_none() {
+            let needs_read = policy.spec.sources.manifests.is_some();
+            ensure_mover_rbac(ctx, &ns, needs_read).await?;
+        }
+    }
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let uses_snapshots = policy.as_ref().is_some_and(|p| {
+        p.spec
+            .sources
+            .volumes
+            .iter()
+            .any(|v| v.copy_method == CopyMethod::Snapshot)
+    });
+    let snapshots = if uses_snapshots {
+        match Api::<VolumeSnapshot>::namespaced(client.clone(), &ns)
+            .list(&by_backup(&name))
+            .await
+        {
+            Ok(l) => l.items,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                start_blocker.get_or_insert(Failure {
+                    reason: "SnapshotAPIUnavailable".into(),
+                    message: "copyMethod Snapshot needs the snapshot.storage.k8s.io/v1 API (a CSI snapshot controller); use copyMethod Direct or install it".into(),
+                });
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        Vec::new()
+    };
+    let jobs_list = Api::<Job>::namespaced(client.clone(), &ns)
+        .list(&by_backup(&name))
+        .await?
+        .items;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&by_backup(&name))
+        .await?
+        .items;
+    let direct = policy.as_ref().is_some_and(|p| {
+        p.spec
+            .sources
+            .volumes
+            .iter()
+            .any(|v| v.copy_method == CopyMethod::Direct)
+    });
+    let consumers = if direct && !phase.is_finished() {
+        consumers(client, &ns).await?
+    } else {
+        BTreeMap::new()
+    };
+    let busy = match &store {
+        Some(s) if phase.is_finished() || phase == BackupPhase::Running => {
+            maintenance_busy(client, s, &plan::retention_job_name(&name)).await?
+        }
+        _ => false,
+    };
+    let plan = plan::plan(&Observed {
+        backup,
+        policy: policy.as_ref(),
+        store,
+        start_blocker,
+        pvcs: &pvcs,
+        snapshots: &snapshots,
+        jobs: &jobs_list,
+        pods: &pods,
+        consumers: &consumers,
+        maintenance_busy: busy,
+        config: &ctx.config,
+        now: Timestamp::now(),
+    });
+    apply(backup, &plan, ctx).await?;
+    if let Some(result) = plan.finished {
+        record_finish(ctx, backup, &plan, result);
+    }
+    Ok(match plan.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
+    let client = &ctx.client;
+    let ns = backup.namespace().unwrap_or_default();
+    let pp = PostParams::default();
+    let dp = DeleteParams::background();
+    let ok_exists = |r: kube::Result<()>| match r {
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
+        other => other,
+    };
+    let snaps = Api::<VolumeSnapshot>::namespaced(client.clone(), &ns);
+    for s in &plan.create_snapshots {
+        ok_exists(snaps.create(&pp, s).await.map(drop))?;
+    }
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    for c in &plan.create_pvcs {
+        ok_exists(pvcs.create(&pp, c).await.map(drop))?;
+    }
+    let jobs_api = Api::<Job>::namespaced(client.clone(), &ns);
+    for j in &plan.create_jobs {
+        ok_exists(jobs_api.create(&pp, j).await.map(drop))?;
+    }
+    for n in &plan.delete_jobs {
+        ok_exists(jobs_api.delete(n, &dp).await.map(drop))?;
+    }
+    for n in &plan.delete_snapshots {
+        ok_exists(snaps.delete(n, &dp).await.map(drop))?;
+    }
+    for n in &plan.delete_pvcs {
+        ok_exists(pvcs.delete(n, &dp).await.map(drop))?;
+    }
+    for ev in &plan.events {
+        let t = if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(backup, t, ev.reason, "Backup", ev.note.clone())
+            .await;
+    }
+    let mut current = backup.status.clone().unwrap_or_default();
+    current.progress.clear();
+    if current != plan.status {
+        let api = Api::<Backup>::namespaced(client.clone(), &ns);
+        apply_status(&api, &backup.name_any(), &plan.status).await?;
+    }
+    Ok(())
+}
+
+fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhase) {
+    let ns = backup.namespace().unwrap_or_default();
+    let policy = backup.spec.policy_ref.name.clone();
+    let m = &ctx.metrics;
+    m.backup_runs
+        .get_or_create(&RunLabels {
+            namespace: ns.clone(),
+            policy: policy.clone(),
+            result: result.as_str(),
+        })
+        .inc();
+    let pl = PolicyLabels {
+        namespace: ns.clone(),
+        policy: policy.clone(),
+    };
+    let s = &plan.status;
+    if let Some(d) = s.start_time.as_ref().zip(s.completion_time.as_ref()) {
+        let secs = d.1.0.duration_since(d.0.0).as_secs_f64();
+        m.backup_duration.get_or_create(&pl).observe(secs.max(0.0));
+    }
+    if let Some(t) = &s.totals {
+        m.backup_bytes_read.get_or_create(&pl).inc_by(t.bytes_read);
+        m.backup_bytes_added
+            .get_or_create(&pl)
+            .inc_by(t.bytes_added);
+    }
+    let failures = s
+        .sources
+        .iter()
+        .filter(|x| x.phase == SourcePhase::Failed)
+        .filter_map(|x| x.failure.as_ref());
+    for f in failures.chain(s.failure.iter().filter(|_| s.sources.is_empty())) {
+        m.backup_failures
+            .get_or_create(&FailureLabels {
+                namespace: ns.clone(),
+                policy: policy.clone(),
+                reason: bounded(&f.reason),
+            })
+            .inc();
+    }
+}
+
+/// Failure reasons come from our own fixed vocabulary; anything unexpected (a future
+/// mover, a hand-edited status) is folded into one label value so cardinality stays
+/// bounded.
+fn bounded(reason: &str) -> String {
+    let ok = !reason.is_empty()
+        && reason.len() <= 40
+        && reason.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok {
+        reason.to_string()
+    } else {
+        "Other".to_string()
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let ours =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    Controller::new(
+        Api::<Backup>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(Api::<Job>::all(client.clone()), ours.clone())
+    .owns(Api::<PersistentVolumeClaim>::all(client.clone()), ours)
+    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy(CONTROLLER), ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "backup controller event");
+        }
+    })
+    .await;
+}
