@@ -285,12 +285,10 @@ async fn maintenance_busy(client: &Client, store: &StoreTarget, own: &str) -> Re
         labels::JOB_TYPE
     ));
     let jobs = Api::<Job>::all(client.clone()).list(&lp).await?;
-    Ok(jobs.items.iter().any(|j| {
-        let finished = j.status.as_ref().is_some_and(|s| {
-            s.succeeded.unwrap_or(0) > 0 || s.failed.unwrap_or(0) > 0 && s.active.unwrap_or(0) == 0
-        });
-        j.name_any() != own && !finished
-    }))
+    Ok(jobs
+        .items
+        .iter()
+        .any(|j| j.name_any() != own && plan::job_finished(j).is_none()))
 }
 
 /// Gives a hand-made Backup the labels and owner the policy controller selects by.

@@ -220,7 +220,8 @@ fn stuck_pod(pods: &[Pod], job: &str) -> Option<Failure> {
         })
 }
 
-fn job_finished(job: &Job) -> Option<bool> {
+/// `Some(true)` once the Job completed, `Some(false)` once it failed, `None` while active.
+pub(crate) fn job_finished(job: &Job) -> Option<bool> {
     let conds = job.status.as_ref()?.conditions.as_ref()?;
     if conds
         .iter()
