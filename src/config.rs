@@ -19,6 +19,14 @@ pub struct Config {
     pub watch_namespaces: Vec<String>,
     /// ServiceAccount mover pods run as, created per namespace by the controller.
     pub mover_service_account: String,
+    /// ClusterRole every mover is bound to in its namespace (report progress on the run
+    /// objects). The chart installs it; the controller only creates RoleBindings to it,
+    /// which needs `bind` on it rather than holding its rules.
+    pub mover_cluster_role: String,
+    /// ClusterRole bound to movers that save a namespace's manifests (read access).
+    pub mover_read_cluster_role: String,
+    /// ClusterRole bound to movers that restore manifests into a namespace (write access).
+    pub mover_restore_cluster_role: String,
     /// Reconciliations running at once, per controller.
     pub concurrency: u16,
     /// How often stores are probed for reachability.
@@ -41,6 +49,9 @@ impl Config {
             namespace: "lifeboat-system".into(),
             watch_namespaces: Vec::new(),
             mover_service_account: "lifeboat-mover".into(),
+            mover_cluster_role: "lifeboat-mover".into(),
+            mover_read_cluster_role: "lifeboat-mover-read".into(),
+            mover_restore_cluster_role: "lifeboat-mover-restore".into(),
             concurrency: 8,
             store_probe_interval: Duration::from_secs(300),
             metrics_addr: "127.0.0.1:0".parse().expect("valid address"),

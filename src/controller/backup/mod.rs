@@ -15,7 +15,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -190,12 +190,24 @@ async fn mirror_cluster_secrets(
     Ok(Ok(mirror))
 }
 
-/// The ServiceAccount movers run as, and the least privileges they need in this
-/// namespace: report progress on the run objects, and (for manifest backups) read the
-/// namespace's objects.
-pub async fn ensure_mover_rbac(ctx: &Context, ns: &str, read_everything: bool) -> Result<()> {
+/// Which mover permissions a namespace needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoverAccess {
+    /// Report progress on run objects only (volumes, databases).
+    Basic,
+    /// Also read the namespace's objects (manifest backups).
+    Read,
+    /// Also create and change objects (manifest restores into a sandbox or target).
+    Restore,
+}
+
+/// The ServiceAccount movers run as in `ns`, bound by RoleBindings to the ClusterRoles
+/// the chart installs. The controller never writes Role rules itself, so it needs no
+/// more than `bind` on those ClusterRoles (least privilege, no RBAC escalation).
+pub async fn ensure_mover_rbac(ctx: &Context, ns: &str, access: MoverAccess) -> Result<()> {
     let client = &ctx.client;
-    let sa_name = ctx.config.mover_service_account.clone();
+    let cfg = &ctx.config;
+    let sa_name = cfg.mover_service_account.clone();
     let pp = PatchParams::apply(MANAGER).force();
     let meta = |name: &str| ObjectMeta {
         name: Some(name.into()),
@@ -214,48 +226,31 @@ pub async fn ensure_mover_rbac(ctx: &Context, ns: &str, read_everything: bool) -
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .patch(&sa_name, &pp, &Patch::Apply(&sa))
         .await?;
-    let mut rules = vec![PolicyRule {
-        api_groups: Some(vec![crate::crd::GROUP.into()]),
-        resources: Some(vec![
-            "backups/status".into(),
-            "restores/status".into(),
-            "drillruns/status".into(),
-        ]),
-        verbs: vec!["get".into(), "patch".into()],
-        ..PolicyRule::default()
-    }];
-    if read_everything {
-        rules.push(PolicyRule {
-            api_groups: Some(vec!["*".into()]),
-            resources: Some(vec!["*".into()]),
-            verbs: vec!["get".into(), "list".into()],
-            ..PolicyRule::default()
-        });
+    let mut roles = vec![cfg.mover_cluster_role.clone()];
+    if matches!(access, MoverAccess::Read | MoverAccess::Restore) {
+        roles.push(cfg.mover_read_cluster_role.clone());
     }
-    let role = Role {
-        metadata: meta(&sa_name),
-        rules: Some(rules),
-    };
-    Api::<Role>::namespaced(client.clone(), ns)
-        .patch(&sa_name, &pp, &Patch::Apply(&role))
-        .await?;
-    let binding = RoleBinding {
-        metadata: meta(&sa_name),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: sa_name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: sa_name.clone(),
-            namespace: Some(ns.into()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .patch(&sa_name, &pp, &Patch::Apply(&binding))
-        .await?;
+    if access == MoverAccess::Restore {
+        roles.push(cfg.mover_restore_cluster_role.clone());
+    }
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns);
+    for role in roles {
+        let binding = RoleBinding {
+            metadata: meta(&role),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: sa_name.clone(),
+                namespace: Some(ns.into()),
+                ..Subject::default()
+            }]),
+        };
+        bindings.patch(&role, &pp, &Patch::Apply(&binding)).await?;
+    }
     Ok(())
 }
 
@@ -407,8 +402,12 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
             }
         }
         if phase == BackupPhase::Pending && start_blocker.is_none() {
-            let needs_read = policy.spec.sources.manifests.is_some();
-            ensure_mover_rbac(ctx, &ns, needs_read).await?;
+            let access = if policy.spec.sources.manifests.is_some() {
+                MoverAccess::Read
+            } else {
+                MoverAccess::Basic
+            };
+            ensure_mover_rbac(ctx, &ns, access).await?;
         }
     }
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
