@@ -9,6 +9,9 @@ pub mod error;
 pub mod leader;
 pub mod sources;
 
+mod runner;
+pub use runner::{RunError, run};
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
@@ -53,6 +56,16 @@ impl Context {
             metrics,
             config,
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether objects of `namespace` are ours to reconcile (`--watch-namespaces`).
+    /// Cluster-scoped objects always are.
+    pub fn watches(&self, namespace: Option<&str>) -> bool {
+        let w = &self.config.watch_namespaces;
+        match namespace {
+            None => true,
+            Some(ns) => w.is_empty() || w.iter().any(|x| x == ns),
         }
     }
 
@@ -122,6 +135,9 @@ where
     K: Resource,
     Fut: Future<Output = Result<Action>>,
 {
+    if !ctx.watches(obj.namespace().as_deref()) {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let span = tracing::info_span!(
         "reconcile",

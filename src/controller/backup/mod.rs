@@ -593,11 +593,8 @@ fn bounded(reason: &str) -> String {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
+pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
@@ -608,7 +605,7 @@ pub async fn run(
     .owns(Api::<Job>::all(client.clone()), ours.clone())
     .owns(Api::<PersistentVolumeClaim>::all(client.clone()), ours)
     .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .graceful_shutdown_on(shutdown)
+    .shutdown_on_signal()
     .run(reconcile, error_policy(CONTROLLER), ctx)
     .for_each(|r| async move {
         if let Err(e) = r {

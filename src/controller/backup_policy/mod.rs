@@ -226,11 +226,8 @@ fn policies_using(
         .collect()
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
+pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     // A status write wakes the policy once more; that reconcile computes the same status
     // and writes nothing, so it converges (plan::tests::replanning_an_unchanged_world...).
@@ -270,7 +267,7 @@ pub async fn run(
             },
         )
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-        .graceful_shutdown_on(shutdown)
+        .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
