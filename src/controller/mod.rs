@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod error;
 pub mod leader;
 pub mod sources;
+pub mod store;
 
 mod runner;
 pub use runner::{RunError, run};
