@@ -389,3 +389,95 @@ pub async fn run(ctx: Arc<Context>, prober: Arc<dyn Prober>) {
         run_kind::<ClusterBackupStore>(sc)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::conditions::{self, Desired};
+    use crate::crd::common::condition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn checked(at_time: &str, ready: bool) -> StoreStatus {
+        let mut s = StoreStatus {
+            observed_generation: Some(1),
+            last_check_time: Some(Time(at(at_time))),
+            ..StoreStatus::default()
+        };
+        conditions::set(
+            &mut s.conditions,
+            &Desired::new(
+                condition::READY,
+                ready,
+                if ready { "Ready" } else { "BucketNotFound" },
+                "",
+            ),
+            Some(1),
+            at(at_time),
+        );
+        s
+    }
+
+    #[test]
+    fn our_own_status_write_does_not_trigger_a_second_probe() {
+        let interval = Duration::from_secs(300);
+        let mut store = BackupStore::new("s", BackupStoreSpec::default());
+        store.metadata.generation = Some(1);
+        store.status = Some(checked("2026-01-01T00:00:00Z", true));
+        let wait = recently_verified(&store, at("2026-01-01T00:00:02Z"), interval);
+        assert_eq!(wait, Some(Duration::from_secs(298)));
+        // A spec change, an unhealthy store, or an old check: probe now.
+        store.metadata.generation = Some(2);
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:00:02Z"), interval),
+            None
+        );
+        store.metadata.generation = Some(1);
+        store.status = Some(checked("2026-01-01T00:00:00Z", false));
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:00:02Z"), interval),
+            None
+        );
+        store.status = Some(checked("2026-01-01T00:00:00Z", true));
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:01:00Z"), interval),
+            None
+        );
+    }
+
+    #[test]
+    fn last_check_time_alone_is_written_only_when_it_has_aged() {
+        let interval = Duration::from_secs(300);
+        let old = checked("2026-01-01T00:00:00Z", true);
+        let mut new = old.clone();
+        new.last_check_time = Some(Time(at("2026-01-01T00:01:00Z")));
+        assert!(!status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+        assert!(status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:02:30Z"),
+            interval
+        ));
+        new.repository_id = Some("changed".into());
+        assert!(status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+        assert!(status_worth_writing(
+            None,
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+    }
+}
