@@ -11,6 +11,8 @@
 pub mod backup;
 pub mod backup_policy;
 pub mod common;
+pub mod dr_drill;
+pub mod restore;
 pub mod store;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -18,6 +20,8 @@ use kube::CustomResourceExt;
 
 pub use backup::Backup;
 pub use backup_policy::BackupPolicy;
+pub use dr_drill::{DRDrill, DrillRun};
+pub use restore::Restore;
 pub use store::{BackupStore, ClusterBackupStore};
 
 /// API group of every Lifeboat kind.
@@ -54,6 +58,9 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ClusterBackupStore::crd(),
         BackupPolicy::crd(),
         Backup::crd(),
+        Restore::crd(),
+        DRDrill::crd(),
+        DrillRun::crd(),
     ]
 }
 
@@ -149,7 +156,21 @@ mod tests {
                         || p.contains(".conditions")
                         || p.contains("selector")
                         || p.contains("resources.");
-                    if !foreign && schema.get("description").is_none() {
+                    // Upstream types carry their own generic description (e.g. "Time is a
+                    // wrapper around time.Time..."), which says nothing about the field.
+                    let generic = schema
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .is_some_and(|d| {
+                            [
+                                "Time is a wrapper",
+                                "Quantity is a fixed-point",
+                                "EnvVar represents",
+                            ]
+                            .iter()
+                            .any(|g| d.starts_with(g))
+                        });
+                    if !foreign && (schema.get("description").is_none() || generic) {
                         missing.push(p.clone());
                     }
                     walk(&p, schema, missing);
