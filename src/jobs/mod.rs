@@ -72,10 +72,13 @@ pub fn label_value(v: &str) -> String {
 }
 
 /// The common labels of an object Lifeboat creates for a policy.
+///
+/// NB: no `app.kubernetes.io/instance`: Argo CD (before 3.0) tracks applications by that
+/// label, so an Application named like a policy would claim our generated objects.
+/// `lifeboat.dev/policy` carries the policy name instead.
 pub fn policy_labels(policy: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::NAME.to_string(), "lifeboat".to_string()),
-        (labels::INSTANCE.to_string(), label_value(policy)),
         (labels::COMPONENT.to_string(), component.to_string()),
         (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
         (labels::POLICY.to_string(), label_value(policy)),
