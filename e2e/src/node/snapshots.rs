@@ -71,7 +71,10 @@ fn crd(
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{GROUP}"), "annotations": {"lifeboat.dev/written-by": MANAGER}},
+        "metadata": {"name": format!("{plural}.{GROUP}"), "annotations": {
+            "lifeboat.dev/written-by": MANAGER,
+            // *.k8s.io groups need this annotation; ours is an emulation, so say so.
+            "api-approved.kubernetes.io": "unapproved, local emulation of the CSI snapshot API by lifeboat-node-agent"}},
         "spec": {
             "group": GROUP,
             "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular, "shortNames": short},
