@@ -257,6 +257,9 @@ impl Worker {
                 self.pod.status = p.status;
                 self.last_status = Some(value);
             }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::debug!(pod = %self.name(), "pod is gone; status not updated");
+            }
             Err(e) => {
                 tracing::warn!(pod = %self.name(), error = %e, "status update failed; will retry");
                 self.retry_at = Some(Instant::now() + Duration::from_secs(1));
@@ -571,6 +574,9 @@ impl Worker {
             .join(self.ns())
             .join(self.name());
         let _ = std::fs::remove_dir_all(&link_dir);
+        if let Some(ns_dir) = link_dir.parent() {
+            let _ = std::fs::remove_dir(ns_dir);
+        }
     }
 
     fn handle_exit_only(&mut self, ev: WorkerEvent) {
