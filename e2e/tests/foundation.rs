@@ -225,7 +225,11 @@ cat /tmp/body"#;
             p["spec"]["serviceAccountName"] = json!("norights");
             p
         };
+        let incluster = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "serviceAccountName": "norights",
+                "containers": [{"name": "main", "image": "lifeboat.dev/e2e-incluster-check:dev"}]}});
         let pods: Api<Pod> = ns.api();
+        create(&pods, incluster("kube-rs-denied")).await?;
         create(&pods, pod("denied")).await?;
         let p = wait_pod(&pods, "denied", &["Succeeded", "Failed"], LONG).await?;
         let msg = termination_message(&p, "main").unwrap_or_default();
@@ -244,6 +248,14 @@ cat /tmp/body"#;
         let p = wait_pod(&pods, "allowed", &["Succeeded", "Failed"], LONG).await?;
         let msg = termination_message(&p, "main").unwrap_or_default();
         ensure!(msg.starts_with("200"), "expected 200 after the RoleBinding, got {msg:?}");
+        // The same through kube-rs's in-cluster configuration (what the operator uses).
+        let p = wait_pod(&pods, "kube-rs-denied", &["Succeeded", "Failed"], LONG).await?;
+        let msg = termination_message(&p, "main").unwrap_or_default();
+        ensure!(msg.starts_with("list secrets: 403") && msg.contains("norights"), "kube-rs in-cluster before the grant: {msg:?}");
+        create(&pods, incluster("kube-rs-allowed")).await?;
+        let p = wait_pod(&pods, "kube-rs-allowed", &["Succeeded", "Failed"], LONG).await?;
+        let msg = termination_message(&p, "main").unwrap_or_default();
+        ensure!(msg.starts_with("list secrets: 200"), "kube-rs in-cluster after the grant: {msg:?}");
         Ok(ns)
     })
     .await
@@ -429,6 +441,17 @@ async fn deployment_behind_service_answers_by_name() -> anyhow::Result<()> {
                   "volumeMounts": [{"name": "site", "mountPath": "/srv"}]}],
                 "volumes": [{"name": "site", "configMap": {"name": "site"}}]}}}
         })).await?;
+        // Same labels, serves different content, never Ready (exec probe): must get no traffic.
+        create(&ns.api::<ConfigMap>(), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"},
+            "data": {"hello.txt": "WRONG: unready pod\n"}})).await?;
+        create(&ns.api::<Pod>(), json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unready", "labels": {"app": "web"}},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "http", "image": "python:3.11",
+                "command": ["python3", "-m", "http.server", "8080", "--bind", "$(POD_IP)", "--directory", "/srv"],
+                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"exec": {"command": ["sh", "-c", "test -f /srv/ready"]}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "site", "mountPath": "/srv"}]}],
+              "volumes": [{"name": "site", "configMap": {"name": "other"}}]}})).await?;
         create(&ns.api::<Service>(), json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}})).await?;
         wait_for("deployment available", LONG, || async {
@@ -438,9 +461,13 @@ async fn deployment_behind_service_answers_by_name() -> anyhow::Result<()> {
         .await?;
         let fqdn = format!("web.{}.svc.cluster.local", ns.name);
         let (_, msg) = run_script(&ns, "client",
-            &format!("curl -sS --max-time 5 http://web/hello.txt && curl -sS --max-time 5 http://{fqdn}/hello.txt && getent hosts web"),
+            &format!("curl -sS --max-time 5 http://web/hello.txt && curl -sS --max-time 5 http://{fqdn}/hello.txt && for i in 1 2 3 4 5 6; do curl -sS --max-time 5 http://web/hello.txt; done && getent hosts web"),
             json!([]), json!([])).await?;
-        ensure!(msg.matches("hello from the web pod").count() == 2, "client got {msg:?}");
+        ensure!(msg.matches("hello from the web pod").count() == 8 && !msg.contains("WRONG"), "client got {msg:?}");
+        let unready = ns.api::<Pod>().get("unready").await?;
+        ensure!(phase(&unready) == "Running", "unready pod phase {}", phase(&unready));
+        let ready = unready.status.and_then(|s| s.container_statuses).and_then(|c| c.first().map(|c| c.ready));
+        ensure!(ready == Some(false), "the exec probe should keep the pod unready");
         let svc = ns.api::<Service>().get("web").await?;
         let ip = svc.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
         ensure!(msg.contains(&ip), "hosts entry for web is not the clusterIP {ip}: {msg}");
@@ -550,6 +577,42 @@ async fn postgres_and_mariadb_images_serve_through_services() -> anyhow::Result<
             "PGPASSWORD=pgpw psql -h pg -U postgres -d app -Atc 'select 40+2' && mariadb -h maria -u app -papppw app -N -e 'select 6*7'",
             json!([]), json!([])).await?;
         ensure!(msg.lines().filter(|l| l.trim() == "42").count() == 2, "database answers: {msg:?}");
+        Ok(ns)
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn init_containers_env_from_and_restart_on_failure() -> anyhow::Result<()> {
+    with_ns("e2e-init", |ns| async move {
+        create(&ns.api::<ConfigMap>(), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+            "data": {"GREETING": "hi", "TARGET": "world"}})).await?;
+        let pods: Api<Pod> = ns.api();
+        create(&pods, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ordered"},
+            "spec": {"restartPolicy": "OnFailure",
+                "initContainers": [
+                    {"name": "first", "image": "busybox", "command": ["sh", "-c", "echo first >> /work/order"], "volumeMounts": [{"name": "w", "mountPath": "/work"}]},
+                    {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> /work/order"], "volumeMounts": [{"name": "w", "mountPath": "/work"}]}
+                ],
+                "containers": [{"name": "main", "image": "busybox", "workingDir": "/work",
+                    "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+                    "env": [{"name": "MSG", "value": "$(CFG_GREETING) $(CFG_TARGET)"}],
+                    // Fails on the first run, succeeds after the restart.
+                    "command": ["sh", "-c", "if [ ! -e attempt ]; then touch attempt; exit 1; fi; printf '%s|%s|%s' \"$(pwd)\" \"$MSG\" \"$(tr '\\n' ,  < order)\" > /dev/termination-log"],
+                    "volumeMounts": [{"name": "w", "mountPath": "/work"}]}],
+                "volumes": [{"name": "w", "emptyDir": {}}]}})).await?;
+        let pod = wait_pod(&pods, "ordered", &["Succeeded", "Failed"], Duration::from_secs(60)).await?;
+        ensure!(phase(&pod) == "Succeeded", "phase {}", phase(&pod));
+        let st = pod.status.clone().context("status")?;
+        let main = st.container_statuses.context("statuses")?.into_iter().next().context("main")?;
+        ensure!(main.restart_count == 1, "restartCount {}", main.restart_count);
+        let last = main.last_state.and_then(|l| l.terminated).context("lastState.terminated")?;
+        ensure!(last.exit_code == 1, "{last:?}");
+        let msg = termination_message(&pod, "main").unwrap_or_default();
+        ensure!(msg == "/work|hi world|first,second,", "{msg:?}");
+        let inits = st.init_container_statuses.context("init statuses")?;
+        ensure!(inits.iter().all(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()).is_some_and(|t| t.exit_code == 0 && t.reason.as_deref() == Some("Completed"))), "{inits:?}");
         Ok(ns)
     })
     .await

@@ -933,12 +933,8 @@ impl Worker {
         };
         // Image ENV first so the container's env overrides it; the resolve step needs the
         // env for $(VAR) in command/args, so resolve with the image's env afterwards.
-        let image_env = match self
-            .ctx
-            .images
-            .resolve(&image, &["true".into()], None, &|_| true)
-        {
-            Ok(r) => r.env,
+        let image_env = match self.ctx.images.image_env(&image) {
+            Ok(env) => env,
             Err(e) => return self.fail_start(&c.name, e.reason(), e.to_string()).await,
         };
         let mut pod_view = self.pod.clone();
