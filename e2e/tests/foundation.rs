@@ -159,6 +159,39 @@ async fn job_writes_pvc_and_second_pod_reads_it() -> anyhow::Result<()> {
             msg.trim() == token,
             "reader saw {msg:?}, expected {token:?}"
         );
+
+        // reclaimPolicy Delete: deleting the claim removes the PV and its directory.
+        let claims: Api<PersistentVolumeClaim> = ns.api();
+        let pv = claims
+            .get("data")
+            .await?
+            .spec
+            .and_then(|s| s.volume_name)
+            .context("bound volume")?;
+        let dir = testing::node_state_dir()?.join("volumes").join(&pv);
+        ensure!(
+            dir.join("file.txt").is_file(),
+            "volume data not at {}",
+            dir.display()
+        );
+        ns.api::<Pod>()
+            .delete("reader", &DeleteParams::default())
+            .await?;
+        for p in testing::job_pods(&ns.api(), "writer").await? {
+            ns.api::<Pod>()
+                .delete(
+                    &p.metadata.name.unwrap_or_default(),
+                    &DeleteParams::default(),
+                )
+                .await?;
+        }
+        claims.delete("data", &DeleteParams::default()).await?;
+        let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(ns.client.clone());
+        wait_for("the PV to be deleted", LONG, || async {
+            Ok(pvs.get_opt(&pv).await?.is_none().then_some(()))
+        })
+        .await?;
+        ensure!(!dir.exists(), "volume directory left at {}", dir.display());
         Ok(ns)
     })
     .await
@@ -277,6 +310,7 @@ async fn secret_projected_token_and_readonly_volumes() -> anyhow::Result<()> {
 echo "password=$(cat /etc/creds/password)"
 echo "perm=$(stat -c %a /etc/creds/user)"
 echo "mode=$(cat /etc/cfg/settings/mode.conf)"
+echo "subpath=$(cat /opt/lifeboat-e2e/mode.conf)"
 ls /etc/cfg/settings | tr '\n' ' '; echo
 echo "env_pw=$PW"
 echo "ns=$(cat {sa}/namespace)"
@@ -308,8 +342,10 @@ echo "api=$code""#);
                 {"name": "data", "mountPath": "/data-ro", "readOnly": true},
                 {"name": "data", "mountPath": "/data"},
                 {"name": "scratch", "mountPath": "/scratch"},
-                {"name": "kube-api-access", "mountPath": sa, "readOnly": true}
+                {"name": "kube-api-access", "mountPath": sa, "readOnly": true},
+                {"name": "cfg-all", "mountPath": "/opt/lifeboat-e2e/mode.conf", "subPath": "mode"}
             ]));
+        pod["spec"]["volumes"].as_array_mut().context("volumes")?.push(json!({"name": "cfg-all", "configMap": {"name": "cfg"}}));
         pod["spec"]["automountServiceAccountToken"] = json!(false);
         pod["spec"]["securityContext"] = json!({"runAsUser": 4321, "runAsGroup": 4321, "fsGroup": 4321});
         pod["spec"]["containers"][0]["env"] = json!([{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}]);
@@ -327,6 +363,7 @@ echo "api=$code""#);
         ensure!(get("env_pw") == password, "{msg}");
         ensure!(get("perm") == "640", "{msg}");
         ensure!(get("mode") == "fast" && msg.contains("mode.conf"), "{msg}");
+        ensure!(get("subpath") == "fast", "{msg}");
         ensure!(get("ns") == ns.name && get("ca") == "ok", "{msg}");
         ensure!(get("secret") == "readonly" && get("pvc_ro") == "readonly" && get("pvc_rw") == "writable", "{msg}");
         ensure!(msg.contains("uid=4321 gid=4321") && get("scratch") == "ok", "{msg}");
@@ -427,6 +464,10 @@ async fn deployment_behind_service_answers_by_name() -> anyhow::Result<()> {
     with_ns("e2e-svc", |ns| async move {
         create(&ns.api::<ConfigMap>(), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "site"},
             "data": {"hello.txt": "hello from the web pod\n"}})).await?;
+        // A pod started before the Service exists must learn its name (hosts kept current).
+        let pods: Api<Pod> = ns.api();
+        create(&pods, script_pod("early", "for i in $(seq 150); do getent hosts web && exit 0; sleep 0.2; done; echo never resolved; exit 1", json!([]), json!([]))).await?;
+        wait_pod(&pods, "early", &["Running"], LONG).await?;
         let deployments: Api<Deployment> = ns.api();
         create(&deployments, json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
@@ -471,6 +512,9 @@ async fn deployment_behind_service_answers_by_name() -> anyhow::Result<()> {
         let svc = ns.api::<Service>().get("web").await?;
         let ip = svc.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
         ensure!(msg.contains(&ip), "hosts entry for web is not the clusterIP {ip}: {msg}");
+        let early = wait_pod(&pods, "early", &["Succeeded", "Failed"], LONG).await?;
+        let seen = termination_message(&early, "main").unwrap_or_default();
+        ensure!(phase(&early) == "Succeeded" && seen.contains(&ip), "running pod did not learn the Service name: {seen:?}");
         Ok(ns)
     })
     .await
