@@ -47,6 +47,22 @@ impl TestNs {
             .create(&PostParams::default(), &ns)
             .await
             .with_context(|| format!("creating namespace {name}"))?;
+        // Pods are refused until the controller-manager has made the namespace's default
+        // ServiceAccount and (1.20) its token Secret, as on any fresh namespace.
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        wait_for(
+            &format!("the default service account of {name}"),
+            Duration::from_secs(60),
+            || async {
+                Ok(sas
+                    .get_opt("default")
+                    .await?
+                    .filter(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()))
+                    .map(|_| ()))
+            },
+        )
+        .await?;
         Ok(TestNs { client, name })
     }
 
