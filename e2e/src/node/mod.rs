@@ -267,6 +267,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         std::fs::create_dir_all(&d).map_err(state(&d))?;
     }
     let images = images::ImageMap::load(&cfg.images)?;
+    let _ = volumes::CLUSTER_CA.set(cfg.cluster_ca.clone());
     let client = client_from_kubeconfig(&cfg.kubeconfig).await?;
     let recorder = Recorder::new(
         client.clone(),
