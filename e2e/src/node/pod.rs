@@ -386,6 +386,11 @@ impl Worker {
             .filter(|ip| self.ctx.ips.lock().expect("ips").adopt(&self.uid, *ip))
             .or_else(|| self.ctx.ips.lock().expect("ips").allocate(&self.uid));
         self.rt.pod_ip = ip.map(|i| i.to_string());
+        if self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            // hostNetwork pods report the node's address, as on a real node.
+            self.ctx.ips.lock().expect("ips").release(&self.uid);
+            self.rt.pod_ip = Some(self.ctx.cfg.host_ip.clone());
+        }
         let _ = std::fs::write(
             self.dir.join("pod"),
             format!("{}/{}\n", self.ns(), self.name()),
