@@ -205,7 +205,7 @@ pub fn store_env(store: &StoreTarget) -> Vec<EnvVar> {
         plain_env("LIFEBOAT_S3_REGION", &store.region),
         plain_env("LIFEBOAT_S3_PATH_STYLE", store.path_style.to_string()),
         plain_env(
-            "LIFEBOAT_S3_CHECKSUM_MODE",
+            "LIFEBOAT_S3_CHECKSUM",
             match store.checksum_mode {
                 ChecksumMode::WhenSupported => "when-supported",
                 ChecksumMode::WhenRequired => "when-required",
@@ -235,7 +235,7 @@ pub fn store_env(store: &StoreTarget) -> Vec<EnvVar> {
         ));
     }
     if store.ca_bundle.is_some() {
-        env.push(plain_env("LIFEBOAT_S3_CA_FILE", "/etc/lifeboat/ca/ca.crt"));
+        env.push(plain_env("LIFEBOAT_S3_CA_BUNDLE", "/etc/lifeboat/ca/ca.crt"));
     }
     env
 }
