@@ -5,5 +5,7 @@
 //! Kubernetes out of the data path: `repo` and `db` know nothing of Kubernetes, so the
 //! same code serves the CLI, the mover Jobs and the tests.
 
+pub mod cli;
+pub mod db;
 pub mod repo;
 pub mod telemetry;

@@ -158,6 +158,17 @@ struct StreamShared {
     state: Mutex<Option<StreamState>>,
     cond: Condvar,
     failure: Mutex<Option<Error>>,
+    /// Bytes of each file as read, by path inside the snapshot.
+    sizes: Mutex<Vec<(PathBuf, u64)>>,
+}
+
+impl StreamShared {
+    fn record_size(&self, path: &Path, n: u64) {
+        self.sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_path_buf(), n));
+    }
 }
 
 impl StreamShared {
@@ -193,16 +204,22 @@ struct GuardedReader {
     inner: Box<dyn Read + Send>,
     shared: Arc<StreamShared>,
     gate: Arc<super::backend::CommitGate>,
+    path: PathBuf,
+    read: u64,
 }
 
 impl Read for GuardedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(0) if !buf.is_empty() => {
+                self.shared.record_size(&self.path, self.read);
                 self.shared.set(StreamState::Done);
                 Ok(0)
             }
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
             Err(e) => {
                 let ours = match e.get_ref().and_then(|x| x.downcast_ref::<CommandFailed>()) {
@@ -248,7 +265,10 @@ impl ReadSourceOpen for StreamOpen {
                     ));
                 }
                 match content() {
-                    Ok(bytes) => Ok(Box::new(Cursor::new(bytes))),
+                    Ok(bytes) => {
+                        shared.record_size(Path::new(&path), bytes.len() as u64);
+                        Ok(Box::new(Cursor::new(bytes)))
+                    }
                     Err(msg) => {
                         shared.fail(&gate, Error::StreamFailed(format!("{path}: {msg}")));
                         Err(RusticError::new(
@@ -360,6 +380,8 @@ pub fn backup_stream(
             inner: req.reader,
             shared: shared.clone(),
             gate: gate.clone(),
+            path: main_path.clone(),
+            read: 0,
         }),
     )];
     for (e, p) in req.extra_files.into_iter().zip(extra_paths) {
@@ -378,17 +400,97 @@ pub fn backup_stream(
     };
     let opts = BackupOptions::default();
     let indexed = repo.to_indexed_ids().map_err(rerr)?;
+    // rustic_core would save the snapshot with size-0 file nodes (restic then restores empty
+    // files); capture it instead and write corrected trees and the snapshot ourselves.
+    gate.set_capture(true);
+    let quiet = super::log_bridge::QuietArchiver::new();
     let result = indexed.archive(&opts, &source, snap, &[main_path]);
+    drop(quiet);
     let failure = shared
         .failure
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
-    match (result, failure) {
-        (_, Some(f)) => Err(f),
-        (Ok(sn), None) => Ok(sn),
-        (Err(e), None) => Err(rerr(e)),
+    let snap = match (result, failure) {
+        (_, Some(f)) => return Err(f),
+        (Ok(sn), None) => sn,
+        (Err(e), None) => return Err(rerr(e)),
+    };
+    let sizes = std::mem::take(&mut *shared.sizes.lock().unwrap_or_else(|e| e.into_inner()));
+    tracing::debug!(?sizes, tree = %snap.tree, "finishing stream snapshot");
+    finish_stream_snapshot(ctx, snap, &sizes)
+}
+
+/// Rewrites the trees on the way to each streamed file with the file's real size, then
+/// writes the snapshot (pack, index, snapshot: the format's commit order).
+fn finish_stream_snapshot(
+    ctx: &EngineCtx,
+    mut snap: SnapshotFile,
+    sizes: &[(PathBuf, u64)],
+) -> Result<SnapshotFile> {
+    let repo = ctx.open()?.to_indexed_ids().map_err(rerr)?;
+    let mut new_trees = Vec::new();
+    let dir_time = snap.time.timestamp();
+    let root = fix_tree(
+        &repo,
+        snap.tree,
+        Path::new(""),
+        sizes,
+        dir_time,
+        &mut new_trees,
+    )?;
+    let key = super::crypto::CryptoKey::from_master(&ctx.key)
+        .map_err(|e| Error::Engine(e.to_string()))?;
+    let store = ctx.backend.store();
+    super::format::write_tree_pack(store.as_ref(), &key, &new_trees)?;
+    snap.tree = root;
+    super::format::write_snapshot(store.as_ref(), &key, snap)
+}
+
+fn fix_tree<S: rustic_core::IndexedTree>(
+    repo: &Repository<S>,
+    id: rustic_core::TreeId,
+    dir: &Path,
+    sizes: &[(PathBuf, u64)],
+    dir_time: jiff::Timestamp,
+    out: &mut Vec<(Vec<u8>, String)>,
+) -> Result<rustic_core::TreeId> {
+    let mut tree = repo.get_tree(&id).map_err(rerr)?;
+    let mut changed = false;
+    for node in &mut tree.nodes {
+        let path = dir.join(node.name());
+        if node.is_file() {
+            if let Some((_, n)) = sizes.iter().find(|(p, _)| *p == path)
+                && node.meta.size != *n
+            {
+                node.meta.size = *n;
+                changed = true;
+            }
+        } else if node.is_dir()
+            && let Some(sub) = node.subtree
+            && sizes.iter().any(|(p, _)| p.starts_with(&path))
+        {
+            let new = fix_tree(repo, sub, &path, sizes, dir_time, out)?;
+            if new != sub {
+                node.subtree = Some(new);
+                changed = true;
+            }
+            // Directories made up for the stream path have no time; restic would show
+            // year 1 and restore them dated 1901.
+            if node.meta.mtime.is_none() {
+                node.meta.mtime = Some(dir_time);
+                changed = true;
+            }
+        }
     }
+    if !changed {
+        return Ok(id);
+    }
+    let (bytes, new_id) = tree
+        .serialize()
+        .map_err(|e| Error::Engine(format!("serialising a tree: {e}")))?;
+    out.push((bytes, new_id.to_hex().as_str().to_string()));
+    Ok(new_id)
 }
 
 /// Restores `target.path` of snapshot `snap` into `target.target`.

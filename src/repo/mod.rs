@@ -17,6 +17,7 @@ pub mod backend;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod format;
 pub mod location;
 pub mod lock;
 pub mod log_bridge;
@@ -99,7 +100,7 @@ pub enum Storage {
     /// A local directory.
     Local(PathBuf),
     /// An S3 bucket and prefix.
-    S3(S3Config),
+    S3(Box<S3Config>),
 }
 
 impl Storage {
@@ -113,7 +114,7 @@ impl Storage {
                 endpoint,
                 bucket,
                 prefix,
-            } => Ok(Self::S3(S3Config::new(endpoint, bucket, prefix))),
+            } => Ok(Self::S3(Box::new(S3Config::new(endpoint, bucket, prefix)))),
         }
     }
 
@@ -153,7 +154,7 @@ impl RepoOptions {
     fn open_store(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(match &self.storage {
             Storage::Local(p) => Arc::new(LocalStore::new(p.clone())),
-            Storage::S3(c) => Arc::new(S3Store::new(c.clone(), self.runtime.clone())?),
+            Storage::S3(c) => Arc::new(S3Store::new((**c).clone(), self.runtime.clone())?),
         })
     }
 

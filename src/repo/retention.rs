@@ -373,8 +373,10 @@ mod tests {
             snap(3, "2024-06-30T11:10:00Z", "h", &[]),
             snap(4, "2024-06-30T12:00:00Z", "h", &[]),
         ];
-        let mut p = RetentionPolicy::default();
-        p.keep_hourly = Some(2);
+        let mut p = RetentionPolicy {
+            keep_hourly: Some(2),
+            ..RetentionPolicy::default()
+        };
         assert_eq!(kept(p.clone(), &h), vec![3, 4]);
         p.keep_hourly = Some(3);
         assert_eq!(kept(p, &h), vec![2, 3, 4]);
@@ -388,8 +390,10 @@ mod tests {
             snap(1, "2024-06-29T23:30:00+02:00", "h", &[]),
             snap(2, "2024-06-30T00:30:00+02:00", "h", &[]),
         ];
-        let mut p = RetentionPolicy::default();
-        p.keep_daily = Some(2);
+        let p = RetentionPolicy {
+            keep_daily: Some(2),
+            ..RetentionPolicy::default()
+        };
         assert_eq!(kept(p, &h), vec![1, 2]);
     }
 
@@ -402,8 +406,10 @@ mod tests {
             snap(4, "2024-06-01T00:00:00Z", "b", &[]),
             snap(5, "2024-06-02T00:00:00Z", "b", &[]),
         ];
-        let mut p = RetentionPolicy::default();
-        p.keep_last = Some(1);
+        let mut p = RetentionPolicy {
+            keep_last: Some(1),
+            ..RetentionPolicy::default()
+        };
         // Grouped by host: the newest of each host.
         assert_eq!(kept(p.clone(), &h), vec![3, 5]);
         p.keep_tags = vec!["keep".into()];
@@ -435,9 +441,11 @@ mod tests {
             snap(1, "2024-06-01T00:00:00Z", "a", &[]),
             snap(2, "2024-06-02T00:00:00Z", "a", &[]),
         ];
-        let mut p = RetentionPolicy::default();
-        p.keep_last = Some(1);
-        p.keep_daily = Some(1);
+        let p = RetentionPolicy {
+            keep_last: Some(1),
+            keep_daily: Some(1),
+            ..RetentionPolicy::default()
+        };
         let now = RusticTime::parse_utc("2024-06-30T23:00:00Z").unwrap();
         let plan = plan(h, &p, GroupBy::default(), &now).unwrap();
         let d = &plan.groups[0].snapshots[0];
@@ -468,8 +476,10 @@ mod tests {
             )
             .is_err()
         );
-        let mut p = RetentionPolicy::default();
-        p.keep_last = Some(0);
+        let p = RetentionPolicy {
+            keep_last: Some(0),
+            ..RetentionPolicy::default()
+        };
         // keep-last 0 is an explicit "keep none by count", allowed (restic allows it too).
         let h = vec![snap(1, "2024-06-01T00:00:00Z", "a", &[])];
         let plan = plan(h, &p, GroupBy::default(), &now).unwrap();

@@ -241,6 +241,26 @@ fn stream_backup_commits_only_on_success() {
         repo.read_file("latest", "meta.json").unwrap(),
         b"{\"ok\":true}"
     );
+    // The tree records the real sizes (rustic_core alone would record 0, and restic would
+    // restore an empty file): a restore reproduces the content and the size.
+    let target = dir.path().join("stream-restore");
+    repo.restore("latest", &SnapshotFilter::default(), "", &target, false)
+        .unwrap();
+    assert_eq!(
+        fs::read(target.join("dump/data.sql")).unwrap(),
+        b"line1\nline2\n"
+    );
+    assert_eq!(
+        fs::read(target.join("meta.json")).unwrap(),
+        b"{\"ok\":true}"
+    );
+    let report = repo
+        .check(&CheckRequest {
+            read_data: true,
+            read_data_subset: None,
+        })
+        .unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
 
     // A command failing halfway: an error naming the exit code and stderr, and no snapshot.
     let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

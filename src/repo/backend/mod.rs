@@ -128,15 +128,26 @@ pub fn object_path(tpe: FileType, id: &Id) -> String {
     }
 }
 
-/// Lets one operation forbid snapshot writes: a stream backup whose command failed must not
+/// Lets one operation control snapshot writes: a stream backup whose command failed must not
 /// leave a snapshot behind, but rustic_core saves the snapshot after skipping unreadable
 /// files. Vetoing the snapshot write turns that into an error before anything looks complete.
+/// In capture mode snapshot writes are swallowed: the caller finishes the snapshot itself.
 #[derive(Debug, Default)]
 pub struct CommitGate {
     veto: Mutex<Option<String>>,
+    capture: std::sync::atomic::AtomicBool,
 }
 
 impl CommitGate {
+    /// Swallow snapshot writes (they report success but write nothing).
+    pub fn set_capture(&self, on: bool) {
+        self.capture.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn capturing(&self) -> bool {
+        self.capture.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Forbids snapshot writes until [`CommitGate::clear`], giving the reason.
     pub fn veto(&self, reason: impl Into<String>) {
         let mut slot = self.veto.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,14 +287,17 @@ impl WriteBackend for RepoBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        if tpe == FileType::Snapshot
-            && let Some(reason) = self.gate.reason()
-        {
-            return Err(RusticError::with_source(
-                ErrorKind::Backend,
-                "snapshot write refused",
-                CommitVetoed(reason),
-            ));
+        if tpe == FileType::Snapshot {
+            if let Some(reason) = self.gate.reason() {
+                return Err(RusticError::with_source(
+                    ErrorKind::Backend,
+                    "snapshot write refused",
+                    CommitVetoed(reason),
+                ));
+            }
+            if self.gate.capturing() {
+                return Ok(());
+            }
         }
         self.store
             .put(&object_path(tpe, id), content.into_vec())

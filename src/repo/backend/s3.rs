@@ -170,13 +170,16 @@ impl Drop for RuntimeRef {
     }
 }
 
+/// A queued pack upload: its path and its task.
+type PendingUpload = (String, JoinHandle<Result<(), StoreError>>);
+
 /// An S3 repository store.
 pub struct S3Store {
     client: Client,
     config: S3Config,
     rt: RuntimeRef,
     uploads: Arc<Semaphore>,
-    pending: Mutex<Vec<(String, JoinHandle<Result<(), StoreError>>)>>,
+    pending: Mutex<Vec<PendingUpload>>,
 }
 
 impl std::fmt::Debug for S3Store {
