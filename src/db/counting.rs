@@ -146,23 +146,34 @@ impl MysqlCounter {
     fn classify(&mut self, complete_line: bool) -> MyState {
         let p = &self.prefix;
         if let Some(rest) = p.strip_prefix(b"INSERT INTO `") {
-            if let Some((name, after)) = backtick_name(rest)
-                && let Some(pos) = find(after, b" VALUES ")
-            {
-                let name = name.clone();
-                self.table = name;
-                self.depth = 0;
-                let values = after[pos + 8..].to_vec();
-                self.prefix.clear();
-                self.state = MyState::Values;
-                // The prefix holds no newline, so these bytes all belong to the VALUES list.
-                for b in values {
-                    self.feed_values_byte(b);
+            if let Some((name, after)) = backtick_name(rest) {
+                // `VALUES` is followed by the tuples on the same line (mysqldump) or on the
+                // next lines, one per line (mariadb-dump 10.11).
+                let values = if let Some(pos) = find(after, b" VALUES ") {
+                    Some(after[pos + 8..].to_vec())
+                } else if complete_line && after.ends_with(b" VALUES") {
+                    Some(Vec::new())
+                } else {
+                    None
+                };
+                if let Some(values) = values {
+                    self.table = name;
+                    self.depth = 0;
+                    self.prefix.clear();
+                    self.state = MyState::Values;
+                    // The prefix holds no newline, so these bytes all belong to the list.
+                    for b in values {
+                        self.feed_values_byte(b);
+                    }
+                    return self.state;
                 }
-                return self.state;
             }
-            // The VALUES keyword is not in the first PREFIX_CAP bytes: not a data line we know.
-            return MyState::SkipLine;
+            // Not a data statement we know: skip it.
+            return if complete_line {
+                MyState::Prefix
+            } else {
+                MyState::SkipLine
+            };
         }
         if let Some(rest) = p.strip_prefix(b"CREATE TABLE `")
             && let Some((name, _)) = backtick_name(rest)
@@ -272,8 +283,9 @@ impl MysqlCounter {
                     self.depth += 1;
                 }
                 b')' => self.depth = self.depth.saturating_sub(1),
-                b'\n' if self.depth == 0 => {
-                    self.state = MyState::Prefix;
+                // The statement ends at a top-level `;`; the rest of the line is skipped.
+                b';' if self.depth == 0 => {
+                    self.state = MyState::SkipLine;
                     self.prefix.clear();
                 }
                 _ => {}
@@ -423,6 +435,20 @@ INSERT INTO `we``ird` VALUES ('(('),(0x28);\n\
                 "view stand-in counted (chunk {chunk})"
             );
             assert_eq!(app.len(), 3);
+        }
+    }
+
+    #[test]
+    fn mariadb_one_tuple_per_line_format() {
+        // mariadb-dump 10.11 writes each tuple on its own line.
+        let text = "CREATE TABLE `t` (\n  `id` int,\n  `v` varchar(20)\n);\n\
+LOCK TABLES `t` WRITE;\n\
+INSERT INTO `t` VALUES\n(1,'a'),\n(2,'b(;'),\n(3,'multi\\nline;)');\n\
+UNLOCK TABLES;\n\
+INSERT INTO `t` VALUES\n(4,NULL);\n";
+        for chunk in [1, 2, 5, 4096] {
+            let counts = run(&mut MysqlCounter::new("d"), text, chunk);
+            assert_eq!(counts["d"]["t"], 4, "chunk {chunk}");
         }
     }
 

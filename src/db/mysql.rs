@@ -72,7 +72,6 @@ impl Mysql {
         if let Some(u) = &self.conn.user {
             a.push(format!("--user={u}").into());
         }
-        a.push("--connect-timeout=10".into());
         a
     }
 
@@ -86,6 +85,11 @@ impl Mysql {
 
     fn inv(&self, program: &str, mut args: Vec<OsString>) -> Invocation {
         let mut all = self.conn_args();
+        if program == self.client {
+            // Only the interactive client has this option; the dumper connects once, right
+            // after the version query has proven the server answers.
+            all.push("--connect-timeout=10".into());
+        }
         all.append(&mut args);
         Invocation {
             engine: Engine::Mysql,

@@ -316,6 +316,9 @@ impl Repo {
         init.kdf.validate().map_err(Error::InvalidInput)?;
         let location = opts.storage.location();
         let store = opts.open_store()?;
+        // Creates the bucket when asked to (S3) or the directories (local); never
+        // destroys anything, so it is safe before the existence checks.
+        store.create()?;
         if store.size("config")?.is_some() {
             return Err(Error::AlreadyExists(location));
         }
@@ -324,7 +327,6 @@ impl Repo {
                 "{location} (it has key files but no config: an interrupted init? remove keys/ first)"
             )));
         }
-        store.create()?;
         let master = MasterKey::new();
         let user = nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
@@ -365,7 +367,12 @@ impl Repo {
         let location = opts.storage.location();
         let store = opts.open_store()?;
         if store.size("config")?.is_none() {
-            return Err(Error::NotFound(location));
+            // A missing bucket answers HEAD with a bare 404: ask about the bucket itself so
+            // the error names the real cause.
+            return Err(match store.check_root() {
+                Err(e) if e.kind != StoreErrorKind::NotFound => Error::Storage(e),
+                _ => Error::NotFound(location),
+            });
         }
         let (backend, backends) = Self::backends(store);
         let repo_opts = opts.rustic_options();

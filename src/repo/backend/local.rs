@@ -79,6 +79,19 @@ impl ObjectStore for LocalStore {
         Ok(())
     }
 
+    fn check_root(&self) -> Result<(), StoreError> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(StoreError::new(
+                StoreErrorKind::Other,
+                "STAT",
+                "",
+                format!("{} is not a directory", self.root.display()),
+            )),
+            Err(e) => Err(io_err("STAT", &self.root.display().to_string(), &e)),
+        }
+    }
+
     fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
         fn walk(base: &Path, rel: &str, out: &mut Vec<(String, u64)>) -> io::Result<()> {
             let entries = match fs::read_dir(base.join(rel)) {

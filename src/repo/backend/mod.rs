@@ -104,6 +104,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Prepares the root for a new repository (creates the directory layout / checks
     /// the bucket). Must not destroy anything that exists.
     fn create(&self) -> Result<(), StoreError>;
+    /// Checks that the root itself exists (the bucket, the directory), so "no repository"
+    /// can be told apart from "no bucket".
+    fn check_root(&self) -> Result<(), StoreError>;
     /// Lists every object below `dir` (recursively), as `(name relative to dir, size)`.
     /// A missing directory lists as empty.
     fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError>;

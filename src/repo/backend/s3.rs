@@ -231,6 +231,33 @@ impl S3Store {
         }
     }
 
+    /// Replaces a code-less HEAD error by the error of a 1-byte GET of the same object,
+    /// whose body names the S3 error code (SignatureDoesNotMatch, InvalidAccessKeyId, ...).
+    fn diagnose(&self, path: &str, head_err: StoreError) -> StoreError {
+        let res = self.block_on(
+            self.client
+                .get_object()
+                .bucket(&self.config.bucket)
+                .key(self.key(path))
+                .range("bytes=0-0")
+                .send(),
+        );
+        match res {
+            Err(e) => {
+                let err = sdk_error("GET", path, e);
+                if err.code.is_some() && err.kind != StoreErrorKind::NotFound {
+                    StoreError {
+                        op: head_err.op,
+                        ..err
+                    }
+                } else {
+                    head_err
+                }
+            }
+            Ok(_) => head_err,
+        }
+    }
+
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.handle().block_on(f)
     }
@@ -386,6 +413,11 @@ where
             let message = e.message().unwrap_or_default().to_string();
             let status = Some(se.raw().status().as_u16());
             let kind = classify(code.as_deref(), status, op);
+            let code = if kind == StoreErrorKind::NoSuchBucket {
+                Some("NoSuchBucket".to_string())
+            } else {
+                code
+            };
             let message = if message.is_empty() && code.is_none() {
                 status.map_or_else(|| "service error".to_string(), |s| format!("HTTP {s}"))
             } else {
@@ -406,7 +438,10 @@ where
             "request timed out (after retries)",
         ),
         SdkError::DispatchFailure(df) => {
-            let cause = aws_sdk_s3::error::DisplayErrorContext(&err).to_string();
+            let cause = df
+                .as_connector_error()
+                .map(|c| innermost(c))
+                .unwrap_or_else(|| aws_sdk_s3::error::DisplayErrorContext(&err).to_string());
             let what = if df.is_timeout() {
                 "timed out"
             } else if df.is_io() {
@@ -418,7 +453,7 @@ where
                 StoreErrorKind::Unreachable,
                 op,
                 path,
-                format!("endpoint unreachable, {what}: {}", last_cause(&cause)),
+                format!("endpoint unreachable, {what}: {cause}"),
             )
         }
         _ => StoreError::new(
@@ -430,13 +465,25 @@ where
     }
 }
 
-/// The innermost cause of an SDK error chain (`dispatch failure: io error: ... : Connection
-/// refused (os error 111)` → `Connection refused (os error 111)`).
-fn last_cause(chain: &str) -> String {
-    chain.rsplit(": ").next().unwrap_or(chain).to_string()
+/// The innermost cause of an error chain (`Connection refused (os error 111)` rather than
+/// the connector's wrapping layers).
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    let mut text = cur.to_string();
+    while let Some(next) = cur.source() {
+        let t = next.to_string();
+        if !t.is_empty() {
+            text = t;
+        }
+        cur = next;
+    }
+    text
 }
 
 fn classify(code: Option<&str>, status: Option<u16>, op: &str) -> StoreErrorKind {
+    if op == "HEAD-BUCKET" && (status == Some(404) || code == Some("NotFound")) {
+        return StoreErrorKind::NoSuchBucket;
+    }
     match code {
         Some("NoSuchKey" | "NotFound") => StoreErrorKind::NotFound,
         Some("NoSuchBucket") => StoreErrorKind::NoSuchBucket,
@@ -602,6 +649,21 @@ impl ObjectStore for S3Store {
         }
     }
 
+    fn check_root(&self) -> Result<(), StoreError> {
+        match self.block_on(self.client.head_bucket().bucket(&self.config.bucket).send()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = sdk_error("HEAD-BUCKET", "", e);
+                match err.kind {
+                    StoreErrorKind::AccessDenied | StoreErrorKind::Auth => {
+                        Err(self.diagnose("config", err))
+                    }
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
     fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
         self.flush()?;
         let prefix = format!("{}/", self.key(dir));
@@ -644,10 +706,15 @@ impl ObjectStore for S3Store {
             )),
             Err(e) => {
                 let err = sdk_error("HEAD", path, e);
-                if err.kind == StoreErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(err)
+                match err.kind {
+                    StoreErrorKind::NotFound => Ok(None),
+                    // HEAD answers carry no body, so no error code: a 403 could be a bad
+                    // signature, an unknown key or a policy. Ask again with a request whose
+                    // answer names the code.
+                    StoreErrorKind::AccessDenied | StoreErrorKind::Auth => {
+                        Err(self.diagnose(path, err))
+                    }
+                    _ => Err(err),
                 }
             }
         }
@@ -768,6 +835,10 @@ mod tests {
             StoreErrorKind::NoSuchBucket
         );
         assert_eq!(
+            classify(Some("NotFound"), Some(404), "HEAD-BUCKET"),
+            StoreErrorKind::NoSuchBucket
+        );
+        assert_eq!(
             classify(Some("SlowDown"), Some(503), "PUT"),
             StoreErrorKind::Other
         );
@@ -790,13 +861,12 @@ mod tests {
     }
 
     #[test]
-    fn last_cause_strips_the_chain() {
-        assert_eq!(
-            last_cause(
-                "dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)"
-            ),
-            "Connection refused (os error 111)"
-        );
+    fn innermost_cause_is_reported() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Wrap(#[source] std::io::Error);
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(innermost(&Wrap(io)), "connection refused");
     }
 
     #[test]
