@@ -254,6 +254,16 @@ impl LockGuard {
         master: &MasterKey,
         exclusive: bool,
     ) -> Result<Self, LockError> {
+        Self::acquire_with_refresh(store, master, exclusive, REFRESH_EVERY)
+    }
+
+    /// [`LockGuard::acquire`] with another refresh interval (tests).
+    pub fn acquire_with_refresh(
+        store: Arc<dyn ObjectStore>,
+        master: &MasterKey,
+        exclusive: bool,
+        refresh: Duration,
+    ) -> Result<Self, LockError> {
         let key = CryptoKey::from_master(master).map_err(|e| {
             StoreError::new(
                 super::backend::StoreErrorKind::Other,
@@ -293,7 +303,7 @@ impl LockGuard {
                 .name("lifeboat-lock".into())
                 .spawn(move || {
                     loop {
-                        match rx.recv_timeout(REFRESH_EVERY) {
+                        match rx.recv_timeout(refresh) {
                             Err(RecvTimeoutError::Timeout) => {}
                             _ => return,
                         }
@@ -407,6 +417,28 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(remove_locks(store.as_ref(), &key, true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn held_lock_is_refreshed_and_removed_on_drop() {
+        let (_d, store, mk) = setup();
+        let key = CryptoKey::from_master(&mk).unwrap();
+        let guard =
+            LockGuard::acquire_with_refresh(store.clone(), &mk, false, Duration::from_millis(150))
+                .unwrap();
+        let first_id = guard.id();
+        let first = list_locks(store.as_ref(), &key).unwrap();
+        assert_eq!(first.len(), 1);
+        std::thread::sleep(Duration::from_millis(500));
+        let later = list_locks(store.as_ref(), &key).unwrap();
+        // Refreshing writes a new lock file and removes the old one: still exactly one lock,
+        // with a newer time and another ID.
+        assert_eq!(later.len(), 1, "{later:?}");
+        assert_ne!(later[0].id, first_id);
+        assert_eq!(later[0].id, guard.id());
+        assert!(later[0].info.time > first[0].info.time);
+        drop(guard);
+        assert!(list_locks(store.as_ref(), &key).unwrap().is_empty());
     }
 
     #[test]

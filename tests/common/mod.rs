@@ -325,6 +325,35 @@ impl S3Admin {
         })
     }
 
+    /// Keys under `prefix` whose ETag says they were uploaded in parts (`"<md5>-<parts>"`).
+    pub fn multipart_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let keys: Vec<String> = self
+            .keys(bucket)
+            .into_iter()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            for k in keys {
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(bucket)
+                    .key(&k)
+                    .send()
+                    .await
+                    .expect("HEAD");
+                if head
+                    .e_tag()
+                    .is_some_and(|e| e.trim_matches('"').contains('-'))
+                {
+                    out.push(k);
+                }
+            }
+            out
+        })
+    }
+
     /// Deletes a bucket and everything in it.
     pub fn remove_bucket(&self, bucket: &str) {
         let keys = self.keys(bucket);

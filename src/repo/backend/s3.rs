@@ -711,9 +711,11 @@ impl ObjectStore for S3Store {
                     // HEAD answers carry no body, so no error code: a 403 could be a bad
                     // signature, an unknown key or a policy. Ask again with a request whose
                     // answer names the code.
+                    // The same for a 5xx that survived the retries.
                     StoreErrorKind::AccessDenied | StoreErrorKind::Auth => {
                         Err(self.diagnose(path, err))
                     }
+                    StoreErrorKind::Other if err.code.is_none() => Err(self.diagnose(path, err)),
                     _ => Err(err),
                 }
             }

@@ -1,0 +1,204 @@
+//! The S3 backend against SeaweedFS beyond plain interop: multipart uploads with parts sent
+//! in parallel (read back by restic), and retries with backoff on 5xx answers (through a
+//! small fault-injecting proxy in front of SeaweedFS).
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use common::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// A TCP proxy to SeaweedFS whose first `fail_first` connections get `503 SlowDown`.
+struct FaultyProxy {
+    addr: SocketAddr,
+    failed: Arc<AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+
+async fn refuse(mut sock: TcpStream) {
+    // Read the request head and body so the client sees an answer, not a reset.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let Ok(n) = sock.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut have = buf.len() - head_end;
+    while have < len {
+        let Ok(n) = sock.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        have += n;
+    }
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SLOW_DOWN}",
+        SLOW_DOWN.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+impl FaultyProxy {
+    fn start(fail_first: usize) -> Self {
+        let upstream: SocketAddr = env("LIFEBOAT_TEST_S3_ENDPOINT")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("LIFEBOAT_TEST_S3_ENDPOINT is http://IP:PORT");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let failed = Arc::new(AtomicUsize::new(0));
+        let f = failed.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                if f.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    tokio::spawn(refuse(sock));
+                } else {
+                    f.fetch_sub(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let mut sock = sock;
+                        if let Ok(mut up) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut sock, &mut up).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            failed,
+            _rt: rt,
+        }
+    }
+
+    fn refused(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+#[ignore = "needs e2e/local"]
+fn retries_5xx_with_backoff_and_reports_the_code_when_they_run_out() {
+    let bucket = unique("retry");
+    let _guard = BucketGuard(bucket.clone());
+    let direct = RepoEnv::s3(&bucket, "repo");
+    direct.init();
+
+    // Two refused connections: the default five attempts get through.
+    let proxy = FaultyProxy::start(2);
+    let mut via = direct.clone();
+    via.repo = format!("s3:http://{}/{bucket}/repo", proxy.addr);
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path(), 5);
+    via.lifeboat(["backup", src.path().to_str().unwrap()]).ok();
+    assert_eq!(
+        proxy.refused(),
+        2,
+        "the proxy refused fewer requests than planned"
+    );
+    assert_eq!(
+        direct
+            .lifeboat(["snapshots", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // More failures than attempts: a clear error with the S3 code and the storage exit code.
+    let proxy = FaultyProxy::start(100);
+    via.repo = format!("s3:http://{}/{bucket}/repo", proxy.addr);
+    let out = via
+        .lifeboat(["snapshots", "--s3-max-attempts", "3"])
+        .code(24);
+    assert!(out.error_line().contains("SlowDown"), "{}", out.stderr);
+    // HEAD with three attempts, then the GET that names the code, with three attempts.
+    assert_eq!(proxy.refused(), 6);
+}
+
+#[test]
+#[ignore = "needs e2e/local"]
+fn multipart_parallel_uploads_are_read_back_by_restic() {
+    let bucket = unique("multipart");
+    let _guard = BucketGuard(bucket.clone());
+    let r = RepoEnv::s3(&bucket, "repo");
+    r.init();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut x: u64 = 42;
+    let data: Vec<u8> = (0..60_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    r.lifeboat([
+        "backup",
+        "--s3-multipart-threshold-mib",
+        "8",
+        "--s3-part-size-mib",
+        "5",
+        "--s3-upload-concurrency",
+        "4",
+        src.to_str().unwrap(),
+    ])
+    .ok();
+    // Multipart objects carry an ETag with a part count suffix ("...-N").
+    let admin = S3Admin::new();
+    let big_packs = admin.multipart_keys(&bucket, "repo/data/");
+    assert!(!big_packs.is_empty(), "no pack was uploaded in parts");
+    let check = r.restic(["check", "--read-data"]).ok();
+    assert!(
+        check.stdout.contains("no errors were found"),
+        "{}",
+        check.stdout
+    );
+    let target = work.path().join("restored");
+    r.restic(["restore", "latest", "--target", target.to_str().unwrap()])
+        .ok();
+    assert_same_tree(&src, &restored_path(&target, &src));
+}
