@@ -439,3 +439,27 @@ fn secrets_never_appear_in_output() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs e2e/local"]
+fn unreadable_source_file_gives_the_partial_backup_exit_code() {
+    let work = tempfile::tempdir().unwrap();
+    let r = RepoEnv::local(&work.path().join("repo"));
+    r.init();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("ok.txt"), "ok").unwrap();
+    // /proc/self/mem cannot be read from offset 0 (EIO), even as root.
+    let out = r
+        .lifeboat(["backup", "--json", src.to_str().unwrap(), "/proc/self/mem"])
+        .code(4);
+    let doc = out.json(); // exactly one JSON document: the outcome, with what was skipped
+    assert!(doc["snapshot"]["id"].is_string(), "{doc}");
+    assert_eq!(doc["skipped"].as_array().unwrap().len(), 1, "{doc}");
+    assert!(
+        out.error_line().contains("could not be read"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(snapshot_count(&r), 1);
+}

@@ -93,7 +93,20 @@ pub fn run(a: BackupArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), CliE
             &meta,
         )?
     };
-    print_outcome(&outcome, out)
+    print_outcome(&outcome, out)?;
+    if outcome.skipped.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError {
+            category: "PartialBackup",
+            message: format!(
+                "snapshot {} saved, but {} source item(s) could not be read and are missing from it; first: {}",
+                outcome.snapshot.short_id,
+                outcome.skipped.len(),
+                outcome.skipped[0]
+            ),
+        })
+    }
 }
 
 /// Prints a backup result.

@@ -66,6 +66,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         3,
         "an option value, repository location, path or password is invalid or missing",
     ),
+    (
+        "PartialBackup",
+        4,
+        "the snapshot was written but some source files could not be read (listed)",
+    ),
     ("RepositoryNotFound", 10, "no repository at the location"),
     (
         "RepositoryLocked",
@@ -160,7 +165,9 @@ pub fn finish(result: Result<(), CliError>, json: bool) -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             eprintln!("lifeboat: error: {}", e.message);
-            if json {
+            // A partial backup already printed its outcome (with the skipped items) as the
+            // one JSON document; the exit code carries the rest.
+            if json && e.category != "PartialBackup" {
                 let v = serde_json::json!({
                     "error": { "category": e.category, "message": e.message, "exit_code": code }
                 });

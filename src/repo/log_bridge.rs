@@ -2,7 +2,10 @@
 //! they share our subscriber, filter and format. rustic's `info` lines are progress chatter
 //! for its own CLI, so they become `debug` here.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -33,6 +36,37 @@ impl Drop for QuietArchiver {
     }
 }
 
+/// Archiver warnings collected while a [`WarningCollector`] is alive (process-wide).
+static COLLECTED: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+/// Collects rustic's archiver warnings (files it could not read and skipped) while alive, so a
+/// backup can report them instead of passing silently. Process-wide: one backup at a time.
+pub struct WarningCollector(());
+
+impl WarningCollector {
+    /// Starts collecting.
+    pub fn start() -> Self {
+        install();
+        *COLLECTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        Self(())
+    }
+
+    /// Stops and returns what was collected.
+    pub fn finish(self) -> Vec<String> {
+        COLLECTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for WarningCollector {
+    fn drop(&mut self) {
+        *COLLECTED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 struct Bridge;
 
 impl Log for Bridge {
@@ -41,8 +75,40 @@ impl Log for Bridge {
     }
 
     fn log(&self, record: &Record<'_>) {
+        // When no tracing subscriber is installed, tracing (built with its `log` feature by
+        // some dependency) forwards events back to `log`: without this guard a record would
+        // bounce between the two until the stack overflows.
+        thread_local! {
+            static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if INSIDE.with(|i| i.replace(true)) {
+            return;
+        }
+        self.forward(record);
+        INSIDE.with(|i| i.set(false));
+    }
+
+    fn flush(&self) {}
+}
+
+impl Bridge {
+    fn forward(&self, record: &Record<'_>) {
         let module = record.target();
         let msg = record.args();
+        if record.level() == Level::Warn && module.starts_with("rustic_core::archiver") {
+            let mut c = COLLECTED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = c.as_mut()
+                && v.len() < 1000
+            {
+                let line = super::error::one_line(&msg.to_string());
+                let line = line
+                    .strip_prefix("ignoring error: ")
+                    .unwrap_or(&line)
+                    .trim_start_matches("Error: ")
+                    .to_string();
+                v.push(line);
+            }
+        }
         let demote = record.level() == Level::Warn
             && module.starts_with("rustic_core::archiver")
             && QUIET_ARCHIVER.load(Ordering::SeqCst) > 0;
@@ -57,8 +123,6 @@ impl Log for Bridge {
             Level::Trace => tracing::trace!(target: "rustic", module, "{msg}"),
         }
     }
-
-    fn flush(&self) {}
 }
 
 static BRIDGE: Bridge = Bridge;

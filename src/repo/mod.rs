@@ -241,6 +241,10 @@ impl Default for InitOptions {
 pub struct BackupOutcome {
     /// The new snapshot.
     pub snapshot: SnapshotInfo,
+    /// Source entries that could not be read and are missing from the snapshot (the snapshot
+    /// was still written, as restic does; the CLI exits with `PartialBackup`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// Options for `check`.
@@ -520,9 +524,11 @@ impl Repo {
         }
         let snap = self.new_snapshot(meta)?;
         let _lock = self.lock(false)?;
+        let collector = log_bridge::WarningCollector::start();
         let sn = engine::backup_paths(&self.ctx, &req, snap)?;
         Ok(BackupOutcome {
             snapshot: SnapshotInfo::from_file(&sn),
+            skipped: collector.finish(),
         })
     }
 
@@ -535,6 +541,7 @@ impl Repo {
         let sn = engine::backup_stream(&self.ctx, req, snap)?;
         Ok(BackupOutcome {
             snapshot: SnapshotInfo::from_file(&sn),
+            skipped: Vec::new(),
         })
     }
 

@@ -456,3 +456,38 @@ fn secrets_do_not_print() {
     let s = Secret::new("hunter2-hunter2");
     assert_eq!(format!("{s} {s:?}"), "*** ***");
 }
+
+#[test]
+fn unreadable_source_files_are_reported_not_silently_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("fine.txt"), b"fine").unwrap();
+    // Reading /proc/self/mem from offset 0 fails with EIO: an unreadable source file.
+    let out = repo
+        .backup_paths(
+            &PathBackup {
+                paths: vec![src.clone(), "/proc/self/mem".into()],
+                ..PathBackup::default()
+            },
+            &SnapshotMeta::default(),
+        )
+        .unwrap();
+    assert!(
+        out.skipped.iter().any(|s| s.contains("/proc/")),
+        "{:?}",
+        out.skipped
+    );
+    // The readable part is in the snapshot.
+    let mut buf = Vec::new();
+    let path = format!("{}/fine.txt", fs::canonicalize(&src).unwrap().display());
+    repo.dump(
+        &out.snapshot.id,
+        &SnapshotFilter::default(),
+        &path,
+        &mut buf,
+    )
+    .unwrap();
+    assert_eq!(buf, b"fine");
+}
