@@ -202,3 +202,35 @@ fn multipart_parallel_uploads_are_read_back_by_restic() {
         .ok();
     assert_same_tree(&src, &restored_path(&target, &src));
 }
+
+#[test]
+#[ignore = "needs e2e/local"]
+fn a_server_that_never_answers_times_out_as_unreachable() {
+    // Accepts connections and reads requests but never answers.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let mut r = RepoEnv::s3("any-bucket", "repo");
+    r.repo = format!("s3:http://{addr}/any-bucket/repo");
+    let t = std::time::Instant::now();
+    let out = r
+        .lifeboat(["snapshots", "--s3-timeout", "1", "--s3-max-attempts", "2"])
+        .code(23);
+    assert!(out.error_line().contains("timed out"), "{}", out.stderr);
+    eprintln!("hanging endpoint reported after {:?}", t.elapsed());
+}

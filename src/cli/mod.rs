@@ -153,6 +153,14 @@ pub struct S3Args {
         global = true
     )]
     pub s3_connect_timeout: u64,
+    /// Timeout of one request attempt in seconds (a hanging server fails after the attempts).
+    #[arg(
+        long,
+        env = "LIFEBOAT_S3_TIMEOUT",
+        default_value_t = 300,
+        global = true
+    )]
+    pub s3_timeout: u64,
     /// Uploads in flight at once.
     #[arg(
         long,
@@ -232,6 +240,7 @@ impl RepoArgs {
             c.checksum = s.s3_checksum;
             c.max_attempts = s.s3_max_attempts.max(1);
             c.connect_timeout = Duration::from_secs(s.s3_connect_timeout.max(1));
+            c.attempt_timeout = Duration::from_secs(s.s3_timeout.max(1));
             c.upload_concurrency = s.s3_upload_concurrency.max(1);
             c.multipart_threshold = s.s3_multipart_threshold_mib.max(5) << 20;
             c.part_size = s.s3_part_size_mib.max(5) << 20;

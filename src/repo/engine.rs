@@ -511,8 +511,13 @@ pub fn restore(
             },
         })?;
     let ls = repo.ls(&node, &LsOptions::default()).map_err(rerr)?;
-    let target_str = target.target.to_string_lossy().into_owned();
-    let dest = LocalDestination::new(&target_str, true, !node.is_dir()).map_err(rerr)?;
+    // The target is always a directory (a restored file lands inside it, as with restic);
+    // rustic_core reads a trailing slash as "directory".
+    let mut target_str = target.target.to_string_lossy().into_owned();
+    if !target_str.ends_with('/') {
+        target_str.push('/');
+    }
+    let dest = LocalDestination::new(&target_str, true, false).map_err(rerr)?;
     let opts = RestoreOptions::default().delete(target.delete);
     let plan = repo
         .prepare_restore(&opts, ls.clone(), &dest, false)

@@ -151,6 +151,19 @@ fn backup_restore_dump_with_excludes_tags_and_host() {
     assert!(sub_target.join("b.bin").exists());
     assert!(!sub_target.join("a.txt").exists());
 
+    // A file's path restores the file into the target directory.
+    let file_target = dir.path().join("restore-file");
+    let file_path = format!("{}/a.txt", fs::canonicalize(&src).unwrap().display());
+    repo.restore(
+        &sn.id,
+        &SnapshotFilter::default(),
+        &file_path,
+        &file_target,
+        false,
+    )
+    .unwrap();
+    assert_eq!(fs::read(file_target.join("a.txt")).unwrap(), b"alpha\n");
+
     // Dump one file.
     let mut buf = Vec::new();
     let n = repo
