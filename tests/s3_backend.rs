@@ -234,3 +234,111 @@ fn a_server_that_never_answers_times_out_as_unreachable() {
     assert!(out.error_line().contains("timed out"), "{}", out.stderr);
     eprintln!("hanging endpoint reported after {:?}", t.elapsed());
 }
+
+/// A CA and a server certificate for 127.0.0.1 made with the openssl CLI.
+fn make_certs(dir: &std::path::Path) {
+    let sh = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=lifeboat-test-ca 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null; \
+         printf 'subjectAltName=IP:127.0.0.1\\n' > ext; \
+         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 1 -extfile ext 2>/dev/null",
+        d = dir.display()
+    );
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &sh])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl failed");
+}
+
+#[test]
+#[ignore = "needs e2e/local"]
+fn custom_ca_bundle_is_trusted_and_required() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let bucket = unique("tls");
+    let _guard = BucketGuard(bucket.clone());
+    let direct = RepoEnv::s3(&bucket, "repo");
+    direct.init();
+
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let chain = vec![CertificateDer::from_pem_file(certs.path().join("srv.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(certs.path().join("srv.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let upstream: SocketAddr = env("LIFEBOAT_TEST_S3_ENDPOINT")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    // A TLS-terminating proxy in front of SeaweedFS.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                if let Ok(mut up) = TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                }
+            });
+        }
+    });
+
+    let mut via = direct.clone();
+    via.repo = format!("s3:https://{addr}/{bucket}/repo");
+    // Without the CA the server is not trusted: a clear unreachable-endpoint error.
+    let out = via
+        .lifeboat(["snapshots", "--s3-max-attempts", "1"])
+        .code(23);
+    assert!(
+        out.error_line().to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
+    // With the bundle it works end to end, backup included.
+    let ca = certs.path().join("ca.pem");
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path(), 9);
+    via.lifeboat([
+        "backup",
+        "--s3-ca-bundle",
+        ca.to_str().unwrap(),
+        src.path().to_str().unwrap(),
+    ])
+    .ok();
+    let list = via
+        .lifeboat([
+            "snapshots",
+            "--json",
+            "--s3-ca-bundle",
+            ca.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // A missing bundle file is an input error, not a network one.
+    let out = via
+        .lifeboat(["snapshots", "--s3-ca-bundle", "/no/such/ca.pem"])
+        .code(3);
+    assert!(out.error_line().contains("CA bundle"), "{}", out.stderr);
+}

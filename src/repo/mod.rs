@@ -154,7 +154,11 @@ impl RepoOptions {
     fn open_store(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(match &self.storage {
             Storage::Local(p) => Arc::new(LocalStore::new(p.clone())),
-            Storage::S3(c) => Arc::new(S3Store::new((**c).clone(), self.runtime.clone())?),
+            // Client set-up fails only on local input (CA bundle file, TLS settings).
+            Storage::S3(c) => Arc::new(
+                S3Store::new((**c).clone(), self.runtime.clone())
+                    .map_err(|e| Error::InvalidInput(e.message))?,
+            ),
         })
     }
 
