@@ -235,7 +235,10 @@ pub fn store_env(store: &StoreTarget) -> Vec<EnvVar> {
         ));
     }
     if store.ca_bundle.is_some() {
-        env.push(plain_env("LIFEBOAT_S3_CA_BUNDLE", "/etc/lifeboat/ca/ca.crt"));
+        env.push(plain_env(
+            "LIFEBOAT_S3_CA_BUNDLE",
+            "/etc/lifeboat/ca/ca.crt",
+        ));
     }
     env
 }
