@@ -346,11 +346,11 @@ impl PgPlainCounter {
             && line.ends_with(b" FROM stdin;")
         {
             let rest = String::from_utf8_lossy(rest);
-            let name = rest
-                .split_once(" (")
-                .map(|(n, _)| n)
-                .unwrap_or_else(|| rest.trim_end_matches(" FROM stdin;"))
-                .to_string();
+            let name = unquote_qualified(
+                rest.split_once(" (")
+                    .map(|(n, _)| n)
+                    .unwrap_or_else(|| rest.trim_end_matches(" FROM stdin;")),
+            );
             self.counts
                 .entry(self.db.clone())
                 .or_default()
@@ -362,6 +362,26 @@ impl PgPlainCounter {
             self.db = connect_target(&rest);
         }
     }
+}
+
+/// `schema."Table ""x"""` → `schema.Table "x"`: the same spelling as the adapters'
+/// `row_counts` (which names tables `schema.table` without quoting), so the two compare.
+fn unquote_qualified(name: &str) -> String {
+    let mut out = String::new();
+    let mut chars = name.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                out.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            (c, _) => out.push(c),
+        }
+    }
+    out
 }
 
 /// Database named by a `\connect` line: `\connect app`, `\connect "My DB"`,
@@ -489,9 +509,19 @@ COPY s.t (a) FROM stdin;\n1\n\\.\n";
         for chunk in [1, 3, 17, 4096] {
             let counts = run(&mut PgPlainCounter::new("postgres"), text, chunk);
             assert_eq!(counts["app"]["public.items"], 3, "chunk {chunk}");
-            assert_eq!(counts["app"]["public.\"Empty Table\""], 0, "chunk {chunk}");
+            assert_eq!(counts["app"]["public.Empty Table"], 0, "chunk {chunk}");
             assert_eq!(counts["other"]["s.t"], 1, "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn qualified_names_are_unquoted() {
+        assert_eq!(unquote_qualified("public.items"), "public.items");
+        assert_eq!(
+            unquote_qualified("other.\"Mixed Case\""),
+            "other.Mixed Case"
+        );
+        assert_eq!(unquote_qualified("s.\"a \"\"q\"\"\""), "s.a \"q\"");
     }
 
     #[test]
