@@ -278,6 +278,7 @@ impl RepoArgs {
             cache_dir,
             progress: !json && !self.quiet,
             runtime: None,
+            progress_sink: None,
         })
     }
 

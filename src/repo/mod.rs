@@ -138,6 +138,8 @@ pub struct RepoOptions {
     pub progress: bool,
     /// Runtime for the S3 client; `None` starts a small private one.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Counters of the running operation for another thread to poll (mover progress).
+    pub progress_sink: Option<Arc<progress::ProgressSink>>,
 }
 
 impl RepoOptions {
@@ -148,6 +150,7 @@ impl RepoOptions {
             cache_dir: None,
             progress: false,
             runtime: None,
+            progress_sink: None,
         }
     }
 
@@ -353,7 +356,7 @@ impl Repo {
             config = config.set_compression(level);
         }
         let repo_opts = opts.rustic_options();
-        let progress = TermProgress::new(opts.progress);
+        let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
         Repository::new_with_progress(&repo_opts, &backends, progress.clone())?.init(
             &Credentials::Masterkey(master.clone()),
             &KeyOptions::default(),
@@ -384,7 +387,7 @@ impl Repo {
         }
         let (backend, backends) = Self::backends(store);
         let repo_opts = opts.rustic_options();
-        let progress = TermProgress::new(opts.progress);
+        let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
         let repo: Repository<OpenStatus> =
             Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
                 .open(&Credentials::password(password.expose()))

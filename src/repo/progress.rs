@@ -1,5 +1,6 @@
-//! Progress display for rustic_core operations: a single self-overwriting line on stderr
-//! when stderr is a terminal, nothing otherwise (logs and `--json` stay clean).
+//! Progress of rustic_core operations: a single self-overwriting line on stderr when
+//! stderr is a terminal (logs and `--json` stay clean), and optionally a [`ProgressSink`]
+//! of counters that a caller polls (the mover reports them to Kubernetes).
 
 use std::{
     io::{IsTerminal, Write},
@@ -12,27 +13,51 @@ use std::{
 
 use rustic_core::{HiddenProgress, Progress, ProgressBars, ProgressType, RusticProgress};
 
-/// Progress bars on stderr, or hidden.
+/// Byte counters of the current operation, readable from another thread. Only byte
+/// progress (backup, restore, check) feeds it; counters and spinners do not.
+#[derive(Debug, Default)]
+pub struct ProgressSink {
+    /// Bytes processed so far.
+    pub done: AtomicU64,
+    /// Bytes to process, once known (0 until then).
+    pub total: AtomicU64,
+}
+
+/// Progress bars on stderr, or hidden; plus an optional sink.
 #[derive(Clone, Debug)]
 pub struct TermProgress {
     enabled: bool,
+    sink: Option<Arc<ProgressSink>>,
 }
 
 impl TermProgress {
-    /// Shows progress only if `wanted` and stderr is a terminal.
-    pub fn new(wanted: bool) -> Self {
+    /// Shows progress only if `wanted` and stderr is a terminal; feeds `sink` either way.
+    pub fn new(wanted: bool, sink: Option<Arc<ProgressSink>>) -> Self {
         Self {
             enabled: wanted && std::io::stderr().is_terminal(),
+            sink,
         }
     }
 }
 
 impl ProgressBars for TermProgress {
     fn progress(&self, progress_type: ProgressType, prefix: &str) -> Progress {
+        let sink = match progress_type {
+            ProgressType::Bytes => self.sink.clone(),
+            _ => None,
+        };
+        if let Some(s) = &sink {
+            s.done.store(0, Ordering::Relaxed);
+            s.total.store(0, Ordering::Relaxed);
+        }
         if !self.enabled {
-            return Progress::new(HiddenProgress);
+            return match sink {
+                Some(sink) => Progress::new(SinkOnly(sink)),
+                None => Progress::new(HiddenProgress),
+            };
         }
         Progress::new(Line {
+            sink,
             kind: progress_type,
             title: Arc::new(Mutex::new(prefix.to_string())),
             pos: Arc::new(AtomicU64::new(0)),
@@ -43,8 +68,27 @@ impl ProgressBars for TermProgress {
     }
 }
 
+/// Feeds the sink without drawing anything.
+#[derive(Debug)]
+struct SinkOnly(Arc<ProgressSink>);
+
+impl RusticProgress for SinkOnly {
+    fn is_hidden(&self) -> bool {
+        false
+    }
+    fn set_length(&self, len: u64) {
+        self.0.total.store(len, Ordering::Relaxed);
+    }
+    fn set_title(&self, _title: &str) {}
+    fn inc(&self, inc: u64) {
+        self.0.done.fetch_add(inc, Ordering::Relaxed);
+    }
+    fn finish(&self) {}
+}
+
 #[derive(Debug)]
 struct Line {
+    sink: Option<Arc<ProgressSink>>,
     kind: ProgressType,
     title: Arc<Mutex<String>>,
     pos: Arc<AtomicU64>,
@@ -108,6 +152,9 @@ impl RusticProgress for Line {
     }
     fn set_length(&self, len: u64) {
         self.len.store(len, Ordering::Relaxed);
+        if let Some(s) = &self.sink {
+            s.total.store(len, Ordering::Relaxed);
+        }
         self.render(false);
     }
     fn set_title(&self, title: &str) {
@@ -116,6 +163,9 @@ impl RusticProgress for Line {
     }
     fn inc(&self, inc: u64) {
         self.pos.fetch_add(inc, Ordering::Relaxed);
+        if let Some(s) = &self.sink {
+            s.done.fetch_add(inc, Ordering::Relaxed);
+        }
         self.render(false);
     }
     fn finish(&self) {

@@ -504,3 +504,29 @@ fn unreadable_source_files_are_reported_not_silently_skipped() {
     .unwrap();
     assert_eq!(buf, b"fine");
 }
+
+#[test]
+fn a_progress_sink_sees_the_bytes_of_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    new_repo(dir.path());
+    let src = dir.path().join("src");
+    write_tree(&src);
+    let sink = Arc::new(progress::ProgressSink::default());
+    let mut o = opts(dir.path());
+    o.progress_sink = Some(sink.clone());
+    let repo = Repo::open(&o, &Secret::new(PW)).unwrap();
+    repo.backup_paths(
+        &PathBackup {
+            paths: vec![src],
+            ..PathBackup::default()
+        },
+        &SnapshotMeta::default(),
+    )
+    .unwrap();
+    let done = sink.done.load(std::sync::atomic::Ordering::Relaxed);
+    let total = sink.total.load(std::sync::atomic::Ordering::Relaxed);
+    // a.txt (6) + b.bin (200,000) + c.log (7) bytes of content, plus the symlink, whose
+    // size rustic counts as the length of its target ("does-not-exist", 14).
+    assert_eq!(total, 200_027, "the scan's total");
+    assert_eq!(done, total, "every byte counted once");
+}
