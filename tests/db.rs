@@ -59,6 +59,7 @@ impl Server {
                 port: Some(self.port.parse().unwrap()),
                 user: Some(self.user.clone()),
                 password: Some(Secret::new(self.password.clone())),
+                dump_args: Vec::new(),
             },
         )
     }

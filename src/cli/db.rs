@@ -67,6 +67,7 @@ impl ConnArgs {
             port: self.port,
             user: self.user.clone(),
             password,
+            dump_args: Vec::new(),
         })
     }
 }
@@ -92,6 +93,11 @@ struct DbBackupArgs {
     /// Host name recorded in the snapshot (default: this machine's).
     #[arg(long)]
     snapshot_host: Option<String>,
+    /// Extra argument for pg_dump / mariadb-dump (repeatable), e.g.
+    /// `--extra-arg=--exclude-table=audit_log`. Options that change the output, format,
+    /// connection or database are refused.
+    #[arg(long = "extra-arg", allow_hyphen_values = true)]
+    extra_args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -140,13 +146,17 @@ fn backup(a: DbBackupArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), Cli
         all_databases,
         tags,
         snapshot_host,
+        extra_args,
     } = a;
     let scope = match (database, all_databases) {
         (_, true) => DumpScope::All,
         (Some(d), false) => DumpScope::Database(d),
         (None, false) => return Err(CliError::input("give --database NAME or --all-databases")),
     };
-    let adapter = db::adapter(conn.engine, conn.connection()?);
+    db::check_dump_args(conn.engine, &extra_args)?;
+    let mut connection = conn.connection()?;
+    connection.dump_args = extra_args;
+    let adapter = db::adapter(conn.engine, connection);
     let repo = repo_args.open(out.json)?;
     let meta = SnapshotMeta {
         host: snapshot_host,

@@ -150,6 +150,85 @@ pub struct Connection {
     pub user: Option<String>,
     /// Password (passed to the clients through the environment).
     pub password: Option<Secret>,
+    /// Extra arguments for the dump tool (pg_dump / pg_dumpall / mariadb-dump), e.g.
+    /// `--exclude-table=audit_log`. Checked by [`check_dump_args`].
+    pub dump_args: Vec<String>,
+}
+
+/// Refuses extra dump arguments that would change where the dump goes, its format, the
+/// server or login, or what is dumped at the top level: the restore and the recorded row
+/// counts rely on those. Everything else (table filters, lock timeouts, ...) passes.
+pub fn check_dump_args(engine: Engine, args: &[String]) -> Result<()> {
+    const PG: &[&str] = &[
+        "-f",
+        "--file",
+        "-F",
+        "--format",
+        "--snapshot",
+        "-d",
+        "--dbname",
+        "-h",
+        "--host",
+        "-p",
+        "--port",
+        "-U",
+        "--username",
+        "-W",
+        "--password",
+        "-j",
+        "--jobs",
+        "-l",
+        "--database",
+    ];
+    const MY: &[&str] = &[
+        "-r",
+        "--result-file",
+        "-T",
+        "--tab",
+        "-X",
+        "--xml",
+        "-h",
+        "--host",
+        "-P",
+        "--port",
+        "-u",
+        "--user",
+        "-p",
+        "--password",
+        "-B",
+        "--databases",
+        "-A",
+        "--all-databases",
+        "-S",
+        "--socket",
+        "--defaults-file",
+        "--defaults-extra-file",
+    ];
+    let forbidden = match engine {
+        Engine::Postgres => PG,
+        Engine::Mysql => MY,
+    };
+    for a in args {
+        if !a.starts_with('-') {
+            return Err(Error::InvalidInput(format!(
+                "extra dump argument {a:?} is not an option (it must start with '-')"
+            )));
+        }
+        let clash = forbidden.iter().any(|f| {
+            if f.starts_with("--") {
+                a == f || a.starts_with(&format!("{f}="))
+            } else {
+                a.starts_with(f) && !a.starts_with("--")
+            }
+        });
+        if clash {
+            return Err(Error::InvalidInput(format!(
+                "extra dump argument {a:?} is not allowed: Lifeboat sets the output, format, \
+                 connection and database itself"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What to dump.
@@ -388,6 +467,65 @@ pub fn restore(
             .map(|_| ())
     })?;
     Ok((sn, meta))
+}
+
+#[cfg(test)]
+mod dump_args_tests {
+    use super::*;
+
+    #[test]
+    fn extra_dump_args_cannot_redirect_or_reformat_the_dump() {
+        let ok = |e, a: &[&str]| {
+            check_dump_args(e, &a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert!(
+            ok(
+                Engine::Postgres,
+                &[
+                    "--exclude-table=audit",
+                    "--lock-wait-timeout=10s",
+                    "-n",
+                    "public"
+                ]
+            )
+            .is_err(),
+            "bare values are refused"
+        );
+        assert!(
+            ok(
+                Engine::Postgres,
+                &["--exclude-table=audit", "--lock-wait-timeout=10s"]
+            )
+            .is_ok()
+        );
+        assert!(
+            ok(
+                Engine::Mysql,
+                &["--ignore-table=app.audit", "--skip-lock-tables"]
+            )
+            .is_ok()
+        );
+        for bad in [
+            "-f/tmp/x",
+            "--file=/tmp/x",
+            "-Fp",
+            "--format=plain",
+            "--snapshot=1",
+            "-dother",
+        ] {
+            assert!(ok(Engine::Postgres, &[bad]).is_err(), "{bad}");
+        }
+        for bad in [
+            "--result-file=/tmp/x",
+            "-r/tmp/x",
+            "--tab=/tmp",
+            "--all-databases",
+            "-uroot",
+            "--defaults-file=/x",
+        ] {
+            assert!(ok(Engine::Mysql, &[bad]).is_err(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

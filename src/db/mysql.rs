@@ -136,6 +136,7 @@ impl DatabaseAdapter for Mysql {
         .iter()
         .map(OsString::from)
         .collect();
+        args.extend(self.conn.dump_args.iter().map(OsString::from));
         let (default_db, file_name, label) = match scope {
             DumpScope::Database(db) => {
                 validate_name(db)?;
@@ -293,6 +294,7 @@ mod tests {
             port: Some(3306),
             user: Some("root".into()),
             password: Some("s3cr3t-pw".into()),
+            dump_args: Vec::new(),
         });
         let inv = my.inv("mariadb", vec![]);
         assert!(

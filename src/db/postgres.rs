@@ -255,24 +255,18 @@ impl DatabaseAdapter for Postgres {
                         detail: format!("unexpected answer to the snapshot export: {h:?}"),
                     })?;
                 let counts = parse_counts(&session.run(COUNT_TABLES_SQL)?)?;
-                let args: Vec<OsString> = vec![
-                    "-Fc".into(),
-                    format!("--snapshot={snapshot_id}").into(),
-                    "-d".into(),
-                    db.into(),
-                ];
+                let mut args: Vec<OsString> =
+                    vec!["-Fc".into(), format!("--snapshot={snapshot_id}").into()];
+                args.extend(self.conn.dump_args.iter().map(OsString::from));
+                args.extend(["-d".into(), db.into()]);
+                let command: Vec<String> = std::iter::once("pg_dump".to_string())
+                    .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+                    .collect();
                 let inv = self.inv("pg_dump", args);
                 let stream = CommandStream::from_command("pg_dump", inv.command())
                     .map_err(|e| spawn_error("pg_dump", &e))?;
                 let (reader, handle) = CountingReader::new(stream, Box::new(NoCounter));
                 let db = db.clone();
-                let command = vec![
-                    "pg_dump".to_string(),
-                    "-Fc".to_string(),
-                    format!("--snapshot={snapshot_id}"),
-                    "-d".to_string(),
-                    db.clone(),
-                ];
                 Ok(DumpStream {
                     reader: Box::new(reader),
                     file_name: format!("{db}.pgdump"),
@@ -298,7 +292,10 @@ impl DatabaseAdapter for Postgres {
             }
             DumpScope::All => {
                 let version = self.server_version()?;
-                let inv = self.inv("pg_dumpall", Vec::new());
+                let inv = self.inv(
+                    "pg_dumpall",
+                    self.conn.dump_args.iter().map(OsString::from).collect(),
+                );
                 let stream = CommandStream::from_command("pg_dumpall", inv.command())
                     .map_err(|e| spawn_error("pg_dumpall", &e))?;
                 let (reader, handle) =
@@ -437,6 +434,7 @@ mod tests {
             port: Some(5433),
             user: Some("u".into()),
             password: Some("s3cr3t-pw".into()),
+            dump_args: Vec::new(),
         });
         let inv = pg.psql("app", &[]);
         assert!(
