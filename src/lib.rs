@@ -13,6 +13,7 @@ pub mod db;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod mover;
 pub mod repo;
 pub mod schedule;
 pub mod telemetry;

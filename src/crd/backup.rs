@@ -206,8 +206,8 @@ pub struct Progress {
     pub bytes_done: u64,
     /// Bytes to process in total, once known.
     pub bytes_total: Option<u64>,
-    /// Files processed so far.
-    pub files_done: u64,
+    /// Files processed so far, when the mover counts them.
+    pub files_done: Option<u64>,
     /// Files in total, once known.
     pub files_total: Option<u64>,
     /// When the mover last reported, RFC 3339.

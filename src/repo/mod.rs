@@ -47,6 +47,7 @@ pub use backend::{
 };
 pub use crypto::KdfParams;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, StreamBackup};
+pub use progress::ProgressSink;
 pub use error::{Error, Result, RetryClass};
 pub use lock::FoundLock;
 pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
@@ -305,6 +306,7 @@ pub struct PruneReport {
 pub struct Repo {
     ctx: EngineCtx,
     location: String,
+    id: String,
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -357,11 +359,13 @@ impl Repo {
         }
         let repo_opts = opts.rustic_options();
         let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
-        Repository::new_with_progress(&repo_opts, &backends, progress.clone())?.init(
-            &Credentials::Masterkey(master.clone()),
-            &KeyOptions::default(),
-            &config,
-        )?;
+        let created = Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
+            .init(
+                &Credentials::Masterkey(master.clone()),
+                &KeyOptions::default(),
+                &config,
+            )?;
+        let id = created.config().id.to_hex().as_str().to_string();
         Ok(Self {
             ctx: EngineCtx {
                 backend,
@@ -370,6 +374,7 @@ impl Repo {
                 progress,
             },
             location,
+            id,
         })
     }
 
@@ -396,6 +401,7 @@ impl Repo {
                     other => other,
                 })?;
         let key = repo.key();
+        let id = repo.config().id.to_hex().as_str().to_string();
         Ok(Self {
             ctx: EngineCtx {
                 backend,
@@ -404,7 +410,14 @@ impl Repo {
                 progress,
             },
             location,
+            id,
         })
+    }
+
+    /// The repository's ID (from its config file): tells repositories apart, and a
+    /// re-created repository at the same location from the old one.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The location, for messages.

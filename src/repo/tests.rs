@@ -531,3 +531,14 @@ fn a_progress_sink_sees_the_bytes_of_a_backup() {
     // Only file content is processed as bytes, so `done` stops just short of the total.
     assert_eq!(done, 200_013, "every content byte counted once");
 }
+
+#[test]
+fn the_repository_id_is_stable_across_opens_and_distinct_per_repository() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let first = new_repo(a.path());
+    assert_eq!(first.id().len(), 64, "a full hex ID");
+    let again = Repo::open(&opts(a.path()), &Secret::new(PW)).unwrap();
+    assert_eq!(first.id(), again.id());
+    assert_ne!(first.id(), new_repo(b.path()).id());
+}

@@ -5,6 +5,7 @@
 //! nothing of Kubernetes.
 
 pub mod plan;
+pub mod prober;
 
 use std::fmt;
 use std::sync::Arc;
