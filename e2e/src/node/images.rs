@@ -233,6 +233,20 @@ impl ImageMap {
         Ok(())
     }
 
+    /// The image's ENV, expanded.
+    pub fn image_env(&self, image: &str) -> Result<Vec<(String, String)>, ImageError> {
+        let entry = self.entry(image).ok_or_else(|| ImageError::NotMapped {
+            image: image.to_string(),
+            repository: repository(image),
+            file: self.file.clone(),
+        })?;
+        entry
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.expand(image, v)?)))
+            .collect()
+    }
+
     /// Resolves a container's command/args (already `$(VAR)`-expanded) against the image,
     /// with Kubernetes' rules: `command` replaces ENTRYPOINT (and drops CMD), `args`
     /// replaces CMD. `exists` says whether a host path is an executable file.

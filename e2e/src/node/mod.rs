@@ -182,8 +182,40 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
     kube::Client::try_from(config).map_err(|e| err(e.to_string()))
 }
 
+/// Every path used as a mount point in any mount namespace on the machine (containers of
+/// other agents on this host included).
+pub fn mount_points_in_use() -> std::collections::BTreeSet<PathBuf> {
+    let mut seen_ns = std::collections::BTreeSet::new();
+    let mut out = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(ns) = std::fs::read_link(entry.path().join("ns/mnt")) else {
+            continue;
+        };
+        if !seen_ns.insert(ns) {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(entry.path().join("mountinfo")) else {
+            continue;
+        };
+        for line in info.lines() {
+            if let Some(mp) = line.split(' ').nth(4) {
+                out.insert(PathBuf::from(mp.replace("\\040", " ")));
+            }
+        }
+    }
+    out
+}
+
 /// Removes the mount points the shims created on the host, deepest first; only empty
 /// directories and empty files go, so nothing a user put there is lost.
+///
+/// NB: since Linux 3.18 unlinking a path detaches mounts on it in every other mount
+/// namespace, so a path still used as a mount point anywhere (another agent on this
+/// machine, a straggler) is left alone.
 pub fn remove_created_mountpoints(registry: &Path) {
     let Ok(text) = std::fs::read_to_string(registry) else {
         return;
@@ -196,7 +228,13 @@ pub fn remove_created_mountpoints(registry: &Path) {
     paths.sort();
     paths.dedup();
     paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let in_use = mount_points_in_use();
+    let mut kept = Vec::new();
     for p in &paths {
+        if in_use.contains(p) {
+            kept.push(p.display().to_string());
+            continue;
+        }
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {
                 let _ = std::fs::remove_dir(p);
@@ -207,7 +245,15 @@ pub fn remove_created_mountpoints(registry: &Path) {
             _ => {}
         }
     }
-    let _ = std::fs::remove_file(registry);
+    if kept.is_empty() {
+        let _ = std::fs::remove_file(registry);
+    } else {
+        tracing::info!(
+            ?kept,
+            "mount points still used by other mount namespaces were kept"
+        );
+        let _ = std::fs::write(registry, kept.join("\n") + "\n");
+    }
 }
 
 /// Runs the agent until SIGTERM/SIGINT, then stops every pod process and cleans up.
@@ -221,6 +267,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         std::fs::create_dir_all(&d).map_err(state(&d))?;
     }
     let images = images::ImageMap::load(&cfg.images)?;
+    let _ = volumes::CLUSTER_CA.set(cfg.cluster_ca.clone());
     let client = client_from_kubeconfig(&cfg.kubeconfig).await?;
     let recorder = Recorder::new(
         client.clone(),

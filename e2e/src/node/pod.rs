@@ -257,6 +257,9 @@ impl Worker {
                 self.pod.status = p.status;
                 self.last_status = Some(value);
             }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::debug!(pod = %self.name(), "pod is gone; status not updated");
+            }
             Err(e) => {
                 tracing::warn!(pod = %self.name(), error = %e, "status update failed; will retry");
                 self.retry_at = Some(Instant::now() + Duration::from_secs(1));
@@ -383,6 +386,11 @@ impl Worker {
             .filter(|ip| self.ctx.ips.lock().expect("ips").adopt(&self.uid, *ip))
             .or_else(|| self.ctx.ips.lock().expect("ips").allocate(&self.uid));
         self.rt.pod_ip = ip.map(|i| i.to_string());
+        if self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            // hostNetwork pods report the node's address, as on a real node.
+            self.ctx.ips.lock().expect("ips").release(&self.uid);
+            self.rt.pod_ip = Some(self.ctx.cfg.host_ip.clone());
+        }
         let _ = std::fs::write(
             self.dir.join("pod"),
             format!("{}/{}\n", self.ns(), self.name()),
@@ -571,6 +579,9 @@ impl Worker {
             .join(self.ns())
             .join(self.name());
         let _ = std::fs::remove_dir_all(&link_dir);
+        if let Some(ns_dir) = link_dir.parent() {
+            let _ = std::fs::remove_dir(ns_dir);
+        }
     }
 
     fn handle_exit_only(&mut self, ev: WorkerEvent) {
@@ -927,12 +938,8 @@ impl Worker {
         };
         // Image ENV first so the container's env overrides it; the resolve step needs the
         // env for $(VAR) in command/args, so resolve with the image's env afterwards.
-        let image_env = match self
-            .ctx
-            .images
-            .resolve(&image, &["true".into()], None, &|_| true)
-        {
-            Ok(r) => r.env,
+        let image_env = match self.ctx.images.image_env(&image) {
+            Ok(env) => env,
             Err(e) => return self.fail_start(&c.name, e.reason(), e.to_string()).await,
         };
         let mut pod_view = self.pod.clone();

@@ -262,6 +262,7 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                     watcher::Event::Delete(p) => {
                         let uid = p.uid().unwrap_or_default();
                         sched.pending.remove(&uid);
+                        sched.reported.remove(&uid);
                         if let Some(tx) = workers.get(&uid) { let _ = tx.send(None); }
                         None
                     }

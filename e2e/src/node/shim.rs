@@ -12,9 +12,13 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigHandler, Signal, signal};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid, fork};
 use serde::{Deserialize, Serialize};
@@ -127,9 +131,19 @@ fn setup_namespace(spec: &ShimSpec) -> Result<(), String> {
     if !spec.hostname.is_empty() {
         let _ = nix::unistd::sethostname(&spec.hostname);
     }
+    Ok(())
+}
+
+fn do_mounts(spec: &ShimSpec) -> Result<(), String> {
     for m in &spec.mounts {
         ensure_target(m, &spec.created_registry)
             .map_err(|e| format!("creating mount point {}: {e}", m.target.display()))?;
+        // Another agent on this machine may remove a shared mount point (say
+        // /dev/termination-log) between our check and the mount: recreate it once.
+        if !m.target.exists() {
+            ensure_target(m, &spec.created_registry)
+                .map_err(|e| format!("creating mount point {}: {e}", m.target.display()))?;
+        }
         match &m.source {
             Some(src) => mount(
                 Some(src.as_path()),
@@ -168,6 +182,49 @@ fn setup_namespace(spec: &ShimSpec) -> Result<(), String> {
     Ok(())
 }
 
+fn open_path(path: &Path, flags: OFlag) -> Result<OwnedFd, String> {
+    nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| format!("opening {}: {e}", path.display()))
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Opens every host path the shim needs after mounting (mount sources, the pod directory,
+/// the registry) and rewrites the spec to reach them through `/proc/self/fd`.
+fn pin_host_paths(spec: &mut ShimSpec) -> Result<Vec<OwnedFd>, String> {
+    let mut held = Vec::new();
+    let dir = spec
+        .pid_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| "/".into());
+    let dir_fd = open_path(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let via_dir = |p: &Path| fd_path(&dir_fd).join(p.file_name().unwrap_or_default());
+    spec.pid_file = via_dir(&spec.pid_file);
+    spec.exit_file = via_dir(&spec.exit_file);
+    held.push(dir_fd);
+    let reg = open_path(
+        &spec.created_registry,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+    )?;
+    spec.created_registry = fd_path(&reg);
+    held.push(reg);
+    for m in spec.mounts.iter_mut() {
+        if let Some(src) = &m.source {
+            let fd = open_path(src, OFlag::O_PATH)?;
+            m.source = Some(fd_path(&fd));
+            held.push(fd);
+        }
+    }
+    Ok(held)
+}
+
 fn write_exit(spec: &ShimSpec, rec: &ExitRecord) {
     let tmp = spec.exit_file.with_extension("exit.tmp");
     if let Ok(text) = serde_json::to_vec(rec)
@@ -190,7 +247,7 @@ fn to_cstrings(items: impl Iterator<Item = String>) -> Result<Vec<CString>, Stri
 
 /// Entry point of `lifeboat-node-agent shim SPEC`: never returns.
 pub fn main(spec_path: &Path) -> ! {
-    let spec: ShimSpec = match std::fs::read(spec_path)
+    let mut spec: ShimSpec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -214,10 +271,17 @@ pub fn main(spec_path: &Path) -> ! {
             let _ = signal(sig, SigHandler::SigIgn);
         }
     }
+    // NB: a volume mounted over a directory that holds the state dir (say /work) would
+    // hide the remaining sources and our pid/exit files inside the new namespace, so
+    // everything on the host side is opened first and reached through /proc/self/fd.
+    let original = spec.clone();
+    // NB: bind sources must be opened inside the new namespace: the kernel refuses to
+    // bind a mount that belongs to another mount namespace (EINVAL).
+    let held = setup_namespace(&spec).and_then(|_| pin_host_paths(&mut spec));
     let fail = |msg: String| -> ! {
         eprintln!("lifeboat-node-agent: container failed to start: {msg}");
         write_exit(
-            &spec,
+            if held.is_ok() { &spec } else { &original },
             &ExitRecord {
                 pid: 0,
                 exit_code: 128,
@@ -228,7 +292,10 @@ pub fn main(spec_path: &Path) -> ! {
         );
         std::process::exit(0);
     };
-    if let Err(e) = setup_namespace(&spec) {
+    if let Err(e) = &held {
+        fail(e.clone());
+    }
+    if let Err(e) = do_mounts(&spec) {
         fail(e);
     }
     let argv = match to_cstrings(spec.argv.iter().cloned()) {

@@ -50,6 +50,9 @@ pub struct Prepared {
     pub tokens: Vec<TokenFile>,
 }
 
+/// The cluster CA file (`--cluster-ca`), set once at start-up.
+pub static CLUSTER_CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// A file to write into a volume: relative path, content, mode.
 type FileOut = (String, Vec<u8>, u32);
 
@@ -175,11 +178,20 @@ async fn config_map_files(
         .get_opt(name)
         .await
         .map_err(|e| VolumeError(format!("getting configmap {ns}/{name}: {e}")))?;
-    let Some(cm) = cm else {
-        if optional {
-            return Ok(Vec::new());
+    let cm = match cm {
+        Some(cm) => cm,
+        // The root-CA publisher may not have run yet in a fresh namespace: the agent
+        // knows the cluster CA (--cluster-ca) and serves it the same way.
+        None if name == "kube-root-ca.crt" && CLUSTER_CA.get().is_some_and(|p| p.is_file()) => {
+            let ca = std::fs::read_to_string(CLUSTER_CA.get().expect("checked"))
+                .map_err(|e| VolumeError(format!("reading the cluster CA: {e}")))?;
+            ConfigMap {
+                data: Some([("ca.crt".to_string(), ca)].into()),
+                ..Default::default()
+            }
         }
-        return Err(VolumeError(format!("configmap \"{name}\" not found")));
+        None if optional => return Ok(Vec::new()),
+        None => return Err(VolumeError(format!("configmap \"{name}\" not found"))),
     };
     let data: BTreeMap<String, Vec<u8>> = cm
         .data
