@@ -148,6 +148,28 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         42,
         "a local file or directory could not be read or written",
     ),
+    (
+        "KubernetesClient",
+        50,
+        "no Kubernetes client could be built (in-cluster config or KUBECONFIG)",
+    ),
+    ("CrdsMissing", 51, "the lifeboat.dev CRDs are not installed"),
+    (
+        "Forbidden",
+        52,
+        "the Kubernetes API refused a request of ours (RBAC)",
+    ),
+    ("KubernetesApi", 53, "any other Kubernetes API failure"),
+    (
+        "MetricsAddress",
+        54,
+        "the metrics address could not be bound",
+    ),
+    (
+        "LostLease",
+        55,
+        "the controller lost its leader lease (another replica takes over)",
+    ),
 ];
 
 /// The exit code of a category (1 for unknown ones).
@@ -174,6 +196,23 @@ pub fn finish(result: Result<(), CliError>, json: bool) -> ExitCode {
                 println!("{v}");
             }
             ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod docs_table {
+    /// docs/engine.md lists every exit code exactly as the table here.
+    #[test]
+    fn engine_docs_list_every_exit_code() {
+        let doc = include_str!("../../docs/engine.md");
+        for (category, code, meaning) in super::EXIT_CODES {
+            let row = format!("| {code} | {category} |");
+            let line = doc.lines().find(|l| l.starts_with(&row));
+            assert!(
+                line.is_some(),
+                "docs/engine.md lacks the row {row} ({meaning})"
+            );
         }
     }
 }

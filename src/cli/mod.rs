@@ -8,9 +8,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod controller;
 pub mod db;
 pub mod exit;
 pub mod forget;
+pub mod mover;
 pub mod output;
 pub mod repo_cmd;
 pub mod restore;
@@ -79,6 +81,13 @@ pub enum Command {
     Unlock(unlock::UnlockArgs),
     /// Database dumps and restores (PostgreSQL, MariaDB/MySQL).
     Db(db::DbCmd),
+    /// Run the Kubernetes operator.
+    Controller(controller::ControllerArgs),
+    /// Print the CustomResourceDefinitions (or write them with --out DIR).
+    Crd(controller::CrdArgs),
+    /// Entrypoint of mover Jobs (run by the operator, not by people).
+    #[command(hide = true)]
+    Mover(mover::MoverCmd),
 }
 
 /// Where the repository is and how to reach it. Every option has an environment variable;
@@ -334,6 +343,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Forget(a) => forget::run(a, &repo, &out),
         Command::Unlock(a) => unlock::run(a, &repo, &out),
         Command::Db(c) => db::run(c, &repo, &out),
+        Command::Controller(a) => controller::run(a),
+        Command::Crd(a) => controller::crd(a),
+        Command::Mover(c) => mover::run(c, &repo),
     }
 }
 

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
-use super::{Context, backup, backup_policy, leader};
+use super::{Context, backup, backup_policy, leader, store};
 use crate::config::Config;
 use crate::crd::BackupPolicy;
 use crate::http::{self, Health};
@@ -39,15 +39,15 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Process exit code: distinct per cause, for init systems and tests.
-    pub fn exit_code(&self) -> i32 {
+    /// Bounded category; picks the process exit code (docs/engine.md lists them).
+    pub fn category(&self) -> &'static str {
         match self {
-            RunError::Client(_) => 10,
-            RunError::CrdsMissing => 11,
-            RunError::Forbidden(_) => 12,
-            RunError::Check(_) => 13,
-            RunError::Http { .. } => 14,
-            RunError::LostLease(_) => 15,
+            RunError::Client(_) => "KubernetesClient",
+            RunError::CrdsMissing => "CrdsMissing",
+            RunError::Forbidden(_) => "Forbidden",
+            RunError::Check(_) => "KubernetesApi",
+            RunError::Http { .. } => "MetricsAddress",
+            RunError::LostLease(_) => "LostLease",
         }
     }
 }
@@ -65,7 +65,7 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
 }
 
 /// Runs the controller until SIGTERM (Ok) or a fatal error.
-pub async fn run(config: Config) -> Result<(), RunError> {
+pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), RunError> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         identity = %config.identity,
@@ -125,7 +125,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     metrics.leader.set(1);
     tracing::info!("running controllers");
     let controllers = async {
-        tokio::join!(backup_policy::run(ctx.clone()), backup::run(ctx.clone()));
+        tokio::join!(
+            store::run(ctx.clone(), prober),
+            backup_policy::run(ctx.clone()),
+            backup::run(ctx.clone())
+        );
     };
     match election {
         None => controllers.await,

@@ -128,7 +128,9 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
     let conn = Connection {
         host: Some(host),
         port,
-        user: std::env::var("LIFEBOAT_DB_USER").ok().filter(|u| !u.is_empty()),
+        user: std::env::var("LIFEBOAT_DB_USER")
+            .ok()
+            .filter(|u| !u.is_empty()),
         password: env_secret("LIFEBOAT_DB_PASSWORD"),
         dump_args: extra_args,
     };
@@ -158,9 +160,10 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
         .values()
         .flat_map(|tables| tables.values())
         .sum();
-    result
-        .details
-        .insert("serverVersion".into(), outcome.metadata.server_version.clone().into());
+    result.details.insert(
+        "serverVersion".into(),
+        outcome.metadata.server_version.clone().into(),
+    );
     result.details.insert("rows".into(), rows.into());
     Ok(result)
 }

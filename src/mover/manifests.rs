@@ -59,7 +59,9 @@ pub struct ManifestArgs {
 
 /// Drops what the cluster assigned, keeping what a person or tool declared.
 pub fn sanitize(obj: &mut serde_json::Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     map.remove("status");
     if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         for k in [
@@ -88,7 +90,11 @@ pub fn sanitize(obj: &mut serde_json::Value) {
             }
         }
     }
-    let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+    let kind = map
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_string();
     if let Some(spec) = map.get_mut("spec").and_then(|s| s.as_object_mut()) {
         match kind.as_str() {
             // Assigned by the cluster; a restored Service gets new ones. NodePorts are
@@ -131,7 +137,8 @@ fn skip(obj: &DynamicObject, kind: &str) -> bool {
         .and_then(|l| l.get(labels::MANAGED_BY))
         .is_some_and(|v| v == labels::MANAGER);
     let token_secret = kind == "Secret"
-        && obj.data.get("type").and_then(|t| t.as_str()) == Some("kubernetes.io/service-account-token");
+        && obj.data.get("type").and_then(|t| t.as_str())
+            == Some("kubernetes.io/service-account-token");
     managed
         || token_secret
         || (kind == "ServiceAccount" && name == "default")
@@ -156,17 +163,25 @@ async fn collect(
         category: "KubernetesApi",
         message: format!("listing objects in {namespace}: {e}"),
     };
-    let discovery = Discovery::new(client.clone()).run().await.map_err(api_err)?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(api_err)?;
     let mut files = BTreeMap::new();
     for wanted in kinds {
         let (kind, group) = wanted.split_once('.').unwrap_or((wanted.as_str(), ""));
-        let found = discovery.groups().flat_map(|g| g.recommended_resources()).find(|(ar, caps)| {
-            ar.kind == kind && ar.group == group && caps.scope == Scope::Namespaced
-        });
+        let found = discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, caps)| {
+                ar.kind == kind && ar.group == group && caps.scope == Scope::Namespaced
+            });
         let Some((ar, _)) = found else {
             return Err(CliError {
                 category: "InvalidInput",
-                message: format!("kind {wanted:?} is not served by this cluster (or is not namespaced)"),
+                message: format!(
+                    "kind {wanted:?} is not served by this cluster (or is not namespaced)"
+                ),
             });
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
@@ -206,7 +221,8 @@ fn stage(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), CliError> {
     }
     for (rel, yaml) in files {
         let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("relative paths have a parent")).map_err(io)?;
+        std::fs::create_dir_all(path.parent().expect("relative paths have a parent"))
+            .map_err(io)?;
         std::fs::write(&path, yaml).map_err(io)?;
     }
     std::fs::create_dir_all(dir).map_err(io)
@@ -300,6 +316,9 @@ mod tests {
     #[test]
     fn files_are_named_by_kind_and_group() {
         assert_eq!(file_name("ConfigMap", "", "cfg"), "ConfigMap/cfg.yaml");
-        assert_eq!(file_name("Deployment", "apps", "web"), "Deployment.apps/web.yaml");
+        assert_eq!(
+            file_name("Deployment", "apps", "web"),
+            "Deployment.apps/web.yaml"
+        );
     }
 }

@@ -37,7 +37,9 @@ impl RunRef {
         let (namespace, name) = policy
             .split_once('/')
             .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-            .ok_or_else(|| CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}")))?;
+            .ok_or_else(|| {
+                CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}"))
+            })?;
         Ok(RunRef {
             namespace: namespace.into(),
             policy: name.into(),
@@ -138,7 +140,12 @@ mod tests {
         let r = RunRef::for_backup("shop/orders", "orders-202601010010").unwrap();
         assert_eq!(
             r.tags("volume", "data"),
-            ["lifeboat", "policy=shop/orders", "source=volume/data", "backup=orders-202601010010"]
+            [
+                "lifeboat",
+                "policy=shop/orders",
+                "source=volume/data",
+                "backup=orders-202601010010"
+            ]
         );
         assert!(RunRef::for_backup("orders", "b").is_err());
         assert!(RunRef::for_backup("/orders", "b").is_err());

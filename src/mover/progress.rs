@@ -125,9 +125,15 @@ mod tests {
         let body = patch_body("data", &sink);
         let p = &body["status"]["progress"]["data"];
         assert_eq!(p["bytesDone"], 10);
-        assert!(p.get("bytesTotal").is_none(), "unknown totals are omitted, not null");
+        assert!(
+            p.get("bytesTotal").is_none(),
+            "unknown totals are omitted, not null"
+        );
         assert_eq!(body["status"].as_object().unwrap().len(), 1);
         sink.total.store(100, Ordering::Relaxed);
-        assert_eq!(patch_body("data", &sink)["status"]["progress"]["data"]["bytesTotal"], 100);
+        assert_eq!(
+            patch_body("data", &sink)["status"]["progress"]["data"]["bytesTotal"],
+            100
+        );
     }
 }

@@ -50,9 +50,9 @@ pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
         keep_yearly,
         dry_run,
     } = a;
-    let (ns, name) = policy
-        .split_once('/')
-        .ok_or_else(|| CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}")))?;
+    let (ns, name) = policy.split_once('/').ok_or_else(|| {
+        CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}"))
+    })?;
     let rules = RetentionPolicy {
         keep_last,
         keep_hourly,
@@ -62,9 +62,16 @@ pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
         keep_yearly,
         ..RetentionPolicy::default()
     };
-    let keeps_something = [keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly]
-        .iter()
-        .any(|k| k.is_some_and(|n| n > 0));
+    let keeps_something = [
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+    ]
+    .iter()
+    .any(|k| k.is_some_and(|n| n > 0));
     if !keeps_something {
         // Forgetting with no positive rule would remove every snapshot of the policy.
         return Err(CliError::input(
@@ -112,6 +119,8 @@ pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
             .insert("bytesRemoved".into(), report.bytes_removed.into());
     }
     result.details.insert("forgotten".into(), forgotten.into());
-    result.details.insert("sources".into(), sources.len().into());
+    result
+        .details
+        .insert("sources".into(), sources.len().into());
     Ok(result)
 }

@@ -47,9 +47,9 @@ pub use backend::{
 };
 pub use crypto::KdfParams;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, StreamBackup};
-pub use progress::ProgressSink;
 pub use error::{Error, Result, RetryClass};
 pub use lock::FoundLock;
+pub use progress::ProgressSink;
 pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
 pub use snapshot::{SnapshotFilter, SnapshotInfo, SnapshotStats};
 pub use stream::{CommandFailed, CommandStream};

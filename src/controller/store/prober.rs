@@ -29,7 +29,11 @@ fn reason_for(e: &repo::Error) -> (&'static str, bool, bool) {
         "WrongPassword" => ("WrongPassword", true, false),
         "RepositoryLocked" => ("RepositoryLocked", true, true),
         "InvalidInput" => ("InvalidStore", false, false),
-        "StorageError" => ("StorageError", false, e.retry_class() == repo::RetryClass::Transient),
+        "StorageError" => (
+            "StorageError",
+            false,
+            e.retry_class() == repo::RetryClass::Transient,
+        ),
         _ => ("ProbeFailed", false, true),
     }
 }
@@ -46,7 +50,10 @@ fn failed(e: &repo::Error) -> Outcome {
 
 impl RepoProber {
     fn ca_file(&self, pem: &str) -> std::io::Result<PathBuf> {
-        let name = format!("ca-{}.pem", &hex::encode(Sha256::digest(pem.as_bytes()))[..16]);
+        let name = format!(
+            "ca-{}.pem",
+            &hex::encode(Sha256::digest(pem.as_bytes()))[..16]
+        );
         let path = self.scratch.join(name);
         if !path.exists() {
             std::fs::create_dir_all(&self.scratch)?;
@@ -62,7 +69,11 @@ impl RepoProber {
         let mut cfg = S3Config::new(
             s3.endpoint.clone(),
             s3.bucket.clone(),
-            s3.prefix.clone().unwrap_or_default().trim_matches('/').to_string(),
+            s3.prefix
+                .clone()
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_string(),
         );
         cfg.region = Some(s3.region.clone().unwrap_or_else(|| "us-east-1".into()));
         cfg.path_style = s3.path_style.unwrap_or(s3.endpoint.is_some());
@@ -79,7 +90,10 @@ impl RepoProber {
             (Some(id), Some(key)) => S3Credentials::Static {
                 access_key_id: id.0.clone(),
                 secret_access_key: Secret::new(key.0.clone()),
-                session_token: conn.session_token.as_ref().map(|t| Secret::new(t.0.clone())),
+                session_token: conn
+                    .session_token
+                    .as_ref()
+                    .map(|t| Secret::new(t.0.clone())),
             },
             _ => S3Credentials::Chain,
         };
@@ -118,7 +132,14 @@ impl Prober for RepoProber {
                 } else {
                     repo::kdf::INTERACTIVE
                 };
-                match Repo::init(&opts, &password, &InitOptions { kdf, compression: None }) {
+                match Repo::init(
+                    &opts,
+                    &password,
+                    &InitOptions {
+                        kdf,
+                        compression: None,
+                    },
+                ) {
                     Ok(r) => Outcome::Initialized {
                         repository_id: r.id().to_string(),
                     },
