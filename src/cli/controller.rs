@@ -167,8 +167,20 @@ pub fn crd(a: CrdArgs) -> Result<(), CliError> {
     let crds = crate::crd::all_crds();
     match a.out {
         None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for c in &crds {
-                print!("{}", crate::crd::crd_yaml(c));
+                match out.write_all(crate::crd::crd_yaml(c).as_bytes()) {
+                    Ok(()) => {}
+                    // `lifeboat crd | head`: the reader is gone, which is not an error.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) => {
+                        return Err(CliError {
+                            category: "LocalIo",
+                            message: format!("writing the CRDs: {e}"),
+                        });
+                    }
+                }
             }
             Ok(())
         }

@@ -21,7 +21,7 @@ pub mod unlock;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::{
     repo::{self, ChecksumMode, RepoOptions, S3Credentials, Secret, Storage},
@@ -308,15 +308,25 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 /// Parses the command line, runs the command, returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
-    telemetry::init(&cli.log, cli.log_format);
+    // Commands people run stay quiet (warn); the long-running controller reports what it
+    // does (info) unless told otherwise.
+    let log_given = matches.value_source("log") != Some(clap::parser::ValueSource::DefaultValue);
+    let log = match (&cli.command, log_given) {
+        (Command::Controller(_), false) => "info".to_string(),
+        _ => cli.log.clone(),
+    };
+    telemetry::init(&log, cli.log_format);
     repo::log_bridge::install();
     tracing::debug!(version = env!("CARGO_PKG_VERSION"), "lifeboat starting");
     let json = cli.json;
