@@ -86,10 +86,14 @@ pub struct RestorePointSelector {
 /// How the restore point is chosen among the policy's successful Backups.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum RestorePointStrategy {
+    /// The newest successful restore point.
     #[default]
     Latest,
+    /// The oldest one still retained.
     Oldest,
+    /// A different one each run, chosen at random among the retained.
     Random,
+    /// The newest at or before `time`.
     PointInTime,
 }
 
@@ -121,8 +125,10 @@ pub struct Sandbox {
 /// Network isolation of a sandbox.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum SandboxNetworkPolicy {
+    /// Deny all ingress, and all egress except DNS and the sandbox itself.
     #[default]
     DenyAll,
+    /// No NetworkPolicy.
     None,
 }
 
@@ -329,7 +335,9 @@ pub struct DRDrillStatus {
 /// The outcome of a run.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 pub enum DrillOutcome {
+    /// The restore succeeded and every check passed.
     Passed,
+    /// A step or a check failed.
     Failed,
 }
 
@@ -383,13 +391,20 @@ pub struct DrillRunSpec {
     Ord,
 )]
 pub enum DrillPhase {
+    /// Accepted, nothing created yet.
     #[default]
     Pending,
+    /// Creating the sandbox namespace, quota, network policy and ephemeral databases.
     Provisioning,
+    /// Restoring volumes, databases and manifests into the sandbox.
     Restoring,
+    /// Running the checks.
     Verifying,
+    /// Writing the evidence report to the store.
     Reporting,
+    /// Removing the sandbox.
     CleaningUp,
+    /// Finished; the record is final.
     Completed,
 }
 
@@ -484,9 +499,12 @@ pub struct CheckResult {
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 pub enum CheckVerdict {
+    /// The data is as expected.
     #[default]
     Passed,
+    /// The data is wrong (the observed value says how).
     Failed,
+    /// The check could not run (timeout, unreachable service, bad query).
     Error,
 }
 

@@ -144,6 +144,37 @@ mod tests {
         }
     }
 
+    /// A `null` inside an `enum` list is rejected by the API server ("unknown object type
+    /// nil"); `nullable: true` is the structural way to allow absence.
+    #[test]
+    fn no_enum_lists_null() {
+        fn walk(path: &str, v: &serde_json::Value, bad: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::Array(e)) = m.get("enum")
+                        && e.iter().any(|x| x.is_null())
+                    {
+                        bad.push(path.to_string());
+                    }
+                    for (k, x) in m {
+                        walk(&format!("{path}.{k}"), x, bad);
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(path, x, bad)),
+                _ => {}
+            }
+        }
+        let mut bad = Vec::new();
+        for crd in all_crds() {
+            walk(
+                &crd.spec.names.kind,
+                &serde_json::to_value(&crd).unwrap(),
+                &mut bad,
+            );
+        }
+        assert!(bad.is_empty(), "enums listing null: {bad:?}");
+    }
+
     /// `kubectl explain` shows field descriptions; a field without one is a doc bug.
     #[test]
     fn every_field_is_documented() {

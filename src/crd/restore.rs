@@ -175,11 +175,16 @@ pub struct ManifestRestore {
 /// Life cycle of a Restore.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
 pub enum RestorePhase {
+    /// Accepted, nothing started.
     #[default]
     Pending,
+    /// Movers are running.
     Running,
+    /// Every requested source was restored.
     Succeeded,
+    /// Some sources were restored, others failed.
     PartiallyFailed,
+    /// Nothing was restored, or the restore could not start.
     Failed,
 }
 

@@ -176,6 +176,11 @@ impl ImageMap {
         })
     }
 
+    /// Directory of the entrypoint scripts (`${IMAGES_DIR}`).
+    pub fn images_dir(&self) -> &Path {
+        &self.images_dir
+    }
+
     fn entry(&self, image: &str) -> Option<&RawImage> {
         let repo = repository(image);
         self.entries.iter().find(|e| {

@@ -1037,6 +1037,16 @@ impl Worker {
                 read_only: false,
                 file: false,
             });
+            // A checkout under /tmp (CI may clone there) would vanish behind the private
+            // /tmp: bind the host paths the program comes from back into view, read-only.
+            for keep in visible_under_tmp(&resolved.argv, self.ctx.images.images_dir()) {
+                mounts.push(MountSpec {
+                    source: Some(keep.clone()),
+                    target: keep,
+                    read_only: true,
+                    file: false,
+                });
+            }
         }
         let (uid, gid, groups) = self.identity(c);
         if let Some(u) = uid
@@ -1196,8 +1206,52 @@ impl Worker {
     }
 }
 
+/// Host directories under `/tmp` that a container needs to see although it gets a
+/// private `/tmp`: its program's directory and the entrypoint scripts. Nested paths are
+/// dropped (their parent is bound already).
+fn visible_under_tmp(argv: &[String], images_dir: &Path) -> Vec<PathBuf> {
+    let tmp = Path::new("/tmp");
+    let mut dirs: Vec<PathBuf> = argv
+        .first()
+        .and_then(|p| Path::new(p).parent())
+        .into_iter()
+        .chain(std::iter::once(images_dir))
+        .filter(|d| d.starts_with(tmp) && *d != tmp)
+        .map(Path::to_path_buf)
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let nested: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|d| dirs.iter().any(|o| o != *d && d.starts_with(o)))
+        .cloned()
+        .collect();
+    dirs.retain(|d| !nested.contains(d));
+    dirs
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn programs_under_tmp_stay_visible_behind_the_private_tmp() {
+        let argv = vec!["/tmp/x/target/debug/lifeboat".to_string(), "mover".into()];
+        assert_eq!(
+            visible_under_tmp(&argv, Path::new("/tmp/x/e2e/images")),
+            vec![
+                PathBuf::from("/tmp/x/e2e/images"),
+                PathBuf::from("/tmp/x/target/debug")
+            ]
+        );
+        let argv = vec!["/usr/bin/sh".to_string()];
+        assert!(visible_under_tmp(&argv, Path::new("/work/main/e2e/images")).is_empty());
+        let argv = vec!["/tmp/x/e2e/images/pg.sh".to_string()];
+        assert_eq!(
+            visible_under_tmp(&argv, Path::new("/tmp/x/e2e")),
+            vec![PathBuf::from("/tmp/x/e2e")],
+            "nested paths collapse into their parent"
+        );
+    }
     use super::*;
 
     #[test]
