@@ -153,10 +153,13 @@ fn file_name(kind: &str, group: &str, name: &str) -> String {
     }
 }
 
+/// Lists and sanitizes the objects of `kinds`. A kind the user named must be served
+/// (`required`); a default kind the cluster does not serve at all is skipped.
 async fn collect(
     client: kube::Client,
     namespace: &str,
     kinds: &[String],
+    required: bool,
     selector: Option<&str>,
 ) -> Result<BTreeMap<String, String>, CliError> {
     let api_err = |e: kube::Error| CliError {
@@ -170,13 +173,18 @@ async fn collect(
     let mut files = BTreeMap::new();
     for wanted in kinds {
         let (kind, group) = wanted.split_once('.').unwrap_or((wanted.as_str(), ""));
+        // The most stable served version of the kind, in any version of its group: on
+        // Kubernetes 1.20 CronJob exists only in batch/v1beta1 while batch prefers v1.
         let found = discovery
             .groups()
-            .flat_map(|g| g.recommended_resources())
-            .find(|(ar, caps)| {
-                ar.kind == kind && ar.group == group && caps.scope == Scope::Namespaced
-            });
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.resources_by_stability())
+            .find(|(ar, caps)| ar.kind == kind && caps.scope == Scope::Namespaced);
         let Some((ar, _)) = found else {
+            if !required {
+                tracing::info!(kind = %wanted, "not served by this cluster; skipped");
+                continue;
+            }
             return Err(CliError {
                 category: "InvalidInput",
                 message: format!(
@@ -239,6 +247,7 @@ pub fn backup(a: ManifestArgs, repo_args: &crate::cli::RepoArgs) -> Result<Mover
         run,
     } = a;
     let run = RunRef::for_backup(&run.policy, &run.backup)?;
+    let required = !kinds.is_empty();
     let mut kinds: Vec<String> = if kinds.is_empty() {
         DEFAULT_KINDS.iter().map(|k| k.to_string()).collect()
     } else {
@@ -260,7 +269,7 @@ pub fn backup(a: ManifestArgs, repo_args: &crate::cli::RepoArgs) -> Result<Mover
             category: "KubernetesApi",
             message: format!("no Kubernetes client (in-cluster config or KUBECONFIG): {e}"),
         })?;
-        collect(client, &namespace, &kinds, selector.as_deref()).await
+        collect(client, &namespace, &kinds, required, selector.as_deref()).await
     })?;
     let root = staging.join(&namespace);
     stage(&root, &files)?;
