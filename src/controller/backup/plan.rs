@@ -787,17 +787,22 @@ fn cleanup_all(o: &Observed<'_>, p: &mut Plan) {
             p.delete_snapshots.push(s.name_any());
         }
     }
-    for c in o
-        .pvcs
-        .iter()
-        .filter(|c| c.metadata.deletion_timestamp.is_none())
-    {
+    for c in o.pvcs {
         let ours = c
             .labels()
             .get(labels::BACKUP)
             .is_some_and(|b| *b == jobs::label_value(&backup));
-        if ours && is_temp(&c.name_any()) {
+        if !ours || !is_temp(&c.name_any()) {
+            continue;
+        }
+        if c.metadata.deletion_timestamp.is_none() {
             p.delete_pvcs.push(c.name_any());
+        }
+        // NB: Kubernetes before 1.23 counts even completed pods as users of a PVC, so the
+        // temporary PVC stays Terminating while its mover pod exists. The unit's result is
+        // in status already: remove its Job (and pod) too. The Job shares the PVC's name.
+        if o.jobs.iter().any(|j| j.name_any() == c.name_any()) {
+            p.delete_jobs.push(c.name_any());
         }
     }
 }

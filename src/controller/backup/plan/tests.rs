@@ -424,6 +424,11 @@ fn results_finish_the_run_and_temporaries_are_removed() {
     assert_eq!(p.status.restore_point_time, p.status.start_time);
     assert_eq!(p.delete_snapshots, vec![VOL_JOB.to_string()]);
     assert_eq!(p.delete_pvcs, vec![VOL_JOB.to_string()]);
+    assert_eq!(
+        p.delete_jobs,
+        vec![VOL_JOB.to_string()],
+        "its pod would hold the PVC"
+    );
     let c = conditions::get(&p.status.conditions, condition::COMPLETE).unwrap();
     assert_eq!(c.reason, "Succeeded");
     // The next reconcile of the finished run does nothing new (idempotent, no re-finish).
