@@ -171,6 +171,32 @@ pub async fn run(
     }
 }
 
+/// Gives the lease up on a clean shutdown, so a standby takes over at once instead of
+/// waiting for it to expire (client-go's ReleaseOnCancel). Best effort: a failure only
+/// means the standby waits out the lease duration.
+pub async fn release(client: kube::Client, cfg: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+    let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await else {
+        return;
+    };
+    let ours = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        == Some(cfg.identity.as_str());
+    if !ours {
+        return;
+    }
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+    }
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => tracing::info!(lease = %cfg.name, "released the leader lease"),
+        Err(e) => tracing::warn!(error = %e, "could not release the leader lease"),
+    }
+}
+
 /// The leader could not renew its lease in time.
 #[derive(Debug, thiserror::Error)]
 #[error("lost the leader lease: could not renew it before it expired")]

@@ -108,11 +108,18 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     ));
 
     let (lead_tx, mut lead_rx) = watch::channel(config.leader_lease.is_none());
-    let election = match &config.leader_lease {
-        Some(lease) => {
-            let cfg = leader::LeaseConfig::new(lease, &config.namespace, &config.identity);
-            tracing::info!(lease = %lease, "waiting for the leader lease");
-            Some(tokio::spawn(leader::run(client.clone(), cfg, lead_tx)))
+    let lease_cfg = config
+        .leader_lease
+        .as_ref()
+        .map(|lease| leader::LeaseConfig::new(lease, &config.namespace, &config.identity));
+    let election = match &lease_cfg {
+        Some(cfg) => {
+            tracing::info!(lease = %cfg.name, "waiting for the leader lease");
+            Some(tokio::spawn(leader::run(
+                client.clone(),
+                cfg.clone(),
+                lead_tx,
+            )))
         }
         None => None,
     };
@@ -133,15 +140,24 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     };
     match election {
         None => controllers.await,
-        Some(election) => tokio::select! {
-            () = controllers => {}
-            lost = election => {
-                metrics.leader.set(0);
-                if let Ok(Err(e)) = lost {
-                    return Err(e.into());
+        Some(election) => {
+            let abort = election.abort_handle();
+            tokio::select! {
+                () = controllers => {
+                    // A clean shutdown: stop renewing, then hand the lease over.
+                    abort.abort();
+                    if let Some(cfg) = &lease_cfg {
+                        leader::release(client.clone(), cfg).await;
+                    }
+                }
+                lost = election => {
+                    metrics.leader.set(0);
+                    if let Ok(Err(e)) = lost {
+                        return Err(e.into());
+                    }
                 }
             }
-        },
+        }
     }
     tracing::info!("controllers stopped");
     Ok(())
