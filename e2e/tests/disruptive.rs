@@ -31,12 +31,22 @@ async fn kill_controller(client: &kube::Client) -> anyhow::Result<i32> {
         .and_then(|s| s.replicas)
         .unwrap_or(1);
     deploys
-        .patch("lifeboat-controller", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}})))
+        .patch(
+            "lifeboat-controller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
         .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     let lp = ListParams::default().labels("app.kubernetes.io/component=controller");
-    pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }, &lp)
-        .await?;
+    pods.delete_collection(
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+        &lp,
+    )
+    .await?;
     wait_for("controller pods gone", Duration::from_secs(60), || async {
         Ok(pods.list(&lp).await?.items.is_empty().then_some(()))
     })
@@ -47,7 +57,11 @@ async fn kill_controller(client: &kube::Client) -> anyhow::Result<i32> {
 async fn start_controller(client: &kube::Client, replicas: i32) -> anyhow::Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
     deploys
-        .patch("lifeboat-controller", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+        .patch(
+            "lifeboat-controller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
         .await?;
     wait_for("a ready controller", Duration::from_secs(90), || async {
         let d = deploys.get("lifeboat-controller").await?;
@@ -70,12 +84,17 @@ async fn running_with_jobs(p: &Protected, backup: &str, jobs: usize) -> anyhow::
     let backups: Api<Backup> = p.ns.api();
     let job_api: Api<Job> = p.ns.api();
     let lp = ListParams::default().labels(&format!("lifeboat.dev/backup={backup}"));
-    wait_for(&format!("{backup} running with {jobs} mover Jobs"), RUN, || async {
-        let b = backups.get_opt(backup).await?;
-        let running = b.and_then(|b| b.status).and_then(|s| s.phase) == Some(BackupPhase::Running);
-        let n = job_api.list(&lp).await?.items.len();
-        Ok((running && n >= jobs).then_some(()))
-    })
+    wait_for(
+        &format!("{backup} running with {jobs} mover Jobs"),
+        RUN,
+        || async {
+            let b = backups.get_opt(backup).await?;
+            let running =
+                b.and_then(|b| b.status).and_then(|s| s.phase) == Some(BackupPhase::Running);
+            let n = job_api.list(&lp).await?.items.len();
+            Ok((running && n >= jobs).then_some(()))
+        },
+    )
     .await
 }
 
@@ -86,15 +105,25 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
     let p = Protected::create("ops-outage").await?;
     let client = p.ns.client.clone();
     // Big enough that movers are still at work when the controller dies.
-    p.pvc_with("data", json!({}), "head -c 150000000 /dev/urandom > /data/big.bin; echo ok > /data/small.txt")
-        .await?;
+    p.pvc_with(
+        "data",
+        json!({}),
+        "head -c 150000000 /dev/urandom > /data/big.bin; echo ok > /data/small.txt",
+    )
+    .await?;
     p.store_ready("s3").await?;
 
     // 1. Killed mid-run (and down across a schedule slot): adopt, finish, no duplicates.
     p.apply(policy(&p, "* * * * *")).await?;
     let backups: Api<Backup> = p.ns.api();
     let first = wait_for("the first scheduled Backup", RUN, || async {
-        Ok(backups.list(&Default::default()).await?.items.into_iter().next().and_then(|b| b.metadata.name))
+        Ok(backups
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .and_then(|b| b.metadata.name))
     })
     .await?;
     running_with_jobs(&p, &first, 2).await?;
@@ -104,7 +133,12 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
     start_controller(&client, replicas).await?;
     let done = p.backup_finished(&first, RUN).await?;
     let st = done.status.clone().unwrap();
-    ensure!(st.phase == Some(BackupPhase::Succeeded), "adopted run: {:?} {:?}", st.phase, st.sources);
+    ensure!(
+        st.phase == Some(BackupPhase::Succeeded),
+        "adopted run: {:?} {:?}",
+        st.phase,
+        st.sources
+    );
     let jobs: Api<Job> = p.ns.api();
     let lp = ListParams::default().labels(&format!("lifeboat.dev/backup={first}"));
     let movers: Vec<String> = jobs
@@ -112,19 +146,43 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
         .await?
         .items
         .into_iter()
-        .filter(|j| j.metadata.labels.as_ref().and_then(|l| l.get("lifeboat.dev/job-type")).map(String::as_str) == Some("backup"))
+        .filter(|j| {
+            j.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("lifeboat.dev/job-type"))
+                .map(String::as_str)
+                == Some("backup")
+        })
         .filter_map(|j| j.metadata.name)
         .collect();
-    ensure!(movers.len() == 2, "one mover Job per source, got {movers:?}");
-    let snaps = restic_json(&p.bucket, &p.prefix, &["snapshots", "--tag", &format!("backup={first}")])?;
-    ensure!(snaps.as_array().map(Vec::len) == Some(2), "one snapshot per source: {snaps}");
+    ensure!(
+        movers.len() == 2,
+        "one mover Job per source, got {movers:?}"
+    );
+    let snaps = restic_json(
+        &p.bucket,
+        &p.prefix,
+        &["snapshots", "--tag", &format!("backup={first}")],
+    )?;
+    ensure!(
+        snaps.as_array().map(Vec::len) == Some(2),
+        "one snapshot per source: {snaps}"
+    );
     // The slot that passed while the controller was down ran once (late), never twice.
     let policies: Api<lifeboat::crd::backup_policy::BackupPolicy> = p.ns.api();
     policies
-        .patch("shop", &PatchParams::default(), &Patch::Merge(json!({"spec": {"schedule": {"suspend": true}}})))
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedule": {"suspend": true}}})),
+        )
         .await?;
     let all = backups.list(&Default::default()).await?.items;
-    let slots: Vec<_> = all.iter().filter_map(|b| b.spec.scheduled_time.clone()).collect();
+    let slots: Vec<_> = all
+        .iter()
+        .filter_map(|b| b.spec.scheduled_time.clone())
+        .collect();
     let unique: BTreeSet<_> = slots.iter().map(|t| t.0).collect();
     ensure!(slots.len() == unique.len(), "a slot ran twice: {slots:?}");
     // The slot that passed while the controller was down is either run late, once, or
@@ -143,7 +201,8 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
 
     // 2. A mover Job that vanished while the controller was away fails its source.
     for b in &all {
-        p.backup_finished(b.metadata.name.as_deref().unwrap(), RUN).await?;
+        p.backup_finished(b.metadata.name.as_deref().unwrap(), RUN)
+            .await?;
     }
     p.apply(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "vanishing"},
         "spec": {"policyRef": {"name": "shop"}}}))
@@ -151,7 +210,9 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
     running_with_jobs(&p, "vanishing", 2).await?;
     let replicas = kill_controller(&client).await?;
     let victim = jobs
-        .list(&ListParams::default().labels("lifeboat.dev/backup=vanishing,lifeboat.dev/source=data"))
+        .list(
+            &ListParams::default().labels("lifeboat.dev/backup=vanishing,lifeboat.dev/source=data"),
+        )
         .await?
         .items
         .into_iter()
@@ -162,9 +223,25 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
     start_controller(&client, replicas).await?;
     let b = p.backup_finished("vanishing", RUN).await?;
     let st = b.status.unwrap();
-    let data = st.sources.iter().find(|s| s.name == "data").context("volume source")?;
-    ensure!(data.phase == SourcePhase::Failed, "volume source: {:?}", data.phase);
-    ensure!(data.failure.as_ref().unwrap().reason == "JobVanished", "reason {:?}", data.failure);
-    ensure!(st.phase == Some(BackupPhase::PartiallyFailed), "phase {:?}", st.phase);
+    let data = st
+        .sources
+        .iter()
+        .find(|s| s.name == "data")
+        .context("volume source")?;
+    ensure!(
+        data.phase == SourcePhase::Failed,
+        "volume source: {:?}",
+        data.phase
+    );
+    ensure!(
+        data.failure.as_ref().unwrap().reason == "JobVanished",
+        "reason {:?}",
+        data.failure
+    );
+    ensure!(
+        st.phase == Some(BackupPhase::PartiallyFailed),
+        "phase {:?}",
+        st.phase
+    );
     p.cleanup().await
 }
