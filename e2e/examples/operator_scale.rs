@@ -8,9 +8,11 @@
 //!   source e2e/.local/env.sh && e2e/install-operator
 //!   cargo run -p lifeboat-e2e --example operator_scale -- --policies 1000
 //!
-//! The node agent is paused (SIGSTOP) from just before the slot until the measurement
-//! ends, so that N mover pods do not all start on the two cores of this machine; the
-//! controller's work (Backups, Jobs, status) is unaffected: pods simply stay Pending.
+//! Mover pods get a node selector no node matches, so that N movers do not all start on
+//! the two cores of this machine; the controller's work (Backups, Jobs, status) is the
+//! same: the pods simply stay Pending (Unschedulable) until the namespace is deleted.
+//! For memory figures that mean something, run the operator from a release build:
+//! `cargo build --release --bins && LIFEBOAT_BIN=$PWD/target/release/lifeboat e2e/local up`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -101,19 +103,6 @@ async fn reconcile_stats(client: &kube::Client) -> anyhow::Result<BTreeMap<Strin
         }
     }
     Ok(out)
-}
-
-fn signal_node_agent(sig: &str) -> anyhow::Result<()> {
-    let pid = std::fs::read_to_string(
-        std::path::Path::new(&testing::env("LIFEBOAT_LOCAL_DIR")?).join("pids/node-agent.pid"),
-    )?;
-    let st = std::process::Command::new("kill")
-        .args([sig, pid.trim()])
-        .status()?;
-    if !st.success() {
-        bail!("kill {sig} node agent failed");
-    }
-    Ok(())
 }
 
 /// `--keep`: leave the namespace (and its Backups and Jobs) for inspection.
@@ -210,7 +199,8 @@ async fn main() -> anyhow::Result<()> {
         let name = format!("p{i:04}");
         policies.patch(&name, &pp, &Patch::Apply(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": name},
             "spec": {"storeRef": {"name": "s3"}, "schedule": {"cron": cron},
-                     "sources": {"databases": [{"name": "db", "engine": "postgres", "host": "127.0.0.1", "port": 9, "database": "x", "credentials": {"name": "repo-pass", "usernameKey": "password"}}]}}}))).await?;
+                     "sources": {"databases": [{"name": "db", "engine": "postgres", "host": "127.0.0.1", "port": 9, "database": "x", "credentials": {"name": "repo-pass", "usernameKey": "password"}}]},
+                     "mover": {"nodeSelector": {"lifeboat.dev/bench": "no-such-node"}}}}))).await?;
     }
     println!("created in {:.1} s", t.elapsed().as_secs_f64());
     testing::wait_for("every policy Ready", Duration::from_secs(300), || async {
@@ -237,11 +227,9 @@ async fn main() -> anyhow::Result<()> {
         rss1 as f64 / 1024.0
     );
 
-    // Pause the node a little before the slot, wait out the slot, collect.
     let until_slot =
         Duration::try_from(slot.timestamp().duration_since(Timestamp::now())).unwrap_or_default();
-    tokio::time::sleep(until_slot.saturating_sub(Duration::from_secs(5))).await;
-    signal_node_agent("-STOP")?;
+    tokio::time::sleep(until_slot).await;
     let result = async {
         let backups: Api<Backup> = Api::namespaced(client.clone(), &ns);
         testing::wait_for(
@@ -264,39 +252,11 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok((list, rss2))
     }
     .await;
-    let resume = async {
-        // Delete the namespace while the node is paused: its pods are not bound yet, so
-        // the API server removes them without a node, and the agent never starts them.
-        if !keep() {
-            let _ = nss.delete(&ns, &DeleteParams::default()).await;
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let _ = testing::wait_for(
-                "the benchmark's pods gone",
-                Duration::from_secs(300),
-                || async {
-                    Ok(pods
-                        .list(&ListParams::default().limit(1))
-                        .await?
-                        .items
-                        .is_empty()
-                        .then_some(()))
-                },
-            )
-            .await;
-        }
-        signal_node_agent("-CONT")
-    };
-    let (list, rss2, after) = match result {
-        Ok((list, rss2)) => {
-            let after = reconcile_stats(&client).await;
-            resume.await?;
-            (list, rss2, after?)
-        }
-        Err(e) => {
-            resume.await?;
-            return Err(e);
-        }
-    };
+    let (list, rss2) = result?;
+    let after = reconcile_stats(&client).await?;
+    if !keep() {
+        nss.delete(&ns, &DeleteParams::default()).await?;
+    }
     let mut per_policy: BTreeMap<String, usize> = BTreeMap::new();
     let (mut created, mut started) = (Vec::new(), Vec::new());
     for b in &list {

@@ -253,6 +253,12 @@ pub struct MoverSpec {
     pub active_deadline: Option<String>,
     /// Retries of a failed mover pod before the source counts as failed. Default 1.
     pub backoff_limit: Option<i32>,
+    /// Node labels mover pods must match (e.g. to keep them off database nodes).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    /// Tolerations of mover pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
 }
 
 /// Observed state of a policy.

@@ -155,6 +155,10 @@ pub struct MoverJob {
     pub mounts: Vec<DataMount>,
     /// Pin to a node (ReadWriteOnce volumes already attached there).
     pub node_name: Option<String>,
+    /// Node labels the pod must match.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pod.
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     pub active_deadline_seconds: i64,
     pub backoff_limit: i32,
     pub resources: Option<ResourceRequirements>,
@@ -350,6 +354,8 @@ pub fn build(m: &MoverJob) -> Job {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(m.service_account.clone()),
                     node_name: m.node_name.clone(),
+                    node_selector: (!m.node_selector.is_empty()).then(|| m.node_selector.clone()),
+                    tolerations: (!m.tolerations.is_empty()).then(|| m.tolerations.clone()),
                     containers: vec![container],
                     volumes: Some(volumes),
                     security_context: Some(PodSecurityContext {
@@ -418,6 +424,8 @@ mod tests {
                 read_only: true,
             }],
             node_name: None,
+            node_selector: BTreeMap::new(),
+            tolerations: vec![],
             active_deadline_seconds: 3600,
             backoff_limit: 1,
             resources: None,

@@ -573,6 +573,23 @@ fn a_mover_that_cannot_start_fails_fast_with_the_kubelet_reason() {
 }
 
 #[test]
+fn mover_placement_follows_the_policy() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.mover.node_selector =
+        BTreeMap::from([("pool".to_string(), "backup".to_string())]);
+    let p = w.step();
+    for j in &p.create_jobs {
+        let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.node_selector.as_ref().unwrap()["pool"],
+            "backup",
+            "{}",
+            j.name_any()
+        );
+    }
+}
+
+#[test]
 fn direct_copies_mount_the_live_volume_read_only_on_its_node() {
     let mut w = World::new(CopyMethod::Direct, None);
     w.consumers = BTreeMap::from([("data".to_string(), "node-7".to_string())]);
