@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod backup_policy;
+pub mod cache;
 pub mod conditions;
 pub mod error;
 pub mod leader;
@@ -41,12 +42,25 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub config: Arc<Config>,
+    /// Watch caches of the objects read on every reconcile.
+    pub caches: cache::Caches,
     /// Consecutive failures per object UID, for back-off. Reset on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// When the mover RBAC of a namespace was last applied, per access level.
+    rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
 }
 
+/// How long an applied mover ServiceAccount and RoleBindings are trusted before they are
+/// applied again (someone may delete them).
+const RBAC_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Context {
-    pub fn new(client: Client, metrics: Metrics, config: Arc<Config>) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        config: Arc<Config>,
+        caches: cache::Caches,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: Some(config.identity.clone()),
@@ -56,8 +70,26 @@ impl Context {
             client,
             metrics,
             config,
+            caches,
             failures: Mutex::new(HashMap::new()),
+            rbac_applied: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the mover RBAC of `namespace` at `level` needs applying now; applying it on
+    /// every run start cost four writes per run.
+    pub fn rbac_due(&self, namespace: &str, level: u8) -> bool {
+        let map = self.rbac_applied.lock().expect("lock poisoned");
+        map.get(&(namespace.to_string(), level))
+            .is_none_or(|t| t.elapsed() > RBAC_REFRESH)
+    }
+
+    /// Records that the mover RBAC of `namespace` at `level` was applied.
+    pub fn rbac_done(&self, namespace: &str, level: u8) {
+        self.rbac_applied
+            .lock()
+            .expect("lock poisoned")
+            .insert((namespace.to_string(), level), Instant::now());
     }
 
     /// Whether objects of `namespace` are ours to reconcile (`--watch-namespaces`).

@@ -101,11 +101,6 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     health.set_ready(true);
     let config = Arc::new(config);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        config.clone(),
-    ));
 
     let (lead_tx, mut lead_rx) = watch::channel(config.leader_lease.is_none());
     let lease_cfg = config
@@ -130,6 +125,14 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
         () = &mut terminate => return Ok(()),
     }
     metrics.leader.set(1);
+    // Only the leader holds the watch caches: a standby costs the API server nothing.
+    let caches = super::cache::Caches::start(&client).await;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        config.clone(),
+        caches,
+    ));
     tracing::info!("running controllers");
     let controllers = async {
         tokio::join!(

@@ -407,13 +407,24 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
             } else {
                 MoverAccess::Basic
             };
-            ensure_mover_rbac(ctx, &ns, access).await?;
+            let level = access as u8;
+            if ctx.rbac_due(&ns, level) {
+                ensure_mover_rbac(ctx, &ns, access).await?;
+                ctx.rbac_done(&ns, level);
+            }
         }
     }
-    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let has_volumes = policy
+        .as_ref()
+        .is_some_and(|p| !p.spec.sources.volumes.is_empty());
+    let pvcs = if has_volumes {
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
     let uses_snapshots = policy.as_ref().is_some_and(|p| {
         p.spec
             .sources
@@ -439,14 +450,24 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
     } else {
         Vec::new()
     };
-    let jobs_list = Api::<Job>::namespaced(client.clone(), &ns)
-        .list(&by_backup(&name))
-        .await?
-        .items;
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-        .list(&by_backup(&name))
-        .await?
-        .items;
+    let (mut jobs_list, pods) = ctx.caches.children_of(&ns, &name);
+    // The cache may not have seen a Job we created moments ago: before a running source
+    // is declared vanished, ask the API server directly.
+    let jobs_api = Api::<Job>::namespaced(client.clone(), &ns);
+    let running = backup
+        .status
+        .iter()
+        .flat_map(|s| s.sources.iter())
+        .filter(|s| !matches!(s.phase, SourcePhase::Succeeded | SourcePhase::Failed));
+    for job in running.filter_map(|s| s.job_name.as_ref()) {
+        if !jobs_list
+            .iter()
+            .any(|j| j.metadata.name.as_ref() == Some(job))
+            && let Some(j) = jobs_api.get_opt(job).await?
+        {
+            jobs_list.push(j);
+        }
+    }
     let direct = policy.as_ref().is_some_and(|p| {
         p.spec
             .sources

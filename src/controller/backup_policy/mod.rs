@@ -22,9 +22,7 @@ use super::{Context, Error, Result, apply_status, conditions, error_policy, inst
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::common::condition;
-use crate::crd::labels;
 use crate::crd::store::{BackupStore, ClusterBackupStore, StoreStatus};
-use crate::jobs;
 use crate::metrics::PolicyLabels;
 
 const CONTROLLER: &str = "backuppolicy";
@@ -70,19 +68,6 @@ pub async fn observe_store(client: &Client, policy: &BackupPolicy) -> Result<Sto
     })
 }
 
-/// The Backups belonging to a policy (by label; adopted manual Backups carry it too).
-pub async fn list_backups(client: &Client, ns: &str, policy: &str) -> Result<Vec<Backup>> {
-    let lp =
-        ListParams::default().labels(&format!("{}={}", labels::POLICY, jobs::label_value(policy)));
-    Ok(Api::<Backup>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await?
-        .items
-        .into_iter()
-        .filter(|b| b.spec.policy_ref.name == policy)
-        .collect())
-}
-
 async fn missing_secrets(client: &Client, ns: &str, policy: &BackupPolicy) -> Result<Vec<String>> {
     let names: BTreeSet<&str> = policy
         .spec
@@ -121,7 +106,7 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
         return Ok(Action::await_change());
     }
     let store = observe_store(client, policy).await?;
-    let backups = list_backups(client, &ns, &name).await?;
+    let backups = ctx.caches.backups_of(&ns, &name);
     let pvcs = if policy.spec.sources.volumes.is_empty() {
         Vec::new()
     } else {
