@@ -7,6 +7,7 @@ pub mod backup_policy;
 pub mod conditions;
 pub mod error;
 pub mod leader;
+pub mod restore;
 pub mod sources;
 pub mod store;
 

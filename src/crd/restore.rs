@@ -60,7 +60,8 @@ pub struct RestoreSpec {
     /// must exist and carry the annotation `lifeboat.dev/allow-restore-from` listing this
     /// namespace (or `*`), so a Restore can never write where it was not invited.
     pub target_namespace: Option<String>,
-    /// Which volumes, and how. Omit to restore every volume of the restore point.
+    /// Which volumes, and how. Omit to restore every volume of the restore point;
+    /// `skip: true` restores none.
     pub volumes: Option<VolumeRestore>,
     /// Which databases, and where to. Omit to restore none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -96,6 +97,9 @@ pub struct LocalRef {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeRestore {
+    /// Restore no volume at all (e.g. a database-only restore); `include` is ignored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip: bool,
     /// Restore only these source PVCs (by their name at backup time). Empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
