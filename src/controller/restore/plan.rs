@@ -77,6 +77,21 @@ const FATAL_SERVER_REASONS: &[&str] = &[
     "CreateContainerError",
 ];
 const PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff"];
+/// Mover failures that no retry of the pod can fix: the unit fails at the first one.
+const PERMANENT: &[&str] = &[
+    "SnapshotMissing",
+    "TargetExists",
+    "TargetNotFound",
+    "InvalidInput",
+    "WrongPassword",
+    "RepositoryNotFound",
+    "BucketNotFound",
+    "StorageAuthFailed",
+    "StorageAccessDenied",
+    "DatabaseAuthFailed",
+    "DatabaseError",
+    "ToolMissing",
+];
 
 /// Everything the plan looks at. The caller reads it with consistent LIST calls.
 pub struct Observed<'a> {
@@ -1023,6 +1038,16 @@ fn observe_job(
         }
         None => {
             if let Some(f) = stuck_pod(o.pods, name) {
+                p.delete_jobs.push(name.to_string());
+                fail(o, entry, f, p);
+            } else if let Some((Some(r), _)) = pod_result(o.pods, name, false)
+                && let Some(f) = r
+                    .failure
+                    .clone()
+                    .filter(|f| PERMANENT.contains(&f.reason.as_str()))
+            {
+                // A retry would fail the same way (and, for a drill, only delay the verdict).
+                record_result(o, entry, &r);
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
             } else {

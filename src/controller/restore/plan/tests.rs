@@ -1706,3 +1706,42 @@ fn a_policy_deleted_mid_restore_fails_what_is_left_to_start() {
     );
     assert_eq!(p.status.phase, Some(RestorePhase::Running));
 }
+
+#[test]
+fn a_permanent_mover_failure_is_not_retried() {
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.step();
+    // The Job would retry (backoffLimit), but the first pod's reason is final.
+    w.jobs = vec![job(VOL_JOB, None)];
+    w.pods = vec![mover_pod(
+        VOL_JOB,
+        "Failed",
+        Some(failed(
+            "SnapshotMissing",
+            "snapshot vvvv1111 is not in the repository",
+        )),
+        None,
+    )];
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("SnapshotMissing"));
+    assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
+    // A passing fault is left to the Job's retries.
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.step();
+    w.jobs = vec![job(VOL_JOB, None)];
+    w.pods = vec![mover_pod(
+        VOL_JOB,
+        "Failed",
+        Some(failed("StorageUnreachable", "connection refused")),
+        None,
+    )];
+    let p = w.step();
+    assert_eq!(w.source("data").phase, SourcePhase::Running);
+    assert!(p.delete_jobs.is_empty());
+}
