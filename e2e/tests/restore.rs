@@ -554,6 +554,9 @@ fn report_times(r: &Restore) {
                 ))
                 .unwrap_or_default()
         );
+        if let Some(f) = &s.failure {
+            eprintln!("    {}: {}", f.reason, f.message);
+        }
     }
 }
 
@@ -1068,4 +1071,55 @@ async fn a_restore_of_a_missing_backup_fails_with_restore_point_not_found() -> a
     let _ = api.delete("nothing", &DeleteParams::default()).await;
     ns.delete().await?;
     result
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn an_ephemeral_server_that_cannot_start_fails_with_the_pods_reason() -> anyhow::Result<()> {
+    with_source!("e2e-rst-noimage", restore_with_a_bad_image)
+}
+
+async fn restore_with_a_bad_image(src: &mut Source) -> anyhow::Result<()> {
+    let target = src.target("e2e-rst-noimage-copy", Some("*")).await?;
+    let r = src
+        .restore(
+            "bad-image",
+            json!({
+                "source": {"backupRef": {"name": "b1"}},
+                "targetNamespace": target,
+                "volumes": {"skip": true},
+                "databases": [{"source": "pg", "ephemeral": {"image": "lifeboat.dev/no-such-image:1"}}]
+            }),
+        )
+        .await?;
+    report_times(&r);
+    let st = r.status.clone().unwrap_or_default();
+    ensure!(st.phase == Some(RestorePhase::Failed), "{}", describe(&r));
+    let f = st.failure.clone().context("failure")?;
+    ensure!(
+        f.reason == "DatabaseStartFailed"
+            && f.message.contains("lifeboat.dev/no-such-image:1")
+            && (f.message.contains("ErrImagePull") || f.message.contains("ImagePullBackOff")),
+        "{f:?}"
+    );
+    // Seen within the pull grace plus a few reconciles, not at the 5-minute timeout.
+    let took = st.duration_seconds.unwrap_or_default();
+    ensure!((25.0..120.0).contains(&took), "failed after {took:.1}s");
+    // The broken server is removed at once; nothing else was started.
+    let client = &src.ns.client;
+    let deps = Api::<Deployment>::namespaced(client.clone(), &target);
+    wait_for("the failed server to be removed", LONG, || async {
+        Ok(deps
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    let jobs = Api::<Job>::namespaced(client.clone(), &target)
+        .list(&ListParams::default())
+        .await?;
+    ensure!(jobs.items.is_empty(), "no mover may run without a server");
+    Ok(())
 }
