@@ -1123,3 +1123,109 @@ async fn restore_with_a_bad_image(src: &mut Source) -> anyhow::Result<()> {
     ensure!(jobs.items.is_empty(), "no mover may run without a server");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_restore_survives_a_controller_restart_without_duplicates() -> anyhow::Result<()> {
+    with_source!("e2e-rst-crash", restore_across_a_restart)
+}
+
+async fn restore_across_a_restart(src: &mut Source) -> anyhow::Result<()> {
+    let client = src.ns.client.clone();
+    let api: Api<Restore> = src.ns.api();
+    // Into its own namespace (its Jobs stay, owned), the volume under a new name.
+    create(
+        &api,
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": "crash"},
+               "spec": {"source": {"backupRef": {"name": "b1"}},
+                        "volumes": {"rename": {"data": "data-restored"}},
+                        "databases": [{"source": "pg", "ephemeral": {}}],
+                        "manifests": {"kinds": ["ConfigMap"]}}}),
+    )
+    .await?;
+    wait_for("Restore crash to start", LONG, || async {
+        Ok(api
+            .get_opt("crash")
+            .await?
+            .filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(RestorePhase::Running)))
+    })
+    .await?;
+    // Kill every controller replica mid-restore.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "lifeboat-system");
+    let lp = ListParams::default().labels("app.kubernetes.io/component=controller");
+    let killed: Vec<String> = pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    ensure!(
+        !killed.is_empty(),
+        "no controller pod in lifeboat-system: run e2e/install-operator"
+    );
+    for p in &killed {
+        pods.delete(
+            p,
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+        )
+        .await?;
+    }
+    let r = wait_for("Restore crash to finish", LONG, || async {
+        Ok(api.get_opt("crash").await?.filter(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p.is_finished())
+        }))
+    })
+    .await?;
+    report_times(&r);
+    ensure!(
+        r.status.as_ref().and_then(|s| s.phase) == Some(RestorePhase::Succeeded),
+        "{}",
+        describe(&r)
+    );
+    // One Job per source, each run once: the new controller adopted what the old one made.
+    let jobs = Api::<Job>::namespaced(client.clone(), &src.ns.name)
+        .list(&ListParams::default().labels(&format!(
+            "lifeboat.dev/restore-uid={}",
+            r.metadata.uid.clone().unwrap_or_default()
+        )))
+        .await?;
+    let mut names: Vec<_> = jobs.items.iter().map(|j| j.name_any()).collect();
+    names.sort();
+    ensure!(
+        names
+            == [
+                "crash-rst-db-pg",
+                "crash-rst-manifests",
+                "crash-rst-vol-data"
+            ],
+        "{names:?}"
+    );
+    for j in &jobs.items {
+        let st = j.status.clone().unwrap_or_default();
+        ensure!(
+            st.succeeded == Some(1) && st.failed.unwrap_or(0) == 0,
+            "{} ran {:?}/{:?}",
+            j.name_any(),
+            st.succeeded,
+            st.failed
+        );
+    }
+    let deps = Api::<Deployment>::namespaced(client.clone(), &src.ns.name)
+        .list(&ListParams::default().labels("app.kubernetes.io/component=restore-database"))
+        .await?;
+    ensure!(
+        deps.items.len() == 1,
+        "one ephemeral server, not {}",
+        deps.items.len()
+    );
+    let tree = run_script(&src.ns.name, "tree-restored", TREE_SCRIPT, "data-restored").await?;
+    ensure!(tree == src.tree, "restored tree differs");
+    Ok(())
+}

@@ -701,6 +701,20 @@ pub fn transform(
         }
         _ => {}
     }
+    // A node port is cluster-wide: a copy next to the original would collide with it, so
+    // in another namespace the API server assigns fresh ones (same namespace: e.g. a new
+    // cluster after a disaster, the saved ports stay).
+    if kind == "Service"
+        && saved_ns.as_deref().is_some_and(|n| n != target_ns)
+        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.remove("healthCheckNodePort");
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+    }
     if kind == "RoleBinding"
         && let (Some(saved), Some(subjects)) = (
             saved_ns.as_deref(),
@@ -782,6 +796,36 @@ fn resolve(discovery: &Discovery, api_version: &str, kind: &str) -> Option<(ApiR
         .map(|(ar, caps)| (ar.clone(), caps.scope.clone()))
 }
 
+/// The API server's own words for a refusal (not the client's debug dump).
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+/// Runs an API call, retrying passing faults (5xx, 429, connection trouble) a few times:
+/// what is left is a refusal that another attempt would meet again.
+async fn with_retries<T, F, Fut>(mut call: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(kube::Error::Api(s)) if (s.code >= 500 || s.code == 429) && attempt < 4 => {
+                tracing::info!(code = s.code, message = %s.message, attempt, "retrying");
+            }
+            Err(kube::Error::Api(s)) => return Err(kube::Error::Api(s)),
+            Err(e) if attempt < 4 => tracing::info!(error = %e, attempt, "retrying"),
+            other => return other,
+        }
+        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+    }
+}
+
 /// Applies the transformed objects: creates what does not exist, re-applies what an
 /// earlier attempt of ours created, leaves everything else alone.
 async fn apply_all(
@@ -823,7 +867,7 @@ async fn apply_all(
         }
         value["apiVersion"] = ar.api_version.clone().into();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-        match api.get_opt(&name).await {
+        match with_retries(|| api.get_opt(&name)).await {
             Ok(Some(live)) => {
                 let ours = live
                     .metadata
@@ -838,13 +882,14 @@ async fn apply_all(
             }
             Ok(None) => {}
             Err(e) => {
-                failed.push(format!("{label}: {e}"));
+                failed.push(format!("{label}: {}", api_message(&e)));
                 continue;
             }
         }
-        match api.patch(&name, &pp, &Patch::Apply(&value)).await {
+        let body = Patch::Apply(&value);
+        match with_retries(|| api.patch(&name, &pp, &body)).await {
             Ok(_) => applied += 1,
-            Err(e) => failed.push(format!("{label}: {e}")),
+            Err(e) => failed.push(format!("{label}: {}", api_message(&e))),
         }
     }
     Ok((applied, existing, failed))

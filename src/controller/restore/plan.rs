@@ -91,6 +91,8 @@ const PERMANENT: &[&str] = &[
     "DatabaseAuthFailed",
     "DatabaseError",
     "ToolMissing",
+    // The manifest mover retries passing API faults itself; what it reports is final.
+    "ApplyFailed",
 ];
 
 /// Everything the plan looks at. The caller reads it with consistent LIST calls.
@@ -546,6 +548,17 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             .all(|s| terminal(s.phase));
         advance(o, point, &mut sources[i], volumes_done, &mut p);
     }
+    // A source adopted after a lost status write may have begun before the start this
+    // attempt recorded: the restore began when its first source did.
+    let first = sources
+        .iter()
+        .filter_map(|s| s.start_time.as_ref().map(|t| t.0))
+        .min();
+    if let (Some(first), Some(start)) = (first, p.status.start_time.as_ref())
+        && first < start.0
+    {
+        p.status.start_time = Some(micro(first));
+    }
     p.status.sources = sources;
     if p.status.sources.iter().all(|s| terminal(s.phase)) {
         finish(o, &mut p, None);
@@ -878,6 +891,10 @@ fn advance(
 ) {
     let restore = o.restore.name_any();
     let name = job_name(&restore, entry.kind, &entry.name);
+    if entry.start_time.is_none() {
+        // Adoption after a lost status write: the child knows when it was made.
+        entry.start_time = adopted_start(o, entry, &name);
+    }
     if let Some(job) = o.jobs.iter().find(|j| j.name_any() == name) {
         entry.job_name = Some(name.clone());
         observe_job(o, job, &name, entry, p);
@@ -957,6 +974,30 @@ fn advance(
     };
     p.create_jobs.push(job);
     entry.job_name = Some(name);
+}
+
+/// The start recorded on a child created by an earlier attempt (the server comes first
+/// for an ephemeral database).
+fn adopted_start(o: &Observed<'_>, entry: &RestoredSource, job: &str) -> Option<MicroTime> {
+    let server = entry
+        .database
+        .as_ref()
+        .and_then(|d| d.server_name.as_deref());
+    let metas = o
+        .deployments
+        .iter()
+        .filter(|d| Some(d.name_any().as_str()) == server)
+        .map(|d| &d.metadata)
+        .chain(
+            o.jobs
+                .iter()
+                .filter(|j| j.name_any() == job)
+                .map(|j| &j.metadata),
+        );
+    metas
+        .filter_map(|m| m.annotations.as_ref()?.get(STARTED_AT)?.parse().ok())
+        .map(micro)
+        .next()
 }
 
 fn fail(o: &Observed<'_>, entry: &mut RestoredSource, f: Failure, p: &mut Plan) {
@@ -1454,7 +1495,7 @@ fn cleanup(o: &Observed<'_>, p: &mut Plan) {
 }
 
 mod build;
-pub use build::SERVER_LABEL;
+pub use build::{SERVER_LABEL, STARTED_AT};
 use build::{
     database_job, manifests_job, server_deployment, server_secret, server_service, target_pvc,
     volume_job,

@@ -61,9 +61,14 @@ fn side_effects_are_suppressed_only_when_asked() {
         json!({"type": "ClusterIP", "selector": {"app": "web"},
                "ports": [{"port": 80, "targetPort": 8080}]})
     );
-    let v = applied(transform(svc, "t", &TransformOptions::default()));
+    // Not suppressed: still a NodePort Service; its fixed port only where it was saved
+    // (a copy in another namespace would collide with the original's port).
+    let v = applied(transform(svc.clone(), "shop", &TransformOptions::default()));
     assert_eq!(v["spec"]["type"], "NodePort");
     assert_eq!(v["spec"]["ports"][0]["nodePort"], 30080);
+    let v = applied(transform(svc, "t", &TransformOptions::default()));
+    assert_eq!(v["spec"]["type"], "NodePort");
+    assert!(v["spec"]["ports"][0].get("nodePort").is_none());
 
     let lb = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
         "spec": {"type": "LoadBalancer", "loadBalancerIP": "10.0.0.9",

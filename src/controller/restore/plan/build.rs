@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// Annotation on mover Jobs and ephemeral servers: when the controller created them.
+pub const STARTED_AT: &str = "lifeboat.dev/started-at";
+
 /// Pod label selecting one ephemeral server's pods.
 pub const SERVER_LABEL: &str = "lifeboat.dev/server";
 
@@ -132,8 +135,10 @@ pub(super) fn server_deployment(
         .find(|d| d.source == entry.name)
         .and_then(|d| d.ephemeral.as_ref())
         .and_then(|e| e.resources.clone());
+    let mut meta = child_meta(o, server, target, labels.clone());
+    meta.annotations = Some(started_at(o));
     Deployment {
-        metadata: child_meta(o, server, target, labels.clone()),
+        metadata: meta,
         spec: Some(DeploymentSpec {
             replicas: Some(1),
             selector: LabelSelector {
@@ -352,7 +357,18 @@ pub(super) fn build_job(o: &Observed<'_>, m: MoverJob, target: &str) -> Job {
     if owners(o.restore, target).is_none() {
         job.metadata.owner_references = None;
     }
+    job.metadata.annotations = Some(started_at(o));
     job
+}
+
+/// When this step began, to the microsecond, so that a controller that restarts before
+/// recording it in status still reports the real start (creation timestamps have whole
+/// seconds only).
+pub(super) fn started_at(o: &Observed<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        STARTED_AT.to_string(),
+        o.now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    )])
 }
 
 pub(super) fn volume_job(

@@ -831,12 +831,27 @@ fn a_pvc_and_job_created_before_a_crash_are_adopted() {
     let first = w.plan();
     w.target_pvcs = vec![pvc("data", "5Gi", true)];
     w.jobs = first.create_jobs.clone();
+    w.now = ts("2026-01-01T00:10:40Z");
     let p = w.step();
     assert!(
         p.create_pvcs.is_empty() && p.create_jobs.is_empty(),
         "nothing twice"
     );
     assert_eq!(p.status.sources[0].phase, SourcePhase::Running);
+    assert_eq!(
+        p.status.sources[0].start_time.as_ref().unwrap().0,
+        ts(NOW),
+        "the start the first attempt recorded on the Job, to the microsecond"
+    );
+    assert_eq!(
+        w.jobs[0].annotations().get(STARTED_AT).map(String::as_str),
+        Some("2026-01-01T00:10:30.000000Z")
+    );
+    assert_eq!(
+        p.status.start_time.as_ref().unwrap().0,
+        ts(NOW),
+        "the restore began with its first source, not at the second attempt"
+    );
     // A PVC left by a Restore of the same name but another UID is not ours.
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
