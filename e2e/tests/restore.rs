@@ -92,12 +92,22 @@ impl S3 {
     }
 
     async fn remove_bucket(&self, bucket: &str) {
-        if let Ok(keys) = self.keys(bucket, "").await {
-            for k in keys {
-                let _ = self.delete(bucket, &k).await;
+        match self.keys(bucket, "").await {
+            Ok(keys) => {
+                for k in keys {
+                    if let Err(e) = self.delete(bucket, &k).await {
+                        eprintln!("cleanup: deleting {bucket}/{k}: {e:#}");
+                    }
+                }
             }
+            Err(e) => eprintln!("cleanup: listing {bucket}: {e:#}"),
         }
-        let _ = self.client.delete_bucket().bucket(bucket).send().await;
+        if let Err(e) = self.client.delete_bucket().bucket(bucket).send().await {
+            eprintln!(
+                "cleanup: deleting bucket {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            );
+        }
     }
 }
 
