@@ -63,6 +63,8 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// error is usually a wrong name or missing credentials; the grace covers a registry
 /// hiccup).
 pub const IMAGE_PULL_GRACE: Duration = Duration::from_secs(30);
+/// A mover Job without any pod after this long cannot start.
+pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 /// An ephemeral server that crashed this many times has failed.
 pub const MAX_SERVER_RESTARTS: i32 = 3;
 /// Label value of `app.kubernetes.io/component` on ephemeral database servers.
@@ -976,6 +978,27 @@ fn advance(
     entry.job_name = Some(name);
 }
 
+/// A Job that has had no pod for [`POD_CREATE_TIMEOUT`]: admission refuses its pods (a
+/// ResourceQuota that wants requests and limits, a policy engine), which a Job only
+/// reports as Events.
+fn no_pod(o: &Observed<'_>, job: &Job, name: &str) -> Option<Failure> {
+    let has_pod = o
+        .pods
+        .iter()
+        .any(|p| p.labels().get("job-name").map(String::as_str) == Some(name));
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    let age = Duration::try_from(o.now.duration_since(created)).unwrap_or(Duration::ZERO);
+    (!has_pod && age >= POD_CREATE_TIMEOUT).then(|| {
+        failure(
+            "MoverCannotStart",
+            format!(
+                "mover Job {name} has had no pod for {}: its pods are refused (a ResourceQuota without spec.mover.resources? see the Job's FailedCreate events)",
+                duration::format(POD_CREATE_TIMEOUT)
+            ),
+        )
+    })
+}
+
 /// The start recorded on a child created by an earlier attempt (the server comes first
 /// for an ephemeral database).
 fn adopted_start(o: &Observed<'_>, entry: &RestoredSource, job: &str) -> Option<MicroTime> {
@@ -1079,6 +1102,9 @@ fn observe_job(
         }
         None => {
             if let Some(f) = stuck_pod(o.pods, name) {
+                p.delete_jobs.push(name.to_string());
+                fail(o, entry, f, p);
+            } else if let Some(f) = no_pod(o, job, name) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
             } else if let Some((Some(r), _)) = pod_result(o.pods, name, false)
@@ -1278,6 +1304,39 @@ fn server_ready(
             );
         }
         return true;
+    }
+    // Pods refused at admission (quota, policy) show only as a Deployment condition.
+    let refused = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        })
+        .map(|c| {
+            format!(
+                "its pod is refused: {}",
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| c.reason.clone().unwrap_or_default())
+            )
+        });
+    if let Some(msg) = refused {
+        fail(
+            o,
+            entry,
+            failure(
+                "DatabaseStartFailed",
+                format!(
+                    "ephemeral server {server} ({}): {msg}",
+                    db.image.as_deref().unwrap_or("?")
+                ),
+            ),
+            p,
+        );
+        p.delete_servers.push(server.to_string());
+        return false;
     }
     let since = entry.start_time.as_ref().map(|t| t.0).unwrap_or(o.now);
     let waited = Duration::try_from(o.now.duration_since(since)).unwrap_or(Duration::ZERO);

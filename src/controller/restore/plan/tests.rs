@@ -1760,3 +1760,52 @@ fn a_permanent_mover_failure_is_not_retried() {
     assert_eq!(w.source("data").phase, SourcePhase::Running);
     assert!(p.delete_jobs.is_empty());
 }
+
+#[test]
+fn pods_refused_at_admission_fail_fast_instead_of_hanging() {
+    // A mover Job whose pods a ResourceQuota refuses never gets one.
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.step();
+    let mut j = job(VOL_JOB, None);
+    j.metadata.creation_timestamp = Some(Time(ts(NOW)));
+    w.jobs = vec![j];
+    w.now = ts("2026-01-01T00:11:30Z");
+    w.step();
+    assert_eq!(
+        w.source("data").phase,
+        SourcePhase::Running,
+        "a minute is normal"
+    );
+    w.now = ts("2026-01-01T00:12:31Z");
+    let p = w.step();
+    let f = w.source("data").failure.unwrap();
+    assert_eq!(f.reason, "MoverCannotStart");
+    assert!(f.message.contains("ResourceQuota"), "{}", f.message);
+    assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
+
+    // An ephemeral server's Deployment says so in a condition.
+    let mut w = started_server();
+    w.deployments[0].status.as_mut().unwrap().conditions =
+        Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some(
+                "pods \"db-r1-pg-x\" is forbidden: failed quota: q: must specify limits.memory"
+                    .into(),
+            ),
+            ..Default::default()
+        }]);
+    let p = w.step();
+    let f = w.source("pg").failure.unwrap();
+    assert_eq!(f.reason, "DatabaseStartFailed");
+    assert!(
+        f.message.contains("must specify limits.memory"),
+        "{}",
+        f.message
+    );
+    assert_eq!(p.delete_servers, vec![SERVER.to_string()]);
+}
