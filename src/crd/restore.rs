@@ -32,7 +32,7 @@ pub const ALLOW_RESTORE_FROM: &str = "lifeboat.dev/allow-restore-from";
     printcolumn(
         name = "Policy",
         type_ = "string",
-        json_path = ".spec.source.policyRef.name"
+        json_path = ".status.restorePoint.policy"
     ),
     printcolumn(
         name = "Backup",
