@@ -507,12 +507,13 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     // clobber theirs, and server-side apply would claim them).
     p.status.progress.clear();
     p.status.row_counts.clear();
-    p.status.observed_generation = r.metadata.generation;
     let phase = p.status.phase.unwrap_or_default();
     if phase.is_finished() {
+        // The record of a finished restore never changes, not even for a later spec edit.
         cleanup(o, &mut p);
         return p;
     }
+    p.status.observed_generation = r.metadata.generation;
     if phase == RestorePhase::Pending {
         match start(o, &mut p) {
             Start::Started => {}

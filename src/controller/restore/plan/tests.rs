@@ -1534,7 +1534,9 @@ fn results_finish_the_restore_with_the_movers_own_times() {
         p.delete_servers.is_empty(),
         "the restored database stays while the Restore exists"
     );
-    // Finished restores never change again.
+    // Finished restores never change again, not even after a spec edit.
+    w.restore.metadata.generation = Some(2);
+    w.restore.spec.manifests = None;
     let again = w.plan();
     assert_eq!(again.status, p.status);
     assert!(again.finished.is_none() && again.events.is_empty() && again.create_jobs.is_empty());
