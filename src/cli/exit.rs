@@ -170,6 +170,26 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         55,
         "the controller lost its leader lease (another replica takes over)",
     ),
+    (
+        "SnapshotMissing",
+        60,
+        "a restore's snapshot is no longer in the repository",
+    ),
+    (
+        "TargetExists",
+        61,
+        "a restore's target already holds data (files, tables, or another namespace); nothing was overwritten",
+    ),
+    (
+        "TargetNotFound",
+        62,
+        "a restore's target (database, volume mount) does not exist and may not be created",
+    ),
+    (
+        "ApplyFailed",
+        63,
+        "a manifest restore could not apply some objects (the others were applied)",
+    ),
 ];
 
 /// The exit code of a category (1 for unknown ones).

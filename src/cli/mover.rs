@@ -19,6 +19,9 @@ enum MoverSub {
     Backup(mover::backup::BackupCmd),
     /// Apply a policy's retention to its snapshots and prune.
     Retention(mover::retention::RetentionArgs),
+    /// Restore one source of a Restore.
+    #[command(subcommand)]
+    Restore(mover::restore::RestoreCmd),
 }
 
 /// Runs a mover subcommand.
@@ -26,5 +29,6 @@ pub fn run(c: MoverCmd, repo: &RepoArgs) -> Result<(), CliError> {
     match c.cmd {
         MoverSub::Backup(b) => mover::backup::run(b, repo),
         MoverSub::Retention(r) => mover::finish(mover::retention::run(r, repo)),
+        MoverSub::Restore(r) => mover::restore::run(r, repo),
     }
 }

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod conditions;
 pub mod error;
 pub mod leader;
+pub mod restore;
 pub mod sources;
 pub mod store;
 

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
-use super::{Context, backup, backup_policy, leader, store};
+use super::{Context, backup, backup_policy, leader, restore, store};
 use crate::config::Config;
 use crate::crd::BackupPolicy;
 use crate::http::{self, Health};
@@ -138,7 +138,8 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
         tokio::join!(
             store::run(ctx.clone(), prober),
             backup_policy::run(ctx.clone()),
-            backup::run(ctx.clone())
+            backup::run(ctx.clone()),
+            restore::run(ctx.clone())
         );
     };
     match election {

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+use super::backup_policy::DatabaseEngine;
 use super::common::Failure;
 
 /// One backup run of a policy.
@@ -167,8 +169,42 @@ pub struct SourceResult {
     pub bytes_added: Option<u64>,
     /// How long the mover took, in seconds.
     pub duration_seconds: Option<f64>,
+    /// Volume sources: the PVC as it was at backup time (a restore recreates it alike).
+    pub volume: Option<BackedUpVolume>,
+    /// Database sources: what was dumped.
+    pub database: Option<BackedUpDatabase>,
     /// Why it failed.
     pub failure: Option<Failure>,
+}
+
+/// The shape of a backed-up PVC.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpVolume {
+    /// Its storage request, e.g. `5Gi`.
+    pub storage: Option<Quantity>,
+    /// Its StorageClass.
+    pub storage_class_name: Option<String>,
+    /// Its access modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<String>,
+    /// `Filesystem` or `Block`.
+    pub volume_mode: Option<String>,
+}
+
+/// What a database source dumped.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackedUpDatabase {
+    /// `postgres` or `mysql`.
+    pub engine: DatabaseEngine,
+    /// The database dumped; unset for all databases of the server.
+    pub database: Option<String>,
+    /// Version of the server that was dumped (the default image of an ephemeral
+    /// restore server follows it).
+    pub server_version: Option<String>,
 }
 
 /// Kind of a source.

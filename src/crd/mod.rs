@@ -49,6 +49,14 @@ pub mod labels {
     /// Stable hash of a repository's location, on maintenance Jobs, so that only one
     /// exclusive job runs per repository across namespaces.
     pub const REPOSITORY: &str = "lifeboat.dev/repository";
+    /// The Restore an object was created for (its name).
+    pub const RESTORE: &str = "lifeboat.dev/restore";
+    /// The namespace of that Restore (objects in a restore's target namespace may belong
+    /// to a Restore elsewhere).
+    pub const RESTORE_NAMESPACE: &str = "lifeboat.dev/restore-namespace";
+    /// The UID of that Restore: what the controller selects and adopts by, so a new
+    /// Restore of the same name never takes over an older one's objects.
+    pub const RESTORE_UID: &str = "lifeboat.dev/restore-uid";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

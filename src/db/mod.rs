@@ -334,6 +334,20 @@ pub trait DatabaseAdapter: Send + Sync {
     fn row_counts(&self, database: &str) -> Result<BTreeMap<String, u64>>;
     /// Drops a database if it exists (drills clean up their scratch databases).
     fn drop_database(&self, database: &str) -> Result<()>;
+    /// Whether a database of that name exists (restores never overwrite one that holds
+    /// tables).
+    fn database_exists(&self, database: &str) -> Result<bool>;
+}
+
+/// `name` as a SQL string literal: quotes doubled, and backslashes doubled too (MySQL reads
+/// them as escapes by default; PostgreSQL's standard strings take them literally, so the
+/// caller picks).
+pub fn sql_string(name: &str, escape_backslashes: bool) -> String {
+    let mut s = name.replace('\'', "''");
+    if escape_backslashes {
+        s = s.replace('\\', "\\\\");
+    }
+    format!("'{s}'")
 }
 
 /// Builds the adapter for an engine.
@@ -557,6 +571,14 @@ mod tests {
         assert_eq!(v["row_counts"]["app"]["public.t"], 3);
         let back: DumpMetadata = serde_json::from_value(v).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn sql_strings_are_quoted() {
+        assert_eq!(sql_string("app", false), "'app'");
+        assert_eq!(sql_string("o'neil", false), "'o''neil'");
+        assert_eq!(sql_string("a\\'b", true), "'a\\\\''b'");
+        assert_eq!(sql_string("a\\b", false), "'a\\b'");
     }
 
     #[test]

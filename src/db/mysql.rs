@@ -212,6 +212,15 @@ impl DatabaseAdapter for Mysql {
         self.inv(&self.client, args).feed(|w| feed(w))
     }
 
+    fn database_exists(&self, database: &str) -> Result<bool> {
+        validate_name(database)?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            super::sql_string(database, true)
+        );
+        Ok(self.query(None, &sql)?.trim() != "0")
+    }
+
     fn query_value(&self, database: &str, sql: &str) -> Result<String> {
         validate_name(database)?;
         let out = self.query(Some(database), sql)?;

@@ -396,6 +396,16 @@ impl DatabaseAdapter for Postgres {
         parse_counts(&lines)
     }
 
+    fn database_exists(&self, database: &str) -> Result<bool> {
+        validate_name(database)?;
+        let sql = format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            super::sql_string(database, false)
+        );
+        let n = self.query_value(self.maintenance_db(), &sql)?;
+        Ok(n.trim() != "0")
+    }
+
     fn drop_database(&self, database: &str) -> Result<()> {
         validate_name(database)?;
         let sql = format!(

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod manifests;
 pub mod progress;
+pub mod restore;
 pub mod retention;
 
 use std::io::Write;
@@ -45,6 +46,22 @@ impl RunRef {
             policy: name.into(),
             run_plural: "backups",
             run: backup.into(),
+        })
+    }
+
+    /// Parses `--restore NS/NAME` (restores carry no policy tags).
+    pub fn for_restore(restore: &str) -> Result<Self, CliError> {
+        let (namespace, name) = restore
+            .split_once('/')
+            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+            .ok_or_else(|| {
+                CliError::input(format!("--restore must be NAMESPACE/NAME, got {restore:?}"))
+            })?;
+        Ok(RunRef {
+            namespace: namespace.into(),
+            policy: String::new(),
+            run_plural: "restores",
+            run: name.into(),
         })
     }
 }
@@ -106,6 +123,18 @@ fn termination_log() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(TERMINATION_LOG))
 }
 
+/// Writes the result where Kubernetes picks it up and prints it on stdout.
+pub fn write_result(result: &MoverResult) {
+    let message = result.to_message();
+    let path = termination_log();
+    // Outside a pod the default path does not exist; stdout still carries the result.
+    if let Err(e) = std::fs::write(&path, &message) {
+        tracing::debug!(path = %path.display(), error = %e, "no termination log written");
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{message}");
+}
+
 /// Writes the result where Kubernetes picks it up, prints it on stdout, and turns a
 /// failure into the command's error (so the exit code names the category too).
 pub fn finish(outcome: Result<MoverResult, CliError>) -> Result<(), CliError> {
@@ -120,14 +149,7 @@ pub fn finish(outcome: Result<MoverResult, CliError>) -> Result<(), CliError> {
             ..MoverResult::default()
         },
     };
-    let message = result.to_message();
-    let path = termination_log();
-    // Outside a pod the default path does not exist; stdout still carries the result.
-    if let Err(e) = std::fs::write(&path, &message) {
-        tracing::debug!(path = %path.display(), error = %e, "no termination log written");
-    }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{message}");
+    write_result(&result);
     outcome.map(drop)
 }
 
@@ -149,6 +171,12 @@ mod tests {
         );
         assert!(RunRef::for_backup("orders", "b").is_err());
         assert!(RunRef::for_backup("/orders", "b").is_err());
+        let r = RunRef::for_restore("shop/r1").unwrap();
+        assert_eq!(
+            (r.namespace.as_str(), r.run_plural, r.run.as_str()),
+            ("shop", "restores", "r1")
+        );
+        assert!(RunRef::for_restore("r1").is_err());
         let t = r.tags("database", "pg");
         assert_eq!(tags::value(&t, "source"), Some("database/pg"));
         assert_eq!(tags::value(&t, "nothing"), None);

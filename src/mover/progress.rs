@@ -37,7 +37,7 @@ pub fn patch_body(source: &str, sink: &ProgressSink) -> serde_json::Value {
     serde_json::json!({ "status": { "progress": { source: p } } })
 }
 
-fn run_api(client: kube::Client, run: &RunRef) -> Api<DynamicObject> {
+pub(crate) fn run_api(client: kube::Client, run: &RunRef) -> Api<DynamicObject> {
     let kind = match run.run_plural {
         "restores" => "Restore",
         "drillruns" => "DrillRun",

@@ -93,6 +93,10 @@ pub struct RestoreTarget {
     pub target: PathBuf,
     /// Remove files in the target that are not in the snapshot.
     pub delete: bool,
+    /// Set owners from the recorded numeric UID/GID instead of looking the recorded user
+    /// and group names up locally (containers: the mover's `/etc/passwd` is not the
+    /// application's).
+    pub numeric_ids: bool,
 }
 
 /// Statistics of a restore.
@@ -518,7 +522,9 @@ pub fn restore(
         target_str.push('/');
     }
     let dest = LocalDestination::new(&target_str, true, false).map_err(rerr)?;
-    let opts = RestoreOptions::default().delete(target.delete);
+    let opts = RestoreOptions::default()
+        .delete(target.delete)
+        .numeric_id(target.numeric_ids);
     let plan = repo
         .prepare_restore(&opts, ls.clone(), &dest, false)
         .map_err(rerr)?;

@@ -574,17 +574,28 @@ impl Repo {
         target: &Path,
         delete: bool,
     ) -> Result<(SnapshotInfo, RestoreStats)> {
-        let _lock = self.lock(false)?;
-        let sn = self.resolve(snapshot, filter)?;
-        let stats = engine::restore(
-            &self.ctx,
-            &sn,
+        self.restore_with(
+            snapshot,
+            filter,
             &engine::RestoreTarget {
                 path: path.to_string(),
                 target: target.to_path_buf(),
                 delete,
+                numeric_ids: false,
             },
-        )?;
+        )
+    }
+
+    /// [`Repo::restore`] with every option of the engine (e.g. numeric owners).
+    pub fn restore_with(
+        &self,
+        snapshot: &str,
+        filter: &SnapshotFilter,
+        target: &engine::RestoreTarget,
+    ) -> Result<(SnapshotInfo, RestoreStats)> {
+        let _lock = self.lock(false)?;
+        let sn = self.resolve(snapshot, filter)?;
+        let stats = engine::restore(&self.ctx, &sn, target)?;
         Ok((SnapshotInfo::from_file(&sn), stats))
     }
 

@@ -29,7 +29,8 @@ use crate::config::Config;
 use crate::controller::conditions::{self, Desired};
 use crate::controller::sources::{self, Unit};
 use crate::crd::backup::{
-    Backup, BackupPhase, BackupStatus, SourceKind, SourcePhase, SourceResult, Totals,
+    BackedUpDatabase, BackedUpVolume, Backup, BackupPhase, BackupStatus, SourceKind, SourcePhase,
+    SourceResult, Totals,
 };
 use crate::crd::backup_policy::{BackupPolicy, CopyMethod, DatabaseSource};
 use crate::crd::common::{Failure, condition};
@@ -157,7 +158,11 @@ fn failure(reason: &str, message: impl Into<String>) -> Failure {
 }
 
 /// The mover's result from the pod of a finished Job.
-fn pod_result(pods: &[Pod], job: &str, succeeded: bool) -> Option<(Option<MoverResult>, String)> {
+pub(crate) fn pod_result(
+    pods: &[Pod],
+    job: &str,
+    succeeded: bool,
+) -> Option<(Option<MoverResult>, String)> {
     let mut candidates: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
@@ -192,7 +197,7 @@ fn pod_result(pods: &[Pod], job: &str, succeeded: bool) -> Option<(Option<MoverR
 }
 
 /// A pod of the Job that cannot start (bad image, missing Secret key...).
-fn stuck_pod(pods: &[Pod], job: &str) -> Option<Failure> {
+pub(crate) fn stuck_pod(pods: &[Pod], job: &str) -> Option<Failure> {
     pods.iter()
         .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
         .flat_map(|p| {
@@ -238,7 +243,7 @@ pub(crate) fn job_finished(job: &Job) -> Option<bool> {
     None
 }
 
-fn job_failure_reason(job: &Job) -> Failure {
+pub(crate) fn job_failure_reason(job: &Job) -> Failure {
     let cond = job
         .status
         .as_ref()
@@ -454,7 +459,7 @@ fn new_snapshot(o: &Observed<'_>, name: &str, pvc: &str, class: Option<String>) 
     }
 }
 
-fn elapsed(since: Option<&Time>, now: Timestamp) -> Duration {
+pub(crate) fn elapsed(since: Option<&Time>, now: Timestamp) -> Duration {
     since
         .map(|t| now.duration_since(t.0))
         .and_then(|d| Duration::try_from(d).ok())
@@ -488,6 +493,18 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                         name: u.name().to_string(),
                         kind: u.kind(),
                         phase: SourcePhase::Pending,
+                        volume: match u {
+                            Unit::Volume { pvc, .. } => Some(volume_shape(o.pvcs, pvc)),
+                            _ => None,
+                        },
+                        database: match u {
+                            Unit::Database { source } => Some(BackedUpDatabase {
+                                engine: source.engine,
+                                database: source.database.clone(),
+                                server_version: None,
+                            }),
+                            _ => None,
+                        },
                         ..SourceResult::default()
                     })
                     .collect();
@@ -539,6 +556,26 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     }
     cleanup_all(o, &mut p);
     p
+}
+
+/// The PVC's request, class and modes, recorded so that a restore can recreate it alike
+/// even after the PVC is gone.
+fn volume_shape(pvcs: &[PersistentVolumeClaim], name: &str) -> BackedUpVolume {
+    let spec = pvcs
+        .iter()
+        .find(|p| p.name_any() == name)
+        .and_then(|p| p.spec.clone())
+        .unwrap_or_default();
+    BackedUpVolume {
+        storage: spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage").cloned()),
+        storage_class_name: spec.storage_class_name,
+        access_modes: spec.access_modes.unwrap_or_default(),
+        volume_mode: spec.volume_mode,
+    }
 }
 
 fn terminal(phase: SourcePhase) -> bool {
@@ -602,6 +639,12 @@ fn advance(
                     entry.bytes_read = r.bytes_read;
                     entry.bytes_added = r.bytes_added;
                     entry.duration_seconds = r.duration_seconds;
+                    if let (Some(db), Some(v)) = (
+                        entry.database.as_mut(),
+                        r.details.get("serverVersion").and_then(|v| v.as_str()),
+                    ) {
+                        db.server_version = Some(v.to_string());
+                    }
                     p.events.push(PlannedEvent {
                         warning: false,
                         reason: "SourceSucceeded",

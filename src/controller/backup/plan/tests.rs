@@ -744,3 +744,29 @@ fn human_sizes() {
     assert_eq!(human_bytes(1536), "1.5 KiB");
     assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
 }
+
+#[test]
+fn what_a_restore_needs_is_recorded_with_each_source() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    let p = w.step();
+    let vol = p.status.sources[0].volume.as_ref().unwrap();
+    assert_eq!(vol.storage, Some(Quantity("5Gi".into())));
+    assert_eq!(vol.storage_class_name.as_deref(), Some("fast"));
+    let db = p.status.sources[1].database.as_ref().unwrap();
+    assert_eq!(
+        (
+            db.engine,
+            db.database.as_deref(),
+            db.server_version.as_deref()
+        ),
+        (DatabaseEngine::Postgres, Some("orders"), None)
+    );
+    let mut r = MoverResult::parse(&ok_result("bbbb", 1)).unwrap();
+    r.details
+        .insert("serverVersion".into(), serde_json::json!("15.8 (Debian)"));
+    w.jobs = vec![job(DB_JOB, Some((true, "")))];
+    w.pods = vec![pod(DB_JOB, "Succeeded", Some((0, r.to_message())), None)];
+    let p = w.step();
+    let db = p.status.sources[1].database.as_ref().unwrap();
+    assert_eq!(db.server_version.as_deref(), Some("15.8 (Debian)"));
+}
