@@ -341,6 +341,10 @@ pub(super) fn common_job(
         store: store.clone(),
         mounts: vec![],
         node_name: None,
+        // The policy's placement applies to its restores too: the nodes that may
+        // reach the store are the same in both directions.
+        node_selector: policy.spec.mover.node_selector.clone(),
+        tolerations: policy.spec.mover.tolerations.clone(),
         active_deadline_seconds: deadline.as_secs().max(1) as i64,
         // Every restore mover can resume: a volume keeps its marker, a database its
         // empty target, manifests re-apply their own objects.
