@@ -261,4 +261,8 @@ pub struct RestoredSource {
     pub duration_seconds: Option<f64>,
     /// Why it failed.
     pub failure: Option<Failure>,
+    /// Databases: the Secret in the target namespace holding the login of the restored
+    /// database (for an ephemeral server, the one it was started with). DR drills run
+    /// their checks with it.
+    pub credentials: Option<DatabaseCredentialsRef>,
 }
