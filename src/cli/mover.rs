@@ -19,6 +19,11 @@ enum MoverSub {
     Backup(mover::backup::BackupCmd),
     /// Apply a policy's retention to its snapshots and prune.
     Retention(mover::retention::RetentionArgs),
+    /// Run one DR drill check against restored data.
+    #[command(subcommand)]
+    Check(mover::check::CheckCmd),
+    /// Write a finished drill run's evidence report next to the repository.
+    Report(mover::report::ReportArgs),
 }
 
 /// Runs a mover subcommand.
@@ -26,5 +31,7 @@ pub fn run(c: MoverCmd, repo: &RepoArgs) -> Result<(), CliError> {
     match c.cmd {
         MoverSub::Backup(b) => mover::backup::run(b, repo),
         MoverSub::Retention(r) => mover::finish(mover::retention::run(r, repo)),
+        MoverSub::Check(c) => mover::check::run(c, repo),
+        MoverSub::Report(r) => mover::report::run(r, repo),
     }
 }

@@ -5,6 +5,8 @@
 pub mod backup;
 pub mod backup_policy;
 pub mod conditions;
+pub mod dr_drill;
+pub mod drill_run;
 pub mod error;
 pub mod leader;
 pub mod sources;

@@ -104,6 +104,9 @@ pub struct VolumeRestore {
     pub rename: BTreeMap<String, String>,
     /// StorageClass of the restored PVCs. Default: the source PVC's class.
     pub storage_class_name: Option<String>,
+    /// Restore no volume at all (a DR drill that restores only databases). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip: bool,
 }
 
 /// Where one database source is restored.

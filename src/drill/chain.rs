@@ -98,7 +98,10 @@ pub fn verify(
             }
             let file = s.key.rsplit('/').next().unwrap_or_default();
             if !file.ends_with(&format!("-{}.json", r.run)) {
-                p.push(format!("its run {:?} does not match its name {file:?}", r.run));
+                p.push(format!(
+                    "its run {:?} does not match its name {file:?}",
+                    r.run
+                ));
             }
             match (&prev_sha, &r.previous_sha256) {
                 (None, None) => {}
@@ -178,8 +181,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drill::report::{self, PageRef, Previous};
     use crate::crd::dr_drill::DrillOutcome;
+    use crate::drill::report::{self, PageRef, Previous};
     use std::collections::HashMap;
 
     /// A chain of `n` reports as the mover writes them: (reports, pages, anchors).
@@ -247,8 +250,17 @@ mod tests {
         reports[1].bytes = text.replace("\"Passed\"", "\"Failed\"").into_bytes();
         let v = run_verify(reports, &pages, &anchors);
         assert!(!v.intact());
-        assert!(v.links[1].problems.iter().any(|p| p.contains("recorded")), "{v:#?}");
-        assert!(v.links[2].problems.iter().any(|p| p.starts_with("broken link")), "{v:#?}");
+        assert!(
+            v.links[1].problems.iter().any(|p| p.contains("recorded")),
+            "{v:#?}"
+        );
+        assert!(
+            v.links[2]
+                .problems
+                .iter()
+                .any(|p| p.starts_with("broken link")),
+            "{v:#?}"
+        );
         assert!(v.links[0].problems.is_empty() && v.links[3].problems.is_empty());
     }
 
@@ -284,12 +296,23 @@ mod tests {
     fn pages_are_covered_too() {
         let (reports, mut pages, anchors) = chain(2);
         let key = pages.keys().next().unwrap().clone();
-        pages.get_mut(&key).unwrap().extend_from_slice(b"\nall good!\n");
+        pages
+            .get_mut(&key)
+            .unwrap()
+            .extend_from_slice(b"\nall good!\n");
         let v = run_verify(reports.clone(), &pages, &anchors);
-        assert!(v.links.iter().any(|l| l.problems.iter().any(|p| p.contains("was modified"))));
+        assert!(
+            v.links
+                .iter()
+                .any(|l| l.problems.iter().any(|p| p.contains("was modified")))
+        );
         pages.remove(&key);
         let v = run_verify(reports, &pages, &anchors);
-        assert!(v.links.iter().any(|l| l.problems.iter().any(|p| p.contains("is missing"))));
+        assert!(
+            v.links
+                .iter()
+                .any(|l| l.problems.iter().any(|p| p.contains("is missing")))
+        );
     }
 
     #[test]
@@ -298,8 +321,19 @@ mod tests {
         reports[0].bytes = b"{not json".to_vec();
         let v = run_verify(reports, &pages, &anchors);
         assert!(v.links[0].problems[0].starts_with("not a readable drill report"));
-        let v = verify("other", "orders", chain(1).0, &mut |_| None, &Anchors::default());
-        assert!(v.links[0].problems.iter().any(|p| p.contains("belongs to drill shop/orders")));
+        let v = verify(
+            "other",
+            "orders",
+            chain(1).0,
+            &mut |_| None,
+            &Anchors::default(),
+        );
+        assert!(
+            v.links[0]
+                .problems
+                .iter()
+                .any(|p| p.contains("belongs to drill shop/orders"))
+        );
         let empty = verify("shop", "orders", vec![], &mut |_| None, &Anchors::default());
         assert!(!empty.intact());
     }

@@ -133,10 +133,7 @@ pub fn compare_counts(backup: &Counts, restored: &Counts) -> Outcome {
         }
         for (table, m) in have.into_iter().flatten() {
             if !want.contains_key(table) {
-                problems.push(format!(
-                    "{} {m} rows, not in the backup",
-                    name(db, table)
-                ));
+                problems.push(format!("{} {m} rows, not in the backup", name(db, table)));
             }
         }
     }
@@ -313,10 +310,7 @@ pub fn files(
             None => match from_snapshot(&d.path) {
                 Ok(h) => (h, "snapshot"),
                 Err(e) => {
-                    return Outcome::error(format!(
-                        "reading {} from the snapshot: {e}",
-                        d.path
-                    ));
+                    return Outcome::error(format!("reading {} from the snapshot: {e}", d.path));
                 }
             },
         };
@@ -344,7 +338,11 @@ pub fn files(
         };
         Outcome::new(CheckVerdict::Passed, Some(observed), Some(expected))
     } else {
-        Outcome::new(CheckVerdict::Failed, Some(problems.join("; ")), Some(expected))
+        Outcome::new(
+            CheckVerdict::Failed,
+            Some(problems.join("; ")),
+            Some(expected),
+        )
     }
 }
 
@@ -451,8 +449,14 @@ mod tests {
         let missing = counts(&[("shop", &[("public.items", 12), ("public.extra", 1)])]);
         let o = compare_counts(&backup, &missing);
         let obs = o.observed.unwrap();
-        assert!(obs.contains("public.orders missing (backup 500 rows)"), "{obs}");
-        assert!(obs.contains("public.extra 1 rows, not in the backup"), "{obs}");
+        assert!(
+            obs.contains("public.orders missing (backup 500 rows)"),
+            "{obs}"
+        );
+        assert!(
+            obs.contains("public.extra 1 rows, not in the backup"),
+            "{obs}"
+        );
 
         let no_db = compare_counts(&backup, &Counts::new());
         assert_eq!(no_db.verdict, CheckVerdict::Failed);
@@ -564,7 +568,7 @@ mod tests {
         let obs = bad.observed.unwrap();
         assert!(obs.contains("gone.txt is missing"), "{obs}");
         assert!(
-            obs.contains(&format!("docs/blob.bin has sha256 ")) && obs.contains("(snapshot: "),
+            obs.contains("docs/blob.bin has sha256 ") && obs.contains("(snapshot: "),
             "{obs}"
         );
 

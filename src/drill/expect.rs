@@ -160,7 +160,12 @@ mod tests {
             ("9007199254740993", ge("9007199254740993"), true),
         ];
         for (observed, e, want) in cases {
-            assert_eq!(meets(observed, e), Ok(*want), "{observed:?} {}", describe(e));
+            assert_eq!(
+                meets(observed, e),
+                Ok(*want),
+                "{observed:?} {}",
+                describe(e)
+            );
         }
     }
 
@@ -173,7 +178,11 @@ mod tests {
             ..Expectation::default()
         };
         assert!(validate(&two).unwrap_err().contains("only one"));
-        assert!(validate(&ge("many")).unwrap_err().contains("atLeast must be a number"));
+        assert!(
+            validate(&ge("many"))
+                .unwrap_err()
+                .contains("atLeast must be a number")
+        );
         assert!(meets("1", &le("x")).is_err());
         assert!(validate(&eq("anything")).is_ok());
         assert_eq!(describe(&ge("10")), ">= 10");

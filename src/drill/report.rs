@@ -122,7 +122,11 @@ pub struct Previous<'a> {
 
 /// Builds the report of `run` (whose status is final but for the report itself). The
 /// page reference is set by the caller once the page is rendered.
-pub fn build(run: &DrillRun, generated_at: jiff::Timestamp, previous: Option<Previous<'_>>) -> Report {
+pub fn build(
+    run: &DrillRun,
+    generated_at: jiff::Timestamp,
+    previous: Option<Previous<'_>>,
+) -> Report {
     let s = run.status.clone().unwrap_or_default();
     let spec = s.drill_spec.clone().unwrap_or_default();
     let mut trend = Vec::new();
@@ -176,7 +180,7 @@ pub fn sparkline(values: &[Option<f64>]) -> String {
         .iter()
         .map(|v| match v {
             None => '·',
-            Some(_) if hi - lo < f64::EPSILON => BARS[3],
+            Some(_) if (hi - lo).abs() < f64::EPSILON => BARS[3],
             Some(v) => {
                 let i = ((v - lo) / (hi - lo) * 7.0).round() as usize;
                 BARS[i.min(7)]
@@ -197,7 +201,10 @@ fn secs(v: Option<f64>) -> String {
 
 fn measurement_line(m: Option<&Measurement>, none: &str) -> String {
     let Some(m) = m else { return none.into() };
-    let measured = m.measured.clone().unwrap_or_else(|| secs(m.measured_seconds));
+    let measured = m
+        .measured
+        .clone()
+        .unwrap_or_else(|| secs(m.measured_seconds));
     match (&m.objective, m.met) {
         (Some(o), Some(true)) => format!("**{measured}** (objective {o}: met)"),
         (Some(o), Some(false)) => format!("**{measured}** (objective {o}: **missed**)"),
@@ -257,7 +264,13 @@ pub fn render_markdown(r: &Report) -> String {
         ),
         Trigger::Manual => "manual".into(),
     };
-    let _ = writeln!(w, "| Started | {} by {trigger} |", r.start_time.as_ref().map_or("—".into(), |t| t.0.to_string()));
+    let _ = writeln!(
+        w,
+        "| Started | {} by {trigger} |",
+        r.start_time
+            .as_ref()
+            .map_or("—".into(), |t| t.0.to_string())
+    );
     if let Some(rp) = &r.restore_point {
         let snaps: Vec<String> = rp
             .snapshots
@@ -282,7 +295,10 @@ pub fn render_markdown(r: &Report) -> String {
     let _ = writeln!(
         w,
         "| RTO | {} |",
-        measurement_line(r.rto.as_ref(), "not demonstrated (the recovery did not succeed)")
+        measurement_line(
+            r.rto.as_ref(),
+            "not demonstrated (the recovery did not succeed)"
+        )
     );
     let mut rpo = measurement_line(r.rpo.as_ref(), "not measured");
     if let Some(m) = &r.rpo {
@@ -304,7 +320,10 @@ pub fn render_markdown(r: &Report) -> String {
         .filter_map(|p| p.duration_seconds)
         .sum::<f64>()
         .max(1.0);
-    let _ = writeln!(w, "| Phase | Start | End | Duration | |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| Phase | Start | End | Duration | |\n|---|---|---|---|---|"
+    );
     for p in &r.timeline {
         let bar_len = p
             .duration_seconds
@@ -377,14 +396,22 @@ pub fn render_markdown(r: &Report) -> String {
         secs(rpos.iter().flatten().copied().reduce(f64::min)),
         secs(rpos.iter().flatten().copied().reduce(f64::max))
     );
-    let _ = writeln!(w, "```\n(oldest to newest; this run last; `·` = no value)\n");
-    let _ = writeln!(w, "| Run | Started | Outcome | RTO | RPO |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "```\n(oldest to newest; this run last; `·` = no value)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Run | Started | Outcome | RTO | RPO |\n|---|---|---|---|---|"
+    );
     for p in points.iter().rev() {
         let _ = writeln!(
             w,
             "| `{}` | {} | {} | {} | {} |",
             p.run,
-            p.start_time.as_ref().map_or("—".into(), |t| t.0.to_string()),
+            p.start_time
+                .as_ref()
+                .map_or("—".into(), |t| t.0.to_string()),
             outcome_word(p.outcome),
             secs(p.rto_seconds),
             secs(p.rpo_seconds)
@@ -398,10 +425,16 @@ pub fn render_markdown(r: &Report) -> String {
     );
     match (&r.previous_report, &r.previous_sha256) {
         (Some(k), Some(h)) => {
-            let _ = writeln!(w, "The report links to the previous report `{k}` by its SHA-256 `{h}`.");
+            let _ = writeln!(
+                w,
+                "The report links to the previous report `{k}` by its SHA-256 `{h}`."
+            );
         }
         _ => {
-            let _ = writeln!(w, "This is the first report of the drill: the chain starts here.");
+            let _ = writeln!(
+                w,
+                "This is the first report of the drill: the chain starts here."
+            );
         }
     }
     let _ = writeln!(
@@ -474,7 +507,9 @@ pub(crate) mod tests {
                 ..CheckResult::default()
             }],
             rto: rto.map(|s| Measurement {
-                measured: Some(crate::schedule::duration::format(std::time::Duration::from_secs_f64(s))),
+                measured: Some(crate::schedule::duration::format(
+                    std::time::Duration::from_secs_f64(s),
+                )),
                 measured_seconds: Some(s),
                 objective: Some("5m".into()),
                 met: Some(s <= 300.0),
@@ -525,7 +560,11 @@ pub(crate) mod tests {
         for i in 1..30 {
             let h = sha256(&to_bytes(&prev));
             prev = build(
-                &run(&format!("r{i}"), DrillOutcome::Passed, Some(10.0 + i as f64)),
+                &run(
+                    &format!("r{i}"),
+                    DrillOutcome::Passed,
+                    Some(10.0 + i as f64),
+                ),
                 now,
                 Some(Previous {
                     key: "k",

@@ -195,11 +195,27 @@ mod tests {
 
     #[test]
     fn keys_sort_in_run_order() {
-        let a = report_key("shop", "orders", "2026-11-22T09:00:00Z".parse().unwrap(), "orders-b");
-        let b = report_key("shop", "orders", "2026-11-22T10:00:00Z".parse().unwrap(), "orders-a");
-        assert_eq!(a, "lifeboat-reports/shop/orders/20261122T090000Z-orders-b.json");
+        let a = report_key(
+            "shop",
+            "orders",
+            "2026-11-22T09:00:00Z".parse().unwrap(),
+            "orders-b",
+        );
+        let b = report_key(
+            "shop",
+            "orders",
+            "2026-11-22T10:00:00Z".parse().unwrap(),
+            "orders-a",
+        );
+        assert_eq!(
+            a,
+            "lifeboat-reports/shop/orders/20261122T090000Z-orders-b.json"
+        );
         assert!(a < b);
-        assert_eq!(page_key(&a), "lifeboat-reports/shop/orders/20261122T090000Z-orders-b.md");
+        assert_eq!(
+            page_key(&a),
+            "lifeboat-reports/shop/orders/20261122T090000Z-orders-b.md"
+        );
     }
 
     #[test]
@@ -212,27 +228,46 @@ mod tests {
         let now: Timestamp = "2026-11-22T16:00:00Z".parse().unwrap();
         let mut r1 = crate::drill::report::tests::run("r1", DrillOutcome::Passed, Some(60.0));
         r1.status.as_mut().unwrap().start_time =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T15:00:00Z".parse().unwrap()));
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-22T15:00:00Z".parse().unwrap(),
+            ));
         let w1 = store.write(&r1, now).unwrap();
         assert!(w1.created);
         assert_eq!(w1.previous_sha256, None);
-        assert!(w1.location.starts_with("file:///repo/lifeboat-reports/shop/orders/20261122T150000Z-r1.json"));
-        let again = store.write(&r1, now + jiff::SignedDuration::from_secs(60)).unwrap();
-        assert_eq!(again.sha256, w1.sha256, "a retried report Job keeps the first report");
+        assert!(
+            w1.location
+                .starts_with("file:///repo/lifeboat-reports/shop/orders/20261122T150000Z-r1.json")
+        );
+        let again = store
+            .write(&r1, now + jiff::SignedDuration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            again.sha256, w1.sha256,
+            "a retried report Job keeps the first report"
+        );
         assert!(!again.created);
 
         let mut r2 = crate::drill::report::tests::run("r2", DrillOutcome::Failed, None);
         r2.status.as_mut().unwrap().start_time =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T15:30:00Z".parse().unwrap()));
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-22T15:30:00Z".parse().unwrap(),
+            ));
         let w2 = store.write(&r2, now).unwrap();
         assert_eq!(w2.previous_sha256.as_deref(), Some(w1.sha256.as_str()));
-        let page = store.get(&store.key_of(&w2.page_location).unwrap()).unwrap().unwrap();
+        let page = store
+            .get(&store.key_of(&w2.page_location).unwrap())
+            .unwrap()
+            .unwrap();
         assert!(String::from_utf8(page).unwrap().contains("outcome  ✔✘"));
 
         let reports = store.load("shop", "orders").unwrap();
         assert_eq!(reports.len(), 2);
         let anchors = chain::Anchors {
-            runs: [("r1".to_string(), w1.sha256.clone()), ("r2".to_string(), w2.sha256.clone())].into(),
+            runs: [
+                ("r1".to_string(), w1.sha256.clone()),
+                ("r2".to_string(), w2.sha256.clone()),
+            ]
+            .into(),
             head: Some(w2.sha256.clone()),
         };
         let v = chain::verify(
