@@ -379,6 +379,7 @@ fn pending(o: &Observed<'_>, p: &mut Plan) {
     };
     if blocked_by(o).is_some() {
         // Never two runs of one drill at once: wait for the other one to complete.
+        p.status.phase = Some(DrillPhase::Pending);
         p.requeue = Some(Duration::from_secs(15));
         return;
     }
