@@ -71,7 +71,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "LIFEBOAT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Elect a leader through a Lease (needed with more than one replica).
-    #[arg(long, env = "LIFEBOAT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "LIFEBOAT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     leader_elect: bool,
     /// Name of the leader Lease.
     #[arg(

@@ -108,7 +108,7 @@ pub struct RepoArgs {
     #[arg(long, env = "LIFEBOAT_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Do not use a local cache.
-    #[arg(long, env = "LIFEBOAT_NO_CACHE", global = true)]
+    #[arg(long, env = "LIFEBOAT_NO_CACHE", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// No progress bars even on a terminal.
     #[arg(long, short = 'q', global = true)]
@@ -135,7 +135,7 @@ pub struct S3Args {
     #[arg(long, env = "LIFEBOAT_S3_PROFILE", global = true)]
     pub s3_profile: Option<String>,
     /// Path-style addressing (`http://host/bucket/key`), needed by most S3-compatibles.
-    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "LIFEBOAT_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set, global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_path_style: bool,
     /// PEM bundle of CA certificates to trust (replaces the system roots).
     #[arg(long, env = "LIFEBOAT_S3_CA_BUNDLE", global = true)]
@@ -198,7 +198,7 @@ pub struct S3Args {
     )]
     pub s3_part_size_mib: u64,
     /// `repo init` creates the bucket when it does not exist.
-    #[arg(long, env = "LIFEBOAT_S3_CREATE_BUCKET", global = true)]
+    #[arg(long, env = "LIFEBOAT_S3_CREATE_BUCKET", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_create_bucket: bool,
 }
 
