@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -487,10 +487,10 @@ pub struct DrillRestorePoint {
 pub struct PhaseSpan {
     /// The phase.
     pub phase: DrillPhase,
-    /// When it began.
-    pub start_time: Time,
+    /// When it began (microseconds: the RTO is measured from these times).
+    pub start_time: MicroTime,
     /// When it ended (absent while running).
-    pub end_time: Option<Time>,
+    pub end_time: Option<MicroTime>,
     /// Its length in seconds.
     pub duration_seconds: Option<f64>,
 }
@@ -516,7 +516,7 @@ pub struct CheckResult {
     /// How long the check took, in seconds.
     pub duration_seconds: Option<f64>,
     /// When the check finished (the end of the last passing check ends the RTO).
-    pub end_time: Option<Time>,
+    pub end_time: Option<MicroTime>,
 }
 
 /// A check's verdict.

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::backup::{Progress, SourceKind, SourcePhase};
+use super::backup_policy::DatabaseEngine;
 use super::common::{DatabaseCredentialsRef, Failure};
 
 /// Namespaces other than the Restore's own accept restores only when they carry this
@@ -59,7 +60,8 @@ pub struct RestoreSpec {
     /// must exist and carry the annotation `lifeboat.dev/allow-restore-from` listing this
     /// namespace (or `*`), so a Restore can never write where it was not invited.
     pub target_namespace: Option<String>,
-    /// Which volumes, and how. Omit to restore every volume of the restore point.
+    /// Which volumes, and how. Omit to restore every volume of the restore point;
+    /// `skip: true` restores none.
     pub volumes: Option<VolumeRestore>,
     /// Which databases, and where to. Omit to restore none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,6 +97,9 @@ pub struct LocalRef {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeRestore {
+    /// Restore no volume at all (e.g. a database-only restore); `include` is ignored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip: bool,
     /// Restore only these source PVCs (by their name at backup time). Empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
@@ -104,9 +109,6 @@ pub struct VolumeRestore {
     pub rename: BTreeMap<String, String>,
     /// StorageClass of the restored PVCs. Default: the source PVC's class.
     pub storage_class_name: Option<String>,
-    /// Restore no volume at all (a DR drill that restores only databases). Default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub skip: bool,
 }
 
 /// Where one database source is restored.
@@ -134,7 +136,8 @@ pub struct DatabaseTarget {
     pub port: Option<u16>,
     /// Database to restore into. Default: the dumped database's name.
     pub database: Option<String>,
-    /// Login with rights to create and fill the database.
+    /// Login with rights to create and fill the database: a Secret in the Restore's
+    /// namespace (copied for the mover into the target namespace while it runs).
     pub credentials: DatabaseCredentialsRef,
     /// Create the database first. An existing non-empty database is never overwritten:
     /// the source fails with `TargetExists`.
@@ -192,12 +195,26 @@ pub enum RestorePhase {
 }
 
 impl RestorePhase {
+    /// Finished restores never change again.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Succeeded | Self::PartiallyFailed | Self::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::PartiallyFailed => "PartiallyFailed",
+            Self::Failed => "Failed",
+        }
     }
 }
 
 /// Observed state of a Restore.
+///
+/// Times are `MicroTime` (RFC 3339 with microseconds), so that restore durations (RTO
+/// evidence) are measured, not rounded to whole seconds.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -210,21 +227,29 @@ pub struct RestoreStatus {
     pub restore_point: Option<RestorePointRef>,
     /// Namespace the data went to.
     pub target_namespace: Option<String>,
-    /// When the restore started.
-    pub start_time: Option<Time>,
-    /// When it finished.
-    pub completion_time: Option<Time>,
+    /// When the restore started (the restore point was resolved and the first source began).
+    pub start_time: Option<MicroTime>,
+    /// When it finished: the end of the last source's mover (or when the controller
+    /// decided the outcome, if no mover ran).
+    pub completion_time: Option<MicroTime>,
     /// Wall time, e.g. `3m12s`.
     pub duration: Option<String>,
+    /// Wall time from `startTime` to `completionTime`, in seconds.
+    pub duration_seconds: Option<f64>,
     /// One entry per restored source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<RestoredSource>,
     /// Live progress per source, written by the movers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub progress: BTreeMap<String, Progress>,
+    /// Per-table row counts of each restored database source (by source name), written
+    /// by its mover: after the restore, and as recorded at backup time. Complete however
+    /// many tables there are; the verdict is in `sources[].database.rowCountsMatch`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub row_counts: BTreeMap<String, RowCounts>,
     /// Why the restore failed as a whole.
     pub failure: Option<Failure>,
-    /// `Complete`, with the phase as reason.
+    /// `Complete`, with the phase as reason (`False` with a reason while waiting).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -235,11 +260,19 @@ pub struct RestoreStatus {
 pub struct RestorePointRef {
     /// The Backup whose snapshots are restored.
     pub backup: String,
+    /// The BackupPolicy that made it.
+    #[serde(default)]
+    pub policy: String,
     /// Its restore point time.
     pub time: Time,
 }
 
 /// What one source's restore did.
+///
+/// Timeline of a source: `startTime` (the controller began: PVC or database server
+/// created, or mover Job created) → `moverStartTime` (the mover began reading the
+/// snapshot) → `completionTime` (the mover finished). For an ephemeral database,
+/// `database.serverReadyTime` lies between the first two.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -254,18 +287,94 @@ pub struct RestoredSource {
     pub snapshot_id: Option<String>,
     /// Where it went: a PVC name, `host:port/database`, or the number of objects applied.
     pub target: Option<String>,
-    /// The mover Job doing the work.
+    /// The mover Job doing the work (in the target namespace).
     pub job_name: Option<String>,
     /// Files restored.
     pub files: Option<u64>,
     /// Bytes restored.
     pub bytes: Option<u64>,
-    /// How long it took, in seconds.
+    /// When work on this source began.
+    pub start_time: Option<MicroTime>,
+    /// When the mover began reading the snapshot.
+    pub mover_start_time: Option<MicroTime>,
+    /// When the mover finished (or the source failed).
+    pub completion_time: Option<MicroTime>,
+    /// From `startTime` to `completionTime`, in seconds.
     pub duration_seconds: Option<f64>,
+    /// How long the mover itself took (reading the snapshot and writing the data), in
+    /// seconds.
+    pub mover_seconds: Option<f64>,
+    /// Database sources: where the data is now and how it compares with the backup.
+    pub database: Option<RestoredDatabase>,
+    /// Manifest sources: what was applied.
+    pub manifests: Option<RestoredManifests>,
     /// Why it failed.
     pub failure: Option<Failure>,
-    /// Databases: the Secret in the target namespace holding the login of the restored
-    /// database (for an ephemeral server, the one it was started with). DR drills run
-    /// their checks with it.
+}
+
+/// A restored database: how to reach it and whether its rows match the backup.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredDatabase {
+    /// `postgres` or `mysql`.
+    pub engine: DatabaseEngine,
+    /// Host the data was restored to (for an ephemeral server: its Service's DNS name).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database restored into (for an all-databases dump: unset, the dump's databases).
+    pub database: Option<String>,
+    /// Secret in the target namespace with the login (for an ephemeral server:
+    /// generated, keys `username` and `password`).
     pub credentials: Option<DatabaseCredentialsRef>,
+    /// Ephemeral server: its Deployment and Service name in the target namespace.
+    pub server_name: Option<String>,
+    /// Ephemeral server: the image it runs.
+    pub image: Option<String>,
+    /// Ephemeral server: when it became ready.
+    pub server_ready_time: Option<MicroTime>,
+    /// Version of the server the data was restored into.
+    pub server_version: Option<String>,
+    /// Version of the server that was dumped (from the dump's metadata).
+    pub backup_server_version: Option<String>,
+    /// Tables after the restore.
+    pub tables: Option<u64>,
+    /// Rows after the restore, all tables together.
+    pub rows: Option<u64>,
+    /// Whether every table has exactly the rows recorded at backup time (and no table is
+    /// missing or extra). The full counts are in `status.rowCounts`.
+    pub row_counts_match: Option<bool>,
+    /// Tables whose counts differ, as `db.table: backup N, restored M` (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_count_mismatches: Vec<String>,
+}
+
+/// Per-table row counts of one database source: database → table → rows.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RowCounts {
+    /// Counted with `count(*)` right after the restore.
+    #[serde(default)]
+    pub restored: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Recorded at backup time, exact for the dump (`lifeboat-metadata.json`).
+    #[serde(default)]
+    pub backup: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// What a manifest restore applied.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoredManifests {
+    /// Objects created (server-side apply, field manager `lifeboat-restore`).
+    pub applied: u64,
+    /// Objects left alone because an object of that name already existed (never
+    /// overwritten).
+    pub existing: u64,
+    /// Objects not applied on purpose (Ingresses with `suppressSideEffects`).
+    pub dropped: u64,
+    /// Objects the API server refused, as `Kind/name: reason` (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }

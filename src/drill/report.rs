@@ -228,8 +228,8 @@ fn verdict_word(v: CheckVerdict) -> &'static str {
     }
 }
 
-fn hhmmss(t: &Time) -> String {
-    t.0.strftime("%H:%M:%S").to_string()
+fn hhmmss(t: jiff::Timestamp) -> String {
+    t.strftime("%H:%M:%S").to_string()
 }
 
 /// Renders the human-readable page of a report.
@@ -332,8 +332,8 @@ pub fn render_markdown(r: &Report) -> String {
             w,
             "| {:?} | {} | {} | {} | `{}` |",
             p.phase,
-            hhmmss(&p.start_time),
-            p.end_time.as_ref().map_or("—".into(), hhmmss),
+            hhmmss(p.start_time.0),
+            p.end_time.as_ref().map_or("—".into(), |t| hhmmss(t.0)),
             secs(p.duration_seconds),
             "█".repeat(bar_len)
         );
@@ -458,6 +458,10 @@ pub(crate) mod tests {
         Time(s.parse().unwrap())
     }
 
+    fn micro(s: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(s.parse().unwrap())
+    }
+
     pub(crate) fn run(name: &str, outcome: DrillOutcome, rto: Option<f64>) -> DrillRun {
         let mut r = DrillRun::new(
             name,
@@ -482,14 +486,14 @@ pub(crate) mod tests {
             timeline: vec![
                 PhaseSpan {
                     phase: DrillPhase::Provisioning,
-                    start_time: time("2026-11-22T15:00:00Z"),
-                    end_time: Some(time("2026-11-22T15:00:02Z")),
+                    start_time: micro("2026-11-22T15:00:00Z"),
+                    end_time: Some(micro("2026-11-22T15:00:02Z")),
                     duration_seconds: Some(2.0),
                 },
                 PhaseSpan {
                     phase: DrillPhase::Restoring,
-                    start_time: time("2026-11-22T15:00:02Z"),
-                    end_time: Some(time("2026-11-22T15:01:02Z")),
+                    start_time: micro("2026-11-22T15:00:02Z"),
+                    end_time: Some(micro("2026-11-22T15:01:02Z")),
                     duration_seconds: Some(60.0),
                 },
             ],

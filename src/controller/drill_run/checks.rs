@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
     PodTemplateSpec, SecretKeySelector, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
 use super::plan::{DEFAULT_CHECK_TIMEOUT, run_annotations, run_labels};
@@ -87,23 +87,42 @@ pub fn restored(
                 );
             }
             SourceKind::Database => {
-                let engine = policy
-                    .and_then(|p| p.spec.sources.databases.iter().find(|d| d.name == s.name))
-                    .map(|d| d.engine)
-                    .unwrap_or_default();
-                if let Some((host, port, database)) =
-                    s.target.as_deref().and_then(|t| parse_db_target(t, engine))
-                {
-                    dbs.insert(
-                        s.name.clone(),
-                        RestoredDb {
+                let source =
+                    policy.and_then(|p| p.spec.sources.databases.iter().find(|d| d.name == s.name));
+                let engine = source.map(|d| d.engine).unwrap_or_default();
+                // An all-databases dump restores under the dumped names: checks connect
+                // to the one the policy names, else the engine's default database.
+                let fallback_db = || {
+                    source.and_then(|d| d.database.clone()).unwrap_or_else(|| {
+                        match engine {
+                            DatabaseEngine::Postgres => "postgres",
+                            DatabaseEngine::Mysql => "mysql",
+                        }
+                        .to_string()
+                    })
+                };
+                let found = match &s.database {
+                    Some(d) => Some(RestoredDb {
+                        engine: d.engine,
+                        host: d.host.clone(),
+                        port: d.port,
+                        database: d.database.clone().unwrap_or_else(fallback_db),
+                        credentials: d.credentials.clone(),
+                    }),
+                    None => s
+                        .target
+                        .as_deref()
+                        .and_then(|t| parse_db_target(t, engine))
+                        .map(|(host, port, database)| RestoredDb {
                             engine,
                             host,
                             port,
                             database,
-                            credentials: s.credentials.clone(),
-                        },
-                    );
+                            credentials: None,
+                        }),
+                };
+                if let Some(db) = found {
+                    dbs.insert(s.name.clone(), db);
                 }
             }
             SourceKind::Manifests => {}
@@ -552,19 +571,19 @@ pub fn judge(pods: &[Pod], now: Timestamp, c: &Check, job: &Job) -> (Option<Chec
             if let Some(why) = stuck(pods, &name) {
                 r.result = CheckVerdict::Error;
                 r.message = Some(summarise(&format!("the check cannot start: {why}"), 700));
-                r.end_time = Some(Time(now));
+                r.end_time = Some(MicroTime(now));
                 return (Some(r), true);
             }
             if elapsed(created, now) > timeout + CHECK_GRACE {
                 r.result = CheckVerdict::Error;
                 r.message = Some(timed_out());
-                r.end_time = Some(Time(now));
+                r.end_time = Some(MicroTime(now));
                 return (Some(r), true);
             }
             (None, false)
         }
         Some(ok) => {
-            r.end_time = Some(Time(end));
+            r.end_time = Some(MicroTime(end));
             r.duration_seconds = took;
             let message = term.and_then(|t| t.message.clone()).unwrap_or_default();
             if is_command {
@@ -604,7 +623,7 @@ pub fn judge(pods: &[Pod], now: Timestamp, c: &Check, job: &Job) -> (Option<Chec
                     r.expected = text("expected");
                     r.message = text("message");
                     if let Some(t) = text("finishedAt").and_then(|t| t.parse::<Timestamp>().ok()) {
-                        r.end_time = Some(Time(t.min(now)));
+                        r.end_time = Some(MicroTime(t.min(now)));
                     }
                     r.duration_seconds = m.duration_seconds.or(took);
                 }

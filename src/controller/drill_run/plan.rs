@@ -32,7 +32,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
+    Condition, LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -255,14 +255,14 @@ fn enter(s: &mut DrillRunStatus, next: DrillPhase, at: Timestamp) {
     let mut at = at;
     if let Some(open) = s.timeline.iter_mut().rev().find(|p| p.end_time.is_none()) {
         at = at.max(open.start_time.0);
-        open.end_time = Some(Time(at));
+        open.end_time = Some(MicroTime(at));
         open.duration_seconds = Some(measure::seconds_between(open.start_time.0, at));
     }
     s.phase = Some(next);
     if next != DrillPhase::Completed {
         s.timeline.push(PhaseSpan {
             phase: next,
-            start_time: Time(at),
+            start_time: MicroTime(at),
             end_time: None,
             duration_seconds: None,
         });
@@ -973,7 +973,7 @@ fn verifying(o: &Observed<'_>, p: &mut Plan) {
                         type_: check_type(c).into(),
                         result: CheckVerdict::Error,
                         message: Some(why),
-                        end_time: Some(Time(now)),
+                        end_time: Some(MicroTime(now)),
                         ..CheckResult::default()
                     });
                     continue;
@@ -984,7 +984,7 @@ fn verifying(o: &Observed<'_>, p: &mut Plan) {
                         type_: check_type(c).into(),
                         result: CheckVerdict::Error,
                         message: Some("the store is gone".into()),
-                        end_time: Some(Time(now)),
+                        end_time: Some(MicroTime(now)),
                         ..CheckResult::default()
                     });
                     continue;

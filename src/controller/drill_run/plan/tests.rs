@@ -14,7 +14,7 @@ use crate::crd::dr_drill::{
     Check, CommandCheck, DrillObjectives, DrillRunSpec, FileChecksum, FilesCheck, FreshnessCheck,
     RestorePointSelector, Sandbox, SqlCheck,
 };
-use crate::crd::restore::{RestoreStatus, RestoredSource};
+use crate::crd::restore::{RestoreStatus, RestoredDatabase, RestoredSource};
 use crate::crd::store::S3Spec;
 use crate::jobs::result::RESULT_VERSION;
 use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
@@ -209,7 +209,7 @@ fn restore_done(phase: RestorePhase, completed: &str, failed: Option<Failure>) -
     let db_failed = failed.is_some();
     r.status = Some(RestoreStatus {
         phase: Some(phase),
-        completion_time: Some(Time(ts(completed))),
+        completion_time: Some(MicroTime(ts(completed))),
         sources: vec![
             RestoredSource {
                 name: "data".into(),
@@ -227,9 +227,16 @@ fn restore_done(phase: RestorePhase, completed: &str, failed: Option<Failure>) -
                     SourcePhase::Succeeded
                 },
                 target: (!db_failed).then(|| "orders-pg.drill-x.svc:5432/orders".into()),
-                credentials: (!db_failed).then(|| DatabaseCredentialsRef {
-                    name: "orders-pg-login".into(),
-                    ..DatabaseCredentialsRef::default()
+                database: (!db_failed).then(|| RestoredDatabase {
+                    engine: DatabaseEngine::Postgres,
+                    host: "orders-pg.drill-x.svc".into(),
+                    port: 5432,
+                    database: Some("orders".into()),
+                    credentials: Some(DatabaseCredentialsRef {
+                        name: "orders-pg-login".into(),
+                        ..DatabaseCredentialsRef::default()
+                    }),
+                    ..RestoredDatabase::default()
                 }),
                 failure: failed,
                 ..RestoredSource::default()
@@ -710,7 +717,7 @@ fn a_successful_restore_starts_one_job_per_check_in_the_sandbox() {
         .iter()
         .find(|s| s.phase == DrillPhase::Verifying)
         .unwrap();
-    assert_eq!(v.start_time, Time(ts("2026-11-22T15:01:00Z")));
+    assert_eq!(v.start_time, MicroTime(ts("2026-11-22T15:01:00Z")));
     let names: Vec<_> = p.create_jobs.iter().map(|j| j.name_any()).collect();
     assert_eq!(
         names,
@@ -874,7 +881,7 @@ fn all_checks_passing_measures_rto_and_rpo_and_goes_to_reporting() {
         .iter()
         .find(|s| s.phase == DrillPhase::Verifying)
         .unwrap();
-    assert_eq!(v.end_time, Some(Time(ts("2026-11-22T15:01:40Z"))));
+    assert_eq!(v.end_time, Some(MicroTime(ts("2026-11-22T15:01:40Z"))));
 }
 
 #[test]
