@@ -23,6 +23,18 @@ pub fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
     (to.as_millisecond() - from.as_millisecond()).max(0) as f64 / 1000.0
 }
 
+/// A measurement for people: tenths of a second below a minute (drills of small data
+/// restore in seconds, and the difference matters), two units above (`4m12s`, `3h2m`).
+pub fn format_seconds(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 60.0 {
+        let t = format!("{s:.1}");
+        format!("{}s", t.strip_suffix(".0").unwrap_or(&t))
+    } else {
+        duration::format(Duration::from_secs_f64(s))
+    }
+}
+
 fn measurement(
     seconds: f64,
     objective: Option<&str>,
@@ -30,7 +42,7 @@ fn measurement(
 ) -> Measurement {
     let limit = objective.and_then(|o| duration::parse(o).ok());
     Measurement {
-        measured: Some(duration::format(Duration::from_secs_f64(seconds))),
+        measured: Some(format_seconds(seconds)),
         measured_seconds: Some(seconds),
         objective: objective.map(str::to_string),
         met: limit.map(|l| seconds <= l.as_secs_f64()),
@@ -88,6 +100,16 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn short_measurements_keep_tenths() {
+        assert_eq!(format_seconds(9.49), "9.5s");
+        assert_eq!(format_seconds(0.04), "0s");
+        assert_eq!(format_seconds(12.0), "12s");
+        assert_eq!(format_seconds(59.96), "60s");
+        assert_eq!(format_seconds(61.0), "1m1s");
+        assert_eq!(format_seconds(-3.0), "0s");
     }
 
     #[test]

@@ -194,9 +194,7 @@ fn cell(s: &str) -> String {
 }
 
 fn secs(v: Option<f64>) -> String {
-    v.map_or("—".into(), |s| {
-        crate::schedule::duration::format(std::time::Duration::from_secs_f64(s.max(0.0)))
-    })
+    v.map_or("—".into(), crate::drill::measure::format_seconds)
 }
 
 fn measurement_line(m: Option<&Measurement>, none: &str) -> String {
@@ -333,7 +331,9 @@ pub fn render_markdown(r: &Report) -> String {
             "| {:?} | {} | {} | {} | `{}` |",
             p.phase,
             hhmmss(p.start_time.0),
-            p.end_time.as_ref().map_or("—".into(), |t| hhmmss(t.0)),
+            p.end_time
+                .as_ref()
+                .map_or("(this report)".into(), |t| hhmmss(t.0)),
             secs(p.duration_seconds),
             "█".repeat(bar_len)
         );
@@ -608,7 +608,7 @@ pub(crate) mod tests {
             "# DR drill report: shop/orders",
             "Run `r2` — **❌ FAILED**",
             "Failed at **check/orders-count**: `CheckFailed`: orders-count: observed 0, expected >= 1",
-            "| orders\\|count | sql | ❌ Failed | 0 | >= 1 | 1s |",
+            "| orders\\|count | sql | ❌ Failed | 0 | >= 1 | 1.5s |",
             "| RTO | not demonstrated",
             "outcome  ✔✘",
             "RTO      ▄·",

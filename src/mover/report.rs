@@ -73,6 +73,11 @@ fn write(a: ReportArgs, repo: &RepoArgs) -> Result<MoverResult, CliError> {
     if let Some(p) = w.previous_sha256 {
         details.insert("previousSha256".into(), p.into());
     }
+    // The pod's finish time has whole seconds only; the run's timeline wants better.
+    details.insert(
+        "finishedAt".into(),
+        jiff::Timestamp::now().to_string().into(),
+    );
     Ok(MoverResult {
         v: RESULT_VERSION,
         details,

@@ -1223,6 +1223,9 @@ fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
         Some(true) => {
             let d = result.map(|r| r.details).unwrap_or_default();
             let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let end = text("finishedAt")
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map_or(end, |t| t.min(now));
             match (text("location"), text("sha256")) {
                 (Some(location), Some(sha256)) => {
                     p.status.report = Some(crate::crd::dr_drill::ReportRef {
