@@ -236,6 +236,26 @@ fn cli(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
     ))
 }
 
+/// The DRDrill once its status has counted `run` (it reconciles after the run's own
+/// controller wrote the run's final status).
+async fn drill_after(p: &Protected, drill: &str, run: &str) -> anyhow::Result<DRDrill> {
+    let api: Api<DRDrill> = p.ns.api();
+    wait_for(
+        &format!("DRDrill {drill} to count {run}"),
+        Duration::from_secs(30),
+        || async {
+            let d = api.get(drill).await?;
+            let counted = d
+                .status
+                .as_ref()
+                .and_then(|s| s.last_completed_run.as_deref())
+                == Some(run);
+            Ok(counted.then_some(d))
+        },
+    )
+    .await
+}
+
 fn outcome(r: &DrillRun) -> Option<DrillOutcome> {
     r.status.as_ref().and_then(|s| s.outcome)
 }
@@ -440,7 +460,7 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     );
 
     // The drill's status, the policy's verified restore point, the metrics.
-    let drill: DRDrill = p.ns.api().get("shop-drill").await?;
+    let drill = drill_after(&p, "shop-drill", "shop-drill-2").await?;
     let ds = drill.status.clone().unwrap();
     ensure!(ds.last_outcome == Some(DrillOutcome::Passed) && ds.consecutive_failures == Some(0));
     ensure!(ds.last_report.as_ref().unwrap().sha256 == rep2.sha256);
@@ -456,12 +476,17 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
         .and_then(|s| s.last_verified_restore_point)
         .context("lastVerifiedRestorePoint")?;
     ensure!(verified.backup == "b2" && verified.drill_run == "shop-drill-2");
-    let metrics = drill_metrics(&p.ns.client, p.name()).await?;
     let passed = format!(
         "lifeboat_drill_runs_total{{namespace=\"{}\",drill=\"shop-drill\",outcome=\"Passed\"}} 2",
         p.name()
     );
-    ensure!(metrics.contains(&passed), "no {passed} in the metrics");
+    let metrics = wait_for("the drill metrics", Duration::from_secs(30), || async {
+        let m = drill_metrics(&p.ns.client, p.name())
+            .await
+            .unwrap_or_default();
+        Ok(m.contains(&passed).then_some(m))
+    })
+    .await?;
     ensure!(metrics.contains("lifeboat_drill_rto_seconds{"));
 
     // Tampering with the first report breaks the chain, and the CLI says where.
@@ -536,7 +561,7 @@ async fn a_backup_of_an_emptied_database_fails_naming_the_check_and_its_value() 
     let rep = s.report.clone().context("failed runs are reported too")?;
     ensure!(sha256(&fetch(&rep.location).await?) == rep.sha256);
     no_sandbox_left(&p, &r).await?;
-    let drill: DRDrill = p.ns.api().get("shop-drill").await?;
+    let drill = drill_after(&p, "shop-drill", "shop-drill-empty").await?;
     let ds = drill.status.unwrap();
     ensure!(ds.last_outcome == Some(DrillOutcome::Failed) && ds.consecutive_failures == Some(1));
     let warnings = p.warnings("DrillRun", "shop-drill-empty").await?;
@@ -688,7 +713,7 @@ async fn a_missing_restore_point_fails_clearly_and_cleans_up() -> anyhow::Result
     );
     ensure!(s.restore_point.is_none() && s.report.is_some());
     no_sandbox_left(&p, &r).await?;
-    let drill: DRDrill = p.ns.api().get("old-drill").await?;
+    let drill = drill_after(&p, "old-drill", &name).await?;
     let ds = drill.status.unwrap();
     ensure!(ds.last_outcome == Some(DrillOutcome::Failed), "{ds:?}");
     p.cleanup().await
