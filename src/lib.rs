@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod db;
+pub mod drill;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

@@ -259,6 +259,18 @@ impl Metrics {
         self.backups_skipped.remove(&l);
     }
 
+    /// Drops every per-drill series of a deleted drill (the runs counter stays: it is
+    /// what the LifeboatDrillFailed alert counts over its window).
+    pub fn forget_drill(&self, namespace: &str, drill: &str) {
+        let l = DrillLabels {
+            namespace: namespace.to_string(),
+            drill: drill.to_string(),
+        };
+        self.drill_rto.remove(&l);
+        self.drill_rpo.remove(&l);
+        self.drill_last_passed.remove(&l);
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -149,6 +149,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         "a local file or directory could not be read or written",
     ),
     (
+        "ChainBroken",
+        43,
+        "a drill's evidence report or its hash chain does not verify",
+    ),
+    (
         "KubernetesClient",
         50,
         "no Kubernetes client could be built (in-cluster config or KUBECONFIG)",

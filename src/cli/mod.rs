@@ -10,6 +10,7 @@ pub mod backup;
 pub mod check;
 pub mod controller;
 pub mod db;
+pub mod drill;
 pub mod exit;
 pub mod forget;
 pub mod mover;
@@ -85,6 +86,8 @@ pub enum Command {
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them with --out DIR).
     Crd(controller::CrdArgs),
+    /// DR drill evidence: print a run's report, verify a drill's hash chain.
+    Drill(drill::DrillCmd),
     /// Entrypoint of mover Jobs (run by the operator, not by people).
     #[command(hide = true)]
     Mover(mover::MoverCmd),
@@ -355,6 +358,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Db(c) => db::run(c, &repo, &out),
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
+        Command::Drill(c) => drill::run(c, &repo, json),
         Command::Mover(c) => mover::run(c, &repo),
     }
 }

@@ -22,6 +22,11 @@ enum MoverSub {
     /// Restore one source of a Restore.
     #[command(subcommand)]
     Restore(mover::restore::RestoreCmd),
+    /// Run one DR drill check against restored data.
+    #[command(subcommand)]
+    Check(mover::check::CheckCmd),
+    /// Write a finished drill run's evidence report next to the repository.
+    Report(mover::report::ReportArgs),
 }
 
 /// Runs a mover subcommand.
@@ -30,5 +35,7 @@ pub fn run(c: MoverCmd, repo: &RepoArgs) -> Result<(), CliError> {
         MoverSub::Backup(b) => mover::backup::run(b, repo),
         MoverSub::Retention(r) => mover::finish(mover::retention::run(r, repo)),
         MoverSub::Restore(r) => mover::restore::run(r, repo),
+        MoverSub::Check(c) => mover::check::run(c, repo),
+        MoverSub::Report(r) => mover::report::run(r, repo),
     }
 }

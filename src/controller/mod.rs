@@ -6,6 +6,8 @@ pub mod backup;
 pub mod backup_policy;
 pub mod cache;
 pub mod conditions;
+pub mod dr_drill;
+pub mod drill_run;
 pub mod error;
 pub mod leader;
 pub mod restore;

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tokio::sync::watch;
 
-use super::{Context, backup, backup_policy, leader, restore, store};
+use super::{Context, backup, backup_policy, dr_drill, drill_run, leader, restore, store};
 use crate::config::Config;
 use crate::crd::BackupPolicy;
 use crate::http::{self, Health};
@@ -139,7 +139,10 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
             store::run(ctx.clone(), prober),
             backup_policy::run(ctx.clone()),
             backup::run(ctx.clone()),
-            restore::run(ctx.clone())
+            restore::run(ctx.clone()),
+            dr_drill::run(ctx.clone()),
+            drill_run::run(ctx.clone()),
+            drill_run::sweep::run(ctx.clone())
         );
     };
     match election {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,11 @@ pub struct DRDrillSpec {
     /// Give up on a run after this long (all phases). Default `2h`.
     #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
     pub run_deadline: Option<String>,
+    /// The drill is overdue (condition `DrillOverdue`) when no run has passed for this
+    /// long. Default: twice the schedule's interval (e.g. 14 days for a weekly drill),
+    /// counted from the last pass or, before the first pass, from the drill's creation.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub overdue_after: Option<String>,
 }
 
 /// Which restore point a run restores.
@@ -102,10 +107,12 @@ pub enum RestorePointStrategy {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Sandbox {
-    /// Prefix of the sandbox namespace's name; the run name is appended. Default
-    /// `drill-`.
+    /// Prefix of the sandbox namespace's name; the run name is appended (after a `-`
+    /// unless the prefix ends with one). Lowercase letters, digits and `-`, at most 20
+    /// characters. Default `drill-`.
     pub namespace_prefix: Option<String>,
-    /// Longest life of a sandbox, also when kept after a failure. Default `1h`.
+    /// How long a sandbox kept after a failed run (`keepOnFailure`) lives after the run
+    /// finished; then it is deleted. Default `1h`.
     #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
     pub ttl: Option<String>,
     /// Keep the sandbox of a failed run (until its TTL) for investigation.
@@ -325,6 +332,15 @@ pub struct DRDrillStatus {
     pub consecutive_failures: Option<u32>,
     /// The schedule slot the controller last acted on.
     pub last_schedule_time: Option<Time>,
+    /// The newest finished DrillRun already counted in `lastOutcome` and
+    /// `consecutiveFailures`.
+    pub last_completed_run: Option<String>,
+    /// Measured RPO of the newest finished run that measured one, e.g. `42m`.
+    #[serde(rename = "lastRPO")]
+    pub last_rpo: Option<String>,
+    /// The evidence report of the newest finished run: the head of the drill's hash
+    /// chain (`lifeboat drill verify-chain` checks the chain against it).
+    pub last_report: Option<ReportRef>,
     /// Next schedule slot, RFC 3339 in UTC.
     pub next_run_time: Option<String>,
     /// `Ready`, `RTODemonstrated`, `RPOMet`, `DrillOverdue`, with reasons.
@@ -423,6 +439,11 @@ pub struct DrillRunStatus {
     pub restore_point: Option<DrillRestorePoint>,
     /// The sandbox namespace.
     pub sandbox_namespace: Option<String>,
+    /// The Restore (in the drill's namespace) that restored into the sandbox.
+    pub restore: Option<String>,
+    /// The drill's spec when the run started: what this run restores, checks and is
+    /// measured against, whatever the drill says later.
+    pub drill_spec: Option<DRDrillSpec>,
     /// When the run started.
     pub start_time: Option<Time>,
     /// When the run finished (after clean-up).
@@ -466,10 +487,10 @@ pub struct DrillRestorePoint {
 pub struct PhaseSpan {
     /// The phase.
     pub phase: DrillPhase,
-    /// When it began.
-    pub start_time: Time,
+    /// When it began (microseconds: the RTO is measured from these times).
+    pub start_time: MicroTime,
     /// When it ended (absent while running).
-    pub end_time: Option<Time>,
+    pub end_time: Option<MicroTime>,
     /// Its length in seconds.
     pub duration_seconds: Option<f64>,
 }
@@ -494,6 +515,8 @@ pub struct CheckResult {
     pub message: Option<String>,
     /// How long the check took, in seconds.
     pub duration_seconds: Option<f64>,
+    /// When the check finished (the end of the last passing check ends the RTO).
+    pub end_time: Option<MicroTime>,
 }
 
 /// A check's verdict.

@@ -57,6 +57,23 @@ pub mod labels {
     /// The UID of that Restore: what the controller selects and adopts by, so a new
     /// Restore of the same name never takes over an older one's objects.
     pub const RESTORE_UID: &str = "lifeboat.dev/restore-uid";
+    /// The DRDrill an object belongs to (DrillRuns, and what their runs create).
+    pub const DRILL: &str = "lifeboat.dev/drill";
+    /// The DrillRun an object belongs to (its sandbox namespace, Restore, check and
+    /// report Jobs).
+    pub const DRILL_RUN: &str = "lifeboat.dev/drill-run";
+    /// `true` on the sandbox namespaces of DR drills (what the sandbox sweep selects).
+    pub const SANDBOX: &str = "lifeboat.dev/sandbox";
+}
+
+/// Annotation keys Lifeboat puts on the objects it creates.
+pub mod annotations {
+    /// `NAMESPACE/NAME` of the DrillRun a sandbox namespace or check Job belongs to (labels
+    /// cannot hold a `/`, and a label value may be a hash of a long name).
+    pub const DRILL_RUN_REF: &str = "lifeboat.dev/drill-run-ref";
+    /// UID of that DrillRun: a sandbox left by an earlier run of the same name is not
+    /// mistaken for the current run's.
+    pub const DRILL_RUN_UID: &str = "lifeboat.dev/drill-run-uid";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

@@ -1,12 +1,15 @@
 //! The program inside mover Jobs (`lifeboat mover ...`): one unit of work (back up a
-//! volume, a database or a namespace's manifests; apply retention), progress reported to
+//! volume, a database or a namespace's manifests; apply retention; run one DR drill check;
+//! write a drill's evidence report), progress reported to
 //! the run object, and the result contract written to the termination message
 //! ([`crate::jobs::result`]). It reads its repository settings from the same environment
 //! as the engine CLI; credentials arrive as `secretKeyRef` environment variables.
 
 pub mod backup;
+pub mod check;
 pub mod manifests;
 pub mod progress;
+pub mod report;
 pub mod restore;
 pub mod retention;
 

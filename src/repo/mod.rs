@@ -155,6 +155,12 @@ impl RepoOptions {
         }
     }
 
+    /// The object store under the repository's root, for objects kept next to the
+    /// repository (DR drill reports). Blocking, like every store call.
+    pub fn object_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        self.open_store()
+    }
+
     fn open_store(&self) -> Result<Arc<dyn ObjectStore>> {
         Ok(match &self.storage {
             Storage::Local(p) => Arc::new(LocalStore::new(p.clone())),

@@ -43,7 +43,7 @@ fn by_backup(name: &str) -> ListParams {
 }
 
 /// The store spec behind a policy, with where its Secrets live.
-async fn store_spec(
+pub(crate) async fn store_spec(
     client: &Client,
     policy: &BackupPolicy,
 ) -> Result<Option<(BackupStoreSpec, Option<String>)>> {
@@ -70,9 +70,51 @@ async fn mirror_cluster_secrets(
 ) -> Result<std::result::Result<String, Failure>> {
     let ns = backup.namespace().unwrap_or_default();
     let mirror = jobs::name(&[&backup.name_any(), "store"], MAX_NAME);
+    mirror_store_secrets(
+        client,
+        spec,
+        None,
+        &ns,
+        &mirror,
+        jobs::policy_labels(&backup.spec.policy_ref.name, "store-credentials"),
+        Some(backup.controller_owner_ref(&()).expect("stored object")),
+    )
+    .await
+}
+
+/// Copies the Secrets a store names (password, S3 credentials, CA bundle) into one Secret
+/// `name` in `target_ns` under [`mirror_keys`], for mover pods there. `default_ns` is where
+/// Secret references without a namespace live (a namespaced BackupStore's own namespace);
+/// `None` for a ClusterBackupStore, whose references must name their namespace. Returns
+/// the Secret's name, or why the store's Secrets cannot be read.
+pub(crate) async fn mirror_store_secrets(
+    client: &Client,
+    spec: &BackupStoreSpec,
+    default_ns: Option<&str>,
+    target_ns: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Result<std::result::Result<String, Failure>> {
+    match read_store_secrets(client, spec, default_ns).await? {
+        Err(f) => Ok(Err(f)),
+        Ok(data) => {
+            write_store_secret(client, data, target_ns, name, labels, owner).await?;
+            Ok(Ok(name.to_string()))
+        }
+    }
+}
+
+/// The values a store's mirror Secret holds, read from the Secrets the store names (see
+/// [`mirror_store_secrets`]), or why they cannot be read.
+pub(crate) async fn read_store_secrets(
+    client: &Client,
+    spec: &BackupStoreSpec,
+    default_ns: Option<&str>,
+) -> Result<std::result::Result<BTreeMap<String, k8s_openapi::ByteString>, Failure>> {
     let mut data = BTreeMap::new();
     let read = |secret_ns: Option<&String>, name: &str, key: &str, into: &str, optional: bool| {
-        let secret_ns = secret_ns.cloned();
+        let secret_ns = secret_ns.cloned().or(default_ns.map(str::to_string));
         let (name, key, into) = (name.to_string(), key.to_string(), into.to_string());
         async move {
             let Some(secret_ns) = secret_ns else {
@@ -163,31 +205,38 @@ async fn mirror_cluster_secrets(
             Err(f) => return Ok(Err(f)),
         }
     }
+    Ok(Ok(data))
+}
+
+/// Writes a store's mirror Secret (server-side apply, so a repeat changes nothing).
+pub(crate) async fn write_store_secret(
+    client: &Client,
+    data: BTreeMap<String, k8s_openapi::ByteString>,
+    target_ns: &str,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Result<()> {
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(mirror.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(jobs::policy_labels(
-                &backup.spec.policy_ref.name,
-                "store-credentials",
-            )),
-            owner_references: Some(vec![
-                backup.controller_owner_ref(&()).expect("stored object"),
-            ]),
+            name: Some(name.to_string()),
+            namespace: Some(target_ns.to_string()),
+            labels: Some(labels),
+            owner_references: owner.map(|o| vec![o]),
             ..ObjectMeta::default()
         },
         data: Some(data),
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    Api::<Secret>::namespaced(client.clone(), &ns)
+    Api::<Secret>::namespaced(client.clone(), target_ns)
         .patch(
-            &mirror,
+            name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),
         )
         .await?;
-    Ok(Ok(mirror))
+    Ok(())
 }
 
 /// Which mover permissions a namespace needs.

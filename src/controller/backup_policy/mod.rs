@@ -168,7 +168,12 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
         ctx.event(policy, type_, ev.reason, "Reconcile", ev.note.clone())
             .await;
     }
-    if policy.status.as_ref() != Some(&plan.status) {
+    let mut current = policy.status.clone();
+    if let Some(c) = current.as_mut() {
+        // Written by the drill controller, never by this one (see plan::plan).
+        c.last_verified_restore_point = None;
+    }
+    if current.as_ref() != Some(&plan.status) {
         let api = Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &policy.name_any(), &plan.status).await?;
     }

@@ -232,6 +232,11 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     let now = o.now;
     let previous = policy.status.clone().unwrap_or_default();
     let mut status = previous.clone();
+    // NB: `lastVerifiedRestorePoint` belongs to the drill controller (its own field
+    // manager). Sending it here would take it over with `force` and could write back a
+    // stale copy; leaving it out keeps this controller's server-side apply from ever
+    // touching it.
+    status.last_verified_restore_point = None;
     status.observed_generation = policy.metadata.generation;
     let mut events = Vec::new();
     let mut create = None;

@@ -369,3 +369,24 @@ fn replanning_an_unchanged_world_changes_nothing() {
         second.events
     );
 }
+
+/// `lastVerifiedRestorePoint` is the drill controller's (its own field manager): this
+/// controller's server-side apply must never carry it, or it would take the field over
+/// and could write back a stale copy.
+#[test]
+fn the_policy_status_apply_never_carries_the_verified_restore_point() {
+    let mut p = policy();
+    p.status = Some(BackupPolicyStatus {
+        last_verified_restore_point: Some(crate::crd::backup_policy::VerifiedRestorePoint {
+            backup: "orders-202601010000".into(),
+            restore_point_time: Time(ts("2026-01-01T00:00:00Z")),
+            drill_run: "drill-202601010100".into(),
+            verified_time: Time(ts("2026-01-01T01:05:00Z")),
+        }),
+        ..BackupPolicyStatus::default()
+    });
+    let plan = plan(&observe(&p, &[], "2026-01-01T02:00:00Z"));
+    assert!(plan.status.last_verified_restore_point.is_none());
+    let body = serde_json::to_value(&plan.status).unwrap();
+    assert!(body.get("lastVerifiedRestorePoint").is_none(), "{body}");
+}
