@@ -13,6 +13,7 @@ pub mod db;
 pub mod exit;
 pub mod forget;
 pub mod mover;
+pub mod ops;
 pub mod output;
 pub mod repo_cmd;
 pub mod restore;
@@ -67,10 +68,12 @@ pub enum Command {
     Repo(repo_cmd::RepoCmd),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Back up paths, or the output of a command (`--stdin-from-command`).
-    Backup(backup::BackupArgs),
-    /// Restore a snapshot (or a path inside it) into a directory.
-    Restore(restore::RestoreArgs),
+    /// Back up paths, or the output of a command (`--stdin-from-command`); `backup now
+    /// POLICY` starts an on-demand Backup in the cluster.
+    Backup(ops::BackupCmd),
+    /// Restore a snapshot (or a path inside it) into a directory; `restore create`
+    /// creates a Restore in the cluster.
+    Restore(ops::RestoreCmd),
     /// Write one file of a snapshot to stdout.
     Dump(restore::DumpArgs),
     /// Verify the repository (structure, and with --read-data[-subset] the data).
@@ -85,6 +88,12 @@ pub enum Command {
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them with --out DIR).
     Crd(controller::CrdArgs),
+    /// Policies, drills and stores of a namespace (or all, -A): last runs, RPO and RTO
+    /// against their objectives, next runs.
+    Status(ops::StatusArgs),
+    /// Start a DR drill run now (temporary spelling of `drill now`).
+    #[command(hide = true)]
+    DrillNow(ops::DrillNowCmd),
     /// Entrypoint of mover Jobs (run by the operator, not by people).
     #[command(hide = true)]
     Mover(mover::MoverCmd),
@@ -346,8 +355,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match command {
         Command::Repo(c) => repo_cmd::run(c, &repo, &out),
         Command::Snapshots(a) => snapshots::run(a, &repo, &out),
-        Command::Backup(a) => backup::run(a, &repo, &out),
-        Command::Restore(a) => restore::run_restore(a, &repo, &out),
+        Command::Backup(c) => ops::backup(c, &repo, &out),
+        Command::Restore(c) => ops::restore(c, &repo, &out),
         Command::Dump(a) => restore::run_dump(a, &repo),
         Command::Check(a) => check::run(a, &repo, &out),
         Command::Forget(a) => forget::run(a, &repo, &out),
@@ -355,6 +364,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Db(c) => db::run(c, &repo, &out),
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
+        Command::Status(a) => ops::status(a, json),
+        Command::DrillNow(c) => ops::drill_now_cmd(c, json),
         Command::Mover(c) => mover::run(c, &repo),
     }
 }
