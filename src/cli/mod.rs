@@ -15,6 +15,7 @@ pub mod forget;
 pub mod mover;
 pub mod ops;
 pub mod output;
+pub mod reference;
 pub mod repo_cmd;
 pub mod restore;
 pub mod snapshots;
@@ -86,7 +87,8 @@ pub enum Command {
     Db(db::DbCmd),
     /// Run the Kubernetes operator.
     Controller(controller::ControllerArgs),
-    /// Print the CustomResourceDefinitions (or write them with --out DIR).
+    /// Print the CustomResourceDefinitions (or write them with --out DIR, or print their
+    /// field reference with --reference).
     Crd(controller::CrdArgs),
     /// Policies, drills and stores of a namespace (or all, -A): last runs, RPO and RTO
     /// against their objectives, next runs.
