@@ -133,10 +133,8 @@ fn descend(p: &str, child: &Value, rows: &mut Vec<(String, String, String)>) {
     if child.get("properties").is_some() {
         walk(p, child, rows);
     }
-    if let Some(items) = child.get("items") {
-        if items.get("properties").is_some() {
-            walk(&format!("{p}[]"), items, rows);
-        }
+    if let Some(items) = child.get("items").filter(|i| i.get("properties").is_some()) {
+        walk(&format!("{p}[]"), items, rows);
     }
     if let Some(values) = child.get("additionalProperties").filter(|v| v.is_object())
         && values.get("properties").is_some()
