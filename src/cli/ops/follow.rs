@@ -163,6 +163,33 @@ pub fn bar(fraction: f64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
 
+/// How far the run is, 0..=1: each source weighs the same; a finished source counts
+/// whole, a running one by its mover's bytes when it knows its total (database dumps are
+/// streams of unknown length until they end, so they count only when done).
+pub fn fraction(v: &RunView) -> Option<f64> {
+    if v.sources.is_empty() {
+        return None;
+    }
+    let sum: f64 = v
+        .sources
+        .iter()
+        .map(|s| match s.phase {
+            SourcePhase::Succeeded | SourcePhase::Failed => 1.0,
+            SourcePhase::Pending => 0.0,
+            SourcePhase::Running => v
+                .progress
+                .get(&s.name)
+                .and_then(|p| {
+                    p.bytes_total
+                        .filter(|t| *t > 0)
+                        .map(|t| (p.bytes_done as f64 / t as f64).min(1.0))
+                })
+                .unwrap_or(0.0),
+        })
+        .sum();
+    Some(sum / v.sources.len() as f64)
+}
+
 /// The one-line progress display of a terminal (redrawn in place).
 pub fn progress_line(v: &RunView, elapsed: Duration) -> String {
     let phase = if v.phase.is_empty() {
@@ -171,18 +198,13 @@ pub fn progress_line(v: &RunView, elapsed: Duration) -> String {
         &v.phase
     };
     let mut line = format!("{} {}  {phase:<9}", v.kind, v.name);
+    if let Some(f) = fraction(v) {
+        let _ = write!(line, "  {} {:>3.0}%", bar(f, 24), f * 100.0);
+    }
     let (done, total) = v.bytes();
     match total {
         Some(t) => {
-            let f = done as f64 / t as f64;
-            let _ = write!(
-                line,
-                "  {} {:>3.0}%  {} / {}",
-                bar(f, 24),
-                (f * 100.0).min(100.0),
-                bytes(done),
-                bytes(t)
-            );
+            let _ = write!(line, "  {} / {}", bytes(done), bytes(t));
         }
         None if done > 0 => {
             let _ = write!(line, "  {}", bytes(done));
@@ -567,23 +589,34 @@ mod tests {
             ],
         );
         let line = progress_line(&RunView::of_backup(&b), Duration::from_secs(75));
+        // (1 + 1/5 + 0) / 3 sources = 40 %.
         assert_eq!(
             line,
-            "Backup shop-manual-20260304050607  Running    [############------------]  50%  \
+            "Backup shop-manual-20260304050607  Running    [##########--------------]  40%  \
              4.00 MiB / 8.00 MiB  1/3 sources done  1m15s"
         );
     }
 
     #[test]
-    fn unknown_totals_show_bytes_without_a_bar() {
+    fn streams_of_unknown_length_count_when_done() {
         let b = backup(
             BackupPhase::Running,
-            vec![src("pg", SourceKind::Database, SourcePhase::Running)],
-            &[("pg", 2048, None)],
+            vec![
+                src("pg", SourceKind::Database, SourcePhase::Running),
+                src("data", SourceKind::Volume, SourcePhase::Succeeded),
+            ],
+            &[("pg", 2048, None), ("data", 1024, Some(1024))],
         );
         let line = progress_line(&RunView::of_backup(&b), Duration::from_secs(3));
-        assert!(line.contains("  2.00 KiB  0/1 sources done"), "{line}");
-        assert!(!line.contains('['), "{line}");
+        assert!(
+            line.ends_with("[############------------]  50%  3.00 KiB  1/2 sources done  3s"),
+            "{line}"
+        );
+        let waiting = progress_line(
+            &RunView::of_backup(&backup(BackupPhase::Pending, vec![], &[])),
+            Duration::ZERO,
+        );
+        assert_eq!(waiting, "Backup shop-manual-20260304050607  Pending    0s");
     }
 
     #[test]
