@@ -160,6 +160,9 @@ pub struct CrdArgs {
     /// Write one file per CRD into this directory instead of printing them all.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Print the field reference of every CRD as Markdown (docs/reference.md) instead.
+    #[arg(long, conflicts_with = "out")]
+    reference: bool,
 }
 
 /// Prints or writes the CRDs.
@@ -169,8 +172,13 @@ pub fn crd(a: CrdArgs) -> Result<(), CliError> {
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            for c in &crds {
-                match out.write_all(crate::crd::crd_yaml(c).as_bytes()) {
+            let docs: Vec<String> = if a.reference {
+                vec![super::reference::render(&crds)]
+            } else {
+                crds.iter().map(crate::crd::crd_yaml).collect()
+            };
+            for doc in &docs {
+                match out.write_all(doc.as_bytes()) {
                     Ok(()) => {}
                     // `lifeboat crd | head`: the reader is gone, which is not an error.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),

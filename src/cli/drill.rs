@@ -61,6 +61,8 @@ enum DrillSub {
     Report(ReportArgs),
     /// Verify every report of a drill and the hash chain linking them.
     VerifyChain(VerifyArgs),
+    /// Start a run of a DRDrill now; with --wait, follow it and print the outcome.
+    Now(super::ops::DrillNowArgs),
 }
 
 /// Which form of the report.
@@ -556,6 +558,14 @@ pub fn run(d: DrillCmd, repo: &RepoArgs, json: bool) -> Result<(), CliError> {
     match cmd {
         DrillSub::Report(a) => report(a, &k, repo),
         DrillSub::VerifyChain(a) => verify_chain(a, &k, repo, json),
+        DrillSub::Now(a) => super::ops::drill_now(
+            a,
+            super::ops::KubeArgs {
+                context: k.context,
+                namespace: k.namespace,
+            },
+            json,
+        ),
     }
 }
 

@@ -141,7 +141,7 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
     (
         "NotFound",
         41,
-        "the snapshot or the path inside it does not exist",
+        "the snapshot or the path inside it, or the named Kubernetes object, does not exist",
     ),
     (
         "LocalIo",
@@ -162,7 +162,7 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
     (
         "Forbidden",
         52,
-        "the Kubernetes API refused a request of ours (RBAC)",
+        "the Kubernetes API refused a request (RBAC); the message names the verb and resource",
     ),
     ("KubernetesApi", 53, "any other Kubernetes API failure"),
     (
@@ -194,6 +194,31 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         "ApplyFailed",
         63,
         "a manifest restore could not apply some objects (the others were applied)",
+    ),
+    (
+        "Unauthorized",
+        56,
+        "the Kubernetes API server rejected the credentials (401)",
+    ),
+    (
+        "BackupFailed",
+        64,
+        "`backup now --wait`: the Backup ended Failed or PartiallyFailed (each failed source is named)",
+    ),
+    (
+        "RestoreFailed",
+        65,
+        "`restore create --wait`: the Restore ended Failed or PartiallyFailed",
+    ),
+    (
+        "DrillFailed",
+        66,
+        "`drill now --wait`: the DrillRun's outcome is Failed (the failing step is named)",
+    ),
+    (
+        "WaitTimeout",
+        67,
+        "`--wait --timeout` expired before the run finished (the run continues)",
     ),
 ];
 

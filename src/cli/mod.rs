@@ -14,7 +14,9 @@ pub mod drill;
 pub mod exit;
 pub mod forget;
 pub mod mover;
+pub mod ops;
 pub mod output;
+pub mod reference;
 pub mod repo_cmd;
 pub mod restore;
 pub mod snapshots;
@@ -68,10 +70,12 @@ pub enum Command {
     Repo(repo_cmd::RepoCmd),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Back up paths, or the output of a command (`--stdin-from-command`).
-    Backup(backup::BackupArgs),
-    /// Restore a snapshot (or a path inside it) into a directory.
-    Restore(restore::RestoreArgs),
+    /// Back up paths, or the output of a command (`--stdin-from-command`); `backup now
+    /// POLICY` starts an on-demand Backup in the cluster.
+    Backup(ops::BackupCmd),
+    /// Restore a snapshot (or a path inside it) into a directory; `restore create`
+    /// creates a Restore in the cluster.
+    Restore(ops::RestoreCmd),
     /// Write one file of a snapshot to stdout.
     Dump(restore::DumpArgs),
     /// Verify the repository (structure, and with --read-data[-subset] the data).
@@ -84,10 +88,14 @@ pub enum Command {
     Db(db::DbCmd),
     /// Run the Kubernetes operator.
     Controller(controller::ControllerArgs),
-    /// Print the CustomResourceDefinitions (or write them with --out DIR).
+    /// Print the CustomResourceDefinitions (or write them with --out DIR, or print their
+    /// field reference with --reference).
     Crd(controller::CrdArgs),
-    /// DR drill evidence: print a run's report, verify a drill's hash chain.
+    /// DR drills: start a run now, print a run's report, verify a drill's hash chain.
     Drill(drill::DrillCmd),
+    /// Policies, drills and stores of a namespace (or all, -A): last runs, RPO and RTO
+    /// against their objectives, next runs.
+    Status(ops::StatusArgs),
     /// Entrypoint of mover Jobs (run by the operator, not by people).
     #[command(hide = true)]
     Mover(mover::MoverCmd),
@@ -349,8 +357,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match command {
         Command::Repo(c) => repo_cmd::run(c, &repo, &out),
         Command::Snapshots(a) => snapshots::run(a, &repo, &out),
-        Command::Backup(a) => backup::run(a, &repo, &out),
-        Command::Restore(a) => restore::run_restore(a, &repo, &out),
+        Command::Backup(c) => ops::backup(c, &repo, &out),
+        Command::Restore(c) => ops::restore(c, &repo, &out),
         Command::Dump(a) => restore::run_dump(a, &repo),
         Command::Check(a) => check::run(a, &repo, &out),
         Command::Forget(a) => forget::run(a, &repo, &out),
@@ -359,6 +367,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
         Command::Drill(c) => drill::run(c, &repo, json),
+        Command::Status(a) => ops::status(a, json),
         Command::Mover(c) => mover::run(c, &repo),
     }
 }

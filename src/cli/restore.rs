@@ -37,11 +37,15 @@ impl LatestFilter {
 /// Options of `restore`.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
+    // NB: Options marked required, not plain values: `restore create` (a subcommand of the
+    // same command, see cli::ops) leaves them unset, which clap's derive only allows for
+    // Options.
     /// Snapshot ID (or a unique prefix), or `latest`; `ID:/sub/path` restores a sub-path.
-    snapshot: String,
+    #[arg(required = true)]
+    snapshot: Option<String>,
     /// Directory to restore into (created if missing).
-    #[arg(long, short = 't')]
-    target: PathBuf,
+    #[arg(long, short = 't', required = true)]
+    target: Option<PathBuf>,
     /// Restore only this path of the snapshot (its content lands directly in the target).
     #[arg(long)]
     path: Option<String>,
@@ -78,6 +82,9 @@ pub fn run_restore(a: RestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result
         delete,
         latest,
     } = a;
+    let (Some(snapshot), Some(target)) = (snapshot, target) else {
+        return Err(CliError::input("restore needs SNAPSHOT and --target DIR"));
+    };
     let (id, spec_path) = split_spec(&snapshot);
     if spec_path.is_some() && path.is_some() {
         return Err(CliError::input(

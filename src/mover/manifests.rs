@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use clap::Args;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{Discovery, Scope};
 
 use super::backup::{RunArgs, open_with_sink};
@@ -145,6 +145,29 @@ fn skip(obj: &DynamicObject, kind: &str) -> bool {
         || (kind == "ConfigMap" && name == "kube-root-ca.crt")
 }
 
+/// The API resource a kind name means among the groups serving it: the only one, the core
+/// group's (a bare `ConfigMap`), or the one left besides the legacy `extensions` group
+/// (`Ingress` on old clusters). `Err` with the groups when the name is ambiguous.
+fn pick_group(mut candidates: Vec<ApiResource>) -> Result<Option<ApiResource>, Vec<String>> {
+    if candidates.len() <= 1 {
+        return Ok(candidates.pop());
+    }
+    if let Some(core) = candidates.iter().position(|ar| ar.group.is_empty()) {
+        return Ok(Some(candidates.swap_remove(core)));
+    }
+    let mut current: Vec<ApiResource> = candidates
+        .iter()
+        .filter(|ar| ar.group != "extensions")
+        .cloned()
+        .collect();
+    if current.len() == 1 {
+        return Ok(current.pop());
+    }
+    let mut groups: Vec<String> = candidates.into_iter().map(|ar| ar.group).collect();
+    groups.sort();
+    Err(groups)
+}
+
 fn file_name(kind: &str, group: &str, name: &str) -> String {
     if group.is_empty() {
         format!("{kind}/{name}.yaml")
@@ -172,15 +195,36 @@ async fn collect(
         .map_err(api_err)?;
     let mut files = BTreeMap::new();
     for wanted in kinds {
-        let (kind, group) = wanted.split_once('.').unwrap_or((wanted.as_str(), ""));
+        let (kind, group) = match wanted.split_once('.') {
+            Some((k, g)) => (k, Some(g)),
+            None => (wanted.as_str(), None),
+        };
         // The most stable served version of the kind, in any version of its group: on
         // Kubernetes 1.20 CronJob exists only in batch/v1beta1 while batch prefers v1.
-        let found = discovery
+        let candidates: Vec<ApiResource> = discovery
             .groups()
-            .filter(|g| g.name() == group)
-            .flat_map(|g| g.resources_by_stability())
-            .find(|(ar, caps)| ar.kind == kind && caps.scope == Scope::Namespaced);
-        let Some((ar, _)) = found else {
+            .filter(|g| group.is_none_or(|want| g.name() == want))
+            .filter_map(|g| {
+                g.resources_by_stability()
+                    .into_iter()
+                    .find(|(ar, caps)| ar.kind == kind && caps.scope == Scope::Namespaced)
+                    .map(|(ar, _)| ar)
+            })
+            .collect();
+        let found = match pick_group(candidates) {
+            Ok(f) => f,
+            Err(groups) => {
+                return Err(CliError {
+                    category: "InvalidInput",
+                    message: format!(
+                        "kind {wanted:?} is served by several API groups ({}): write it as \
+                         Kind.group",
+                        groups.join(", ")
+                    ),
+                });
+            }
+        };
+        let Some(ar) = found else {
             if !required {
                 tracing::info!(kind = %wanted, "not served by this cluster; skipped");
                 continue;
@@ -213,7 +257,7 @@ async fn collect(
                 category: "Internal",
                 message: format!("encoding {kind}/{name} as YAML: {e}"),
             })?;
-            files.insert(file_name(kind, group, &name), yaml);
+            files.insert(file_name(kind, &ar.group, &name), yaml);
         }
     }
     Ok(files)
@@ -328,6 +372,47 @@ mod tests {
         assert_eq!(
             file_name("Deployment", "apps", "web"),
             "Deployment.apps/web.yaml"
+        );
+    }
+
+    fn ar(group: &str, kind: &str) -> ApiResource {
+        ApiResource {
+            group: group.into(),
+            version: "v1".into(),
+            api_version: if group.is_empty() {
+                "v1".into()
+            } else {
+                format!("{group}/v1")
+            },
+            kind: kind.into(),
+            plural: format!("{}s", kind.to_lowercase()),
+        }
+    }
+
+    /// The CRD documents `kinds` as `Kind` or `Kind.group`: a bare `Deployment` is the
+    /// apps group's, a bare `ConfigMap` the core group's.
+    #[test]
+    fn bare_kinds_find_their_group() {
+        let pick = |c: Vec<ApiResource>| pick_group(c).map(|a| a.map(|a| a.group));
+        assert_eq!(
+            pick(vec![ar("apps", "Deployment")]),
+            Ok(Some("apps".into()))
+        );
+        assert_eq!(pick(vec![]), Ok(None));
+        assert_eq!(
+            pick(vec![ar("", "Event"), ar("events.k8s.io", "Event")]),
+            Ok(Some(String::new()))
+        );
+        assert_eq!(
+            pick(vec![
+                ar("extensions", "Ingress"),
+                ar("networking.k8s.io", "Ingress")
+            ]),
+            Ok(Some("networking.k8s.io".into()))
+        );
+        assert_eq!(
+            pick(vec![ar("a.example", "Widget"), ar("b.example", "Widget")]),
+            Err(vec!["a.example".to_string(), "b.example".to_string()])
         );
     }
 }
