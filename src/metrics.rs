@@ -199,7 +199,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "drill_rto",
-            "Measured recovery time of the newest drill run",
+            "Measured recovery time of the newest drill run that got as far as measuring it",
             prometheus_client::registry::Unit::Seconds,
             m.drill_rto.clone(),
         );

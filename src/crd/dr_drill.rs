@@ -65,7 +65,9 @@ pub struct DRDrillSpec {
     pub objectives: DrillObjectives,
     /// Finished DrillRuns to keep. Default 10. Reports stay in the store regardless.
     pub history_limit: Option<u32>,
-    /// Give up on a run after this long (all phases). Default `2h`.
+    /// Give up on a run that is still provisioning, restoring or verifying this long after
+    /// it started. Default `2h`. Reporting and cleanup have their own limits (10 minutes
+    /// each), so a run always ends with its report and a clean sandbox.
     #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
     pub run_deadline: Option<String>,
     /// The drill is overdue (condition `DrillOverdue`) when no run has passed for this
@@ -107,8 +109,8 @@ pub enum RestorePointStrategy {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Sandbox {
-    /// Prefix of the sandbox namespace's name; the run name is appended (after a `-`
-    /// unless the prefix ends with one). Lowercase letters, digits and `-`, at most 20
+    /// Prefix of the sandbox namespace's name; the run's namespace and name are appended
+    /// (after a `-` unless the prefix ends with one). Lowercase letters, digits and `-`, at most 20
     /// characters. Default `drill-`.
     pub namespace_prefix: Option<String>,
     /// How long a sandbox kept after a failed run (`keepOnFailure`) lives after the run
@@ -263,8 +265,8 @@ pub struct CommandCheck {
     /// Arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Extra environment variables (the sandbox's database hosts are also set as
-    /// `LIFEBOAT_DB_<SOURCE>_HOST` / `_PORT`).
+    /// Extra environment variables. Each restored database is also described as
+    /// `LIFEBOAT_DB_<SOURCE>_HOST`, `_PORT`, `_DATABASE`, `_USER` and `_PASSWORD`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
     /// Mount restored volumes (by source PVC name) read-only at `/volumes/<name>`.

@@ -100,8 +100,13 @@ fn ensure_target(m: &MountSpec, registry: &Path) -> std::io::Result<()> {
             }
         }
         for d in missing.iter().rev() {
-            std::fs::create_dir(d)?;
-            record_created(registry, d);
+            // Pods start in parallel on this one host: another pod's shim may create the
+            // same mount point (say /volumes/data) between our check and our create.
+            match std::fs::create_dir(d) {
+                Ok(()) => record_created(registry, d),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     if m.file {

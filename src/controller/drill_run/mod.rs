@@ -160,7 +160,7 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     };
     let sandbox_name = status.sandbox_namespace.clone().or_else(|| {
         spec.as_ref()
-            .map(|s| plan::sandbox_name(s.sandbox.namespace_prefix.as_deref(), &name))
+            .map(|s| plan::sandbox_name(s.sandbox.namespace_prefix.as_deref(), &ns, &name))
     });
     let sandbox_ns = match &sandbox_name {
         Some(n) => Api::<Namespace>::all(client.clone()).get_opt(n).await?,

@@ -129,11 +129,15 @@ pub fn run_ref(run: &DrillRun) -> String {
     format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any())
 }
 
-/// The sandbox namespace name of a run: the prefix, then the run's name, within 63
-/// characters.
-pub fn sandbox_name(prefix: Option<&str>, run: &str) -> String {
+/// The sandbox namespace name of a run: the prefix, the run's namespace and name,
+/// within 63 characters.
+///
+/// The run's namespace is part of it: run names are `<drill>-<slot>`, so two teams'
+/// drills of the same name due at the same slot would otherwise claim one namespace,
+/// and the second would fail with `SandboxNotOwned`.
+pub fn sandbox_name(prefix: Option<&str>, namespace: &str, run: &str) -> String {
     let prefix = prefix.unwrap_or(DEFAULT_PREFIX).trim_end_matches('-');
-    jobs::name(&[prefix, run], MAX_NAME)
+    jobs::name(&[prefix, namespace, run], MAX_NAME)
 }
 
 /// The store behind the drill's policy, as the plan needs it.
@@ -388,6 +392,7 @@ fn pending(o: &Observed<'_>, p: &mut Plan) {
     p.status.drill_spec = Some(drill.spec.clone());
     p.status.sandbox_namespace = Some(sandbox_name(
         drill.spec.sandbox.namespace_prefix.as_deref(),
+        &o.run.namespace().unwrap_or_default(),
         &run,
     ));
     p.status.restore = Some(run.clone());
@@ -747,10 +752,13 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
         }
         Some(_) => {}
     }
-    let sandbox =
-        p.status.sandbox_namespace.clone().unwrap_or_else(|| {
-            sandbox_name(spec.sandbox.namespace_prefix.as_deref(), &run.name_any())
-        });
+    let sandbox = p.status.sandbox_namespace.clone().unwrap_or_else(|| {
+        sandbox_name(
+            spec.sandbox.namespace_prefix.as_deref(),
+            &run.namespace().unwrap_or_default(),
+            &run.name_any(),
+        )
+    });
     match o.sandbox {
         SandboxState::Foreign => fail(
             p,

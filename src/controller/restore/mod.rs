@@ -280,6 +280,27 @@ fn ignore_gone(r: kube::Result<()>) -> kube::Result<()> {
     }
 }
 
+/// Deletes a Secret of `r` by name, only if it carries `r`'s UID: a namespace may hold
+/// the same-named Secret of a newer Restore of the same name (a drill's sandbox is
+/// recreated under one name run after run), and the controller may not list Secrets to
+/// select by label. The UID precondition closes the gap between the read and the delete.
+async fn delete_own_secret(api: &Api<Secret>, name: &str, r: &Restore) -> kube::Result<()> {
+    let Some(s) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !plan::is_ours(r, &s.metadata) {
+        return Ok(());
+    }
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: s.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    ignore_gone(api.delete(name, &dp).await.map(drop))
+}
+
 async fn add_finalizer(client: &Client, r: &Restore) -> Result<()> {
     if r.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -336,7 +357,7 @@ async fn finalize(ctx: &Context, r: &Restore, target: &str) -> Result<()> {
                 .map(|d| plan::server_name(&r.name_any(), &d.source)),
         );
         for n in names {
-            ignore_gone(secrets.delete(&n, &dp).await.map(drop))?;
+            delete_own_secret(&secrets, &n, r).await?;
         }
     }
     ignore_gone(
@@ -610,10 +631,10 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
     for n in &plan.delete_servers {
         ok_exists(deps.delete(n, &dp).await.map(drop))?;
         ok_exists(svcs.delete(n, &dp).await.map(drop))?;
-        ok_exists(secrets.delete(n, &dp).await.map(drop))?;
+        delete_own_secret(&secrets, n, r).await?;
     }
     for n in &plan.delete_secrets {
-        ok_exists(secrets.delete(n, &dp).await.map(drop))?;
+        delete_own_secret(&secrets, n, r).await?;
     }
     for ev in &plan.events {
         let t = if ev.warning {

@@ -464,7 +464,7 @@ pub fn restore_labels(r: &Restore) -> BTreeMap<String, String> {
     ])
 }
 
-fn is_ours(r: &Restore, meta: &ObjectMeta) -> bool {
+pub(super) fn is_ours(r: &Restore, meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(labels::RESTORE_UID))

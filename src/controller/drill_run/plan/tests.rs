@@ -27,7 +27,7 @@ fn ts(s: &str) -> Timestamp {
 }
 
 const RUN: &str = "orders-202611221500";
-const SANDBOX: &str = "drill-orders-202611221500";
+const SANDBOX: &str = "drill-shop-orders-202611221500";
 const T0: &str = "2026-11-22T15:00:00Z";
 
 fn drill_spec() -> DRDrillSpec {
@@ -1306,7 +1306,9 @@ fn database_targets_and_env_names() {
     );
     assert_eq!(parse_db_target("db", DatabaseEngine::Mysql), None);
     assert_eq!(env_name("orders-db"), "ORDERS_DB");
-    assert_eq!(sandbox_name(None, RUN), SANDBOX);
-    assert_eq!(sandbox_name(Some("sbx"), "r"), "sbx-r");
-    assert!(sandbox_name(None, &"x".repeat(80)).len() <= 63);
+    assert_eq!(sandbox_name(None, "shop", RUN), SANDBOX);
+    assert_eq!(sandbox_name(Some("sbx"), "ns", "r"), "sbx-ns-r");
+    // Same drill and slot in two namespaces: two sandboxes.
+    assert_ne!(sandbox_name(None, "a", RUN), sandbox_name(None, "b", RUN));
+    assert!(sandbox_name(None, &"n".repeat(63), &"x".repeat(80)).len() <= 63);
 }
