@@ -224,11 +224,32 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
 {
-    let body = serde_json::json!({
+    apply_status_at(api, name, None, status).await
+}
+
+/// Like [`apply_status`], but only onto the version of the object the plan was made from:
+/// the watch cache can hand a reconcile an object older than our own last status write
+/// (a Job we deleted after recording its success would then look vanished). The API
+/// server refuses a stale write with 409 Conflict, and the object is reconciled again
+/// from its current version.
+pub async fn apply_status_at<K, S>(
+    api: &Api<K>,
+    name: &str,
+    resource_version: Option<&str>,
+    status: &S,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let mut body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
+    if let Some(rv) = resource_version {
+        body["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
     api.patch_status(
         name,
         &PatchParams::apply(MANAGER).force(),

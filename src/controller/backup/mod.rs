@@ -25,7 +25,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan};
 use super::backup_policy::{observe_store, plan::StoreState};
-use super::{Context, MANAGER, Result, apply_status, error_policy, instrumented};
+use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::backup::{Backup, BackupPhase, SourcePhase};
 use crate::crd::backup_policy::{BackupPolicy, CopyMethod, StoreKind};
 use crate::crd::common::Failure;
@@ -580,6 +580,22 @@ async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
     for j in &plan.create_jobs {
         ok_exists(jobs_api.create(&pp, j).await.map(drop))?;
     }
+    let mut current = backup.status.clone().unwrap_or_default();
+    current.progress.clear();
+    if current != plan.status {
+        let api = Api::<Backup>::namespaced(client.clone(), &ns);
+        apply_status_at(
+            &api,
+            &backup.name_any(),
+            backup.resource_version().as_deref(),
+            &plan.status,
+        )
+        .await?;
+    }
+    // Deletions and events come after the status write: a unit's Job and temporary PVC
+    // go only once its result is recorded (a Job removed before a write that then lost
+    // to a newer version would read as vanished), and a plan made from a stale object
+    // changes and emits nothing.
     for n in &plan.delete_jobs {
         ok_exists(jobs_api.delete(n, &dp).await.map(drop))?;
     }
@@ -597,12 +613,6 @@ async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
         };
         ctx.event(backup, t, ev.reason, "Backup", ev.note.clone())
             .await;
-    }
-    let mut current = backup.status.clone().unwrap_or_default();
-    current.progress.clear();
-    if current != plan.status {
-        let api = Api::<Backup>::namespaced(client.clone(), &ns);
-        apply_status(&api, &backup.name_any(), &plan.status).await?;
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use super::backup::{
     MoverAccess, ensure_mover_rbac, read_store_secrets, store_spec, write_store_secret,
 };
-use super::{Context, Error, Result, apply_status, error_policy, instrumented};
+use super::{Context, Error, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
@@ -346,6 +346,21 @@ async fn apply(
                 .await,
         )?;
     }
+    if let Some(v) = &plan.verified {
+        record_verified(client, &ns, run, v).await?;
+    }
+    if run.status.as_ref() != Some(&plan.status) {
+        let api = Api::<DrillRun>::namespaced(client.clone(), &ns);
+        apply_status_at(
+            &api,
+            &run.name_any(),
+            run.resource_version().as_deref(),
+            &plan.status,
+        )
+        .await?;
+    }
+    // Deletions and events come after the status write: what they remove is recorded
+    // first, and a plan made from a stale object changes and emits nothing.
     for (jns, name) in &plan.delete_jobs {
         ok_exists(
             Api::<Job>::namespaced(client.clone(), jns)
@@ -369,9 +384,6 @@ async fn apply(
                 .await,
         )?;
     }
-    if let Some(v) = &plan.verified {
-        record_verified(client, &ns, run, v).await?;
-    }
     for ev in &plan.events {
         let t = if ev.warning {
             EventType::Warning
@@ -379,10 +391,6 @@ async fn apply(
             EventType::Normal
         };
         ctx.event(run, t, ev.reason, "Drill", ev.note.clone()).await;
-    }
-    if run.status.as_ref() != Some(&plan.status) {
-        let api = Api::<DrillRun>::namespaced(client.clone(), &ns);
-        apply_status(&api, &run.name_any(), &plan.status).await?;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use self::plan::{Observed, Plan, Resolution};
 use super::backup::{MoverAccess, ensure_mover_rbac};
 use super::backup_policy::{observe_store, plan::StoreState};
-use super::{Context, MANAGER, Result, apply_status, error_policy, instrumented};
+use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::common::Failure;
@@ -625,6 +625,21 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
     for j in &plan.create_jobs {
         ok_exists(jobs_api.create(&pp, j).await.map(drop))?;
     }
+    let mut current = r.status.clone().unwrap_or_default();
+    current.progress.clear();
+    current.row_counts.clear();
+    if current != plan.status {
+        let api = Api::<Restore>::namespaced(client.clone(), &r.namespace().unwrap_or_default());
+        apply_status_at(
+            &api,
+            &r.name_any(),
+            r.resource_version().as_deref(),
+            &plan.status,
+        )
+        .await?;
+    }
+    // Deletions and events come after the status write: what they remove is recorded
+    // first, and a plan made from a stale object changes and emits nothing.
     for n in &plan.delete_jobs {
         ok_exists(jobs_api.delete(n, &dp).await.map(drop))?;
     }
@@ -643,13 +658,6 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
             EventType::Normal
         };
         ctx.event(r, t, ev.reason, "Restore", ev.note.clone()).await;
-    }
-    let mut current = r.status.clone().unwrap_or_default();
-    current.progress.clear();
-    current.row_counts.clear();
-    if current != plan.status {
-        let api = Api::<Restore>::namespaced(client.clone(), &r.namespace().unwrap_or_default());
-        apply_status(&api, &r.name_any(), &plan.status).await?;
     }
     Ok(())
 }
