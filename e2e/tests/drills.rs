@@ -314,6 +314,9 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
                                             "volumes": ["data"]}, "timeout": "2m"}
             ],
             "objectives": {"rto": "10m", "rpo": "1h", "rtoWindow": 2},
+            // A quota on cpu and memory refuses pods without resources; the sandbox's
+            // LimitRange must let the server, the movers and the command check in.
+            "sandbox": {"resourceQuota": {"cpu": "8", "memory": "16Gi"}},
             "historyLimit": 5
         }),
     ))

@@ -10,6 +10,7 @@
 //! ([`plan::sandbox_state`]): a drill never writes to a namespace it did not create.
 
 pub mod checks;
+pub mod limits;
 pub mod plan;
 pub mod sweep;
 
@@ -272,6 +273,13 @@ async fn apply(
             ok_exists(
                 Api::<ResourceQuota>::namespaced(client.clone(), &sandbox)
                     .create(&pp, q)
+                    .await,
+            )?;
+        }
+        if let Some(l) = &prov.limit_range {
+            ok_exists(
+                Api::<k8s_openapi::api::core::v1::LimitRange>::namespaced(client.clone(), &sandbox)
+                    .create(&pp, l)
                     .await,
             )?;
         }

@@ -174,6 +174,8 @@ pub struct Observed<'a> {
 pub struct Provision {
     pub namespace: Namespace,
     pub quota: Option<ResourceQuota>,
+    /// Container defaults that let pods without resources into a quota'd sandbox.
+    pub limit_range: Option<k8s_openapi::api::core::v1::LimitRange>,
     pub network_policies: Vec<NetworkPolicy>,
 }
 
@@ -536,6 +538,7 @@ pub fn sandbox_objects(run: &DrillRun, spec: &DRDrillSpec, name: &str) -> Provis
         }),
         status: None,
     });
+    let limit_range = super::limits::for_quota(&spec.sandbox.resource_quota, meta(""));
     let mut network_policies = Vec::new();
     if spec.sandbox.network_policy == SandboxNetworkPolicy::DenyAll {
         let same_ns = NetworkPolicyPeer {
@@ -589,6 +592,7 @@ pub fn sandbox_objects(run: &DrillRun, spec: &DRDrillSpec, name: &str) -> Provis
     Provision {
         namespace,
         quota,
+        limit_range,
         network_policies,
     }
 }
