@@ -5,4 +5,5 @@
 //! Kubernetes out of the data path: `repo` and `db` know nothing of Kubernetes, so the
 //! same code serves the CLI, the mover Jobs and the tests.
 
+pub mod repo;
 pub mod telemetry;
