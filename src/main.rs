@@ -5,23 +5,13 @@ use clap::Parser;
 use lifeboat::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "lifeboat",
-    version,
-    about = "Backups and DR drills for Kubernetes"
-)]
+#[command(name = "lifeboat", version, about = "Backups and DR drills for Kubernetes")]
 struct Cli {
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(long, env = "LIFEBOAT_LOG", default_value = "info", global = true)]
     log: String,
     /// Log line format.
-    #[arg(
-        long,
-        env = "LIFEBOAT_LOG_FORMAT",
-        value_enum,
-        default_value_t,
-        global = true
-    )]
+    #[arg(long, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t, global = true)]
     log_format: LogFormat,
 }
 
