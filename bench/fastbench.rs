@@ -82,7 +82,8 @@ fn main() -> Result<()> {
     let be: Arc<dyn WriteBackend> = if args.repo.starts_with("s3:") {
         Arc::new(s3be::S3Dir::new(&args.repo)?)
     } else {
-        Arc::new(LocalDir::new(&args.repo))
+        // FASTBENCH_NO_FSYNC is for measuring what durability costs, never for figures
+        Arc::new(LocalDir::new(&args.repo).with_sync(std::env::var("FASTBENCH_NO_FSYNC").is_err()))
     };
     if args.cmd == "size" || args.cmd == "wipe" {
         // repository size / removal, for run_bench's repo_size and cleanup hooks on S3

@@ -291,7 +291,7 @@ mod tests {
     use super::*;
 
     /// The polynomial of restic's chunker tests.
-    const POLY: u64 = 0x3DA3_358B_4DC1_73;
+    const POLY: u64 = 0x003D_A335_8B4D_C173;
 
     /// A transliteration of restic's `Chunker.Next` (one byte at a time, with `pre`
     /// skipping and the reset that slides in a 1 byte), used as the reference.
@@ -308,7 +308,7 @@ mod tests {
             let mut win = [0u8; WINDOW];
             let mut wpos = 0;
             let mut digest = 0u64;
-            let mut slide = |digest: &mut u64, win: &mut [u8; WINDOW], wpos: &mut usize, b: u8| {
+            let slide = |digest: &mut u64, win: &mut [u8; WINDOW], wpos: &mut usize, b: u8| {
                 let o = win[*wpos];
                 win[*wpos] = b;
                 *digest ^= out[o as usize];
@@ -398,11 +398,20 @@ mod tests {
     }
 
     #[test]
-    fn max_size_cuts_low_entropy_data() {
+    fn constant_data_cuts_at_min_or_max() {
         let cdc = Cdc::restic(POLY).unwrap();
-        let data = vec![0u8; 20 << 20];
-        let want = restic_reference(&data, POLY, 512 << 10, 1 << 20, 8 << 20);
-        assert_eq!(chunk_all(&cdc, &data, 1 << 20), want);
+        // 64 zero bytes fingerprint to 0, a cut candidate: restic cuts at the minimum
+        let zeros = vec![0u8; 3 << 20];
+        let want = restic_reference(&zeros, POLY, 512 << 10, 1 << 20, 8 << 20);
+        assert_eq!(chunk_all(&cdc, &zeros, 1 << 20), want);
+        assert_eq!(want, vec![512 << 10; 6]);
+        // a byte whose window is no candidate never cuts: maximum-size chunks
+        let b = (1..=255u8)
+            .find(|&b| cdc.first_candidate(&[b; 65], 64, 65).is_none())
+            .unwrap();
+        let flat = vec![b; 20 << 20];
+        let want = restic_reference(&flat, POLY, 512 << 10, 1 << 20, 8 << 20);
+        assert_eq!(chunk_all(&cdc, &flat, 1 << 20), want);
         assert_eq!(want, vec![8 << 20, 8 << 20, 4 << 20]);
     }
 

@@ -20,6 +20,8 @@ pub mod index;
 pub mod local;
 pub mod pack;
 pub mod restore;
+#[cfg(test)]
+mod tests;
 mod trees;
 mod treewalk;
 

@@ -269,7 +269,7 @@ pub fn restore<S: Open>(
         segments.extend(cur);
     }
     // larger reads first keeps the workers busy until the end
-    segments.sort_by(|a, b| b.length.cmp(&a.length));
+    segments.sort_by_key(|s| std::cmp::Reverse(s.length));
     stats.reads = segments.len() as u64;
     stats.blobs = segments.iter().map(|s| s.blobs.len() as u64).sum();
 
