@@ -77,6 +77,40 @@ fn parse() -> Result<Args> {
     })
 }
 
+/// Writes a key file for `master` protected by `password` with scrypt parameters
+/// `2^log_n, r, p`, exactly as restic lays key files out.
+fn rekey(
+    be: &dyn WriteBackend,
+    master: &rustic_core::repofile::MasterKey,
+    password: &str,
+    log_n: u8,
+    r: u32,
+    p: u32,
+) -> Result<()> {
+    let mut salt = vec![0u8; 64];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut salt);
+    let params = scrypt::Params::new(log_n, r, p).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut user = [0u8; 64];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut user)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut data = Vec::new();
+    fast::crypto::Crypto::from_raw(&user).seal_append(&serde_json::to_vec(master)?, &mut data);
+    let key = rustic_core::repofile::KeyFile {
+        hostname: None,
+        username: None,
+        created: Some(jiff::Zoned::now()),
+        kdf: "scrypt".into(),
+        n: 1 << log_n,
+        r,
+        p,
+        data,
+        salt,
+    };
+    let json = serde_json::to_vec(&key)?;
+    be.write_bytes(FileType::Key, &fast::hash(&json), false, json.into())?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = parse()?;
     let be: Arc<dyn WriteBackend> = if args.repo.starts_with("s3:") {
@@ -102,7 +136,9 @@ fn main() -> Result<()> {
                 }
             }
         }
-        println!("{total}");
+        if args.cmd == "size" {
+            println!("{total}");
+        }
         return Ok(());
     }
     let password = std::env::var("LIFEBOAT_PASSWORD").context("LIFEBOAT_PASSWORD is not set")?;
@@ -112,7 +148,35 @@ fn main() -> Result<()> {
     let repo = Repository::new(&opts, &backends)?;
     match (args.cmd.as_str(), args.engine.as_str()) {
         ("init", _) => {
-            repo.init(&creds, &KeyOptions::default(), &ConfigOptions::default())?;
+            let repo = repo.init(&creds, &KeyOptions::default(), &ConfigOptions::default())?;
+            // FASTBENCH_KDF=log_n,r,p replaces the key by one with these scrypt
+            // parameters: analysis of what key derivation costs, never the default
+            if let Ok(kdf) = std::env::var("FASTBENCH_KDF") {
+                let v: Vec<u32> = kdf.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                let [log_n, r, p] = v[..] else {
+                    bail!("FASTBENCH_KDF=log_n,r,p")
+                };
+                let old = be.list(FileType::Key)?;
+                rekey(&*be, &repo.key(), &password, u8::try_from(log_n)?, r, p)?;
+                for id in old {
+                    be.remove(FileType::Key, &id, false)?;
+                }
+            }
+        }
+        ("kdf-bench", _) => {
+            for (log_n, r, p) in [(17u8, 8u32, 1u32), (15, 8, 1), (15, 8, 2), (15, 8, 4)] {
+                let params =
+                    scrypt::Params::new(log_n, r, p).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let t = std::time::Instant::now();
+                let mut out = [0u8; 64];
+                scrypt::scrypt(b"password", &[7u8; 64], &params, &mut out)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "scrypt N=2^{log_n} r={r} p={p}: {:.3} s, {} MiB",
+                    t.elapsed().as_secs_f64(),
+                    (128u64 * u64::from(r) << log_n) >> 20
+                );
+            }
         }
         ("backup", "rustic") => {
             let repo = repo.open(&creds)?.to_indexed_ids()?;
@@ -158,10 +222,11 @@ fn main() -> Result<()> {
             }
             let (snap, stats) = fast::backup::backup(&repo, &be, &src, &paths, snap, &opts)?;
             eprintln!(
-                "snapshot {} packs {} skipped {}",
+                "snapshot {} packs {} skipped {} phases {:?}",
                 snap.id,
                 stats.packs_written,
-                stats.skipped.len()
+                stats.skipped.len(),
+                stats.phase_secs
             );
             for (p, e) in &stats.skipped {
                 eprintln!("skipped {p}: {e}");

@@ -98,6 +98,9 @@ pub struct BackupStats {
     pub packs_written: u64,
     /// Index files written.
     pub index_files_written: u64,
+    /// Seconds spent loading the index and the parent snapshot, in the pipeline (walk,
+    /// read, pack, upload), and committing (index files and snapshot).
+    pub phase_secs: [f64; 3],
 }
 
 /// A file to read, and where its content ids go.
@@ -226,7 +229,71 @@ impl FirstError {
     }
 }
 
-/// Backs up the entries of `src` into `repo` and writes a snapshot.
+/// A backup whose data and index are in the repository but whose snapshot is not yet
+/// written: the caller decides (for example only if a dump command exited 0).
+/// Dropping it leaves only unreferenced, indexed packs, which prune removes.
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    snap: SnapshotFile,
+    stats: BackupStats,
+    crypto: Crypto,
+    started: Instant,
+}
+
+impl PendingSnapshot {
+    /// The snapshot as it will be written (no id yet).
+    #[must_use]
+    pub const fn snapshot(&self) -> &SnapshotFile {
+        &self.snap
+    }
+
+    /// Writes the snapshot file: the commit point of the backup.
+    ///
+    /// # Errors
+    /// If serialising or writing the snapshot fails.
+    pub fn commit(
+        mut self,
+        be: &dyn WriteBackend,
+    ) -> Result<(SnapshotFile, BackupStats), FastError> {
+        let clock = Instant::now();
+        if let Some(summary) = self.snap.summary.as_mut() {
+            summary.total_duration = self.started.elapsed().as_secs_f64();
+        }
+        let json = serde_json::to_vec(&self.snap)
+            .map_err(|e| FastError::Internal(format!("serialising snapshot: {e}")))?;
+        let enc = self.crypto.seal_file(&json, 3)?;
+        let id = hash(&enc);
+        be.write_bytes(FileType::Snapshot, &id, true, enc.into())?;
+        self.snap.id = id.into();
+        self.stats.snapshot = id;
+        self.stats.phase_secs[2] += clock.elapsed().as_secs_f64();
+        Ok((self.snap, self.stats))
+    }
+}
+
+/// Backs up the entries of `src` into `repo` and writes a snapshot: [`prepare`] then
+/// [`PendingSnapshot::commit`].
+///
+/// # Errors
+/// As [`prepare`] and [`PendingSnapshot::commit`].
+pub fn backup<S, R>(
+    repo: &Repository<S>,
+    be: &Arc<dyn WriteBackend>,
+    src: &R,
+    backup_paths: &[PathBuf],
+    snap: SnapshotFile,
+    opts: &BackupOptions,
+) -> Result<(SnapshotFile, BackupStats), FastError>
+where
+    S: Open,
+    R: ReadSource,
+    R::Open: Send,
+{
+    prepare(repo, be, src, backup_paths, snap, opts)?.commit(&**be)
+}
+
+/// Backs up the entries of `src` into `repo`: data packs, then index files; the
+/// snapshot is returned uncommitted.
 ///
 /// `snap` is the prefilled snapshot (host, tags, time, ...), as for rustic_core's
 /// `Repository::archive`; `backup_paths` become its `paths`. `be` must be the backend
@@ -236,14 +303,14 @@ impl FirstError {
 /// Repository, backend or internal errors; unreadable source entries are not errors but
 /// are left out of the snapshot and listed in [`BackupStats::skipped`].
 #[allow(clippy::too_many_lines)]
-pub fn backup<S, R>(
+pub fn prepare<S, R>(
     repo: &Repository<S>,
     be: &Arc<dyn WriteBackend>,
     src: &R,
     backup_paths: &[PathBuf],
     mut snap: SnapshotFile,
     opts: &BackupOptions,
-) -> Result<(SnapshotFile, BackupStats), FastError>
+) -> Result<PendingSnapshot, FastError>
 where
     S: Open,
     R: ReadSource,
@@ -273,6 +340,7 @@ where
     }
     snap.paths = paths;
 
+    let mut clock = Instant::now();
     let index = RepoIndex::load(repo)?;
     let parent_snap = find_parent(repo, &snap, &opts.parent)?;
     if let Some(p) = &parent_snap {
@@ -313,6 +381,8 @@ where
         busy: AtomicUsize::new(workers),
     };
 
+    let t_setup = clock.elapsed().as_secs_f64();
+    clock = Instant::now();
     let root_tree = thread::scope(|s| -> Result<Option<Id>, FastError> {
         for _ in 0..workers {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
@@ -381,6 +451,8 @@ where
         Ok(walk.root)
     })?;
 
+    let t_pipeline = clock.elapsed().as_secs_f64();
+    clock = Instant::now();
     // all stages have ended; index what was uploaded even on failure, so a retry reuses
     // the packs instead of uploading them again
     for (id, entries) in written_rx {
@@ -403,14 +475,13 @@ where
     summary.total_duration = summary.backup_duration;
     snap.tree = root.into();
     snap.summary = Some(summary);
-    let json = serde_json::to_vec(&snap)
-        .map_err(|e| FastError::Internal(format!("serialising snapshot: {e}")))?;
-    let enc = crypto.seal_file(&json, 3)?;
-    let id = hash(&enc);
-    be.write_bytes(FileType::Snapshot, &id, true, enc.into())?;
-    snap.id = id.into();
-    stats.snapshot = id;
-    Ok((snap, stats))
+    stats.phase_secs = [t_setup, t_pipeline, clock.elapsed().as_secs_f64()];
+    Ok(PendingSnapshot {
+        snap,
+        stats,
+        crypto,
+        started: start,
+    })
 }
 
 /// The repository's chunker.

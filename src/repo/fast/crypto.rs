@@ -45,6 +45,15 @@ impl Crypto {
         Ok(Self { aead })
     }
 
+    /// A key from its 64 raw bytes (AES-256 key, Poly1305 `k`, Poly1305 `r`), the layout
+    /// of restic's scrypt output and master key.
+    #[must_use]
+    pub fn from_raw(key: &[u8; 64]) -> Self {
+        Self {
+            aead: Aes256CtrPoly1305Aes::new(GenericArray::from_slice(key)),
+        }
+    }
+
     /// Encrypts `out[start..]` in place: the caller has reserved 16 bytes for the IV
     /// at `out[start-16..start]`; the MAC is appended.
     fn seal_tail(&self, out: &mut Vec<u8>, iv_at: usize) {

@@ -80,6 +80,9 @@ pub struct RestoreStats {
     pub blobs: u64,
     /// Ranged reads issued.
     pub reads: u64,
+    /// Seconds spent walking trees (and creating directories), planning, writing data,
+    /// and applying metadata.
+    pub phase_secs: [f64; 4],
 }
 
 /// A regular file to restore.
@@ -128,6 +131,11 @@ pub fn restore<S: Open>(
     let crypto = Crypto::from_master_key(&repo.key())?;
     let index = RepoIndex::load(repo)?;
     let mut stats = RestoreStats::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |i: usize, stats: &mut RestoreStats| {
+        stats.phase_secs[i] = clock.elapsed().as_secs_f64();
+        clock = std::time::Instant::now();
+    };
     fs::create_dir_all(target).map_err(FastError::io("creating", target))?;
 
     // 1. walk the trees: create directories, links and special files; list the files
@@ -209,6 +217,7 @@ pub fn restore<S: Open>(
         }
     }
     drop(loader);
+    lap(0, &mut stats);
     stats.dirs = dirs.len() as u64;
     stats.others = links.len() as u64;
     stats.files = files.len() as u64;
@@ -272,6 +281,7 @@ pub fn restore<S: Open>(
     segments.sort_by_key(|s| std::cmp::Reverse(s.length));
     stats.reads = segments.len() as u64;
     stats.blobs = segments.iter().map(|s| s.blobs.len() as u64).sum();
+    lap(1, &mut stats);
 
     // 3. data: workers take segments, read, decrypt, decompress, verify, pwrite
     let next = AtomicUsize::new(0);
@@ -313,6 +323,7 @@ pub fn restore<S: Open>(
     if let Some(e) = first_err.into_inner().expect("error slot") {
         return Err(e);
     }
+    lap(2, &mut stats);
 
     // 4. files: create the empty ones, fix lengths, hard links, metadata
     let chunk = files.len().div_ceil(opts.workers.max(1)).max(1);
@@ -336,6 +347,7 @@ pub fn restore<S: Open>(
     for (path, node) in dirs.iter().rev() {
         set_metadata(path, node, opts.ownership, true);
     }
+    lap(3, &mut stats);
     Ok(stats)
 }
 
@@ -439,8 +451,18 @@ fn finish_files(
 ) -> Result<(), FastError> {
     for f in part {
         if let Some(first) = f.link_to {
+            // an empty first file has no data and may not exist yet (another thread
+            // creates it): create it here, it is the same inode either way
+            let target = &all[first].path;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(target)
+                .map_err(FastError::io("creating", target))?;
             remove_existing(&f.path)?;
-            fs::hard_link(&all[first].path, &f.path).map_err(FastError::io("linking", &f.path))?;
+            fs::hard_link(target, &f.path).map_err(FastError::io("linking", &f.path))?;
             continue;
         }
         // files with content exist already; empty ones are created here, and a file that

@@ -83,6 +83,7 @@ fn make_source(root: &Path) {
     symlink("a/b/c/small.txt", root.join("link")).unwrap();
     symlink("does/not/exist", root.join("dangling")).unwrap();
     fs::hard_link(root.join("a/b/c/small.txt"), root.join("hardlink.txt")).unwrap();
+    fs::hard_link(root.join("empty.txt"), root.join("empty-link.txt")).unwrap();
 }
 
 /// Contents, link targets and permission bits of every entry under `root`.
@@ -476,4 +477,51 @@ fn failed_upload_leaves_no_snapshot_and_a_consistent_repository() {
         snapshot_of(&src),
         snapshot_of(&target.join(src.strip_prefix("/").unwrap()))
     );
+}
+
+#[test]
+fn command_stream_is_committed_only_when_the_caller_says_so() {
+    use rustic_core::{ChildStdoutSource, CommandInput};
+    let tmp = tempfile::tempdir().unwrap();
+    let t = init(&tmp.path().join("repo"));
+    let dump = |script: &str| {
+        let cmd = CommandInput::from(vec!["sh".to_string(), "-c".to_string(), script.to_string()]);
+        ChildStdoutSource::new(&cmd, PathBuf::from("db.sql")).unwrap()
+    };
+    let snap = || SnapshotOptions::default().to_snapshot().unwrap();
+    let paths = [PathBuf::from("db.sql")];
+
+    // a dump that fails halfway: data may be stored, but no snapshot is written
+    let src = dump("yes 'INSERT INTO t VALUES (1);' | head -c 3000000; exit 3");
+    let pending = super::backup::prepare(
+        &t.repo,
+        &t.be,
+        &src,
+        &paths,
+        snap(),
+        &BackupOptions::default(),
+    )
+    .unwrap();
+    assert!(src.finish().is_err(), "exit code 3 must be reported");
+    drop(pending);
+    assert_eq!(count(&t.dir, FileType::Snapshot), 0);
+
+    // a dump that succeeds: one file of the stream's bytes, committed
+    let src = dump("yes 'INSERT INTO t VALUES (2);' | head -c 30000000");
+    let pending = super::backup::prepare(
+        &t.repo,
+        &t.be,
+        &src,
+        &paths,
+        snap(),
+        &BackupOptions::default(),
+    )
+    .unwrap();
+    src.finish().unwrap();
+    let (_, stats) = pending.commit(&*t.be).unwrap();
+    assert!(stats.skipped.is_empty());
+    let out = restic(&["dump", "latest", "/db.sql"], &t.dir);
+    assert_eq!(out.stdout.len(), 30_000_000);
+    assert!(out.stdout.starts_with(b"INSERT INTO t VALUES (2);\nINSERT"));
+    restic(&["check", "--read-data"], &t.dir);
 }

@@ -16,6 +16,9 @@ pub(crate) struct TreeLoader<'a> {
     index: &'a RepoIndex,
     packs: HashMap<Id, Bytes>,
     cached_bytes: usize,
+    /// One decompression context for all trees: creating one per tree was 9% of a
+    /// no-change backup's CPU in the profile.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 /// Tree packs kept in memory while walking; beyond this, ranged reads are used.
@@ -29,6 +32,7 @@ impl<'a> TreeLoader<'a> {
             index,
             packs: HashMap::new(),
             cached_bytes: 0,
+            zstd: None,
         }
     }
 
@@ -58,7 +62,14 @@ impl<'a> TreeLoader<'a> {
         let r = self.crypto.open_in_place(&mut enc)?;
         let plain = &enc[r];
         let json = if loc.uncompressed > 0 {
-            zstd::bulk::decompress(plain, loc.uncompressed as usize)
+            let z = match &mut self.zstd {
+                Some(z) => z,
+                None => self.zstd.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| FastError::Internal(format!("zstd: {e}")))?,
+                ),
+            };
+            z.decompress(plain, loc.uncompressed as usize)
                 .map_err(|e| FastError::Format(format!("tree blob: {e}")))?
         } else {
             plain.to_vec()
