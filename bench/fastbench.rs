@@ -174,7 +174,7 @@ fn main() -> Result<()> {
                 println!(
                     "scrypt N=2^{log_n} r={r} p={p}: {:.3} s, {} MiB",
                     t.elapsed().as_secs_f64(),
-                    (128u64 * u64::from(r) << log_n) >> 20
+                    ((128u64 * u64::from(r)) << log_n) >> 20
                 );
             }
         }
