@@ -5,5 +5,17 @@
 //! Kubernetes out of the data path: `repo` and `db` know nothing of Kubernetes, so the
 //! same code serves the CLI, the mover Jobs and the tests.
 
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod db;
+pub mod drill;
+pub mod http;
+pub mod jobs;
+pub mod metrics;
+pub mod mover;
 pub mod repo;
+pub mod schedule;
 pub mod telemetry;
+pub mod volume;

@@ -1,4 +1,791 @@
-//! Placeholder for the repository facade (owned by the engine branch): only declares the
-//! hot-path module so it compiles on its own. The lead replaces this file when merging.
+//! The repository engine's facade: the only API the CLI, the mover, the drills and the
+//! tests use. Restic repository format v2 (compressed), engine `rustic_core`, our own
+//! backends (local directory, S3 on aws-sdk-s3) and restic-compatible locks. No Kubernetes
+//! types, no rustic_core types in the public signatures (except inside [`engine`], the
+//! swap point of the hot paths).
+//!
+//! Every method blocks; from async code call it inside `spawn_blocking`.
+//!
+//! Invariants:
+//! - Commit order is data packs, index, snapshot: a crash leaves only unreferenced data.
+//! - Every operation holds a restic-compatible lock: shared for backup, restore, dump,
+//!   snapshots and check; exclusive for forget and prune.
+//! - A stream backup whose source fails leaves no snapshot.
+//! - Destructive operations are plan → execute: [`Repo::plan_forget`] then [`Repo::forget`].
 
+pub mod backend;
+pub mod crypto;
+pub mod engine;
+pub mod error;
 pub mod fast;
+pub mod format;
+pub mod location;
+pub mod lock;
+pub mod log_bridge;
+pub mod progress;
+pub mod retention;
+pub mod snapshot;
+pub mod stream;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustic_core::{
+    CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions,
+    ReadSubsetOption, Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions,
+    repofile::{MasterKey, SnapshotFile, SnapshotId},
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use backend::{
+    ObjectStore, StoreError, StoreErrorKind,
+    s3::{ChecksumMode, S3Config, S3Credentials},
+};
+pub use crypto::KdfParams;
+pub use engine::{ExtraFile, PathBackup, RestoreStats, StreamBackup};
+pub use error::{Error, Result, RetryClass};
+pub use lock::FoundLock;
+pub use progress::ProgressSink;
+pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
+pub use snapshot::{SnapshotFilter, SnapshotInfo, SnapshotStats};
+pub use stream::{CommandFailed, CommandStream};
+
+use backend::{RepoBackend, local::LocalStore, s3::S3Store};
+use engine::EngineCtx;
+use progress::TermProgress;
+
+/// The program name recorded in snapshots (`program_version`).
+pub const PROGRAM: &str = concat!("lifeboat ", env!("CARGO_PKG_VERSION"));
+
+/// A secret string (password, secret key). Never printed: `Debug` and `Display` show
+/// `***`; use [`Secret::expose`] at the one place the value is needed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+/// Where the repository's objects live.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3 bucket and prefix.
+    S3(Box<S3Config>),
+}
+
+impl Storage {
+    /// Parses a restic-style location (`s3:http://host:port/bucket/prefix` or a path); S3
+    /// settings other than the location take their defaults (credentials from the AWS
+    /// chain) and can be adjusted on the returned value.
+    pub fn parse(location: &str) -> Result<Self> {
+        match location::parse(location).map_err(Error::InvalidInput)? {
+            location::Location::Local(p) => Ok(Self::Local(p)),
+            location::Location::S3 {
+                endpoint,
+                bucket,
+                prefix,
+            } => Ok(Self::S3(Box::new(S3Config::new(endpoint, bucket, prefix)))),
+        }
+    }
+
+    /// A display name without secrets.
+    pub fn location(&self) -> String {
+        match self {
+            Self::Local(p) => p.display().to_string(),
+            Self::S3(c) => c.location(),
+        }
+    }
+}
+
+/// How to reach and present a repository.
+#[derive(Clone, Debug)]
+pub struct RepoOptions {
+    /// The storage.
+    pub storage: Storage,
+    /// Local cache of index and snapshot files (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Show progress bars on stderr (only ever when stderr is a terminal).
+    pub progress: bool,
+    /// Runtime for the S3 client; `None` starts a small private one.
+    pub runtime: Option<tokio::runtime::Handle>,
+    /// Counters of the running operation for another thread to poll (mover progress).
+    pub progress_sink: Option<Arc<progress::ProgressSink>>,
+}
+
+impl RepoOptions {
+    /// Options for a storage with no cache and no progress.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            cache_dir: None,
+            progress: false,
+            runtime: None,
+            progress_sink: None,
+        }
+    }
+
+    /// The object store under the repository's root, for objects kept next to the
+    /// repository (DR drill reports). Blocking, like every store call.
+    pub fn object_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        self.open_store()
+    }
+
+    fn open_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        Ok(match &self.storage {
+            Storage::Local(p) => Arc::new(LocalStore::new(p.clone())),
+            // Client set-up fails only on local input (CA bundle file, TLS settings).
+            Storage::S3(c) => Arc::new(
+                S3Store::new((**c).clone(), self.runtime.clone())
+                    .map_err(|e| Error::InvalidInput(e.message))?,
+            ),
+        })
+    }
+
+    fn rustic_options(&self) -> RepositoryOptions {
+        match &self.cache_dir {
+            Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
+            None => RepositoryOptions::default().no_cache(true),
+        }
+    }
+}
+
+/// KDF presets for new keys (see docs/engine.md, "Key derivation").
+pub mod kdf {
+    use super::KdfParams;
+
+    /// For passwords people type: scrypt N=2^17, r=8, p=1 (128 MiB, about 0.4 s here).
+    pub const INTERACTIVE: KdfParams = KdfParams {
+        log_n: 17,
+        r: 8,
+        p: 1,
+    };
+    /// For long random secrets (operator-generated): N=2^12, r=8, p=1 (4 MiB, a few ms).
+    /// Only accepted for passwords that look like random secrets, see [`check_random_secret`].
+    pub const RANDOM_SECRET: KdfParams = KdfParams {
+        log_n: 12,
+        r: 8,
+        p: 1,
+    };
+
+    /// Refuses passwords that cannot be long random secrets: shorter than 24 characters,
+    /// fewer than 12 distinct characters, or under 128 bits by a character-class estimate.
+    /// A guard against mistakes, not a proof of randomness.
+    pub fn check_random_secret(password: &str) -> Result<(), String> {
+        let len = password.chars().count();
+        let distinct = password
+            .chars()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let mut alphabet = 0u32;
+        if password.chars().any(|c| c.is_ascii_lowercase()) {
+            alphabet += 26;
+        }
+        if password.chars().any(|c| c.is_ascii_uppercase()) {
+            alphabet += 26;
+        }
+        if password.chars().any(|c| c.is_ascii_digit()) {
+            alphabet += 10;
+        }
+        if password.chars().any(|c| !c.is_ascii_alphanumeric()) {
+            alphabet += 33;
+        }
+        let bits = len as f64 * f64::from(alphabet.max(1)).log2();
+        if len < 24 || distinct < 12 || bits < 128.0 {
+            return Err(format!(
+                "the random-secret KDF preset needs a long random password (at least 24 \
+                 characters, 12 distinct, ~128 bits; this one has {len} characters, {distinct} \
+                 distinct, ~{bits:.0} bits): use the interactive preset for typed passwords"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Options for `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// scrypt parameters of the first key.
+    pub kdf: KdfParams,
+    /// zstd level (restic's `auto` is the default when `None`).
+    pub compression: Option<i32>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            kdf: kdf::INTERACTIVE,
+            compression: None,
+        }
+    }
+}
+
+/// The result of a backup.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupOutcome {
+    /// The new snapshot.
+    pub snapshot: SnapshotInfo,
+    /// Source entries that could not be read and are missing from the snapshot (the snapshot
+    /// was still written, as restic does; the CLI exits with `PartialBackup`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+/// Options for `check`.
+#[derive(Clone, Debug, Default)]
+pub struct CheckRequest {
+    /// Read and verify all pack data.
+    pub read_data: bool,
+    /// Read only a subset: `10%`, `1/5`, `500MiB`.
+    pub read_data_subset: Option<String>,
+}
+
+/// What `check` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    /// Problems that make data unreadable.
+    pub errors: Vec<String>,
+    /// Harmless findings (unreferenced packs from an interrupted backup, ...).
+    pub warnings: Vec<String>,
+}
+
+impl CheckReport {
+    /// `Err(CheckFailed)` when there are errors.
+    pub fn into_result(self) -> Result<Self> {
+        match self.errors.first() {
+            None => Ok(self),
+            Some(first) => Err(Error::CheckFailed {
+                count: self.errors.len(),
+                first: first.clone(),
+            }),
+        }
+    }
+}
+
+/// What `prune` did (or would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Whether anything was changed.
+    pub dry_run: bool,
+    /// Pack files removed entirely.
+    pub packs_removed: u64,
+    /// Pack files repacked.
+    pub packs_repacked: u64,
+    /// Bytes removed from the repository.
+    pub bytes_removed: u64,
+    /// Unreferenced pack files (left by interrupted backups) removed.
+    pub unreferenced_packs_removed: u64,
+}
+
+/// An open repository.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    ctx: EngineCtx,
+    location: String,
+    id: String,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+impl Repo {
+    fn backends(store: Arc<dyn ObjectStore>) -> (RepoBackend, RepositoryBackends) {
+        let backend = RepoBackend::new(store);
+        let backends = RepositoryBackends::new(Arc::new(backend.clone()), None);
+        (backend, backends)
+    }
+
+    /// Creates a new repository (format v2, compression on) with one key for `password`.
+    pub fn init(opts: &RepoOptions, password: &Secret, init: &InitOptions) -> Result<Self> {
+        init.kdf.validate().map_err(Error::InvalidInput)?;
+        let location = opts.storage.location();
+        let store = opts.open_store()?;
+        // Creates the bucket when asked to (S3) or the directories (local); never
+        // destroys anything, so it is safe before the existence checks.
+        store.create()?;
+        if store.size("config")?.is_some() {
+            return Err(Error::AlreadyExists(location));
+        }
+        if !store.list("keys")?.is_empty() {
+            return Err(Error::AlreadyExists(format!(
+                "{location} (it has key files but no config: an interrupted init? remove keys/ first)"
+            )));
+        }
+        let master = MasterKey::new();
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok());
+        let (_, json) = crypto::make_key_file(&master, password.expose(), init.kdf, host, user)
+            .map_err(Error::Engine)?;
+        // Key first, config last: the config's presence is what makes it a repository.
+        store.put(&format!("keys/{}", sha256_hex(&json)), vec![json.into()])?;
+        let (backend, backends) = Self::backends(store);
+        let mut config = ConfigOptions::default().set_version(2u32);
+        if let Some(level) = init.compression {
+            config = config.set_compression(level);
+        }
+        let repo_opts = opts.rustic_options();
+        let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
+        let created = Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
+            .init(
+                &Credentials::Masterkey(master.clone()),
+                &KeyOptions::default(),
+                &config,
+            )?;
+        let id = created.config().id.to_hex().as_str().to_string();
+        Ok(Self {
+            ctx: EngineCtx {
+                backend,
+                key: master,
+                repo_opts,
+                progress,
+            },
+            location,
+            id,
+        })
+    }
+
+    /// Opens an existing repository.
+    pub fn open(opts: &RepoOptions, password: &Secret) -> Result<Self> {
+        let location = opts.storage.location();
+        let store = opts.open_store()?;
+        if store.size("config")?.is_none() {
+            // A missing bucket answers HEAD with a bare 404: ask about the bucket itself so
+            // the error names the real cause.
+            return Err(match store.check_root() {
+                Err(e) if e.kind != StoreErrorKind::NotFound => Error::Storage(e),
+                _ => Error::NotFound(location),
+            });
+        }
+        let (backend, backends) = Self::backends(store);
+        let repo_opts = opts.rustic_options();
+        let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
+        let repo: Repository<OpenStatus> =
+            Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
+                .open(&Credentials::password(password.expose()))
+                .map_err(|e| match Error::from_rustic(&e) {
+                    Error::WrongPassword(_) => Error::WrongPassword(location.clone()),
+                    other => other,
+                })?;
+        let key = repo.key();
+        let id = repo.config().id.to_hex().as_str().to_string();
+        Ok(Self {
+            ctx: EngineCtx {
+                backend,
+                key,
+                repo_opts,
+                progress,
+            },
+            location,
+            id,
+        })
+    }
+
+    /// The repository's ID (from its config file): tells repositories apart, and a
+    /// re-created repository at the same location from the old one.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The location, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The engine context (for alternative engine implementations and tests).
+    pub fn engine(&self) -> &EngineCtx {
+        &self.ctx
+    }
+
+    /// Adds a key for another password (e.g. rotating to a new KDF preset).
+    pub fn add_key(&self, password: &Secret, kdf: KdfParams) -> Result<String> {
+        let (_, json) = crypto::make_key_file(&self.ctx.key, password.expose(), kdf, None, None)
+            .map_err(Error::InvalidInput)?;
+        let id = sha256_hex(&json);
+        self.store().put(&format!("keys/{id}"), vec![json.into()])?;
+        Ok(id)
+    }
+
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.ctx.backend.store()
+    }
+
+    /// Takes a lock for the duration of the returned guard.
+    pub fn lock(&self, exclusive: bool) -> Result<lock::LockGuard> {
+        Ok(lock::LockGuard::acquire(
+            self.store().clone(),
+            &self.ctx.key,
+            exclusive,
+        )?)
+    }
+
+    fn all_snapshot_files(&self) -> Result<Vec<SnapshotFile>> {
+        Ok(self.ctx.open()?.get_all_snapshots()?)
+    }
+
+    /// Lists snapshots matching `filter`, oldest first.
+    pub fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotInfo>> {
+        let _lock = self.lock(false)?;
+        self.snapshots_unlocked(filter)
+    }
+
+    fn snapshots_unlocked(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotInfo>> {
+        let mut v: Vec<SnapshotInfo> = self
+            .all_snapshot_files()?
+            .iter()
+            .map(SnapshotInfo::from_file)
+            .filter(|s| filter.matches(s))
+            .collect();
+        v.sort_by(|a, b| {
+            a.time
+                .timestamp()
+                .cmp(&b.time.timestamp())
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(v)
+    }
+
+    /// Resolves `latest` (newest matching `filter`) or a unique ID prefix.
+    fn resolve(&self, spec: &str, filter: &SnapshotFilter) -> Result<SnapshotFile> {
+        let all = self.all_snapshot_files()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .filter(|s| filter.matches(&SnapshotInfo::from_file(s)))
+                .max_by_key(|s| s.time.timestamp())
+                .ok_or_else(|| Error::SnapshotNotFound("latest".into()));
+        }
+        if spec.is_empty() || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{spec:?} is not a snapshot ID (hex) or `latest`"
+            )));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let mut found: Vec<SnapshotFile> = all
+            .into_iter()
+            .filter(|s| s.id.to_hex().as_str().starts_with(&spec_lc))
+            .collect();
+        match found.len() {
+            0 => Err(Error::SnapshotNotFound(spec.to_string())),
+            1 => Ok(found.remove(0)),
+            n => Err(Error::InvalidInput(format!(
+                "snapshot ID prefix {spec:?} is ambiguous ({n} matches)"
+            ))),
+        }
+    }
+
+    /// Resolves a snapshot spec to its info.
+    pub fn find_snapshot(&self, spec: &str, filter: &SnapshotFilter) -> Result<SnapshotInfo> {
+        Ok(SnapshotInfo::from_file(&self.resolve(spec, filter)?))
+    }
+
+    fn new_snapshot(&self, meta: &SnapshotMeta) -> Result<SnapshotFile> {
+        let mut opts = SnapshotOptions::default();
+        if let Some(h) = &meta.host {
+            opts = opts.host(h.clone());
+        }
+        for t in &meta.tags {
+            if t.is_empty() || t.contains(',') {
+                return Err(Error::InvalidInput(format!(
+                    "tag {t:?} must be non-empty and contain no comma"
+                )));
+            }
+            opts = opts.add_tags(t)?;
+        }
+        let mut snap = opts.to_snapshot()?;
+        PROGRAM.clone_into(&mut snap.program_version);
+        Ok(snap)
+    }
+
+    /// Backs up local paths. Paths are made absolute (and must exist), as restic records them.
+    pub fn backup_paths(&self, req: &PathBackup, meta: &SnapshotMeta) -> Result<BackupOutcome> {
+        if req.paths.is_empty() {
+            return Err(Error::InvalidInput(
+                "nothing to back up: no path given".into(),
+            ));
+        }
+        let mut req = req.clone();
+        for p in &mut req.paths {
+            *p = std::fs::canonicalize(&*p)
+                .map_err(|e| Error::io(format!("source path {}", p.display()), e))?;
+        }
+        let snap = self.new_snapshot(meta)?;
+        let _lock = self.lock(false)?;
+        let collector = log_bridge::WarningCollector::start();
+        let sn = engine::backup_paths(&self.ctx, &req, snap)?;
+        Ok(BackupOutcome {
+            snapshot: SnapshotInfo::from_file(&sn),
+            skipped: collector.finish(),
+        })
+    }
+
+    /// Backs up a stream as one file (plus extra files). On any read error nothing that
+    /// looks like a snapshot is written and the error names the cause (for a
+    /// [`CommandStream`]: the exit status and stderr tail).
+    pub fn backup_stream(&self, req: StreamBackup, meta: &SnapshotMeta) -> Result<BackupOutcome> {
+        let snap = self.new_snapshot(meta)?;
+        let _lock = self.lock(false)?;
+        let sn = engine::backup_stream(&self.ctx, req, snap)?;
+        Ok(BackupOutcome {
+            snapshot: SnapshotInfo::from_file(&sn),
+            skipped: Vec::new(),
+        })
+    }
+
+    /// Restores a snapshot (or a path inside it) into a local directory.
+    pub fn restore(
+        &self,
+        snapshot: &str,
+        filter: &SnapshotFilter,
+        path: &str,
+        target: &Path,
+        delete: bool,
+    ) -> Result<(SnapshotInfo, RestoreStats)> {
+        self.restore_with(
+            snapshot,
+            filter,
+            &engine::RestoreTarget {
+                path: path.to_string(),
+                target: target.to_path_buf(),
+                delete,
+                numeric_ids: false,
+            },
+        )
+    }
+
+    /// [`Repo::restore`] with every option of the engine (e.g. numeric owners).
+    pub fn restore_with(
+        &self,
+        snapshot: &str,
+        filter: &SnapshotFilter,
+        target: &engine::RestoreTarget,
+    ) -> Result<(SnapshotInfo, RestoreStats)> {
+        let _lock = self.lock(false)?;
+        let sn = self.resolve(snapshot, filter)?;
+        let stats = engine::restore(&self.ctx, &sn, target)?;
+        Ok((SnapshotInfo::from_file(&sn), stats))
+    }
+
+    /// Streams one file of a snapshot into `out`; returns the bytes written.
+    pub fn dump(
+        &self,
+        snapshot: &str,
+        filter: &SnapshotFilter,
+        path: &str,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        let _lock = self.lock(false)?;
+        self.dump_unlocked(snapshot, filter, path, out)
+    }
+
+    fn dump_unlocked(
+        &self,
+        snapshot: &str,
+        filter: &SnapshotFilter,
+        path: &str,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
+        let sn = self.resolve(snapshot, filter)?;
+        let repo = self.ctx.open()?.to_indexed()?;
+        let inner = path.trim_start_matches('/');
+        let not_found = || Error::PathNotFound {
+            snapshot: short(sn.id.to_hex().as_str()),
+            path: path.to_string(),
+        };
+        let node = repo.node_from_snapshot_and_path(&sn, inner).map_err(|e| {
+            match Error::from_rustic(&e) {
+                s @ Error::Storage(_) => s,
+                _ => not_found(),
+            }
+        })?;
+        if inner.is_empty() || !node.is_file() {
+            return Err(Error::InvalidInput(format!(
+                "{path:?} in snapshot {} is not a file",
+                short(sn.id.to_hex().as_str())
+            )));
+        }
+        let mut counter = CountingWriter { inner: out, n: 0 };
+        repo.dump(&node, &mut counter)?;
+        counter
+            .flush()
+            .map_err(|e| Error::io("writing the dump", e))?;
+        Ok(counter.n)
+    }
+
+    /// Reads one (small) file of a snapshot into memory.
+    pub fn read_file(&self, snapshot: &str, path: &str) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.dump(snapshot, &SnapshotFilter::default(), path, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Verifies the repository structure, optionally reading (a subset of) the data.
+    pub fn check(&self, req: &CheckRequest) -> Result<CheckReport> {
+        let _lock = self.lock(false)?;
+        let mut opts =
+            CheckOptions::default().read_data(req.read_data || req.read_data_subset.is_some());
+        if let Some(s) = &req.read_data_subset {
+            let subset: ReadSubsetOption = s.parse().map_err(|_| {
+                Error::InvalidInput(format!(
+                    "invalid --read-data-subset {s:?} (use 10%, 1/5 or 500MiB)"
+                ))
+            })?;
+            opts = opts.read_data_subset(subset);
+        }
+        let results = self.ctx.open()?.check(opts)?;
+        let mut report = CheckReport::default();
+        for (level, err) in results.0 {
+            let text = error::one_line(&err.to_string());
+            if format!("{level:?}") == "Error" {
+                report.errors.push(text);
+            } else {
+                report.warnings.push(text);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Plans which snapshots `policy` removes (no change is made).
+    pub fn plan_forget(
+        &self,
+        policy: &RetentionPolicy,
+        group_by: GroupBy,
+        filter: &SnapshotFilter,
+    ) -> Result<ForgetPlan> {
+        let _lock = self.lock(false)?;
+        let snaps = self.snapshots_unlocked(filter)?;
+        retention::plan(snaps, policy, group_by, &jiff::Zoned::now()).map_err(Error::InvalidInput)
+    }
+
+    /// Removes the snapshots a plan marks for removal; returns their IDs.
+    pub fn forget(&self, plan: &ForgetPlan) -> Result<Vec<String>> {
+        let ids = plan.remove_ids();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let _lock = self.lock(true)?;
+        let parsed = ids
+            .iter()
+            .map(|id| {
+                id.parse::<rustic_core::Id>()
+                    .map(SnapshotId::from)
+                    .map_err(|_| Error::InvalidInput(format!("invalid snapshot id {id}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let existing: std::collections::BTreeSet<String> = self
+            .all_snapshot_files()?
+            .iter()
+            .map(|s| s.id.to_hex().as_str().to_string())
+            .collect();
+        let parsed: Vec<SnapshotId> = parsed
+            .into_iter()
+            .filter(|id| existing.contains(id.to_hex().as_str()))
+            .collect();
+        self.ctx.open()?.delete_snapshots(&parsed)?;
+        Ok(ids)
+    }
+
+    /// Removes data no snapshot references (restic's `prune`), under an exclusive lock.
+    pub fn prune(&self, dry_run: bool) -> Result<PruneReport> {
+        let _lock = self.lock(true)?;
+        // Deleting at once is safe here because we hold an exclusive lock (restic's model);
+        // rustic's two-phase delete is for lock-free operation.
+        let opts = PruneOptions::default().instant_delete(true);
+        let repo = self.ctx.open()?;
+        let plan = repo.prune_plan(&opts)?;
+        let stats = &plan.stats;
+        let sizes = stats.size_sum();
+        let report = PruneReport {
+            dry_run,
+            packs_removed: stats.packs.unused + stats.packs_to_delete.remove,
+            packs_repacked: stats.packs.repack,
+            bytes_removed: sizes.remove + sizes.repackrm + stats.size_to_delete.remove,
+            unreferenced_packs_removed: stats.packs_unref,
+        };
+        if !dry_run {
+            repo.prune(&opts, plan)?;
+        }
+        Ok(report)
+    }
+
+    /// Lists the locks in the repository (without taking one).
+    pub fn locks(&self) -> Result<Vec<FoundLock>> {
+        let key = crypto::CryptoKey::from_master(&self.ctx.key)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        Ok(lock::list_locks(self.store().as_ref(), &key)?)
+    }
+
+    /// Removes stale locks, or every lock with `all`; returns the removed ones.
+    pub fn unlock(&self, all: bool) -> Result<Vec<FoundLock>> {
+        let key = crypto::CryptoKey::from_master(&self.ctx.key)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        Ok(lock::remove_locks(self.store().as_ref(), &key, all)?)
+    }
+}
+
+/// Snapshot metadata chosen by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotMeta {
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests;

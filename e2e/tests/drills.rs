@@ -1,0 +1,720 @@
+//! DR drill scenarios (issue 5) against the local environment with the operator installed
+//! from the chart (`e2e/local up && e2e/install-operator`): a namespace with a PVC of files
+//! and a PostgreSQL database (the environment's server as the source) protected by a
+//! BackupPolicy, and DRDrills that restore it into a sandbox, check it, measure RTO and
+//! RPO, write an evidence report into the bucket and clean up.
+//!
+//! - a good backup passes, twice, with reports whose digests match and whose chain
+//!   verifies; a bigger restore measures a longer RTO; a tampered report breaks the chain;
+//! - a backup of an emptied database fails, naming the check and its observed value;
+//! - a file that does not have its expected content fails the files check;
+//! - a database image that cannot start fails with a clear reason and cleans up;
+//! - a missing restore point (a scheduled run) fails with a clear reason and cleans up.
+//!
+//! Every scenario ends with no sandbox namespace left.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::{Protected, env, pg, restic};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use lifeboat::crd::backup::{Backup, BackupPhase, BackupSpec, PolicyRef};
+use lifeboat::crd::backup_policy::BackupPolicy;
+use lifeboat::crd::dr_drill::{
+    CheckVerdict, DRDrill, DrillOutcome, DrillPhase, DrillRun, DrillRunSpec,
+};
+use lifeboat::crd::restore::LocalRef;
+use lifeboat::drill::report::{Report, sha256};
+use lifeboat_e2e::testing::wait_for;
+use serde_json::json;
+
+/// Longest a drill run may take here (an ephemeral PostgreSQL, restores, checks, report,
+/// namespace deletion).
+const DRILL: Duration = Duration::from_secs(300);
+
+const FILL: &str = "mkdir -p /data/docs
+printf 'hello\\n' > /data/hello.txt
+head -c 300000 /dev/urandom > /data/docs/blob.bin";
+
+/// SHA-256 of `hello\n`.
+fn hello_sha() -> String {
+    sha256(b"hello\n")
+}
+
+fn policy_json(p: &Protected) -> serde_json::Value {
+    json!({
+        "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "shop"},
+        "spec": {
+            "storeRef": {"name": "s3"},
+            // Backups are taken on demand by the scenarios.
+            "schedule": {"cron": "0 0 1 1 *"},
+            "sources": {
+                "volumes": [{"pvcName": "data", "copyMethod": "Direct"}],
+                "databases": [
+                    {"name": "pg", "engine": "postgres", "host": env("LIFEBOAT_TEST_PG_HOST"),
+                     "port": env("LIFEBOAT_TEST_PG_PORT").parse::<u16>().unwrap(), "database": p.db,
+                     "credentials": {"name": "pg-login"}}
+                ]
+            }
+        }
+    })
+}
+
+/// A protected namespace with its store ready and the policy applied.
+async fn protected(prefix: &str) -> anyhow::Result<Protected> {
+    let p = Protected::create(prefix).await?;
+    p.pvc_with("data", json!({"app": "shop"}), FILL).await?;
+    p.store_ready("s3").await?;
+    p.apply(policy_json(&p)).await?;
+    Ok(p)
+}
+
+/// Takes an on-demand Backup and waits for it to succeed.
+async fn backup_now(p: &Protected, name: &str) -> anyhow::Result<Backup> {
+    let api: Api<Backup> = p.ns.api();
+    let mut b = Backup::new(
+        name,
+        BackupSpec {
+            policy_ref: PolicyRef {
+                name: "shop".into(),
+            },
+            ..BackupSpec::default()
+        },
+    );
+    b.metadata.namespace = Some(p.name().into());
+    api.create(&PostParams::default(), &b).await?;
+    let b = p.backup_finished(name, Duration::from_secs(180)).await?;
+    let st = b.status.as_ref().context("backup status")?;
+    ensure!(
+        st.phase == Some(BackupPhase::Succeeded),
+        "backup {name}: {:?} {:?}",
+        st.phase,
+        st.sources
+    );
+    Ok(b)
+}
+
+fn drill_json(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "DRDrill", "metadata": {"name": name},
+           "spec": spec})
+}
+
+/// Starts a run by hand (what `lifeboat drill now` does) and waits until it completed.
+async fn run_drill(p: &Protected, drill: &str, run: &str) -> anyhow::Result<DrillRun> {
+    let api: Api<DrillRun> = p.ns.api();
+    let mut r = DrillRun::new(
+        run,
+        DrillRunSpec {
+            drill_ref: LocalRef { name: drill.into() },
+            ..DrillRunSpec::default()
+        },
+    );
+    r.metadata.namespace = Some(p.name().into());
+    api.create(&PostParams::default(), &r).await?;
+    completed(p, run).await
+}
+
+async fn completed(p: &Protected, run: &str) -> anyhow::Result<DrillRun> {
+    let api: Api<DrillRun> = p.ns.api();
+    let last = std::sync::Mutex::new(String::new());
+    let res = wait_for(&format!("DrillRun {run} to complete"), DRILL, || async {
+        let r = api.get_opt(run).await?;
+        if let Some(s) = r.as_ref().and_then(|r| r.status.as_ref()) {
+            *last.lock().unwrap() = format!("{:?}", s.phase);
+        }
+        Ok(r.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(DrillPhase::Completed)))
+    })
+    .await;
+    let r = res.with_context(|| format!("last phase {}", last.lock().unwrap()))?;
+    let s = r.status.clone().unwrap_or_default();
+    println!(
+        "{run}: {:?}{} RTO {} RPO {} timeline {:?}",
+        s.outcome,
+        s.failure
+            .as_ref()
+            .map(|f| format!(
+                " at {}: {}: {}",
+                f.step, f.failure.reason, f.failure.message
+            ))
+            .unwrap_or_default(),
+        s.rto
+            .as_ref()
+            .and_then(|m| m.measured.clone())
+            .unwrap_or_default(),
+        s.rpo
+            .as_ref()
+            .and_then(|m| m.measured.clone())
+            .unwrap_or_default(),
+        s.timeline
+            .iter()
+            .map(|t| format!("{:?} {:.2}s", t.phase, t.duration_seconds.unwrap_or(-1.0)))
+            .collect::<Vec<_>>()
+    );
+    Ok(r)
+}
+
+/// No namespace of the run is left (by name, and by the run's label).
+async fn no_sandbox_left(p: &Protected, run: &DrillRun) -> anyhow::Result<()> {
+    let nss: Api<Namespace> = Api::all(p.ns.client.clone());
+    let name = run
+        .status
+        .as_ref()
+        .and_then(|s| s.sandbox_namespace.clone())
+        .context("sandbox name recorded")?;
+    ensure!(
+        nss.get_opt(&name).await?.is_none(),
+        "sandbox {name} still exists"
+    );
+    let labelled = nss
+        .list(&ListParams::default().labels(&format!(
+            "lifeboat.dev/drill-run={},lifeboat.dev/sandbox=true",
+            run.metadata.name.as_deref().unwrap()
+        )))
+        .await?;
+    ensure!(
+        labelled.items.is_empty(),
+        "sandboxes left: {:?}",
+        labelled
+            .items
+            .iter()
+            .map(|n| n.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Reads an object of the bucket by its `s3://bucket/key` location.
+async fn fetch(location: &str) -> anyhow::Result<Vec<u8>> {
+    let rest = location
+        .strip_prefix("s3://")
+        .context("an s3:// location")?;
+    let (bucket, key) = rest.split_once('/').context("bucket/key")?;
+    let out = common::s3()
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("GET {location}"))?;
+    Ok(out.body.collect().await?.into_bytes().to_vec())
+}
+
+async fn put(location: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    let rest = location
+        .strip_prefix("s3://")
+        .context("an s3:// location")?;
+    let (bucket, key) = rest.split_once('/').context("bucket/key")?;
+    common::s3()
+        .await
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .with_context(|| format!("PUT {location}"))?;
+    Ok(())
+}
+
+/// Runs the `lifeboat` CLI with the environment's kubeconfig: (exit code, stdout, stderr).
+fn cli(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = Command::new(env("LIFEBOAT_BIN"))
+        .args(args)
+        .env("KUBECONFIG", env("KUBECONFIG"))
+        .output()
+        .context("running lifeboat")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}
+
+/// The DRDrill once its status has counted `run` (it reconciles after the run's own
+/// controller wrote the run's final status).
+async fn drill_after(p: &Protected, drill: &str, run: &str) -> anyhow::Result<DRDrill> {
+    let api: Api<DRDrill> = p.ns.api();
+    wait_for(
+        &format!("DRDrill {drill} to count {run}"),
+        Duration::from_secs(30),
+        || async {
+            let d = api.get(drill).await?;
+            let counted = d
+                .status
+                .as_ref()
+                .and_then(|s| s.last_completed_run.as_deref())
+                == Some(run);
+            Ok(counted.then_some(d))
+        },
+    )
+    .await
+}
+
+fn outcome(r: &DrillRun) -> Option<DrillOutcome> {
+    r.status.as_ref().and_then(|s| s.outcome)
+}
+
+/// The metrics of whichever controller replica leads (the one exporting drill series).
+async fn drill_metrics(client: &kube::Client, ns: &str) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), common::OPERATOR_NS);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+        .await?;
+    for p in list.items {
+        let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/metrics"),
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains(&format!("namespace=\"{ns}\""))
+            && text.contains("lifeboat_drill_runs_total")
+        {
+            return Ok(text);
+        }
+    }
+    anyhow::bail!("no controller replica exports drill metrics for {ns}")
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_verifies()
+-> anyhow::Result<()> {
+    let p = protected("drill-pass").await?;
+    let b1 = backup_now(&p, "b1").await?;
+    let cmd = "test \"$(cat /volumes/data/hello.txt)\" = hello && \
+        PGPASSWORD=\"$LIFEBOAT_DB_PG_PASSWORD\" psql -X -h \"$LIFEBOAT_DB_PG_HOST\" -p \"$LIFEBOAT_DB_PG_PORT\" \
+        -U \"$LIFEBOAT_DB_PG_USER\" -d \"$LIFEBOAT_DB_PG_DATABASE\" -Atc 'select count(*) from customers' | grep -qx 50 \
+        && echo customers ok";
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "checks": [
+                {"name": "rows", "sql": {"database": "pg", "matchesBackup": true}},
+                {"name": "orders", "sql": {"database": "pg", "query": "select count(*) from orders",
+                                           "expect": {"atLeast": "1000"}}},
+                {"name": "fresh", "freshness": {"database": "pg", "query": "select max(created_at) from orders"}},
+                {"name": "files", "files": {"volume": "data", "exist": ["hello.txt", "docs"],
+                    "checksums": [{"path": "docs/blob.bin"}, {"path": "hello.txt", "sha256": hello_sha()}]}},
+                {"name": "app", "command": {"image": "debian:bookworm-slim", "command": ["sh", "-c", cmd],
+                                            "volumes": ["data"]}, "timeout": "2m"}
+            ],
+            "objectives": {"rto": "10m", "rpo": "1h", "rtoWindow": 2},
+            "historyLimit": 5
+        }),
+    ))
+    .await?;
+
+    let r1 = run_drill(&p, "shop-drill", "shop-drill-1").await?;
+    let s1 = r1.status.clone().unwrap();
+    ensure!(
+        outcome(&r1) == Some(DrillOutcome::Passed),
+        "first run: {:?}",
+        s1.failure
+    );
+    no_sandbox_left(&p, &r1).await?;
+    ensure!(
+        s1.restore_point.as_ref().map(|r| r.backup.as_str()) == b1.metadata.name.as_deref(),
+        "restored the newest backup"
+    );
+    let phases: Vec<_> = s1.timeline.iter().map(|t| t.phase).collect();
+    ensure!(
+        phases
+            == [
+                DrillPhase::Provisioning,
+                DrillPhase::Restoring,
+                DrillPhase::Verifying,
+                DrillPhase::Reporting,
+                DrillPhase::CleaningUp
+            ],
+        "timeline {phases:?}"
+    );
+    ensure!(s1.checks.len() == 5, "checks {:?}", s1.checks);
+    for c in &s1.checks {
+        ensure!(
+            c.result == CheckVerdict::Passed && c.observed.is_some(),
+            "{c:?}"
+        );
+    }
+    let orders = s1.checks.iter().find(|c| c.name == "orders").unwrap();
+    ensure!(orders.observed.as_deref() == Some("1000"), "{orders:?}");
+    let rto1 = s1.rto.clone().context("an RTO")?;
+    let rto1_s = rto1.measured_seconds.context("RTO seconds")?;
+    ensure!(rto1_s > 0.0 && rto1.met == Some(true), "{rto1:?}");
+    ensure!(
+        rto1.breakdown["restore"] > 0.0 && rto1.breakdown.contains_key("verify"),
+        "{rto1:?}"
+    );
+    let rpo1 = s1.rpo.clone().context("an RPO")?;
+    ensure!(
+        rpo1.breakdown.contains_key("restorePoint") && rpo1.breakdown.contains_key("data"),
+        "{rpo1:?}"
+    );
+    ensure!(rpo1.met == Some(true), "{rpo1:?}");
+
+    // The report in the bucket hashes to what the run recorded.
+    let rep1 = s1.report.clone().context("a report")?;
+    let bytes1 = fetch(&rep1.location).await?;
+    ensure!(sha256(&bytes1) == rep1.sha256, "report digest");
+    let report1: Report = serde_json::from_slice(&bytes1)?;
+    ensure!(report1.outcome == Some(DrillOutcome::Passed) && report1.previous_sha256.is_none());
+    let page1 = fetch(rep1.page_location.as_deref().context("page")?).await?;
+    ensure!(
+        sha256(&page1) == report1.page.as_ref().unwrap().sha256,
+        "page digest"
+    );
+    ensure!(
+        String::from_utf8_lossy(&page1).contains("**✅ PASSED**"),
+        "page"
+    );
+    // Reports next to the repository do not disturb restic.
+    let check = restic(&p.bucket, &p.prefix, &["check"])?;
+    ensure!(
+        check.contains("no errors were found"),
+        "restic check: {check}"
+    );
+
+    // A bigger restore: 150 MB more in the volume, a new backup, a second run.
+    p.apply(
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "grow"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "grow", "image": "busybox", "command": ["sh", "-ec",
+                "head -c 157286400 /dev/urandom > /data/big.bin"],
+                "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
+    )
+    .await?;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = p.ns.api();
+    wait_for("job grow", Duration::from_secs(120), || async {
+        let s = jobs.get("grow").await?.status.unwrap_or_default();
+        Ok((s.succeeded.unwrap_or(0) > 0).then_some(()))
+    })
+    .await?;
+    let b2 = backup_now(&p, "b2").await?;
+    let r2 = run_drill(&p, "shop-drill", "shop-drill-2").await?;
+    let s2 = r2.status.clone().unwrap();
+    ensure!(
+        outcome(&r2) == Some(DrillOutcome::Passed),
+        "second run: {:?}",
+        s2.failure
+    );
+    no_sandbox_left(&p, &r2).await?;
+    ensure!(s2.restore_point.as_ref().unwrap().backup == b2.metadata.name.clone().unwrap());
+    let rto2 = s2.rto.clone().unwrap();
+    let rto2_s = rto2.measured_seconds.unwrap();
+    println!(
+        "RTO small restore {rto1_s:.2}s (restore {:.2}s), bigger restore {rto2_s:.2}s (restore {:.2}s)",
+        rto1.breakdown["restore"], rto2.breakdown["restore"]
+    );
+    ensure!(
+        rto2_s > rto1_s && rto2.breakdown["restore"] > rto1.breakdown["restore"],
+        "a 150 MB bigger restore must take longer: {rto1_s} vs {rto2_s}"
+    );
+
+    // The chain: the second report links to the first by its digest.
+    let rep2 = s2.report.clone().unwrap();
+    ensure!(rep2.previous_sha256.as_deref() == Some(rep1.sha256.as_str()));
+    let bytes2 = fetch(&rep2.location).await?;
+    ensure!(sha256(&bytes2) == rep2.sha256);
+    let report2: Report = serde_json::from_slice(&bytes2)?;
+    ensure!(report2.trend.len() == 1 && report2.trend[0].run == "shop-drill-1");
+
+    // The CLI verifies the chain and prints the report after checking its digest.
+    let (code, out, err) = cli(&["drill", "verify-chain", "shop-drill", "-n", p.name()])?;
+    println!("{out}");
+    ensure!(code == 0, "verify-chain: {code} {out} {err}");
+    ensure!(out.contains("VERIFIED: 2 report(s)"), "{out}");
+    let saved = std::env::temp_dir().join(format!("{}-r2.json", p.name()));
+    let (code, _, err) = cli(&[
+        "drill",
+        "report",
+        "shop-drill-2",
+        "-n",
+        p.name(),
+        "--format",
+        "json",
+        "-o",
+        saved.to_str().unwrap(),
+    ])?;
+    ensure!(code == 0, "drill report: {err}");
+    ensure!(sha256(&std::fs::read(&saved)?) == rep2.sha256);
+    std::fs::remove_file(&saved)?;
+    let (code, page, _) = cli(&["drill", "report", "shop-drill-2", "-n", p.name()])?;
+    ensure!(
+        code == 0 && page.contains("## Trend of the last 2 runs"),
+        "{page}"
+    );
+
+    // The drill's status, the policy's verified restore point, the metrics.
+    let drill = drill_after(&p, "shop-drill", "shop-drill-2").await?;
+    let ds = drill.status.clone().unwrap();
+    ensure!(ds.last_outcome == Some(DrillOutcome::Passed) && ds.consecutive_failures == Some(0));
+    ensure!(ds.last_report.as_ref().unwrap().sha256 == rep2.sha256);
+    let rto_cond = ds
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RTODemonstrated")
+        .context("RTODemonstrated")?;
+    ensure!(rto_cond.status == "True", "{rto_cond:?}");
+    let policy: BackupPolicy = p.ns.api().get("shop").await?;
+    let verified = policy
+        .status
+        .and_then(|s| s.last_verified_restore_point)
+        .context("lastVerifiedRestorePoint")?;
+    ensure!(verified.backup == "b2" && verified.drill_run == "shop-drill-2");
+    let passed = format!(
+        "lifeboat_drill_runs_total{{namespace=\"{}\",drill=\"shop-drill\",outcome=\"Passed\"}} 2",
+        p.name()
+    );
+    let metrics = wait_for("the drill metrics", Duration::from_secs(30), || async {
+        let m = drill_metrics(&p.ns.client, p.name())
+            .await
+            .unwrap_or_default();
+        Ok(m.contains(&passed).then_some(m))
+    })
+    .await?;
+    ensure!(metrics.contains("lifeboat_drill_rto_seconds{"));
+
+    // Tampering with the first report breaks the chain, and the CLI says where.
+    let forged = String::from_utf8(bytes1)?.replace("\"Passed\"", "\"Failed\"");
+    put(&rep1.location, forged.into_bytes()).await?;
+    let (code, out, err) = cli(&["drill", "verify-chain", "shop-drill", "-n", p.name()])?;
+    println!("{out}{err}");
+    ensure!(code == 43, "a broken chain exits 43, got {code}");
+    ensure!(
+        out.contains("BROKEN") && out.contains("broken link"),
+        "{out}"
+    );
+    ensure!(
+        out.contains("recorded"),
+        "the modified report is named: {out}"
+    );
+    let (code, _, err) = cli(&["drill", "report", "shop-drill-1", "-n", p.name()])?;
+    ensure!(code == 43 && err.contains("was modified"), "{code} {err}");
+
+    p.cleanup().await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_backup_of_an_emptied_database_fails_naming_the_check_and_its_value() -> anyhow::Result<()>
+{
+    let p = protected("drill-empty").await?;
+    pg(&p.db, "DELETE FROM orders; DELETE FROM customers;")?;
+    backup_now(&p, "b-empty").await?;
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "checks": [
+                {"name": "orders-count", "sql": {"database": "pg", "query": "select count(*) from orders",
+                                                 "expect": {"atLeast": "1"}}},
+                {"name": "rows", "sql": {"database": "pg", "matchesBackup": true}},
+                {"name": "fresh", "freshness": {"database": "pg", "query": "select max(created_at) from orders"}}
+            ]
+        }),
+    ))
+    .await?;
+    let r = run_drill(&p, "shop-drill", "shop-drill-empty").await?;
+    let s = r.status.clone().unwrap();
+    ensure!(outcome(&r) == Some(DrillOutcome::Failed));
+    let f = s.failure.clone().context("failure")?;
+    ensure!(f.step == "check/orders-count", "{f:?}");
+    ensure!(f.failure.reason == "CheckFailed", "{f:?}");
+    ensure!(
+        f.failure
+            .message
+            .starts_with("orders-count: observed 0, expected >= 1"),
+        "{}",
+        f.failure.message
+    );
+    let by = |n: &str| s.checks.iter().find(|c| c.name == n).unwrap();
+    ensure!(by("orders-count").result == CheckVerdict::Failed);
+    ensure!(by("orders-count").observed.as_deref() == Some("0"));
+    // The dump is faithful to the empty database: its row counts match.
+    ensure!(
+        by("rows").result == CheckVerdict::Passed,
+        "{:?}",
+        by("rows")
+    );
+    ensure!(
+        by("fresh").result == CheckVerdict::Failed,
+        "{:?}",
+        by("fresh")
+    );
+    ensure!(s.rto.is_none(), "a failed recovery demonstrates no RTO");
+    let rep = s.report.clone().context("failed runs are reported too")?;
+    ensure!(sha256(&fetch(&rep.location).await?) == rep.sha256);
+    no_sandbox_left(&p, &r).await?;
+    let drill = drill_after(&p, "shop-drill", "shop-drill-empty").await?;
+    let ds = drill.status.unwrap();
+    ensure!(ds.last_outcome == Some(DrillOutcome::Failed) && ds.consecutive_failures == Some(1));
+    let warnings = p.warnings("DrillRun", "shop-drill-empty").await?;
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("CheckFailed: orders-count")),
+        "{warnings:?}"
+    );
+    p.cleanup().await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_file_without_its_expected_content_fails_the_files_check() -> anyhow::Result<()> {
+    let p = protected("drill-corrupt").await?;
+    // The file is corrupted before the backup: the restore brings the corruption back.
+    p.apply(
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "corrupt"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-ec",
+                "printf 'HELLO\\n' > /data/hello.txt"],
+                "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}}}),
+    )
+    .await?;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = p.ns.api();
+    wait_for("job corrupt", Duration::from_secs(60), || async {
+        let s = jobs.get("corrupt").await?.status.unwrap_or_default();
+        Ok((s.succeeded.unwrap_or(0) > 0).then_some(()))
+    })
+    .await?;
+    backup_now(&p, "b-corrupt").await?;
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "restore": {"databases": [{"source": "pg"}]},
+            "checks": [
+                {"name": "blob", "files": {"volume": "data", "checksums": [{"path": "docs/blob.bin"}]}},
+                {"name": "hello", "files": {"volume": "data", "exist": ["docs"],
+                    "checksums": [{"path": "hello.txt", "sha256": hello_sha()}]}}
+            ]
+        }),
+    ))
+    .await?;
+    let r = run_drill(&p, "shop-drill", "shop-drill-corrupt").await?;
+    let s = r.status.clone().unwrap();
+    ensure!(outcome(&r) == Some(DrillOutcome::Failed));
+    let f = s.failure.clone().context("failure")?;
+    ensure!(
+        f.step == "check/hello" && f.failure.reason == "CheckFailed",
+        "{f:?}"
+    );
+    let hello = s.checks.iter().find(|c| c.name == "hello").unwrap();
+    let observed = hello.observed.clone().unwrap_or_default();
+    ensure!(
+        observed.starts_with("hello.txt has sha256 ")
+            && observed.contains(&format!("(expected: {}…)", &hello_sha()[..12])),
+        "{observed}"
+    );
+    let blob = s.checks.iter().find(|c| c.name == "blob").unwrap();
+    ensure!(
+        blob.result == CheckVerdict::Passed,
+        "the untouched file matches its snapshot: {blob:?}"
+    );
+    no_sandbox_left(&p, &r).await?;
+    p.cleanup().await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_database_image_that_cannot_start_fails_clearly_and_cleans_up() -> anyhow::Result<()> {
+    let p = protected("drill-image").await?;
+    backup_now(&p, "b1").await?;
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "restore": {"databases": [{"source": "pg",
+                "server": {"image": "registry.invalid/no-such-postgres:15", "startupTimeout": "2m"}}]},
+            "checks": [{"name": "rows", "sql": {"database": "pg", "matchesBackup": true}}]
+        }),
+    ))
+    .await?;
+    let r = run_drill(&p, "shop-drill", "shop-drill-image").await?;
+    let s = r.status.clone().unwrap();
+    ensure!(outcome(&r) == Some(DrillOutcome::Failed));
+    let f = s.failure.clone().context("failure")?;
+    ensure!(f.step == "Restoring", "{f:?}");
+    ensure!(
+        f.failure.message.starts_with("database pg: ")
+            && (f
+                .failure
+                .message
+                .contains("registry.invalid/no-such-postgres:15")
+                || f.failure.message.contains("ImagePull")),
+        "a clear reason: {f:?}"
+    );
+    ensure!(s.checks.is_empty(), "no checks after a failed restore");
+    ensure!(s.report.is_some(), "reported");
+    no_sandbox_left(&p, &r).await?;
+    p.cleanup().await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_missing_restore_point_fails_clearly_and_cleans_up() -> anyhow::Result<()> {
+    let p = protected("drill-norp").await?;
+    backup_now(&p, "b1").await?;
+    // A scheduled drill (every minute) of a point in time before any backup.
+    p.apply(drill_json(
+        "old-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "* * * * *"},
+            "restorePoint": {"strategy": "PointInTime", "time": "2001-01-01T00:00:00Z"},
+            "checks": [{"name": "rows", "sql": {"database": "pg", "matchesBackup": true}}]
+        }),
+    ))
+    .await?;
+    let api: Api<DrillRun> = p.ns.api();
+    let name = wait_for("a scheduled DrillRun", Duration::from_secs(90), || async {
+        Ok(api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|r| r.spec.drill_ref.name == "old-drill")
+            .and_then(|r| r.metadata.name))
+    })
+    .await?;
+    let r = completed(&p, &name).await?;
+    ensure!(r.spec.scheduled_time.is_some(), "made by the schedule");
+    let s = r.status.clone().unwrap();
+    ensure!(outcome(&r) == Some(DrillOutcome::Failed));
+    let f = s.failure.clone().context("failure")?;
+    ensure!(
+        f.step == "Provisioning" && f.failure.reason == "NoRestorePoint",
+        "{f:?}"
+    );
+    ensure!(
+        f.failure
+            .message
+            .contains("no successful Backup at or before 2001-01-01T00:00:00Z"),
+        "{f:?}"
+    );
+    ensure!(s.restore_point.is_none() && s.report.is_some());
+    no_sandbox_left(&p, &r).await?;
+    let drill = drill_after(&p, "old-drill", &name).await?;
+    let ds = drill.status.unwrap();
+    ensure!(ds.last_outcome == Some(DrillOutcome::Failed), "{ds:?}");
+    p.cleanup().await
+}

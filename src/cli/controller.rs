@@ -1,0 +1,210 @@
+//! `lifeboat controller` (run the operator) and `lifeboat crd` (write the CRDs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::CliError;
+use crate::config::Config;
+use crate::controller;
+use crate::schedule::duration;
+
+/// Options of `controller`. Every flag also has an environment variable; the Helm chart
+/// passes flags.
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Namespace the controller runs in (leader Lease, mirrored Secrets).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "lifeboat-system")]
+    namespace: String,
+    /// This process's identity for leader election (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Image of mover Jobs for volumes and manifests.
+    #[arg(long, env = "LIFEBOAT_MOVER_IMAGE")]
+    mover_image: String,
+    /// Image of mover Jobs for databases (with pg_dump / mariadb-dump).
+    #[arg(long, env = "LIFEBOAT_MOVER_DB_IMAGE")]
+    mover_db_image: String,
+    /// imagePullPolicy of mover containers.
+    #[arg(long, env = "LIFEBOAT_IMAGE_PULL_POLICY")]
+    image_pull_policy: Option<String>,
+    /// Comma-separated namespaces to reconcile; empty means all.
+    #[arg(long, env = "LIFEBOAT_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+    /// ServiceAccount of mover pods, created by the controller in each namespace.
+    #[arg(
+        long,
+        env = "LIFEBOAT_MOVER_SERVICE_ACCOUNT",
+        default_value = "lifeboat-mover"
+    )]
+    mover_service_account: String,
+    /// ClusterRole bound to every mover.
+    #[arg(
+        long,
+        env = "LIFEBOAT_MOVER_CLUSTER_ROLE",
+        default_value = "lifeboat-mover"
+    )]
+    mover_cluster_role: String,
+    /// ClusterRole bound to movers that read manifests.
+    #[arg(
+        long,
+        env = "LIFEBOAT_MOVER_READ_CLUSTER_ROLE",
+        default_value = "lifeboat-mover-read"
+    )]
+    mover_read_cluster_role: String,
+    /// ClusterRole bound to movers that restore manifests.
+    #[arg(
+        long,
+        env = "LIFEBOAT_MOVER_RESTORE_CLUSTER_ROLE",
+        default_value = "lifeboat-mover-restore"
+    )]
+    mover_restore_cluster_role: String,
+    /// Reconciliations running at once, per controller.
+    #[arg(long, env = "LIFEBOAT_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// How often stores are probed.
+    #[arg(long, env = "LIFEBOAT_STORE_PROBE_INTERVAL", default_value = "5m")]
+    store_probe_interval: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "LIFEBOAT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease (needed with more than one replica).
+    #[arg(long, env = "LIFEBOAT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "LIFEBOAT_LEADER_LEASE",
+        default_value = "lifeboat-controller"
+    )]
+    leader_lease: String,
+}
+
+impl ControllerArgs {
+    fn config(self) -> Result<Config, CliError> {
+        let ControllerArgs {
+            namespace,
+            identity,
+            mover_image,
+            mover_db_image,
+            image_pull_policy,
+            watch_namespaces,
+            mover_service_account,
+            mover_cluster_role,
+            mover_read_cluster_role,
+            mover_restore_cluster_role,
+            concurrency,
+            store_probe_interval,
+            metrics_addr,
+            leader_elect,
+            leader_lease,
+        } = self;
+        let identity = identity.unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "lifeboat".into())
+        });
+        // Two processes of one pod name (a restart racing its predecessor) must not both
+        // hold the lease: make the identity unique per process.
+        let identity = format!("{identity}_{:08x}", rand::random::<u32>());
+        Ok(Config {
+            mover_image,
+            mover_db_image,
+            image_pull_policy,
+            namespace,
+            watch_namespaces: watch_namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect(),
+            mover_service_account,
+            mover_cluster_role,
+            mover_read_cluster_role,
+            mover_restore_cluster_role,
+            concurrency: concurrency.max(1),
+            store_probe_interval: duration::parse(&store_probe_interval)
+                .map_err(|e| CliError::input(format!("--store-probe-interval: {e}")))?,
+            metrics_addr,
+            leader_lease: leader_elect.then_some(leader_lease),
+            identity,
+        })
+    }
+}
+
+/// Runs the controller until SIGTERM.
+pub fn run(a: ControllerArgs) -> Result<(), CliError> {
+    let config = a.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError {
+            category: "Internal",
+            message: format!("cannot start the runtime: {e}"),
+        })?;
+    let prober = Arc::new(controller::store::prober::RepoProber {
+        runtime: rt.handle().clone(),
+        scratch: std::env::temp_dir().join("lifeboat-controller"),
+    });
+    rt.block_on(controller::run(config, prober))
+        .map_err(|e| CliError {
+            category: e.category(),
+            message: e.to_string(),
+        })
+}
+
+/// Options of `crd`.
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory instead of printing them all.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the field reference of every CRD as Markdown (docs/reference.md) instead.
+    #[arg(long, conflicts_with = "out")]
+    reference: bool,
+}
+
+/// Prints or writes the CRDs.
+pub fn crd(a: CrdArgs) -> Result<(), CliError> {
+    let crds = crate::crd::all_crds();
+    match a.out {
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let docs: Vec<String> = if a.reference {
+                vec![super::reference::render(&crds)]
+            } else {
+                crds.iter().map(crate::crd::crd_yaml).collect()
+            };
+            for doc in &docs {
+                match out.write_all(doc.as_bytes()) {
+                    Ok(()) => {}
+                    // `lifeboat crd | head`: the reader is gone, which is not an error.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) => {
+                        return Err(CliError {
+                            category: "LocalIo",
+                            message: format!("writing the CRDs: {e}"),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| CliError {
+                category: "LocalIo",
+                message: format!("{}: {e}", dir.display()),
+            })?;
+            for c in &crds {
+                let path = dir.join(crate::crd::crd_file_name(c));
+                std::fs::write(&path, crate::crd::crd_yaml(c)).map_err(|e| CliError {
+                    category: "LocalIo",
+                    message: format!("{}: {e}", path.display()),
+                })?;
+            }
+            Ok(())
+        }
+    }
+}

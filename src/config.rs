@@ -1,0 +1,62 @@
+//! Validated runtime configuration of the controller, built once from the command line
+//! (every flag also an environment variable, see `cli`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What the controller needs to know about its installation.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Image of mover Jobs for volumes and manifests.
+    pub mover_image: String,
+    /// Image of mover Jobs for database sources (the mover plus pg_dump / mariadb-dump).
+    pub mover_db_image: String,
+    /// `imagePullPolicy` of mover containers, when set.
+    pub image_pull_policy: Option<String>,
+    /// Namespace the controller runs in (leader Lease, mirrored cluster-store Secrets).
+    pub namespace: String,
+    /// Only reconcile objects in these namespaces; empty means all.
+    pub watch_namespaces: Vec<String>,
+    /// ServiceAccount mover pods run as, created per namespace by the controller.
+    pub mover_service_account: String,
+    /// ClusterRole every mover is bound to in its namespace (report progress on the run
+    /// objects). The chart installs it; the controller only creates RoleBindings to it,
+    /// which needs `bind` on it rather than holding its rules.
+    pub mover_cluster_role: String,
+    /// ClusterRole bound to movers that save a namespace's manifests (read access).
+    pub mover_read_cluster_role: String,
+    /// ClusterRole bound to movers that restore manifests into a namespace (write access).
+    pub mover_restore_cluster_role: String,
+    /// Reconciliations running at once, per controller.
+    pub concurrency: u16,
+    /// How often stores are probed for reachability.
+    pub store_probe_interval: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// Lease name for leader election; `None` disables it (single replica).
+    pub leader_lease: Option<String>,
+    /// This process's identity in leader election and Events.
+    pub identity: String,
+}
+
+impl Config {
+    /// A configuration for unit tests.
+    pub fn for_tests() -> Self {
+        Config {
+            mover_image: "ghcr.io/lifeboat-dev/lifeboat:test".into(),
+            mover_db_image: "ghcr.io/lifeboat-dev/lifeboat-db:test".into(),
+            image_pull_policy: None,
+            namespace: "lifeboat-system".into(),
+            watch_namespaces: Vec::new(),
+            mover_service_account: "lifeboat-mover".into(),
+            mover_cluster_role: "lifeboat-mover".into(),
+            mover_read_cluster_role: "lifeboat-mover-read".into(),
+            mover_restore_cluster_role: "lifeboat-mover-restore".into(),
+            concurrency: 8,
+            store_probe_interval: Duration::from_secs(300),
+            metrics_addr: "127.0.0.1:0".parse().expect("valid address"),
+            leader_lease: None,
+            identity: "test".into(),
+        }
+    }
+}

@@ -1,0 +1,1081 @@
+//! The pure decision of the Backup (run) controller. A run is a set of units (one per
+//! PVC, database and the manifests), fixed when the run starts and recorded in
+//! `status.sources`. Each reconcile re-derives every unit's state from the objects that
+//! exist (VolumeSnapshot, temporary PVC, mover Job and its pod), never from memory, so a
+//! controller restart adopts whatever the previous process created:
+//!
+//! ```text
+//! Pending --(Snapshot method: VolumeSnapshot, then a PVC restored from it)--> Job created
+//!   --> Running --(Job complete + result)--> Succeeded | Failed
+//! Running and the Job is gone -----------------------------------------> Failed (JobVanished)
+//! ```
+//! Temporary PVCs and VolumeSnapshots are deleted as soon as their unit is terminal, on
+//! success and on failure alike.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, SecretKeySelector,
+    TypedLocalObjectReference, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::{Resource, ResourceExt};
+
+use crate::config::Config;
+use crate::controller::conditions::{self, Desired};
+use crate::controller::sources::{self, Unit};
+use crate::crd::backup::{
+    BackedUpDatabase, BackedUpVolume, Backup, BackupPhase, BackupStatus, SourceKind, SourcePhase,
+    SourceResult, Totals,
+};
+use crate::crd::backup_policy::{BackupPolicy, CopyMethod, DatabaseSource};
+use crate::crd::common::{Failure, condition};
+use crate::crd::labels;
+use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
+use crate::jobs::result::MoverResult;
+use crate::jobs::{self, MAX_NAME};
+use crate::schedule::duration;
+use crate::volume::{SnapshotState, VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
+
+/// Condition type recording the retention run after a backup.
+pub const RETENTION_APPLIED: &str = "RetentionApplied";
+/// Default run deadline (`spec.mover.activeDeadline`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(6 * 3600);
+/// A VolumeSnapshot that is not ready after this long fails its unit.
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Pod waiting reasons that will not resolve by themselves.
+const STUCK_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Everything the plan looks at. `start_blocker` is set by the caller when the policy or
+/// store cannot be used (missing, not ready); the run then fails with that reason.
+pub struct Observed<'a> {
+    pub backup: &'a Backup,
+    pub policy: Option<&'a BackupPolicy>,
+    pub store: Option<StoreTarget>,
+    pub start_blocker: Option<Failure>,
+    pub pvcs: &'a [PersistentVolumeClaim],
+    pub snapshots: &'a [VolumeSnapshot],
+    pub jobs: &'a [Job],
+    pub pods: &'a [Pod],
+    /// PVC name -> node where a running pod mounts it (for `Direct` on RWO volumes).
+    pub consumers: &'a BTreeMap<String, String>,
+    /// Another maintenance Job runs on the same repository.
+    pub maintenance_busy: bool,
+    pub config: &'a Config,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The decision.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub create_snapshots: Vec<VolumeSnapshot>,
+    pub create_pvcs: Vec<PersistentVolumeClaim>,
+    pub create_jobs: Vec<Job>,
+    pub delete_snapshots: Vec<String>,
+    pub delete_pvcs: Vec<String>,
+    /// Jobs to stop (their pod can never start).
+    pub delete_jobs: Vec<String>,
+    pub status: BackupStatus,
+    pub events: Vec<PlannedEvent>,
+    /// Set once, on the reconcile that finishes the run (for metrics).
+    pub finished: Option<BackupPhase>,
+    pub requeue: Option<Duration>,
+}
+
+fn job_name(backup: &str, unit_kind: SourceKind, unit: &str) -> String {
+    let short = match unit_kind {
+        SourceKind::Volume => "vol",
+        SourceKind::Database => "db",
+        SourceKind::Manifests => "manifests",
+    };
+    if unit_kind == SourceKind::Manifests {
+        jobs::name(&[backup, short], MAX_NAME)
+    } else {
+        jobs::name(&[backup, short, unit], MAX_NAME)
+    }
+}
+
+/// Name of the retention Job of a run.
+pub fn retention_job_name(backup: &str) -> String {
+    jobs::name(&[backup, "retention"], MAX_NAME)
+}
+
+fn labels_for(
+    b: &Backup,
+    source: Option<&str>,
+    job_type: &str,
+    repo: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut l = jobs::policy_labels(&b.spec.policy_ref.name, "mover");
+    l.insert(labels::BACKUP.into(), jobs::label_value(&b.name_any()));
+    l.insert(labels::JOB_TYPE.into(), job_type.into());
+    if let Some(s) = source {
+        l.insert(labels::SOURCE.into(), jobs::label_value(s));
+    }
+    if let Some(r) = repo {
+        l.insert(labels::REPOSITORY.into(), r.into());
+    }
+    l
+}
+
+fn owner(b: &Backup) -> OwnerReference {
+    b.controller_owner_ref(&())
+        .expect("a stored Backup has a name and uid")
+}
+
+fn meta(b: &Backup, name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: b.namespace(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(b)]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn failure(reason: &str, message: impl Into<String>) -> Failure {
+    Failure {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+/// The mover's result from the pod of a finished Job.
+pub(crate) fn pod_result(
+    pods: &[Pod],
+    job: &str,
+    succeeded: bool,
+) -> Option<(Option<MoverResult>, String)> {
+    let mut candidates: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            phase == Some(if succeeded { "Succeeded" } else { "Failed" })
+        })
+        .collect();
+    candidates.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let pod = candidates.last()?;
+    let term = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == "mover")?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?;
+    let msg = term.message.clone().unwrap_or_default();
+    let summary = format!(
+        "exit code {}{}",
+        term.exit_code,
+        term.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    Some((MoverResult::parse(&msg), summary))
+}
+
+/// A pod of the Job that cannot start (bad image, missing Secret key...).
+pub(crate) fn stuck_pod(pods: &[Pod], job: &str) -> Option<Failure> {
+    pods.iter()
+        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        })
+        .find(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| STUCK_REASONS.contains(&r))
+        })
+        .map(|w| {
+            failure(
+                "MoverCannotStart",
+                format!(
+                    "{}: {}",
+                    w.reason.as_deref().unwrap_or_default(),
+                    w.message
+                        .as_deref()
+                        .unwrap_or("the mover container cannot start")
+                ),
+            )
+        })
+}
+
+/// `Some(true)` once the Job completed, `Some(false)` once it failed, `None` while active.
+pub(crate) fn job_finished(job: &Job) -> Option<bool> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    if conds
+        .iter()
+        .any(|c| c.type_ == "Complete" && c.status == "True")
+    {
+        return Some(true);
+    }
+    if conds
+        .iter()
+        .any(|c| c.type_ == "Failed" && c.status == "True")
+    {
+        return Some(false);
+    }
+    None
+}
+
+pub(crate) fn job_failure_reason(job: &Job) -> Failure {
+    let cond = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"));
+    match cond.and_then(|c| c.reason.as_deref()) {
+        Some("DeadlineExceeded") => failure(
+            "MoverDeadlineExceeded",
+            "the mover did not finish within spec.mover.activeDeadline",
+        ),
+        _ => failure(
+            "MoverFailed",
+            cond.and_then(|c| c.message.clone())
+                .unwrap_or_else(|| "the mover Job failed".into()),
+        ),
+    }
+}
+
+/// The mover Job for one unit.
+fn unit_job(
+    o: &Observed<'_>,
+    policy: &BackupPolicy,
+    store: &StoreTarget,
+    unit: &Unit<'_>,
+    mount: Option<DataMount>,
+    node: Option<String>,
+) -> Job {
+    let b = o.backup;
+    let name = job_name(&b.name_any(), unit.kind(), unit.name());
+    let ns = b.namespace().unwrap_or_default();
+    let mut args: Vec<String> = vec!["mover".into(), "backup".into()];
+    let mut env: Vec<EnvVar> = vec![];
+    let mut image = o.config.mover_image.clone();
+    let mut run_as_root = false;
+    match unit {
+        Unit::Volume { pvc, source } => {
+            run_as_root = true;
+            args.extend([
+                "volume".into(),
+                "--source".into(),
+                pvc.clone(),
+                "--path".into(),
+                "/data".into(),
+            ]);
+            for e in &source.exclude {
+                args.extend(["--exclude".into(), e.clone()]);
+            }
+        }
+        Unit::Database { source } => {
+            image = o.config.mover_db_image.clone();
+            args.extend(database_args(source));
+            env.extend(database_env(source));
+        }
+        Unit::Manifests => {
+            let m = policy.spec.sources.manifests.clone().unwrap_or_default();
+            args.extend(["manifests".into(), "--namespace".into(), ns.clone()]);
+            if !m.kinds.is_empty() {
+                args.extend(["--kinds".into(), m.kinds.join(",")]);
+            }
+            if let Some(sel) = &m.selector
+                && let Ok(s) = kube::core::Selector::try_from(sel.clone())
+            {
+                args.extend(["--selector".into(), s.to_string()]);
+            }
+            if m.include_secrets {
+                args.push("--include-secrets".into());
+            }
+        }
+    }
+    args.extend([
+        "--policy".into(),
+        format!("{ns}/{}", policy.name_any()),
+        "--backup".into(),
+        b.name_any(),
+    ]);
+    if let Some(img) = &policy.spec.mover.image {
+        image = img.clone();
+    }
+    let deadline = policy
+        .spec
+        .mover
+        .active_deadline
+        .as_deref()
+        .and_then(|d| duration::parse(d).ok())
+        .unwrap_or(DEFAULT_DEADLINE);
+    mover::build(&MoverJob {
+        name: name.clone(),
+        namespace: ns,
+        labels: labels_for(b, Some(unit.name()), "backup", None),
+        owner: owner(b),
+        image,
+        image_pull_policy: o.config.image_pull_policy.clone(),
+        service_account: o.config.mover_service_account.clone(),
+        args,
+        env,
+        store: store.clone(),
+        mounts: mount.into_iter().collect(),
+        node_name: node,
+        node_selector: policy.spec.mover.node_selector.clone(),
+        tolerations: policy.spec.mover.tolerations.clone(),
+        active_deadline_seconds: deadline.as_secs().max(1) as i64,
+        backoff_limit: policy.spec.mover.backoff_limit.unwrap_or(1),
+        resources: policy.spec.mover.resources.clone(),
+        run_as_root,
+    })
+}
+
+fn database_args(d: &DatabaseSource) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "database".into(),
+        "--source".into(),
+        d.name.clone(),
+        "--engine".into(),
+        d.engine.as_str().into(),
+        "--host".into(),
+        d.host.clone(),
+        "--port".into(),
+        d.port.unwrap_or(d.engine.default_port()).to_string(),
+    ];
+    if let Some(db) = &d.database {
+        a.extend(["--database".into(), db.clone()]);
+    }
+    for x in &d.extra_args {
+        a.push(format!("--extra-arg={x}"));
+    }
+    a
+}
+
+fn database_env(d: &DatabaseSource) -> Vec<EnvVar> {
+    let r = |name: &str, key: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: d.credentials.name.clone(),
+                key: key.into(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    vec![
+        r("LIFEBOAT_DB_USER", d.credentials.username_key()),
+        r("LIFEBOAT_DB_PASSWORD", d.credentials.password_key()),
+    ]
+}
+
+/// The temporary PVC restored from a unit's VolumeSnapshot.
+fn temp_pvc(
+    o: &Observed<'_>,
+    name: &str,
+    unit_pvc: &str,
+    source_class: Option<&str>,
+    snap: &VolumeSnapshot,
+) -> PersistentVolumeClaim {
+    let src = o.pvcs.iter().find(|p| p.name_any() == unit_pvc);
+    let src_spec = src.and_then(|p| p.spec.clone()).unwrap_or_default();
+    let size: Quantity = snap
+        .status
+        .as_ref()
+        .and_then(|s| s.restore_size.clone())
+        .or_else(|| {
+            src_spec
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage").cloned())
+        })
+        .unwrap_or_else(|| Quantity("1Gi".into()));
+    let class = source_class
+        .map(str::to_string)
+        .or(src_spec.storage_class_name.clone());
+    PersistentVolumeClaim {
+        metadata: meta(
+            o.backup,
+            name,
+            labels_for(o.backup, Some(unit_pvc), "backup", None),
+        ),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: class,
+            data_source: Some(TypedLocalObjectReference {
+                api_group: Some("snapshot.storage.k8s.io".into()),
+                kind: "VolumeSnapshot".into(),
+                name: name.into(),
+            }),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), size)])),
+                ..VolumeResourceRequirements::default()
+            }),
+            volume_mode: src_spec.volume_mode.clone(),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn new_snapshot(o: &Observed<'_>, name: &str, pvc: &str, class: Option<String>) -> VolumeSnapshot {
+    VolumeSnapshot {
+        metadata: meta(
+            o.backup,
+            name,
+            labels_for(o.backup, Some(pvc), "backup", None),
+        ),
+        spec: VolumeSnapshotSpec {
+            source: VolumeSnapshotSource {
+                persistent_volume_claim_name: Some(pvc.into()),
+                volume_snapshot_content_name: None,
+            },
+            volume_snapshot_class_name: class,
+        },
+        status: None,
+    }
+}
+
+pub(crate) fn elapsed(since: Option<&Time>, now: Timestamp) -> Duration {
+    since
+        .map(|t| now.duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+pub fn plan(o: &Observed<'_>) -> Plan {
+    let b = o.backup;
+    let mut p = Plan {
+        status: b.status.clone().unwrap_or_default(),
+        ..Plan::default()
+    };
+    // Movers own `progress`; never write it back (a stale copy could clobber theirs).
+    p.status.progress.clear();
+    p.status.observed_generation = b.metadata.generation;
+    let phase = p.status.phase.unwrap_or_default();
+    if phase.is_finished() {
+        retention(o, &mut p);
+        cleanup_all(o, &mut p);
+        return p;
+    }
+    let now = o.now;
+    if phase == BackupPhase::Pending {
+        match start(o) {
+            Ok(units) => {
+                p.status.phase = Some(BackupPhase::Running);
+                p.status.start_time = Some(Time(now));
+                p.status.sources = units
+                    .iter()
+                    .map(|u| SourceResult {
+                        name: u.name().to_string(),
+                        kind: u.kind(),
+                        phase: SourcePhase::Pending,
+                        volume: match u {
+                            Unit::Volume { pvc, .. } => Some(volume_shape(o.pvcs, pvc)),
+                            _ => None,
+                        },
+                        database: match u {
+                            Unit::Database { source } => Some(BackedUpDatabase {
+                                engine: source.engine,
+                                database: source.database.clone(),
+                                server_version: None,
+                            }),
+                            _ => None,
+                        },
+                        ..SourceResult::default()
+                    })
+                    .collect();
+                p.events.push(PlannedEvent {
+                    warning: false,
+                    reason: "BackupStarted",
+                    note: format!(
+                        "backing up {} source(s): {}",
+                        units.len(),
+                        units
+                            .iter()
+                            .map(|u| u.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+            Err(f) => {
+                finish(o, &mut p, Some(f));
+                return p;
+            }
+        }
+    }
+    // From here on the run has units; a missing policy or store now fails what is left.
+    let (Some(policy), Some(store)) = (o.policy, o.store.clone()) else {
+        let f = o
+            .start_blocker
+            .clone()
+            .unwrap_or_else(|| failure("PolicyNotFound", "the policy was deleted during the run"));
+        for s in p.status.sources.iter_mut().filter(|s| !terminal(s.phase)) {
+            s.phase = SourcePhase::Failed;
+            s.failure = Some(f.clone());
+        }
+        finish(o, &mut p, None);
+        cleanup_all(o, &mut p);
+        return p;
+    };
+    let units = sources::resolve(&policy.spec.sources, o.pvcs).unwrap_or_default();
+    let mut sources = std::mem::take(&mut p.status.sources);
+    for entry in sources.iter_mut().filter(|s| !terminal(s.phase)) {
+        advance(o, policy, &store, &units, entry, &mut p);
+    }
+    p.status.sources = sources;
+    if p.status.sources.iter().all(|s| terminal(s.phase)) {
+        finish(o, &mut p, None);
+        retention(o, &mut p);
+    } else {
+        p.requeue = Some(Duration::from_secs(30));
+    }
+    cleanup_all(o, &mut p);
+    p
+}
+
+/// The PVC's request, class and modes, recorded so that a restore can recreate it alike
+/// even after the PVC is gone.
+fn volume_shape(pvcs: &[PersistentVolumeClaim], name: &str) -> BackedUpVolume {
+    let spec = pvcs
+        .iter()
+        .find(|p| p.name_any() == name)
+        .and_then(|p| p.spec.clone())
+        .unwrap_or_default();
+    BackedUpVolume {
+        storage: spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage").cloned()),
+        storage_class_name: spec.storage_class_name,
+        access_modes: spec.access_modes.unwrap_or_default(),
+        volume_mode: spec.volume_mode,
+    }
+}
+
+fn terminal(phase: SourcePhase) -> bool {
+    matches!(phase, SourcePhase::Succeeded | SourcePhase::Failed)
+}
+
+/// Fixes the run's units, or says why it cannot start.
+fn start<'a>(o: &Observed<'a>) -> Result<Vec<Unit<'a>>, Failure> {
+    if let Some(f) = &o.start_blocker {
+        return Err(f.clone());
+    }
+    let policy = o.policy.ok_or_else(|| {
+        failure(
+            "PolicyNotFound",
+            format!(
+                "BackupPolicy {:?} does not exist",
+                o.backup.spec.policy_ref.name
+            ),
+        )
+    })?;
+    if o.store.is_none() {
+        return Err(failure("StoreNotReady", "the policy's store is not ready"));
+    }
+    sources::resolve(&policy.spec.sources, o.pvcs).map_err(|p| failure(p.reason, p.message))
+}
+
+/// Moves one unit forward by one step.
+fn advance(
+    o: &Observed<'_>,
+    policy: &BackupPolicy,
+    store: &StoreTarget,
+    units: &[Unit<'_>],
+    entry: &mut SourceResult,
+    p: &mut Plan,
+) {
+    let backup = o.backup.name_any();
+    let name = job_name(&backup, entry.kind, &entry.name);
+    let fail = |entry: &mut SourceResult, f: Failure, p: &mut Plan| {
+        p.events.push(PlannedEvent {
+            warning: true,
+            reason: "SourceFailed",
+            note: format!(
+                "{} {}: {}: {}",
+                kind_str(entry.kind),
+                entry.name,
+                f.reason,
+                f.message
+            ),
+        });
+        entry.phase = SourcePhase::Failed;
+        entry.failure = Some(f);
+    };
+    if let Some(job) = o.jobs.iter().find(|j| j.name_any() == name) {
+        entry.job_name = Some(name.clone());
+        match job_finished(job) {
+            Some(true) => match pod_result(o.pods, &name, true) {
+                Some((Some(r), _)) if r.failure.is_none() && r.snapshot_id.is_some() => {
+                    entry.phase = SourcePhase::Succeeded;
+                    entry.snapshot_id = r.snapshot_id;
+                    entry.files = r.files;
+                    entry.bytes_read = r.bytes_read;
+                    entry.bytes_added = r.bytes_added;
+                    entry.duration_seconds = r.duration_seconds;
+                    if let (Some(db), Some(v)) = (
+                        entry.database.as_mut(),
+                        r.details.get("serverVersion").and_then(|v| v.as_str()),
+                    ) {
+                        db.server_version = Some(v.to_string());
+                    }
+                    p.events.push(PlannedEvent {
+                        warning: false,
+                        reason: "SourceSucceeded",
+                        note: format!(
+                            "{} {}: snapshot {}",
+                            kind_str(entry.kind),
+                            entry.name,
+                            entry.snapshot_id.as_deref().unwrap_or("?")
+                        ),
+                    });
+                }
+                _ => fail(
+                    entry,
+                    failure(
+                        "MoverResultMissing",
+                        "the mover Job completed without reporting a snapshot",
+                    ),
+                    p,
+                ),
+            },
+            Some(false) => {
+                let f = match pod_result(o.pods, &name, false) {
+                    Some((
+                        Some(MoverResult {
+                            failure: Some(f), ..
+                        }),
+                        _,
+                    )) => f,
+                    Some((_, summary)) => {
+                        let mut f = job_failure_reason(job);
+                        f.message = format!("{}; last pod: {summary}", f.message);
+                        f
+                    }
+                    None => job_failure_reason(job),
+                };
+                fail(entry, f, p);
+            }
+            None => {
+                if let Some(f) = stuck_pod(o.pods, &name) {
+                    p.delete_jobs.push(name.clone());
+                    fail(entry, f, p);
+                } else {
+                    entry.phase = SourcePhase::Running;
+                }
+            }
+        }
+        return;
+    }
+    if entry.phase == SourcePhase::Running && entry.job_name.is_some() {
+        fail(
+            entry,
+            failure(
+                "JobVanished",
+                format!("mover Job {name} disappeared before reporting a result"),
+            ),
+            p,
+        );
+        return;
+    }
+    let Some(unit) = units
+        .iter()
+        .find(|u| u.kind() == entry.kind && u.name() == entry.name)
+    else {
+        let what = match entry.kind {
+            SourceKind::Volume => "PVCNotFound",
+            _ => "SourceRemoved",
+        };
+        fail(
+            entry,
+            failure(
+                what,
+                format!(
+                    "{} is no longer part of the policy or does not exist",
+                    entry.name
+                ),
+            ),
+            p,
+        );
+        return;
+    };
+    let (mount, node) = match unit {
+        Unit::Volume { pvc, source } => match source.copy_method {
+            CopyMethod::Direct => (
+                Some(DataMount {
+                    claim: pvc.clone(),
+                    mount_path: "/data".into(),
+                    read_only: true,
+                }),
+                o.consumers.get(pvc).cloned(),
+            ),
+            CopyMethod::Snapshot => match o.snapshots.iter().find(|s| s.name_any() == name) {
+                None => {
+                    p.create_snapshots.push(new_snapshot(
+                        o,
+                        &name,
+                        pvc,
+                        source.volume_snapshot_class_name.clone(),
+                    ));
+                    p.requeue = Some(Duration::from_secs(2));
+                    return;
+                }
+                Some(s) => match s.state() {
+                    SnapshotState::Failed(msg) => {
+                        fail(
+                            entry,
+                            failure("SnapshotFailed", format!("VolumeSnapshot {name}: {msg}")),
+                            p,
+                        );
+                        return;
+                    }
+                    SnapshotState::Pending => {
+                        if elapsed(s.metadata.creation_timestamp.as_ref(), o.now) > SNAPSHOT_TIMEOUT
+                        {
+                            fail(
+                                entry,
+                                failure(
+                                    "SnapshotTimeout",
+                                    format!(
+                                        "VolumeSnapshot {name} not ready after {}",
+                                        duration::format(SNAPSHOT_TIMEOUT)
+                                    ),
+                                ),
+                                p,
+                            );
+                        }
+                        return;
+                    }
+                    SnapshotState::Ready => {
+                        if !o.pvcs.iter().any(|c| c.name_any() == name) {
+                            p.create_pvcs.push(temp_pvc(
+                                o,
+                                &name,
+                                pvc,
+                                source.storage_class_name.as_deref(),
+                                s,
+                            ));
+                        }
+                        (
+                            Some(DataMount {
+                                claim: name.clone(),
+                                mount_path: "/data".into(),
+                                read_only: true,
+                            }),
+                            None,
+                        )
+                    }
+                },
+            },
+        },
+        _ => (None, None),
+    };
+    p.create_jobs
+        .push(unit_job(o, policy, store, unit, mount, node));
+    entry.phase = SourcePhase::Running;
+    entry.job_name = Some(name);
+}
+
+fn kind_str(k: SourceKind) -> &'static str {
+    match k {
+        SourceKind::Volume => "volume",
+        SourceKind::Database => "database",
+        SourceKind::Manifests => "manifests",
+    }
+}
+
+/// Deletes temporary snapshots and PVCs of units that are terminal (or of the whole run
+/// once it is finished).
+fn cleanup_all(o: &Observed<'_>, p: &mut Plan) {
+    let finished = p.status.phase.is_some_and(|ph| ph.is_finished());
+    let backup = o.backup.name_any();
+    let done: Vec<String> = p
+        .status
+        .sources
+        .iter()
+        .filter(|s| finished || terminal(s.phase))
+        .map(|s| job_name(&backup, s.kind, &s.name))
+        .collect();
+    let is_temp = |name: &str| finished || done.iter().any(|d| d == name);
+    for s in o
+        .snapshots
+        .iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+    {
+        if is_temp(&s.name_any()) {
+            p.delete_snapshots.push(s.name_any());
+        }
+    }
+    for c in o.pvcs {
+        let ours = c
+            .labels()
+            .get(labels::BACKUP)
+            .is_some_and(|b| *b == jobs::label_value(&backup));
+        if !ours || !is_temp(&c.name_any()) {
+            continue;
+        }
+        if c.metadata.deletion_timestamp.is_none() {
+            p.delete_pvcs.push(c.name_any());
+        }
+        // NB: Kubernetes before 1.23 counts even completed pods as users of a PVC, so the
+        // temporary PVC stays Terminating while its mover pod exists. The unit's result is
+        // in status already: remove its Job (and pod) too. The Job shares the PVC's name.
+        if o.jobs.iter().any(|j| j.name_any() == c.name_any()) {
+            p.delete_jobs.push(c.name_any());
+        }
+    }
+}
+
+/// Sets the final phase, times, totals and condition. `whole` fails the run as a whole.
+fn finish(o: &Observed<'_>, p: &mut Plan, whole: Option<Failure>) {
+    let now = o.now;
+    let s = &mut p.status;
+    let ok = s
+        .sources
+        .iter()
+        .filter(|x| x.phase == SourcePhase::Succeeded)
+        .count();
+    let phase = if whole.is_some() || ok == 0 {
+        BackupPhase::Failed
+    } else if ok == s.sources.len() {
+        BackupPhase::Succeeded
+    } else {
+        BackupPhase::PartiallyFailed
+    };
+    if whole.is_none() && s.failure.is_none() && phase == BackupPhase::Failed {
+        s.failure = s.sources.iter().find_map(|x| x.failure.clone());
+    }
+    if let Some(f) = whole {
+        s.failure = Some(f);
+    }
+    s.phase = Some(phase);
+    let start = s.start_time.clone().unwrap_or(Time(now));
+    s.start_time = Some(start.clone());
+    s.completion_time = Some(Time(now));
+    s.duration = Some(duration::format(elapsed(Some(&start), now)));
+    if phase != BackupPhase::Failed {
+        // The run's restore point: when it started (every source is at least this fresh).
+        s.restore_point_time = Some(start);
+    }
+    let (files, read, added) = s.sources.iter().fold((0, 0, 0), |(f, r, a), x| {
+        (
+            f + x.files.unwrap_or(0),
+            r + x.bytes_read.unwrap_or(0),
+            a + x.bytes_added.unwrap_or(0),
+        )
+    });
+    s.totals = Some(Totals {
+        files,
+        bytes_read: read,
+        bytes_added: added,
+        bytes_added_human: human_bytes(added),
+    });
+    let (reason, warning) = match phase {
+        BackupPhase::Succeeded => ("BackupSucceeded", false),
+        BackupPhase::PartiallyFailed => ("BackupPartiallyFailed", true),
+        _ => ("BackupFailed", true),
+    };
+    let msg = match (&s.failure, phase) {
+        (Some(f), BackupPhase::Failed) => format!("{}: {}", f.reason, f.message),
+        _ => format!(
+            "{ok} of {} source(s) succeeded, {} added in {}",
+            s.sources.len(),
+            human_bytes(added),
+            s.duration.as_deref().unwrap_or("0s")
+        ),
+    };
+    conditions::set(
+        &mut s.conditions,
+        &Desired::new(condition::COMPLETE, true, phase.as_str(), msg.clone()),
+        o.backup.metadata.generation,
+        now,
+    );
+    p.events.push(PlannedEvent {
+        warning,
+        reason,
+        note: msg,
+    });
+    p.finished = Some(phase);
+}
+
+/// After a run with at least one new snapshot: forget + prune by the policy's retention,
+/// one maintenance Job per repository at a time.
+fn retention(o: &Observed<'_>, p: &mut Plan) {
+    let (Some(policy), Some(store)) = (o.policy, o.store.as_ref()) else {
+        return;
+    };
+    let phase = p.status.phase.unwrap_or_default();
+    let r = &policy.spec.retention;
+    if r.is_empty() || !matches!(phase, BackupPhase::Succeeded | BackupPhase::PartiallyFailed) {
+        return;
+    }
+    if conditions::get(&p.status.conditions, RETENTION_APPLIED)
+        .is_some_and(|c| c.reason != "Waiting" && c.reason != "Running")
+    {
+        return;
+    }
+    let b = o.backup;
+    let name = retention_job_name(&b.name_any());
+    let generation = b.metadata.generation;
+    let set = |p: &mut Plan, status: bool, reason: &str, msg: String| {
+        conditions::set(
+            &mut p.status.conditions,
+            &Desired::new(RETENTION_APPLIED, status, reason, msg),
+            generation,
+            o.now,
+        );
+    };
+    match o.jobs.iter().find(|j| j.name_any() == name) {
+        Some(job) => match job_finished(job) {
+            Some(true) => {
+                let forgotten = pod_result(o.pods, &name, true)
+                    .and_then(|(r, _)| r)
+                    .and_then(|r| r.details.get("forgotten").and_then(|v| v.as_u64()));
+                let msg = format!(
+                    "forgot {} snapshot(s) and pruned unreferenced data",
+                    forgotten.map_or("?".into(), |n| n.to_string())
+                );
+                set(p, true, "Applied", msg.clone());
+                p.events.push(PlannedEvent {
+                    warning: false,
+                    reason: "RetentionApplied",
+                    note: msg,
+                });
+            }
+            Some(false) => {
+                let f = pod_result(o.pods, &name, false)
+                    .and_then(|(r, _)| r)
+                    .and_then(|r| r.failure)
+                    .unwrap_or_else(|| job_failure_reason(job));
+                set(
+                    p,
+                    false,
+                    "RetentionFailed",
+                    format!("{}: {}", f.reason, f.message),
+                );
+                p.events.push(PlannedEvent {
+                    warning: true,
+                    reason: "RetentionFailed",
+                    note: f.message,
+                });
+            }
+            None => {
+                set(
+                    p,
+                    false,
+                    "Running",
+                    format!("maintenance Job {name} is running"),
+                );
+                p.requeue = Some(Duration::from_secs(15));
+            }
+        },
+        None if o.maintenance_busy => {
+            set(
+                p,
+                false,
+                "Waiting",
+                "another maintenance Job is working on the repository".into(),
+            );
+            p.requeue = Some(Duration::from_secs(30));
+        }
+        None => {
+            let ns = b.namespace().unwrap_or_default();
+            let mut args: Vec<String> = vec![
+                "mover".into(),
+                "retention".into(),
+                "--policy".into(),
+                format!("{ns}/{}", policy.name_any()),
+            ];
+            for (flag, v) in [
+                ("--keep-last", r.keep_last),
+                ("--keep-hourly", r.keep_hourly),
+                ("--keep-daily", r.keep_daily),
+                ("--keep-weekly", r.keep_weekly),
+                ("--keep-monthly", r.keep_monthly),
+                ("--keep-yearly", r.keep_yearly),
+            ] {
+                if let Some(v) = v {
+                    args.extend([flag.to_string(), v.to_string()]);
+                }
+            }
+            args.extend(["--backup".into(), b.name_any()]);
+            p.create_jobs.push(mover::build(&MoverJob {
+                name: name.clone(),
+                namespace: ns,
+                labels: labels_for(b, None, "maintenance", Some(&store.identity)),
+                owner: owner(b),
+                image: policy
+                    .spec
+                    .mover
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| o.config.mover_image.clone()),
+                image_pull_policy: o.config.image_pull_policy.clone(),
+                service_account: o.config.mover_service_account.clone(),
+                args,
+                env: vec![],
+                store: store.clone(),
+                mounts: vec![],
+                node_name: None,
+                node_selector: policy.spec.mover.node_selector.clone(),
+                tolerations: policy.spec.mover.tolerations.clone(),
+                active_deadline_seconds: DEFAULT_DEADLINE.as_secs() as i64,
+                backoff_limit: 1,
+                resources: policy.spec.mover.resources.clone(),
+                run_as_root: false,
+            }));
+            set(
+                p,
+                false,
+                "Running",
+                format!("maintenance Job {name} started"),
+            );
+            p.requeue = Some(Duration::from_secs(15));
+        }
+    }
+}
+
+/// `12.3 MiB` style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The BackupPolicy controller: schedules Backups, prunes their history, and keeps the
+//! policy's status (last runs, next run, RPO) current. `plan` decides, this file reads
+//! the world and applies the decision.
+
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{reflector, watcher};
+use kube::{Client, ResourceExt};
+
+use self::plan::{Observed, Plan, StoreState};
+use super::{Context, Error, Result, apply_status, conditions, error_policy, instrumented};
+use crate::crd::backup::Backup;
+use crate::crd::backup_policy::{BackupPolicy, StoreKind};
+use crate::crd::common::condition;
+use crate::crd::store::{BackupStore, ClusterBackupStore, StoreStatus};
+use crate::metrics::PolicyLabels;
+
+const CONTROLLER: &str = "backuppolicy";
+
+/// How a policy sees its store: exists, allowed, ready.
+pub async fn observe_store(client: &Client, policy: &BackupPolicy) -> Result<StoreState> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = &policy.spec.store_ref.name;
+    let status: Option<StoreStatus> = match policy.spec.store_ref.kind {
+        StoreKind::BackupStore => {
+            match Api::<BackupStore>::namespaced(client.clone(), &ns)
+                .get_opt(name)
+                .await?
+            {
+                None => return Ok(StoreState::Missing),
+                Some(s) => s.status,
+            }
+        }
+        StoreKind::ClusterBackupStore => {
+            match Api::<ClusterBackupStore>::all(client.clone())
+                .get_opt(name)
+                .await?
+            {
+                None => return Ok(StoreState::Missing),
+                Some(s) if !s.spec.allows(&ns) => return Ok(StoreState::NotAllowed),
+                Some(s) => s.status,
+            }
+        }
+    };
+    let ready = status
+        .as_ref()
+        .and_then(|s| conditions::get(&s.conditions, condition::READY));
+    Ok(match ready {
+        Some(c) if c.status == "True" => StoreState::Ready,
+        Some(c) => StoreState::NotReady {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        },
+        None => StoreState::NotReady {
+            reason: "NotProbedYet".into(),
+            message: "the store has not been checked yet".into(),
+        },
+    })
+}
+
+async fn missing_secrets(client: &Client, ns: &str, policy: &BackupPolicy) -> Result<Vec<String>> {
+    let names: BTreeSet<&str> = policy
+        .spec
+        .sources
+        .databases
+        .iter()
+        .map(|d| d.credentials.name.as_str())
+        .collect();
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let mut missing = Vec::new();
+    for name in names {
+        // metadata only: the controller never needs the values here
+        if api.get_metadata_opt(name).await?.is_none() {
+            missing.push(name.to_string());
+        }
+    }
+    Ok(missing)
+}
+
+async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(
+        CONTROLLER,
+        policy.as_ref(),
+        &ctx,
+        reconcile_inner(&policy, &ctx),
+    )
+    .await
+}
+
+async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    if policy.metadata.deletion_timestamp.is_some() {
+        ctx.metrics.forget_policy(&ns, &name);
+        return Ok(Action::await_change());
+    }
+    let store = observe_store(client, policy).await?;
+    let backups = ctx.caches.backups_of(&ns, &name);
+    let pvcs = if policy.spec.sources.volumes.is_empty() {
+        Vec::new()
+    } else {
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+    };
+    let missing_secrets = missing_secrets(client, &ns, policy).await?;
+    let plan = plan::plan(&Observed {
+        policy,
+        store,
+        backups: &backups,
+        pvcs: &pvcs,
+        missing_secrets,
+        now: Timestamp::now(),
+    });
+    apply(policy, &plan, ctx).await?;
+    record_gauges(ctx, &ns, &name, &plan);
+    match plan.not_ready {
+        Some(nr) if nr.permanent => Err(Error::Invalid {
+            reason: nr.reason,
+            message: nr.message,
+        }),
+        Some(nr) => Err(Error::Blocked {
+            reason: nr.reason,
+            message: nr.message,
+        }),
+        None => Ok(Action::requeue(plan.requeue)),
+    }
+}
+
+/// The only writes of this controller: create the due Backup, delete surplus history,
+/// publish Events, write status when it changed.
+async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> {
+    let ns = policy.namespace().unwrap_or_default();
+    let backups = Api::<Backup>::namespaced(ctx.client.clone(), &ns);
+    if let Some(b) = &plan.create {
+        match backups.create(&PostParams::default(), b).await {
+            Ok(_) => {}
+            // Observe-before-create raced with another attempt: the run exists, adopt it.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for name in &plan.delete {
+        match backups.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for ev in &plan.events {
+        let type_ = if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(policy, type_, ev.reason, "Reconcile", ev.note.clone())
+            .await;
+    }
+    let mut current = policy.status.clone();
+    if let Some(c) = current.as_mut() {
+        // Written by the drill controller, never by this one (see plan::plan).
+        c.last_verified_restore_point = None;
+    }
+    if current.as_ref() != Some(&plan.status) {
+        let api = Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns);
+        apply_status(&api, &policy.name_any(), &plan.status).await?;
+    }
+    Ok(())
+}
+
+fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
+    let l = PolicyLabels {
+        namespace: ns.to_string(),
+        policy: name.to_string(),
+    };
+    let m = &ctx.metrics;
+    if let Some(v) = plan.rpo_seconds {
+        m.policy_rpo.get_or_create(&l).set(v);
+    }
+    if let Some(v) = plan.rpo_objective_seconds {
+        m.policy_rpo_objective.get_or_create(&l).set(v);
+    }
+    if let Some(v) = plan.last_success_seconds {
+        m.backup_last_success.get_or_create(&l).set(v);
+    }
+    if plan.skipped {
+        m.backups_skipped.get_or_create(&l).inc();
+    }
+}
+
+/// Policies referring to a store, for mapping store changes to policy reconciles.
+fn policies_using(
+    policies: &reflector::Store<BackupPolicy>,
+    kind: StoreKind,
+    store_ns: Option<&str>,
+    store: &str,
+) -> Vec<ObjectRef<BackupPolicy>> {
+    policies
+        .state()
+        .iter()
+        .filter(|p| p.spec.store_ref.kind == kind && p.spec.store_ref.name == store)
+        .filter(|p| store_ns.is_none() || p.namespace().as_deref() == store_ns)
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    // A status write wakes the policy once more; that reconcile computes the same status
+    // and writes nothing, so it converges (plan::tests::replanning_an_unchanged_world...).
+    let controller = Controller::new(
+        Api::<BackupPolicy>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let store_reader = controller.store();
+    let cluster_reader = controller.store();
+    controller
+        .owns(
+            Api::<Backup>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<BackupStore>::all(client.clone()),
+            watcher::Config::default(),
+            move |s| {
+                policies_using(
+                    &store_reader,
+                    StoreKind::BackupStore,
+                    s.namespace().as_deref(),
+                    &s.name_any(),
+                )
+            },
+        )
+        .watches(
+            Api::<ClusterBackupStore>::all(client.clone()),
+            watcher::Config::default(),
+            move |s| {
+                policies_using(
+                    &cluster_reader,
+                    StoreKind::ClusterBackupStore,
+                    None,
+                    &s.name_any(),
+                )
+            },
+        )
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "backuppolicy controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,516 @@
+//! The DrillRun controller: runs one DR drill (sandbox, Restore, checks, report, clean-up)
+//! as the phase machine of `plan`, and the sandbox sweep that removes sandboxes nobody
+//! needs any more (`sweep`). This file reads the world and applies the plan.
+//!
+//! NB: children are read with consistent GET/LIST calls, not from a watch cache: right
+//! after a Job or the Restore is created a stale cache would make it look vanished.
+//!
+//! Writes outside the drill's own namespace go only to the run's sandbox, and each batch
+//! of them first re-reads the namespace and checks it is this run's
+//! ([`plan::sandbox_state`]): a drill never writes to a namespace it did not create.
+
+pub mod checks;
+pub mod plan;
+pub mod sweep;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use self::plan::{Observed, Plan, SandboxState, StoreInfo};
+use super::backup::{
+    MoverAccess, ensure_mover_rbac, read_store_secrets, store_spec, write_store_secret,
+};
+use super::{Context, Error, Result, apply_status, error_policy, instrumented};
+use crate::crd::annotations;
+use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
+use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
+use crate::crd::labels;
+use crate::crd::restore::Restore;
+use crate::jobs;
+use crate::metrics::{DrillLabels, DrillRunLabels};
+
+const CONTROLLER: &str = "drillrun";
+
+/// Field manager of the drill controllers' writes to objects other controllers also write
+/// (the BackupPolicy's `status.lastVerifiedRestorePoint`): a separate manager, so neither
+/// controller's server-side apply removes or reverts the other's fields.
+pub const DRILL_MANAGER: &str = "lifeboat-drill-controller";
+
+fn by_run(run: &str) -> ListParams {
+    ListParams::default().labels(&format!("{}={}", labels::DRILL_RUN, jobs::label_value(run)))
+}
+
+/// DrillRuns of a drill (by label; adopted manual runs carry it too).
+pub async fn list_runs(client: &Client, ns: &str, drill: &str) -> Result<Vec<DrillRun>> {
+    let lp =
+        ListParams::default().labels(&format!("{}={}", labels::DRILL, jobs::label_value(drill)));
+    Ok(Api::<DrillRun>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.spec.drill_ref.name == drill)
+        .collect())
+}
+
+/// Gives a hand-made DrillRun the labels and owner the drill controller selects by.
+async fn adopt(client: &Client, run: &DrillRun, drill: &DRDrill) -> Result<()> {
+    let has_label = run.labels().get(labels::DRILL) == Some(&jobs::label_value(&drill.name_any()));
+    let owned = run
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == drill.meta().uid.as_ref());
+    if has_label && owned {
+        return Ok(());
+    }
+    let mut owners = run.owner_references().to_vec();
+    if !owned {
+        owners.push(drill.controller_owner_ref(&()).expect("stored object"));
+    }
+    let mut lbl = run.labels().clone();
+    lbl.insert(labels::DRILL.into(), jobs::label_value(&drill.name_any()));
+    lbl.insert(labels::MANAGED_BY.into(), labels::MANAGER.into());
+    let patch = serde_json::json!({
+        "metadata": { "labels": lbl, "ownerReferences": owners }
+    });
+    Api::<DrillRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default())
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn reconcile(run: Arc<DrillRun>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(CONTROLLER, run.as_ref(), &ctx, reconcile_inner(&run, &ctx)).await
+}
+
+async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
+    let status = run.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    // A finished run is the record: never read around it, never written again.
+    if phase == DrillPhase::Completed || run.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let client = &ctx.client;
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let drill = Api::<DRDrill>::namespaced(client.clone(), &ns)
+        .get_opt(&run.spec.drill_ref.name)
+        .await?;
+    if phase == DrillPhase::Pending
+        && let Some(d) = &drill
+    {
+        adopt(client, run, d).await?;
+    }
+    let spec = status
+        .drill_spec
+        .clone()
+        .or_else(|| drill.as_ref().map(|d| d.spec.clone()));
+    let policy = match &spec {
+        Some(s) => {
+            Api::<BackupPolicy>::namespaced(client.clone(), &ns)
+                .get_opt(&s.policy_ref.name)
+                .await?
+        }
+        None => None,
+    };
+    let backups = match (&policy, phase, &status.restore_point) {
+        (Some(p), DrillPhase::Pending | DrillPhase::Provisioning, None) => {
+            ctx.caches.backups_of(&ns, &p.name_any())
+        }
+        _ => Vec::new(),
+    };
+    let runs = if phase == DrillPhase::Pending {
+        list_runs(client, &ns, &run.spec.drill_ref.name).await?
+    } else {
+        Vec::new()
+    };
+    let store = match &policy {
+        None => None,
+        Some(p) => match store_spec(client, p).await? {
+            None => None,
+            Some((spec, cluster)) => {
+                let problem = if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning) {
+                    let default_ns = cluster.is_none().then_some(ns.as_str());
+                    read_store_secrets(client, &spec, default_ns).await?.err()
+                } else {
+                    None
+                };
+                Some(StoreInfo {
+                    spec,
+                    cluster: cluster.is_some(),
+                    problem,
+                })
+            }
+        },
+    };
+    let sandbox_name = status.sandbox_namespace.clone().or_else(|| {
+        spec.as_ref()
+            .map(|s| plan::sandbox_name(s.sandbox.namespace_prefix.as_deref(), &name))
+    });
+    let sandbox_ns = match &sandbox_name {
+        Some(n) => Api::<Namespace>::all(client.clone()).get_opt(n).await?,
+        None => None,
+    };
+    let sandbox = plan::sandbox_state(sandbox_ns.as_ref(), run);
+    let restore = Api::<Restore>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let mut jobs_list = Api::<Job>::namespaced(client.clone(), &ns)
+        .list(&by_run(&name))
+        .await?
+        .items;
+    let mut pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&by_run(&name))
+        .await?
+        .items;
+    if let (Some(sb), SandboxState::Ours { .. }) = (&sandbox_name, sandbox) {
+        jobs_list.extend(
+            Api::<Job>::namespaced(client.clone(), sb)
+                .list(&by_run(&name))
+                .await?
+                .items,
+        );
+        pods.extend(
+            Api::<Pod>::namespaced(client.clone(), sb)
+                .list(&by_run(&name))
+                .await?
+                .items,
+        );
+    }
+    let plan = plan::plan(&Observed {
+        run,
+        drill: drill.as_ref(),
+        policy: policy.as_ref(),
+        backups: &backups,
+        runs: &runs,
+        store: store.clone(),
+        sandbox,
+        restore: restore.as_ref(),
+        jobs: &jobs_list,
+        pods: &pods,
+        config: &ctx.config,
+        now: Timestamp::now(),
+    });
+    apply(run, &plan, store.as_ref(), ctx).await?;
+    if let Some(outcome) = plan.finished {
+        record_finish(ctx, run, &plan, outcome);
+    }
+    Ok(match plan.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Reads the sandbox namespace again and refuses to go on unless it is this run's.
+async fn guard(client: &Client, run: &DrillRun, sandbox: &str) -> Result<()> {
+    let ns = Api::<Namespace>::all(client.clone())
+        .get_opt(sandbox)
+        .await?;
+    match plan::sandbox_state(ns.as_ref(), run) {
+        SandboxState::Ours { terminating: false } => Ok(()),
+        other => Err(Error::Invalid {
+            reason: "SandboxNotOwned",
+            message: format!(
+                "refusing to write to namespace {sandbox}: {}",
+                match other {
+                    SandboxState::Absent => "it does not exist",
+                    SandboxState::Ours { .. } => "it is being deleted",
+                    SandboxState::Foreign => "this drill run did not create it",
+                }
+            ),
+        }),
+    }
+}
+
+fn ok_exists<T>(r: kube::Result<T>) -> kube::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The only writes of this controller.
+async fn apply(
+    run: &DrillRun,
+    plan: &Plan,
+    store: Option<&StoreInfo>,
+    ctx: &Context,
+) -> Result<()> {
+    let client = &ctx.client;
+    let ns = run.namespace().unwrap_or_default();
+    let pp = PostParams::default();
+    let dp = DeleteParams::background();
+    if let Some(prov) = &plan.provision {
+        let sandbox = prov.namespace.name_any();
+        match Api::<Namespace>::all(client.clone())
+            .create(&pp, &prov.namespace)
+            .await
+        {
+            Ok(_) => {}
+            // Created by an earlier attempt, or someone else's: the guard tells which.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        guard(client, run, &sandbox).await?;
+        if let Some(q) = &prov.quota {
+            ok_exists(
+                Api::<ResourceQuota>::namespaced(client.clone(), &sandbox)
+                    .create(&pp, q)
+                    .await,
+            )?;
+        }
+        for np in &prov.network_policies {
+            ok_exists(
+                Api::<NetworkPolicy>::namespaced(client.clone(), &sandbox)
+                    .create(&pp, np)
+                    .await,
+            )?;
+        }
+        ensure_mover_rbac(ctx, &sandbox, MoverAccess::Restore).await?;
+        if let Some(s) = store {
+            let default_ns = (!s.cluster).then_some(ns.as_str());
+            match read_store_secrets(client, &s.spec, default_ns).await? {
+                Ok(data) => {
+                    write_store_secret(
+                        client,
+                        data,
+                        &sandbox,
+                        plan::SANDBOX_STORE_SECRET,
+                        plan::run_labels(run, "store-credentials"),
+                        None,
+                    )
+                    .await?
+                }
+                Err(f) => {
+                    return Err(Error::Blocked {
+                        reason: "SecretNotReadable",
+                        message: format!("{}: {}", f.reason, f.message),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(r) = &plan.create_restore {
+        ok_exists(
+            Api::<Restore>::namespaced(client.clone(), &ns)
+                .create(&pp, r)
+                .await,
+        )?;
+    }
+    if let (Some(mirror), Some(s)) = (&plan.mirror_report_store, store) {
+        match read_store_secrets(client, &s.spec, None).await? {
+            Ok(data) => {
+                write_store_secret(
+                    client,
+                    data,
+                    &ns,
+                    mirror,
+                    plan::run_labels(run, "store-credentials"),
+                    Some(run.controller_owner_ref(&()).expect("stored object")),
+                )
+                .await?
+            }
+            Err(f) => {
+                return Err(Error::Blocked {
+                    reason: "SecretNotReadable",
+                    message: format!("{}: {}", f.reason, f.message),
+                });
+            }
+        }
+    }
+    let mut guarded = std::collections::BTreeSet::new();
+    for j in &plan.create_jobs {
+        let jns = j.namespace().unwrap_or_default();
+        if jns != ns && guarded.insert(jns.clone()) {
+            guard(client, run, &jns).await?;
+        }
+        ok_exists(
+            Api::<Job>::namespaced(client.clone(), &jns)
+                .create(&pp, j)
+                .await,
+        )?;
+    }
+    for (jns, name) in &plan.delete_jobs {
+        ok_exists(
+            Api::<Job>::namespaced(client.clone(), jns)
+                .delete(name, &dp)
+                .await,
+        )?;
+    }
+    for (sns, name) in &plan.delete_secrets {
+        ok_exists(
+            Api::<Secret>::namespaced(client.clone(), sns)
+                .delete(name, &dp)
+                .await,
+        )?;
+    }
+    if let Some(sandbox) = &plan.delete_sandbox {
+        // Never delete a namespace this run did not create: check again right before.
+        guard(client, run, sandbox).await?;
+        ok_exists(
+            Api::<Namespace>::all(client.clone())
+                .delete(sandbox, &dp)
+                .await,
+        )?;
+    }
+    if let Some(v) = &plan.verified {
+        record_verified(client, &ns, run, v).await?;
+    }
+    for ev in &plan.events {
+        let t = if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(run, t, ev.reason, "Drill", ev.note.clone()).await;
+    }
+    if run.status.as_ref() != Some(&plan.status) {
+        let api = Api::<DrillRun>::namespaced(client.clone(), &ns);
+        apply_status(&api, &run.name_any(), &plan.status).await?;
+    }
+    Ok(())
+}
+
+/// Records a verified restore point on the policy, under the drill controller's own field
+/// manager, unless the policy already records a newer one.
+async fn record_verified(
+    client: &Client,
+    ns: &str,
+    run: &DrillRun,
+    v: &crate::crd::backup_policy::VerifiedRestorePoint,
+) -> Result<()> {
+    let Some(policy_name) = run
+        .status
+        .as_ref()
+        .and_then(|s| s.drill_spec.as_ref())
+        .map(|s| s.policy_ref.name.clone())
+    else {
+        return Ok(());
+    };
+    let api = Api::<BackupPolicy>::namespaced(client.clone(), ns);
+    let Some(policy) = api.get_opt(&policy_name).await? else {
+        return Ok(());
+    };
+    let newer_known = policy
+        .status
+        .as_ref()
+        .and_then(|s| s.last_verified_restore_point.as_ref())
+        .is_some_and(|k| k.restore_point_time.0 > v.restore_point_time.0);
+    if newer_known {
+        return Ok(());
+    }
+    let status = BackupPolicyStatus {
+        last_verified_restore_point: Some(v.clone()),
+        ..BackupPolicyStatus::default()
+    };
+    let body = serde_json::json!({
+        "apiVersion": BackupPolicy::api_version(&()),
+        "kind": BackupPolicy::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &policy_name,
+        &PatchParams::apply(DRILL_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutcome) {
+    let ns = run.namespace().unwrap_or_default();
+    let drill = run.spec.drill_ref.name.clone();
+    let m = &ctx.metrics;
+    m.drill_runs
+        .get_or_create(&DrillRunLabels {
+            namespace: ns.clone(),
+            drill: drill.clone(),
+            outcome: match outcome {
+                DrillOutcome::Passed => "Passed",
+                DrillOutcome::Failed => "Failed",
+            },
+        })
+        .inc();
+    let l = DrillLabels {
+        namespace: ns,
+        drill,
+    };
+    if let Some(v) = plan.status.rto.as_ref().and_then(|r| r.measured_seconds) {
+        m.drill_rto.get_or_create(&l).set(v);
+    }
+    if let Some(v) = plan.status.rpo.as_ref().and_then(|r| r.measured_seconds) {
+        m.drill_rpo.get_or_create(&l).set(v);
+    }
+    if outcome == DrillOutcome::Passed
+        && let Some(t) = &plan.status.completion_time
+    {
+        m.drill_last_passed
+            .get_or_create(&l)
+            .set(t.0.as_second() as f64);
+    }
+}
+
+/// The DrillRun a sandbox object belongs to, from its annotation.
+fn run_of<K: Resource>(obj: &K) -> Option<ObjectRef<DrillRun>> {
+    let r = obj
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(annotations::DRILL_RUN_REF)?;
+    let (ns, name) = r.split_once('/')?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let drill_objects = watcher::Config::default().labels(&format!(
+        "{},{}={}",
+        labels::DRILL_RUN,
+        labels::MANAGED_BY,
+        labels::MANAGER
+    ));
+    Controller::new(
+        Api::<DrillRun>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(
+        Api::<Restore>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    // Check Jobs live in the sandbox (no owner reference across namespaces) and the
+    // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
+    .watches(
+        Api::<Job>::all(client.clone()),
+        drill_objects.clone(),
+        |j| run_of(&j),
+    )
+    .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
+        run_of(&n)
+    })
+    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+    .shutdown_on_signal()
+    .run(reconcile, error_policy(CONTROLLER), ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "drillrun controller event");
+        }
+    })
+    .await;
+}

@@ -1,0 +1,1420 @@
+//! The pure decision of the DrillRun controller: the phase machine of one drill run,
+//! persisted in `status.phase` and re-derived at every reconcile from the status and the
+//! objects that exist (sandbox namespace, Restore, check and report Jobs and their pods),
+//! never from memory, so a restarted controller resumes where the last one stopped.
+//!
+//! ```text
+//! Pending ──> Provisioning ──> Restoring ──> Verifying ──> Reporting ──> CleaningUp ──> Completed
+//!   (waits     restore point     Restore       one Job per     report Job     sandbox
+//!   for other  chosen once;      object        check; RTO,     (drill's       deleted
+//!   runs)      sandbox made      → sandbox     RPO, outcome    namespace)     (or kept)
+//! any failure or deadline ───────────────────────────────────> Reporting ──> CleaningUp
+//! ```
+//!
+//! Rules:
+//! - The restore point is chosen once and recorded; never re-chosen.
+//! - Only a namespace this run created and labelled (labels plus the run's UID annotation)
+//!   is ever written to or deleted ([`sandbox_state`]); anything else fails the run.
+//! - Every phase has a deadline (the run deadline for the work phases, fixed ones for
+//!   provisioning, reporting and clean-up); CleaningUp always runs.
+//! - Timeline times come from observed objects where they exist (the Restore's completion,
+//!   the checks' end times), so the measured RTO does not include reconcile latency.
+//! - A Completed run is never written again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    Condition, LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use super::checks::{
+    check_inputs_missing, check_job, check_job_name, check_type, job_failed_reason, judge,
+    report_job_name, restored, stuck, terminated,
+};
+use crate::config::Config;
+use crate::controller::backup::plan::job_finished;
+use crate::controller::conditions::{self, Desired};
+use crate::crd::annotations;
+use crate::crd::backup::{Backup, BackupPhase, SourceKind, SourcePhase};
+use crate::crd::backup_policy::{BackupPolicy, VerifiedRestorePoint};
+use crate::crd::common::{Failure, condition};
+use crate::crd::dr_drill::{
+    CheckResult, CheckVerdict, DRDrill, DRDrillSpec, DrillFailure, DrillOutcome, DrillPhase,
+    DrillRestorePoint, DrillRun, DrillRunStatus, PhaseSpan, RestorePointStrategy,
+    SandboxNetworkPolicy,
+};
+use crate::crd::labels;
+use crate::crd::restore::{
+    ALLOW_RESTORE_FROM, DatabaseRestore, LocalRef, ManifestRestore, Restore, RestorePhase,
+    RestoreSource, RestoreSpec, VolumeRestore,
+};
+use crate::crd::store::BackupStoreSpec;
+use crate::drill::checks::summarise;
+use crate::drill::measure;
+use crate::jobs::mover::{self, MoverJob, StoreTarget};
+use crate::jobs::result::MoverResult;
+use crate::jobs::{self, MAX_NAME};
+use crate::schedule::duration;
+
+/// Mirror of the store's Secrets inside each sandbox (for check movers).
+pub const SANDBOX_STORE_SECRET: &str = "lifeboat-store";
+/// Default `spec.runDeadline`.
+pub const DEFAULT_RUN_DEADLINE: Duration = Duration::from_secs(2 * 3600);
+/// Default `spec.sandbox.ttl`.
+pub const DEFAULT_SANDBOX_TTL: Duration = Duration::from_secs(3600);
+/// Default `spec.sandbox.namespacePrefix`.
+pub const DEFAULT_PREFIX: &str = "drill-";
+/// Default timeout of one check.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Creating the sandbox (namespace, quota, policies, RBAC, Secrets) must not take longer.
+pub const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(300);
+/// Writing the report must not take longer.
+pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
+/// Waiting for the sandbox namespace to go away; afterwards the run completes anyway and
+/// the sandbox sweep keeps trying.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
+/// Name of the ResourceQuota in a sandbox.
+pub const QUOTA_NAME: &str = "lifeboat-sandbox";
+/// NetworkPolicy isolating a sandbox.
+pub const ISOLATION_POLICY: &str = "lifeboat-sandbox-isolation";
+/// NetworkPolicy letting Lifeboat's own movers reach the store.
+pub const MOVER_POLICY: &str = "lifeboat-sandbox-movers";
+
+/// What the run's sandbox namespace is, as far as this run is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxState {
+    /// No namespace of that name.
+    Absent,
+    /// Created and labelled by this run.
+    Ours { terminating: bool },
+    /// Someone else's (or an earlier run's of the same name): never written, never deleted.
+    Foreign,
+}
+
+/// Whether `ns` is the sandbox of `run`: labelled as a Lifeboat sandbox of this run and
+/// annotated with its namespace/name and UID.
+pub fn sandbox_state(ns: Option<&Namespace>, run: &DrillRun) -> SandboxState {
+    let Some(ns) = ns else {
+        return SandboxState::Absent;
+    };
+    let l = ns.labels();
+    let a = ns.annotations();
+    let ours = l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+        && l.get(labels::SANDBOX).map(String::as_str) == Some("true")
+        && l.get(labels::DRILL_RUN) == Some(&jobs::label_value(&run.name_any()))
+        && a.get(annotations::DRILL_RUN_REF) == Some(&run_ref(run))
+        && run.metadata.uid.is_some()
+        && a.get(annotations::DRILL_RUN_UID) == run.metadata.uid.as_ref();
+    if ours {
+        SandboxState::Ours {
+            terminating: ns.metadata.deletion_timestamp.is_some(),
+        }
+    } else {
+        SandboxState::Foreign
+    }
+}
+
+/// `NAMESPACE/NAME` of a run.
+pub fn run_ref(run: &DrillRun) -> String {
+    format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any())
+}
+
+/// The sandbox namespace name of a run: the prefix, then the run's name, within 63
+/// characters.
+pub fn sandbox_name(prefix: Option<&str>, run: &str) -> String {
+    let prefix = prefix.unwrap_or(DEFAULT_PREFIX).trim_end_matches('-');
+    jobs::name(&[prefix, run], MAX_NAME)
+}
+
+/// The store behind the drill's policy, as the plan needs it.
+#[derive(Clone, Debug)]
+pub struct StoreInfo {
+    pub spec: BackupStoreSpec,
+    /// A ClusterBackupStore (its Secrets are mirrored into the drill's namespace too).
+    pub cluster: bool,
+    /// Why the store's Secrets cannot be read, if they cannot.
+    pub problem: Option<Failure>,
+}
+
+/// Everything the plan looks at.
+pub struct Observed<'a> {
+    pub run: &'a DrillRun,
+    pub drill: Option<&'a DRDrill>,
+    pub policy: Option<&'a BackupPolicy>,
+    /// Backups of the policy (to choose the restore point from).
+    pub backups: &'a [Backup],
+    /// DrillRuns of the same drill, this one included.
+    pub runs: &'a [DrillRun],
+    pub store: Option<StoreInfo>,
+    pub sandbox: SandboxState,
+    pub restore: Option<&'a Restore>,
+    /// Jobs of this run: checks (in the sandbox) and the report (drill's namespace).
+    pub jobs: &'a [Job],
+    pub pods: &'a [Pod],
+    pub config: &'a Config,
+    pub now: Timestamp,
+}
+
+/// The sandbox to create or complete.
+#[derive(Clone, Debug)]
+pub struct Provision {
+    pub namespace: Namespace,
+    pub quota: Option<ResourceQuota>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The decision.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub status: DrillRunStatus,
+    pub provision: Option<Provision>,
+    pub create_restore: Option<Restore>,
+    /// Jobs to create; each carries its namespace (sandbox for checks, the drill's for
+    /// the report).
+    pub create_jobs: Vec<Job>,
+    /// Mirror the cluster store's Secrets into the drill's namespace under this name.
+    pub mirror_report_store: Option<String>,
+    /// (namespace, name) of Jobs to delete.
+    pub delete_jobs: Vec<(String, String)>,
+    /// (namespace, name) of Secrets to delete.
+    pub delete_secrets: Vec<(String, String)>,
+    /// The sandbox to delete (only ever a namespace in [`SandboxState::Ours`]).
+    pub delete_sandbox: Option<String>,
+    pub events: Vec<PlannedEvent>,
+    pub requeue: Option<Duration>,
+    /// Set on the reconcile that completes the run.
+    pub finished: Option<DrillOutcome>,
+    /// A passed run's restore point, for the policy's `lastVerifiedRestorePoint`.
+    pub verified: Option<VerifiedRestorePoint>,
+}
+
+fn failure(reason: &str, message: impl Into<String>) -> Failure {
+    Failure {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+fn phase_of(s: &DrillRunStatus) -> DrillPhase {
+    s.phase.unwrap_or_default()
+}
+
+fn spec_of<'a>(o: &'a Observed<'_>, s: &'a DrillRunStatus) -> Option<&'a DRDrillSpec> {
+    s.drill_spec.as_ref().or(o.drill.map(|d| &d.spec))
+}
+
+fn owner(run: &DrillRun) -> OwnerReference {
+    run.controller_owner_ref(&())
+        .expect("a stored DrillRun has a name and uid")
+}
+
+/// Labels of everything a run creates.
+pub fn run_labels(run: &DrillRun, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_string(), "lifeboat".to_string()),
+        (labels::COMPONENT.to_string(), component.to_string()),
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (
+            labels::DRILL.to_string(),
+            jobs::label_value(&run.spec.drill_ref.name),
+        ),
+        (
+            labels::DRILL_RUN.to_string(),
+            jobs::label_value(&run.name_any()),
+        ),
+    ])
+}
+
+pub(crate) fn run_annotations(run: &DrillRun) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([(annotations::DRILL_RUN_REF.to_string(), run_ref(run))]);
+    if let Some(uid) = &run.metadata.uid {
+        a.insert(annotations::DRILL_RUN_UID.to_string(), uid.clone());
+    }
+    a
+}
+
+/// Closes the open phase at `at` and opens `next` there (no span for Completed).
+fn enter(s: &mut DrillRunStatus, next: DrillPhase, at: Timestamp) {
+    let mut at = at;
+    if let Some(open) = s.timeline.iter_mut().rev().find(|p| p.end_time.is_none()) {
+        at = at.max(open.start_time.0);
+        open.end_time = Some(MicroTime(at));
+        open.duration_seconds = Some(measure::seconds_between(open.start_time.0, at));
+    }
+    s.phase = Some(next);
+    if next != DrillPhase::Completed {
+        s.timeline.push(PhaseSpan {
+            phase: next,
+            start_time: MicroTime(at),
+            end_time: None,
+            duration_seconds: None,
+        });
+    }
+}
+
+fn span_start(s: &DrillRunStatus, phase: DrillPhase) -> Option<Timestamp> {
+    s.timeline
+        .iter()
+        .rev()
+        .find(|p| p.phase == phase)
+        .map(|p| p.start_time.0)
+}
+
+fn span_end(s: &DrillRunStatus, phase: DrillPhase) -> Option<Timestamp> {
+    s.timeline
+        .iter()
+        .rev()
+        .find(|p| p.phase == phase)
+        .and_then(|p| p.end_time.as_ref().map(|t| t.0))
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs_f64(measure::seconds_between(since, now))
+}
+
+/// Fails the run at `step` and moves on to Reporting (the evidence of a failed run is
+/// written too). The first failure is the one recorded.
+fn fail(p: &mut Plan, step: &str, f: Failure, now: Timestamp) {
+    p.events.push(PlannedEvent {
+        warning: true,
+        reason: "DrillStepFailed",
+        note: format!("{step}: {}: {}", f.reason, f.message),
+    });
+    p.status.outcome = Some(DrillOutcome::Failed);
+    if p.status.failure.is_none() {
+        p.status.failure = Some(DrillFailure {
+            step: step.into(),
+            failure: f,
+        });
+    }
+    enter(&mut p.status, DrillPhase::Reporting, now);
+}
+
+pub fn plan(o: &Observed<'_>) -> Plan {
+    let mut p = Plan {
+        status: o.run.status.clone().unwrap_or_default(),
+        ..Plan::default()
+    };
+    let persisted = phase_of(&p.status);
+    if persisted == DrillPhase::Completed {
+        return p;
+    }
+    p.status.observed_generation = o.run.metadata.generation;
+    // Each step either moves to the next phase (then the next step runs at once) or waits.
+    for _ in 0..8 {
+        let before = phase_of(&p.status);
+        match before {
+            DrillPhase::Pending => pending(o, &mut p),
+            DrillPhase::Provisioning => provisioning(o, &mut p),
+            DrillPhase::Restoring => restoring(o, &mut p, persisted),
+            DrillPhase::Verifying => verifying(o, &mut p),
+            DrillPhase::Reporting => reporting(o, &mut p, persisted),
+            DrillPhase::CleaningUp => cleaning_up(o, &mut p),
+            DrillPhase::Completed => break,
+        }
+        if phase_of(&p.status) == before {
+            break;
+        }
+    }
+    p
+}
+
+/// Whether another run of the drill goes first: one that is past Pending, or an older
+/// Pending one.
+fn blocked_by(o: &Observed<'_>) -> Option<String> {
+    let me = o.run;
+    let key = |r: &DrillRun| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        )
+    };
+    o.runs
+        .iter()
+        .filter(|r| r.name_any() != me.name_any())
+        .filter(|r| r.spec.drill_ref.name == me.spec.drill_ref.name)
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .find(|r| {
+            let ph = r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
+            match ph {
+                DrillPhase::Completed => false,
+                DrillPhase::Pending => key(r) < key(me),
+                _ => true,
+            }
+        })
+        .map(|r| r.name_any())
+}
+
+fn pending(o: &Observed<'_>, p: &mut Plan) {
+    let now = o.now;
+    let Some(drill) = o.drill else {
+        p.status.start_time = Some(Time(now));
+        fail(
+            p,
+            "Pending",
+            failure(
+                "DrillNotFound",
+                format!("DRDrill {:?} does not exist", o.run.spec.drill_ref.name),
+            ),
+            now,
+        );
+        return;
+    };
+    if blocked_by(o).is_some() {
+        // Never two runs of one drill at once: wait for the other one to complete.
+        p.status.phase = Some(DrillPhase::Pending);
+        p.requeue = Some(Duration::from_secs(15));
+        return;
+    }
+    let run = o.run.name_any();
+    p.status.start_time = Some(Time(now));
+    p.status.drill_spec = Some(drill.spec.clone());
+    p.status.sandbox_namespace = Some(sandbox_name(
+        drill.spec.sandbox.namespace_prefix.as_deref(),
+        &run,
+    ));
+    p.status.restore = Some(run.clone());
+    p.events.push(PlannedEvent {
+        warning: false,
+        reason: "DrillRunStarted",
+        note: format!(
+            "drill {} started; sandbox {}",
+            drill.name_any(),
+            p.status.sandbox_namespace.as_deref().unwrap_or_default()
+        ),
+    });
+    enter(&mut p.status, DrillPhase::Provisioning, now);
+}
+
+/// The run deadline, or `None` while within it.
+fn past_deadline(o: &Observed<'_>, s: &DrillRunStatus) -> Option<Failure> {
+    let spec = spec_of(o, s)?;
+    let limit = spec
+        .run_deadline
+        .as_deref()
+        .and_then(|d| duration::parse(d).ok())
+        .unwrap_or(DEFAULT_RUN_DEADLINE);
+    let start = s.start_time.as_ref()?.0;
+    (elapsed(start, o.now) > limit).then(|| {
+        failure(
+            "DeadlineExceeded",
+            format!(
+                "the run did not finish within its deadline of {} (runDeadline)",
+                duration::format(limit)
+            ),
+        )
+    })
+}
+
+/// Chooses the restore point among the policy's successful Backups.
+pub fn choose_restore_point(
+    spec: &DRDrillSpec,
+    policy: &str,
+    backups: &[Backup],
+    seed: &str,
+) -> Result<DrillRestorePoint, Failure> {
+    let mut candidates: Vec<(Timestamp, &Backup)> = backups
+        .iter()
+        .filter(|b| b.spec.policy_ref.name == policy && b.metadata.deletion_timestamp.is_none())
+        .filter_map(|b| {
+            let s = b.status.as_ref()?;
+            (s.phase == Some(BackupPhase::Succeeded))
+                .then_some(())
+                .and(s.restore_point_time.as_ref())
+                .map(|t| (t.0, b))
+        })
+        .collect();
+    candidates.sort_by_key(|(t, b)| (*t, b.name_any()));
+    let sel = &spec.restore_point;
+    let chosen = match sel.strategy {
+        RestorePointStrategy::Latest => candidates.last(),
+        RestorePointStrategy::Oldest => candidates.first(),
+        RestorePointStrategy::Random => {
+            // Stable per run: a retry before the choice was recorded picks the same one.
+            let n = candidates.len() as u64;
+            (n > 0).then(|| {
+                let h = u64::from_str_radix(&jobs::short_hash(seed), 16).unwrap_or(0);
+                &candidates[(h % n) as usize]
+            })
+        }
+        RestorePointStrategy::PointInTime => {
+            let at = sel
+                .time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            match at {
+                None => {
+                    return Err(failure(
+                        "InvalidRestorePoint",
+                        "restorePoint.time must be an RFC 3339 time for PointInTime",
+                    ));
+                }
+                Some(at) => candidates.iter().rfind(|(t, _)| *t <= at),
+            }
+        }
+    };
+    let Some((time, b)) = chosen else {
+        let when = match sel.strategy {
+            RestorePointStrategy::PointInTime => {
+                format!(" at or before {}", sel.time.as_deref().unwrap_or_default())
+            }
+            _ => String::new(),
+        };
+        return Err(failure(
+            "NoRestorePoint",
+            format!(
+                "BackupPolicy {policy:?} has no successful Backup{when} to restore ({} successful in all)",
+                candidates.len()
+            ),
+        ));
+    };
+    let snapshots = b
+        .status
+        .iter()
+        .flat_map(|s| &s.sources)
+        .filter(|s| s.phase == SourcePhase::Succeeded)
+        .filter_map(|s| s.snapshot_id.clone().map(|id| (s.name.clone(), id)))
+        .collect();
+    Ok(DrillRestorePoint {
+        backup: b.name_any(),
+        time: Time(*time),
+        snapshots,
+    })
+}
+
+/// The namespace, quota and network policies of a run's sandbox.
+pub fn sandbox_objects(run: &DrillRun, spec: &DRDrillSpec, name: &str) -> Provision {
+    let mut lbl = run_labels(run, "drill-sandbox");
+    lbl.insert(labels::SANDBOX.into(), "true".into());
+    let mut ann = run_annotations(run);
+    ann.insert(
+        ALLOW_RESTORE_FROM.into(),
+        run.namespace().unwrap_or_default(),
+    );
+    let meta = |n: &str| ObjectMeta {
+        name: Some(n.into()),
+        namespace: Some(name.into()),
+        labels: Some(run_labels(run, "drill-sandbox")),
+        ..ObjectMeta::default()
+    };
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(lbl),
+            annotations: Some(ann),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let quota = (!spec.sandbox.resource_quota.is_empty()).then(|| ResourceQuota {
+        metadata: meta(QUOTA_NAME),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(spec.sandbox.resource_quota.clone()),
+            ..ResourceQuotaSpec::default()
+        }),
+        status: None,
+    });
+    let mut network_policies = Vec::new();
+    if spec.sandbox.network_policy == SandboxNetworkPolicy::DenyAll {
+        let same_ns = NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        };
+        let dns = |protocol: &str| NetworkPolicyPort {
+            protocol: Some(protocol.into()),
+            port: Some(IntOrString::Int(53)),
+            ..NetworkPolicyPort::default()
+        };
+        network_policies.push(NetworkPolicy {
+            metadata: meta(ISOLATION_POLICY),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector::default()),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![same_ns.clone()]),
+                    ..NetworkPolicyIngressRule::default()
+                }]),
+                egress: Some(vec![
+                    NetworkPolicyEgressRule {
+                        to: Some(vec![same_ns]),
+                        ..NetworkPolicyEgressRule::default()
+                    },
+                    NetworkPolicyEgressRule {
+                        ports: Some(vec![dns("UDP"), dns("TCP")]),
+                        ..NetworkPolicyEgressRule::default()
+                    },
+                ]),
+            }),
+        });
+        // Lifeboat's restore and check movers must reach the store (and nothing restored
+        // carries these labels unless its original did).
+        network_policies.push(NetworkPolicy {
+            metadata: meta(MOVER_POLICY),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([
+                        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+                        (labels::COMPONENT.to_string(), "mover".to_string()),
+                    ])),
+                    ..LabelSelector::default()
+                }),
+                policy_types: Some(vec!["Egress".into()]),
+                egress: Some(vec![NetworkPolicyEgressRule::default()]),
+                ..NetworkPolicySpec::default()
+            }),
+        });
+    }
+    Provision {
+        namespace,
+        quota,
+        network_policies,
+    }
+}
+
+/// The database sources a drill restores: those it names, else every one of the policy.
+pub fn restored_database_sources(spec: &DRDrillSpec, policy: &BackupPolicy) -> Vec<String> {
+    if spec.restore.databases.is_empty() {
+        policy
+            .spec
+            .sources
+            .databases
+            .iter()
+            .map(|d| d.name.clone())
+            .collect()
+    } else {
+        spec.restore
+            .databases
+            .iter()
+            .map(|d| d.source.clone())
+            .collect()
+    }
+}
+
+/// The Restore a run creates: its restore point into its sandbox.
+pub fn restore_object(
+    run: &DrillRun,
+    spec: &DRDrillSpec,
+    policy: &BackupPolicy,
+    rp: &DrillRestorePoint,
+    sandbox: &str,
+) -> Restore {
+    let databases = restored_database_sources(spec, policy)
+        .into_iter()
+        .map(|source| DatabaseRestore {
+            ephemeral: Some(
+                spec.restore
+                    .databases
+                    .iter()
+                    .find(|d| d.source == source)
+                    .map(|d| d.server.clone())
+                    .unwrap_or_default(),
+            ),
+            source,
+            target: None,
+        })
+        .collect();
+    let mut r = Restore::new(
+        &run.name_any(),
+        RestoreSpec {
+            source: RestoreSource {
+                backup_ref: Some(LocalRef {
+                    name: rp.backup.clone(),
+                }),
+                ..RestoreSource::default()
+            },
+            target_namespace: Some(sandbox.into()),
+            volumes: Some(VolumeRestore {
+                skip: !spec.restore.volumes.unwrap_or(true),
+                ..VolumeRestore::default()
+            }),
+            databases,
+            manifests: spec.restore.manifests.then(|| ManifestRestore {
+                suppress_side_effects: true,
+                ..ManifestRestore::default()
+            }),
+        },
+    );
+    r.metadata.namespace = run.namespace();
+    r.metadata.labels = Some(run_labels(run, "drill-restore"));
+    r.metadata.owner_references = Some(vec![owner(run)]);
+    r
+}
+
+fn provisioning(o: &Observed<'_>, p: &mut Plan) {
+    let now = o.now;
+    let run = o.run;
+    let Some(spec) = spec_of(o, &p.status).cloned() else {
+        fail(
+            p,
+            "Provisioning",
+            failure("DrillNotFound", "the drill's spec is unknown"),
+            now,
+        );
+        return;
+    };
+    if let Some(f) = past_deadline(o, &p.status) {
+        fail(p, "Provisioning", f, now);
+        return;
+    }
+    if span_start(&p.status, DrillPhase::Provisioning)
+        .is_some_and(|s| elapsed(s, now) > PROVISIONING_TIMEOUT)
+    {
+        fail(
+            p,
+            "Provisioning",
+            failure(
+                "SandboxNotReady",
+                format!(
+                    "the sandbox was not ready within {} (see the controller's Events and logs)",
+                    duration::format(PROVISIONING_TIMEOUT)
+                ),
+            ),
+            now,
+        );
+        return;
+    }
+    let Some(policy) = o.policy else {
+        fail(
+            p,
+            "Provisioning",
+            failure(
+                "PolicyNotFound",
+                format!("BackupPolicy {:?} does not exist", spec.policy_ref.name),
+            ),
+            now,
+        );
+        return;
+    };
+    if p.status.restore_point.is_none() {
+        let seed = run.metadata.uid.clone().unwrap_or_else(|| run.name_any());
+        match choose_restore_point(&spec, &spec.policy_ref.name, o.backups, &seed) {
+            Ok(rp) => {
+                p.events.push(PlannedEvent {
+                    warning: false,
+                    reason: "RestorePointChosen",
+                    note: format!(
+                        "restoring Backup {} ({}, strategy {:?})",
+                        rp.backup, rp.time.0, spec.restore_point.strategy
+                    ),
+                });
+                p.status.restore_point = Some(rp);
+            }
+            Err(f) => {
+                fail(p, "Provisioning", f, now);
+                return;
+            }
+        }
+    }
+    match &o.store {
+        None => {
+            fail(
+                p,
+                "Provisioning",
+                failure(
+                    "StoreNotFound",
+                    format!(
+                        "the store {:?} of BackupPolicy {:?} does not exist",
+                        policy.spec.store_ref.name,
+                        policy.name_any()
+                    ),
+                ),
+                now,
+            );
+            return;
+        }
+        Some(StoreInfo {
+            problem: Some(f), ..
+        }) => {
+            fail(p, "Provisioning", f.clone(), now);
+            return;
+        }
+        Some(_) => {}
+    }
+    let sandbox =
+        p.status.sandbox_namespace.clone().unwrap_or_else(|| {
+            sandbox_name(spec.sandbox.namespace_prefix.as_deref(), &run.name_any())
+        });
+    match o.sandbox {
+        SandboxState::Foreign => fail(
+            p,
+            "Provisioning",
+            failure(
+                "SandboxNotOwned",
+                format!(
+                    "namespace {sandbox} exists and was not created by this run; a drill never writes to a namespace it did not create"
+                ),
+            ),
+            now,
+        ),
+        SandboxState::Ours { terminating: true } => fail(
+            p,
+            "Provisioning",
+            failure(
+                "SandboxDeleted",
+                format!("the sandbox namespace {sandbox} is being deleted"),
+            ),
+            now,
+        ),
+        SandboxState::Absent => {
+            p.provision = Some(sandbox_objects(run, &spec, &sandbox));
+            p.requeue = Some(Duration::from_secs(1));
+        }
+        SandboxState::Ours { terminating: false } => {
+            // Idempotent: completes whatever an interrupted attempt left undone.
+            p.provision = Some(sandbox_objects(run, &spec, &sandbox));
+            let rp = p.status.restore_point.clone().expect("chosen above");
+            p.create_restore = Some(restore_object(run, &spec, policy, &rp, &sandbox));
+            p.events.push(PlannedEvent {
+                warning: false,
+                reason: "RestoreStarted",
+                note: format!("restoring Backup {} into sandbox {sandbox}", rp.backup),
+            });
+            enter(&mut p.status, DrillPhase::Restoring, now);
+        }
+    }
+}
+
+fn restore_failure(r: &Restore) -> Failure {
+    let s = r.status.clone().unwrap_or_default();
+    let failed: Vec<_> = s
+        .sources
+        .iter()
+        .filter(|x| x.phase == SourcePhase::Failed)
+        .collect();
+    if let Some(first) = failed.first() {
+        let reason = first
+            .failure
+            .as_ref()
+            .map_or("RestoreFailed".to_string(), |f| f.reason.clone());
+        let msgs: Vec<String> = failed
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {}: {}",
+                    match x.kind {
+                        SourceKind::Volume => "volume",
+                        SourceKind::Database => "database",
+                        SourceKind::Manifests => "manifests",
+                    },
+                    x.name,
+                    x.failure.as_ref().map_or("failed".to_string(), |f| format!(
+                        "{}: {}",
+                        f.reason, f.message
+                    ))
+                )
+            })
+            .collect();
+        return failure(&reason, summarise(&msgs.join("; "), 1000));
+    }
+    s.failure.unwrap_or_else(|| {
+        failure(
+            "RestoreFailed",
+            format!(
+                "Restore {} ended {:?} without saying why",
+                r.name_any(),
+                s.phase.unwrap_or_default()
+            ),
+        )
+    })
+}
+
+fn restoring(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
+    let now = o.now;
+    if let Some(f) = past_deadline(o, &p.status) {
+        fail(p, "Restoring", f, now);
+        return;
+    }
+    let Some(r) = o.restore else {
+        if p.create_restore.is_some() || persisted != DrillPhase::Restoring {
+            p.requeue = Some(Duration::from_secs(2));
+        } else {
+            fail(
+                p,
+                "Restoring",
+                failure(
+                    "RestoreVanished",
+                    format!(
+                        "Restore {} disappeared before it finished",
+                        p.status.restore.as_deref().unwrap_or_default()
+                    ),
+                ),
+                now,
+            );
+        }
+        return;
+    };
+    let ours = r
+        .owner_references()
+        .iter()
+        .any(|o2| Some(&o2.uid) == o.run.metadata.uid.as_ref());
+    if !ours {
+        fail(
+            p,
+            "Restoring",
+            failure(
+                "RestoreConflict",
+                format!(
+                    "a Restore named {} exists that this run did not create",
+                    r.name_any()
+                ),
+            ),
+            now,
+        );
+        return;
+    }
+    let phase = r.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
+    match phase {
+        RestorePhase::Succeeded => {
+            let done = r
+                .status
+                .as_ref()
+                .and_then(|s| s.completion_time.as_ref())
+                .map_or(now, |t| t.0.min(now));
+            p.events.push(PlannedEvent {
+                warning: false,
+                reason: "RestoreSucceeded",
+                note: format!(
+                    "Restore {} finished in {}",
+                    r.name_any(),
+                    r.status
+                        .as_ref()
+                        .and_then(|s| s.duration.clone())
+                        .unwrap_or_else(|| "?".into())
+                ),
+            });
+            enter(&mut p.status, DrillPhase::Verifying, done);
+        }
+        RestorePhase::PartiallyFailed | RestorePhase::Failed => {
+            fail(p, "Restoring", restore_failure(r), now);
+        }
+        RestorePhase::Pending | RestorePhase::Running => {
+            p.requeue = Some(Duration::from_secs(10));
+        }
+    }
+}
+
+fn sandbox_store(o: &Observed<'_>) -> Option<StoreTarget> {
+    o.store
+        .as_ref()
+        .map(|s| StoreTarget::from_spec(&s.spec, Some(SANDBOX_STORE_SECRET)))
+}
+
+fn verifying(o: &Observed<'_>, p: &mut Plan) {
+    let now = o.now;
+    if let Some(f) = past_deadline(o, &p.status) {
+        fail(p, "Verifying", f, now);
+        return;
+    }
+    let spec = spec_of(o, &p.status).cloned().unwrap_or_default();
+    let run = o.run.name_any();
+    let sandbox = p.status.sandbox_namespace.clone().unwrap_or_default();
+    let rp = p
+        .status
+        .restore_point
+        .clone()
+        .expect("chosen in Provisioning");
+    let (dbs, vols) = restored(o.restore, o.policy);
+    let store = sandbox_store(o);
+    let mut results: Vec<CheckResult> = Vec::new();
+    let mut waiting = false;
+    for c in &spec.checks {
+        if let Some(done) = p.status.checks.iter().find(|r| r.name == c.name) {
+            results.push(done.clone());
+            continue;
+        }
+        let job_name = check_job_name(&run, &c.name);
+        match o.jobs.iter().find(|j| j.name_any() == job_name) {
+            Some(job) => {
+                let (res, stop) = judge(o.pods, o.now, c, job);
+                if stop {
+                    p.delete_jobs.push((sandbox.clone(), job_name));
+                }
+                match res {
+                    Some(r) => {
+                        p.events.push(PlannedEvent {
+                            warning: r.result != CheckVerdict::Passed,
+                            reason: match r.result {
+                                CheckVerdict::Passed => "CheckPassed",
+                                CheckVerdict::Failed => "CheckFailed",
+                                CheckVerdict::Error => "CheckError",
+                            },
+                            note: format!(
+                                "{}: {}",
+                                r.name,
+                                r.observed.as_deref().or(r.message.as_deref()).unwrap_or("")
+                            ),
+                        });
+                        results.push(r);
+                    }
+                    None => waiting = true,
+                }
+            }
+            None => {
+                if let Some(why) = check_inputs_missing(c, &dbs, &vols) {
+                    results.push(CheckResult {
+                        name: c.name.clone(),
+                        type_: check_type(c).into(),
+                        result: CheckVerdict::Error,
+                        message: Some(why),
+                        end_time: Some(MicroTime(now)),
+                        ..CheckResult::default()
+                    });
+                    continue;
+                }
+                let Some(store) = &store else {
+                    results.push(CheckResult {
+                        name: c.name.clone(),
+                        type_: check_type(c).into(),
+                        result: CheckVerdict::Error,
+                        message: Some("the store is gone".into()),
+                        end_time: Some(MicroTime(now)),
+                        ..CheckResult::default()
+                    });
+                    continue;
+                };
+                p.create_jobs.push(check_job(
+                    o.run, o.config, c, &sandbox, store, &rp, &dbs, &vols, o.policy,
+                ));
+                waiting = true;
+            }
+        }
+    }
+    p.status.checks = results;
+    if waiting {
+        p.requeue = Some(Duration::from_secs(5));
+        return;
+    }
+    finish_verification(o, p, &spec);
+}
+
+/// All checks have a result: measure, judge the objectives, decide the outcome.
+fn finish_verification(o: &Observed<'_>, p: &mut Plan, spec: &DRDrillSpec) {
+    let now = o.now;
+    let s = &mut p.status;
+    let restoring_start = span_start(s, DrillPhase::Restoring).unwrap_or(now);
+    let restored_at = span_end(s, DrillPhase::Restoring).unwrap_or(now);
+    let ends: Vec<(CheckVerdict, Option<Timestamp>)> = s
+        .checks
+        .iter()
+        .map(|c| (c.result, c.end_time.as_ref().map(|t| t.0)))
+        .collect();
+    s.rto = measure::rto(
+        restoring_start,
+        restored_at,
+        &ends,
+        spec.objectives.rto.as_deref(),
+    );
+    let newest_data = s
+        .checks
+        .iter()
+        .filter(|c| c.type_ == "freshness" && c.result == CheckVerdict::Passed)
+        .filter_map(|c| c.observed.as_deref()?.parse::<Timestamp>().ok())
+        .min();
+    // NB: an RPO objective only means something for the newest restore point; Oldest,
+    // Random and PointInTime drills restore old points on purpose.
+    let rpo_objective = (spec.restore_point.strategy == RestorePointStrategy::Latest)
+        .then_some(spec.objectives.rpo.as_deref())
+        .flatten();
+    let run_start = s.start_time.as_ref().map_or(now, |t| t.0);
+    s.rpo = s
+        .restore_point
+        .as_ref()
+        .map(|rp| measure::rpo(run_start, rp.time.0, newest_data, rpo_objective));
+    let end = ends
+        .iter()
+        .filter_map(|(_, e)| *e)
+        .max()
+        .unwrap_or(restored_at)
+        .max(restored_at)
+        .min(now);
+    let bad: Vec<&CheckResult> = s
+        .checks
+        .iter()
+        .filter(|c| c.result != CheckVerdict::Passed)
+        .collect();
+    if let Some(first) = bad.first() {
+        let reason = if first.result == CheckVerdict::Failed {
+            "CheckFailed"
+        } else {
+            "CheckError"
+        };
+        let mut msg = match (&first.observed, &first.expected) {
+            (Some(obs), Some(exp)) => format!("{}: observed {obs}, expected {exp}", first.name),
+            (Some(obs), None) => format!("{}: observed {obs}", first.name),
+            _ => format!(
+                "{}: {}",
+                first.name,
+                first.message.as_deref().unwrap_or("the check did not pass")
+            ),
+        };
+        if bad.len() > 1 {
+            msg.push_str(&format!(
+                " (and {} more: {})",
+                bad.len() - 1,
+                bad[1..]
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let step = format!("check/{}", first.name);
+        fail(p, &step, failure(reason, summarise(&msg, 1000)), end);
+        return;
+    }
+    let rto_missed = s.rto.as_ref().filter(|m| m.met == Some(false)).cloned();
+    let rpo_missed = s.rpo.as_ref().filter(|m| m.met == Some(false)).cloned();
+    if let Some(m) = rto_missed {
+        fail(
+            p,
+            "objectives/rto",
+            failure(
+                "RTOObjectiveMissed",
+                format!(
+                    "the measured RTO {} exceeds the objective {}",
+                    m.measured.unwrap_or_default(),
+                    m.objective.unwrap_or_default()
+                ),
+            ),
+            end,
+        );
+        return;
+    }
+    if let Some(m) = rpo_missed {
+        fail(
+            p,
+            "objectives/rpo",
+            failure(
+                "RPOObjectiveMissed",
+                format!(
+                    "the measured RPO {} exceeds the objective {}",
+                    m.measured.unwrap_or_default(),
+                    m.objective.unwrap_or_default()
+                ),
+            ),
+            end,
+        );
+        return;
+    }
+    s.outcome = Some(DrillOutcome::Passed);
+    p.events.push(PlannedEvent {
+        warning: false,
+        reason: "ChecksPassed",
+        note: format!(
+            "all {} check(s) passed; RTO {}",
+            p.status.checks.len(),
+            p.status
+                .rto
+                .as_ref()
+                .and_then(|m| m.measured.clone())
+                .unwrap_or_default()
+        ),
+    });
+    enter(&mut p.status, DrillPhase::Reporting, end);
+}
+
+/// The store as the report Job in the drill's namespace reaches it.
+pub fn report_store(o: &Observed<'_>) -> Option<(StoreTarget, Option<String>)> {
+    let s = o.store.as_ref()?;
+    if s.cluster {
+        let mirror = jobs::name(&[&o.run.name_any(), "store"], MAX_NAME);
+        Some((StoreTarget::from_spec(&s.spec, Some(&mirror)), Some(mirror)))
+    } else {
+        Some((StoreTarget::from_spec(&s.spec, None), None))
+    }
+}
+
+fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
+    let run = o.run;
+    let ns = run.namespace().unwrap_or_default();
+    let mut lbl = run_labels(run, "mover");
+    lbl.insert(labels::JOB_TYPE.into(), "report".into());
+    let mut job = mover::build(&MoverJob {
+        name: report_job_name(&run.name_any()),
+        namespace: ns.clone(),
+        labels: lbl,
+        owner: owner(run),
+        image: o.config.mover_image.clone(),
+        image_pull_policy: o.config.image_pull_policy.clone(),
+        service_account: o.config.mover_service_account.clone(),
+        args: vec![
+            "mover".into(),
+            "report".into(),
+            "--run".into(),
+            run_ref(run),
+        ],
+        env: vec![],
+        store: store.clone(),
+        mounts: vec![],
+        node_name: None,
+        node_selector: o
+            .policy
+            .map(|p| p.spec.mover.node_selector.clone())
+            .unwrap_or_default(),
+        tolerations: o
+            .policy
+            .map(|p| p.spec.mover.tolerations.clone())
+            .unwrap_or_default(),
+        active_deadline_seconds: REPORTING_TIMEOUT.as_secs() as i64,
+        backoff_limit: 1,
+        resources: None,
+        run_as_root: false,
+    });
+    job.metadata.annotations = Some(run_annotations(run));
+    job
+}
+
+fn report_failed(p: &mut Plan, message: String, now: Timestamp) {
+    p.events.push(PlannedEvent {
+        warning: true,
+        reason: "ReportFailed",
+        note: message.clone(),
+    });
+    if p.status.outcome != Some(DrillOutcome::Failed) {
+        // No evidence, no proof: a run whose report could not be written did not pass.
+        p.status.outcome = Some(DrillOutcome::Failed);
+        p.status.failure = Some(DrillFailure {
+            step: "Reporting".into(),
+            failure: failure("ReportFailed", message),
+        });
+    }
+    enter(&mut p.status, DrillPhase::CleaningUp, now);
+}
+
+fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
+    let now = o.now;
+    let Some((store, mirror)) = report_store(o) else {
+        report_failed(
+            p,
+            "no store to write the report to (the drill, its policy or its store is gone)".into(),
+            now,
+        );
+        return;
+    };
+    let ns = o.run.namespace().unwrap_or_default();
+    let name = report_job_name(&o.run.name_any());
+    let Some(job) = o.jobs.iter().find(|j| j.name_any() == name) else {
+        // The report Job reads the run's status: create it only once the status that
+        // says Reporting (with the outcome, checks and measurements) is stored.
+        if persisted == DrillPhase::Reporting {
+            p.mirror_report_store = mirror;
+            p.create_jobs.push(report_job(o, &store));
+            p.requeue = Some(Duration::from_secs(5));
+        } else {
+            p.requeue = Some(Duration::from_secs(1));
+        }
+        return;
+    };
+    let term = terminated(o.pods, &name, "mover");
+    let end = term
+        .and_then(|t| t.finished_at.as_ref())
+        .map_or(now, |t| t.0.min(now));
+    let result = term.and_then(|t| MoverResult::parse(t.message.as_deref().unwrap_or("")));
+    match job_finished(job) {
+        Some(true) => {
+            let d = result.map(|r| r.details).unwrap_or_default();
+            let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let end = text("finishedAt")
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map_or(end, |t| t.min(now));
+            match (text("location"), text("sha256")) {
+                (Some(location), Some(sha256)) => {
+                    p.status.report = Some(crate::crd::dr_drill::ReportRef {
+                        location: location.clone(),
+                        page_location: text("pageLocation"),
+                        sha256: sha256.clone(),
+                        previous_sha256: text("previousSha256"),
+                    });
+                    p.events.push(PlannedEvent {
+                        warning: false,
+                        reason: "ReportWritten",
+                        note: format!("evidence report {location} (sha256 {sha256})"),
+                    });
+                    enter(&mut p.status, DrillPhase::CleaningUp, end);
+                }
+                _ => report_failed(
+                    p,
+                    format!("report Job {name} completed without reporting where it wrote"),
+                    end,
+                ),
+            }
+        }
+        Some(false) => {
+            let why = match result.and_then(|r| r.failure) {
+                Some(f) => format!("{}: {}", f.reason, f.message),
+                None => format!(
+                    "report Job {name} failed ({})",
+                    job_failed_reason(job).unwrap_or_else(|| "no reason".into())
+                ),
+            };
+            report_failed(p, why, end);
+        }
+        None => {
+            if let Some(why) = stuck(o.pods, &name) {
+                p.delete_jobs.push((ns, name.clone()));
+                report_failed(p, format!("the report Job cannot start: {why}"), now);
+            } else if span_start(&p.status, DrillPhase::Reporting)
+                .is_some_and(|s| elapsed(s, now) > REPORTING_TIMEOUT)
+            {
+                p.delete_jobs.push((ns, name.clone()));
+                report_failed(
+                    p,
+                    format!(
+                        "the report was not written within {}",
+                        duration::format(REPORTING_TIMEOUT)
+                    ),
+                    now,
+                );
+            } else {
+                p.requeue = Some(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn cleaning_up(o: &Observed<'_>, p: &mut Plan) {
+    let now = o.now;
+    let run = o.run.name_any();
+    let ns = o.run.namespace().unwrap_or_default();
+    let report = report_job_name(&run);
+    if o.jobs.iter().any(|j| j.name_any() == report) {
+        p.delete_jobs.push((ns.clone(), report));
+    }
+    if let Some((_, Some(mirror))) = report_store(o) {
+        p.delete_secrets.push((ns, mirror));
+    }
+    let spec = spec_of(o, &p.status).cloned().unwrap_or_default();
+    let keep = spec.sandbox.keep_on_failure && p.status.outcome == Some(DrillOutcome::Failed);
+    let sandbox = p.status.sandbox_namespace.clone().unwrap_or_default();
+    if keep && o.sandbox != SandboxState::Absent {
+        let ttl = spec
+            .sandbox
+            .ttl
+            .as_deref()
+            .and_then(|t| duration::parse(t).ok())
+            .unwrap_or(DEFAULT_SANDBOX_TTL);
+        p.events.push(PlannedEvent {
+            warning: false,
+            reason: "SandboxKept",
+            note: format!(
+                "keeping sandbox {sandbox} of the failed run for {} (keepOnFailure)",
+                duration::format(ttl)
+            ),
+        });
+        complete(o, p);
+        return;
+    }
+    let started = span_start(&p.status, DrillPhase::CleaningUp).unwrap_or(now);
+    match o.sandbox {
+        SandboxState::Absent => complete(o, p),
+        SandboxState::Foreign => {
+            p.events.push(PlannedEvent {
+                warning: true,
+                reason: "SandboxNotOwned",
+                note: format!("not deleting namespace {sandbox}: this run did not create it"),
+            });
+            complete(o, p);
+        }
+        SandboxState::Ours { terminating } => {
+            if elapsed(started, now) > CLEANUP_TIMEOUT {
+                p.events.push(PlannedEvent {
+                    warning: true,
+                    reason: "SandboxNotRemoved",
+                    note: format!(
+                        "sandbox {sandbox} is still there after {}; the sandbox sweep keeps deleting it",
+                        duration::format(CLEANUP_TIMEOUT)
+                    ),
+                });
+                complete(o, p);
+                return;
+            }
+            if !terminating {
+                p.delete_sandbox = Some(sandbox);
+            }
+            p.requeue = Some(Duration::from_secs(3));
+        }
+    }
+}
+
+fn complete(o: &Observed<'_>, p: &mut Plan) {
+    let now = o.now;
+    enter(&mut p.status, DrillPhase::Completed, now);
+    let outcome = p.status.outcome.unwrap_or(DrillOutcome::Failed);
+    p.status.outcome = Some(outcome);
+    p.status.completion_time = Some(Time(now));
+    let reason = match outcome {
+        DrillOutcome::Passed => "Passed",
+        DrillOutcome::Failed => "Failed",
+    };
+    let msg = match (&p.status.failure, outcome) {
+        (Some(f), DrillOutcome::Failed) => {
+            format!(
+                "failed at {}: {}: {}",
+                f.step, f.failure.reason, f.failure.message
+            )
+        }
+        _ => format!(
+            "passed: {} check(s), RTO {}, RPO {}",
+            p.status.checks.len(),
+            p.status
+                .rto
+                .as_ref()
+                .and_then(|m| m.measured.clone())
+                .unwrap_or_else(|| "-".into()),
+            p.status
+                .rpo
+                .as_ref()
+                .and_then(|m| m.measured.clone())
+                .unwrap_or_else(|| "-".into())
+        ),
+    };
+    let mut conds: Vec<Condition> = p.status.conditions.clone();
+    conditions::set(
+        &mut conds,
+        &Desired::new(condition::COMPLETE, true, reason, summarise(&msg, 1000)),
+        o.run.metadata.generation,
+        now,
+    );
+    p.status.conditions = conds;
+    p.events.push(PlannedEvent {
+        warning: outcome == DrillOutcome::Failed,
+        reason: if outcome == DrillOutcome::Passed {
+            "DrillPassed"
+        } else {
+            "DrillFailed"
+        },
+        note: summarise(&msg, 1000),
+    });
+    p.finished = Some(outcome);
+    if outcome == DrillOutcome::Passed
+        && let Some(rp) = &p.status.restore_point
+    {
+        p.verified = Some(VerifiedRestorePoint {
+            backup: rp.backup.clone(),
+            restore_point_time: rp.time.clone(),
+            drill_run: o.run.name_any(),
+            verified_time: Time(now),
+        });
+    }
+    p.requeue = None;
+}
+
+#[cfg(test)]
+mod tests;

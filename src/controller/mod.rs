@@ -1,0 +1,252 @@
+//! The controller process: shared context, the reconcile harness (span, timing, metrics,
+//! per-object back-off), status writes by server-side apply, Events, and leader election.
+//! One sub-module per kind holds that kind's `plan` (pure) and `apply` (writes).
+
+pub mod backup;
+pub mod backup_policy;
+pub mod cache;
+pub mod conditions;
+pub mod dr_drill;
+pub mod drill_run;
+pub mod error;
+pub mod leader;
+pub mod restore;
+pub mod sources;
+pub mod store;
+
+mod runner;
+pub use runner::{RunError, run};
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{Error, Result, Retry};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Field manager of every write the controller makes.
+pub const MANAGER: &str = "lifeboat-controller";
+
+/// What every reconciler gets.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub config: Arc<Config>,
+    /// Watch caches of the objects read on every reconcile.
+    pub caches: cache::Caches,
+    /// Consecutive failures per object UID, for back-off. Reset on success.
+    failures: Mutex<HashMap<String, u32>>,
+    /// When the mover RBAC of a namespace was last applied, per access level.
+    rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
+}
+
+/// How long an applied mover ServiceAccount and RoleBindings are trusted before they are
+/// applied again (someone may delete them).
+const RBAC_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        config: Arc<Config>,
+        caches: cache::Caches,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(config.identity.clone()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            config,
+            caches,
+            failures: Mutex::new(HashMap::new()),
+            rbac_applied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the mover RBAC of `namespace` at `level` needs applying now; applying it on
+    /// every run start cost four writes per run.
+    pub fn rbac_due(&self, namespace: &str, level: u8) -> bool {
+        let map = self.rbac_applied.lock().expect("lock poisoned");
+        map.get(&(namespace.to_string(), level))
+            .is_none_or(|t| t.elapsed() > RBAC_REFRESH)
+    }
+
+    /// Records that the mover RBAC of `namespace` at `level` was applied.
+    pub fn rbac_done(&self, namespace: &str, level: u8) {
+        self.rbac_applied
+            .lock()
+            .expect("lock poisoned")
+            .insert((namespace.to_string(), level), Instant::now());
+    }
+
+    /// Whether objects of `namespace` are ours to reconcile (`--watch-namespaces`).
+    /// Cluster-scoped objects always are.
+    pub fn watches(&self, namespace: Option<&str>) -> bool {
+        let w = &self.config.watch_namespaces;
+        match namespace {
+            None => true,
+            Some(ns) => w.is_empty() || w.iter().any(|x| x == ns),
+        }
+    }
+
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut f = self.failures.lock().expect("lock poisoned");
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn record_success(&self, key: &str) {
+        self.failures.lock().expect("lock poisoned").remove(key);
+    }
+
+    /// Publishes an Event about `obj`. Failing to publish never fails a reconciliation
+    /// (Events are best-effort in Kubernetes too); it is logged.
+    pub async fn event<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference: ObjectReference = obj.object_ref(&());
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+fn object_key<K: Resource>(obj: &K) -> String {
+    obj.meta()
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
+}
+
+/// Runs one reconciliation of `obj` with a span, timing, metrics and back-off reset.
+pub async fn instrumented<K, Fut>(
+    controller: &'static str,
+    obj: &K,
+    ctx: &Context,
+    body: Fut,
+) -> Result<Action>
+where
+    K: Resource,
+    Fut: Future<Output = Result<Action>>,
+{
+    if !ctx.watches(obj.namespace().as_deref()) {
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "reconcile",
+        controller,
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any()
+    );
+    let result = tracing::Instrument::instrument(body, span).await;
+    ctx.metrics.observe_reconcile(controller, started.elapsed());
+    if result.is_ok() {
+        ctx.record_success(&object_key(obj));
+    }
+    result
+}
+
+/// The error policy of a controller: metrics by category, then a requeue that depends on
+/// the error's retry class and how often this object failed in a row.
+pub fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action
+where
+    K: Resource,
+{
+    move |obj, err, ctx| {
+        ctx.metrics
+            .observe_reconcile_error(controller, err.category());
+        let key = object_key(obj.as_ref());
+        let attempt = ctx.record_failure(&key);
+        let seed = key.bytes().fold(attempt as u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b as u64)
+        });
+        let delay = error::backoff(err.retry(), attempt, seed);
+        match err.retry() {
+            Retry::Conflict => tracing::debug!(error = %err, "write conflict, retrying"),
+            Retry::Permanent | Retry::Dependency => {
+                tracing::info!(name = %obj.name_any(), error = %err, ?delay, "waiting for a change")
+            }
+            Retry::Transient => {
+                tracing::warn!(name = %obj.name_any(), error = %err, ?delay, attempt, "reconcile failed")
+            }
+        }
+        Action::requeue(delay)
+    }
+}
+
+/// Writes `status` by server-side apply under [`MANAGER`], forcing ownership of the
+/// fields we set (the status is ours alone).
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_are_truncated_on_a_char_boundary() {
+        let s = "é".repeat(600); // 1200 bytes
+        let t = truncate(s, 1000);
+        assert!(t.len() <= 1000);
+        assert!(t.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,668 @@
+//! The Restore controller: brings a restore point back, source by source, as mover Jobs
+//! in the target namespace, and records each source's result in the Restore's status.
+//! `plan` decides; this file reads the world and applies.
+//!
+//! Children in the Restore's own namespace carry an owner reference. In another
+//! namespace an owner reference is void, so there the Restore holds a finalizer
+//! (`restores.lifeboat.dev/cleanup`) and its children are found by the
+//! `lifeboat.dev/restore-uid` label: Jobs and the credential mirror are removed when it
+//! finishes, ephemeral database servers when it is deleted. Restored PVCs are user data
+//! and are never removed.
+//!
+//! NB: children are read with consistent LIST calls, not from a watch cache (a Job
+//! created a moment ago must not look vanished).
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use self::plan::{Observed, Plan, Resolution};
+use super::backup::{MoverAccess, ensure_mover_rbac};
+use super::backup_policy::{observe_store, plan::StoreState};
+use super::{Context, MANAGER, Result, apply_status, error_policy, instrumented};
+use crate::crd::backup::Backup;
+use crate::crd::backup_policy::{BackupPolicy, StoreKind};
+use crate::crd::common::Failure;
+use crate::crd::labels;
+use crate::crd::restore::{Restore, RestorePhase};
+use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
+use crate::jobs::mover::{StoreTarget, mirror_keys};
+use crate::jobs::{self, MAX_NAME};
+
+const CONTROLLER: &str = "restore";
+/// Held by Restores whose target is another namespace, until their children there are gone.
+pub const FINALIZER: &str = "restores.lifeboat.dev/cleanup";
+
+fn by_uid(r: &Restore) -> ListParams {
+    ListParams::default().labels(&format!(
+        "{}={}",
+        labels::RESTORE_UID,
+        r.meta().uid.as_deref().unwrap_or_default()
+    ))
+}
+
+/// The store spec behind a policy, and the name of a ClusterBackupStore.
+async fn store_spec(
+    client: &Client,
+    policy: &BackupPolicy,
+) -> Result<Option<(BackupStoreSpec, Option<String>)>> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = &policy.spec.store_ref.name;
+    Ok(match policy.spec.store_ref.kind {
+        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client.clone(), &ns)
+            .get_opt(name)
+            .await?
+            .map(|s| (s.spec, None)),
+        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client.clone())
+            .get_opt(name)
+            .await?
+            .map(|s| (s.spec.store, Some(name.clone()))),
+    })
+}
+
+/// Copies the Secrets the movers need into one Secret of the target namespace (a pod can
+/// only reference Secrets of its own namespace): the store's credentials, and the logins
+/// of database targets (which the Restore's author gave in the Restore's namespace).
+async fn mirror_secrets(
+    ctx: &Context,
+    r: &Restore,
+    target: &str,
+    spec: &BackupStoreSpec,
+    cluster: bool,
+    mirror: &str,
+) -> Result<std::result::Result<(), Failure>> {
+    let client = &ctx.client;
+    let own = r.namespace().unwrap_or_default();
+    // (secret namespace, secret, key, key in the mirror, optional)
+    let mut wanted: Vec<(String, String, String, String, bool)> = Vec::new();
+    let secret_ns = |n: &Option<String>| -> std::result::Result<String, Failure> {
+        match (cluster, n) {
+            (false, _) => Ok(own.clone()),
+            (true, Some(n)) => Ok(n.clone()),
+            (true, None) => Err(Failure {
+                reason: "InvalidStore".into(),
+                message: "every Secret of a ClusterBackupStore must name its namespace".into(),
+            }),
+        }
+    };
+    let pw = &spec.repository_password;
+    match secret_ns(&pw.namespace) {
+        Ok(n) => wanted.push((
+            n,
+            pw.name.clone(),
+            pw.key.clone(),
+            mirror_keys::PASSWORD.into(),
+            false,
+        )),
+        Err(f) => return Ok(Err(f)),
+    }
+    if let Some(c) = &spec.s3.credentials {
+        let n = match secret_ns(&c.namespace) {
+            Ok(n) => n,
+            Err(f) => return Ok(Err(f)),
+        };
+        for (key, into, optional) in [
+            (c.access_key_id_key(), mirror_keys::ACCESS_KEY_ID, false),
+            (
+                c.secret_access_key_key(),
+                mirror_keys::SECRET_ACCESS_KEY,
+                false,
+            ),
+            (c.session_token_key(), mirror_keys::SESSION_TOKEN, true),
+        ] {
+            wanted.push((n.clone(), c.name.clone(), key.into(), into.into(), optional));
+        }
+    }
+    if let Some(ca) = &spec.s3.ca_bundle {
+        match secret_ns(&ca.namespace) {
+            Ok(n) => wanted.push((
+                n,
+                ca.name.clone(),
+                ca.key.clone(),
+                mirror_keys::CA.into(),
+                false,
+            )),
+            Err(f) => return Ok(Err(f)),
+        }
+    }
+    if target != own {
+        for d in &r.spec.databases {
+            if let Some(t) = &d.target {
+                let (u, p) = plan::mirror_db_keys(&d.source);
+                let c = &t.credentials;
+                wanted.push((
+                    own.clone(),
+                    c.name.clone(),
+                    c.username_key().into(),
+                    u,
+                    false,
+                ));
+                wanted.push((
+                    own.clone(),
+                    c.name.clone(),
+                    c.password_key().into(),
+                    p,
+                    false,
+                ));
+            }
+        }
+    }
+    let mut data = BTreeMap::new();
+    for (sns, name, key, into, optional) in wanted {
+        let secret = Api::<Secret>::namespaced(client.clone(), &sns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| Failure {
+                reason: "SecretNotReadable".into(),
+                message: format!("Secret {sns}/{name}: {e}"),
+            });
+        let secret = match secret {
+            Ok(s) => s,
+            Err(f) => return Ok(Err(f)),
+        };
+        match secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key)) {
+            Some(v) => {
+                data.insert(into, v);
+            }
+            None if optional => {}
+            None => {
+                return Ok(Err(Failure {
+                    reason: "SecretNotFound".into(),
+                    message: format!("Secret {sns}/{name} has no key {key:?}"),
+                }));
+            }
+        }
+    }
+    let policy = r
+        .status
+        .as_ref()
+        .and_then(|s| s.restore_point.as_ref())
+        .map(|p| p.policy.clone())
+        .unwrap_or_default();
+    let mut l = jobs::policy_labels(&policy, "store-credentials");
+    l.extend(plan::restore_labels(r));
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(mirror.into()),
+            namespace: Some(target.into()),
+            labels: Some(l),
+            owner_references: (target == own).then(|| {
+                vec![
+                    r.controller_owner_ref(&())
+                        .expect("a stored Restore has a name and uid"),
+                ]
+            }),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), target)
+        .patch(
+            mirror,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(Ok(()))
+}
+
+/// Name of the RoleBinding that lets the target namespace's movers report on this
+/// Restore (progress, row counts) in the Restore's namespace.
+fn progress_binding(r: &Restore) -> String {
+    jobs::name(&["lifeboat-mover", &r.name_any(), "progress"], MAX_NAME)
+}
+
+/// Movers run in the target namespace, but report on the Restore in its own namespace:
+/// bind the chart's basic mover role there to the target's mover ServiceAccount.
+async fn ensure_progress_binding(ctx: &Context, r: &Restore, target: &str) -> Result<()> {
+    let ns = r.namespace().unwrap_or_default();
+    let name = progress_binding(r);
+    let mut l = BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (labels::NAME.to_string(), "lifeboat".to_string()),
+        (labels::COMPONENT.to_string(), "mover".to_string()),
+    ]);
+    l.extend(plan::restore_labels(r));
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(l),
+            owner_references: Some(vec![
+                r.controller_owner_ref(&())
+                    .expect("a stored Restore has a name and uid"),
+            ]),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: ctx.config.mover_cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: ctx.config.mover_service_account.clone(),
+            namespace: Some(target.into()),
+            ..Subject::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&binding),
+        )
+        .await?;
+    Ok(())
+}
+
+fn ignore_gone(r: kube::Result<()>) -> kube::Result<()> {
+    match r {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        other => other,
+    }
+}
+
+async fn add_finalizer(client: &Client, r: &Restore) -> Result<()> {
+    if r.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut fins = r.finalizers().to_vec();
+    fins.push(FINALIZER.into());
+    // The resourceVersion makes this a compare-and-swap: a concurrent change is a 409.
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": fins, "resourceVersion": r.resource_version() }
+    });
+    Api::<Restore>::namespaced(client.clone(), &r.namespace().unwrap_or_default())
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A deleted Restore: remove its children from the target namespace (never the
+/// restored PVCs), then let it go.
+async fn finalize(ctx: &Context, r: &Restore, target: &str) -> Result<()> {
+    let client = &ctx.client;
+    let ns = r.namespace().unwrap_or_default();
+    let lp = by_uid(r);
+    let dp = DeleteParams::background();
+    let target_alive = Api::<Namespace>::all(client.clone())
+        .get_opt(target)
+        .await?
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_none());
+    // A namespace being deleted takes everything with it (and refuses nothing we
+    // would do here anyway).
+    if target_alive {
+        let jobs_api = Api::<Job>::namespaced(client.clone(), target);
+        for j in jobs_api.list(&lp).await?.items {
+            ignore_gone(jobs_api.delete(&j.name_any(), &dp).await.map(drop))?;
+        }
+        let deps = Api::<Deployment>::namespaced(client.clone(), target);
+        for d in deps.list(&lp).await?.items {
+            ignore_gone(deps.delete(&d.name_any(), &dp).await.map(drop))?;
+        }
+        let svcs = Api::<Service>::namespaced(client.clone(), target);
+        for s in svcs.list(&lp).await?.items {
+            ignore_gone(svcs.delete(&s.name_any(), &dp).await.map(drop))?;
+        }
+        // Secrets are deleted by name: the controller may not list them.
+        let secrets = Api::<Secret>::namespaced(client.clone(), target);
+        let mut names = vec![plan::mirror_name(&r.name_any())];
+        names.extend(
+            r.spec
+                .databases
+                .iter()
+                .map(|d| plan::server_name(&r.name_any(), &d.source)),
+        );
+        for n in names {
+            ignore_gone(secrets.delete(&n, &dp).await.map(drop))?;
+        }
+    }
+    ignore_gone(
+        Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .delete(&progress_binding(r), &dp)
+            .await
+            .map(drop),
+    )?;
+    let fins: Vec<String> = r
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": fins, "resourceVersion": r.resource_version() }
+    });
+    Api::<Restore>::namespaced(client.clone(), &ns)
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn reconcile(restore: Arc<Restore>, ctx: Arc<Context>) -> Result<Action> {
+    instrumented(
+        CONTROLLER,
+        restore.as_ref(),
+        &ctx,
+        reconcile_inner(&restore, &ctx),
+    )
+    .await
+}
+
+async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
+    let client = &ctx.client;
+    let ns = r.namespace().unwrap_or_default();
+    let name = r.name_any();
+    let status = r.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    let target = status
+        .target_namespace
+        .clone()
+        .unwrap_or_else(|| plan::target_namespace(r));
+    let cross = target != ns;
+    if r.metadata.deletion_timestamp.is_some() {
+        if r.finalizers().iter().any(|f| f == FINALIZER) {
+            finalize(ctx, r, &target).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let target_ns = Api::<Namespace>::all(client.clone())
+        .get_opt(&target)
+        .await?;
+    let target_ok = plan::check_target(r, target_ns.as_ref()).is_ok();
+    let backups: Vec<Backup> = match (phase, &status.restore_point) {
+        (RestorePhase::Pending, _) => {
+            Api::<Backup>::namespaced(client.clone(), &ns)
+                .list(&ListParams::default())
+                .await?
+                .items
+        }
+        (p, Some(rp)) if !p.is_finished() => Api::<Backup>::namespaced(client.clone(), &ns)
+            .get_opt(&rp.backup)
+            .await?
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let policy_name = match (phase, &status.restore_point) {
+        (RestorePhase::Pending, _) => match plan::resolve_point(r, &backups) {
+            Resolution::Found(b) => Some(b.spec.policy_ref.name.clone()),
+            _ => None,
+        },
+        (p, Some(rp)) if !p.is_finished() => Some(rp.policy.clone()),
+        _ => None,
+    };
+    let policy = match &policy_name {
+        Some(p) => {
+            Api::<BackupPolicy>::namespaced(client.clone(), &ns)
+                .get_opt(p)
+                .await?
+        }
+        None => None,
+    };
+    let mut blocker: Option<Failure> = None;
+    let mut store = None;
+    let mut mirror = None;
+    if phase.is_finished() {
+        // Whatever may still hold copied credentials goes.
+        mirror = Some(plan::mirror_name(&name));
+    } else if let (Some(policy), true) = (&policy, target_ok) {
+        if phase == RestorePhase::Pending {
+            blocker = match observe_store(client, policy).await? {
+                StoreState::Ready => None,
+                StoreState::Missing => Some(Failure {
+                    reason: "StoreNotFound".into(),
+                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
+                }),
+                StoreState::NotAllowed => Some(Failure {
+                    reason: "StoreNotAllowed".into(),
+                    message: format!(
+                        "ClusterBackupStore {:?} does not allow namespace {ns:?}",
+                        policy.spec.store_ref.name
+                    ),
+                }),
+                StoreState::NotReady { reason, message } => Some(Failure {
+                    reason: "StoreNotReady".into(),
+                    message: format!("{reason}: {message}"),
+                }),
+            };
+        }
+        match store_spec(client, policy).await? {
+            None => {
+                blocker.get_or_insert(Failure {
+                    reason: "StoreNotFound".into(),
+                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
+                });
+            }
+            Some((spec, cluster)) if blocker.is_none() => {
+                if phase == RestorePhase::Pending {
+                    // Before anything is written into another namespace, the Restore
+                    // must be able to take it back.
+                    if cross {
+                        add_finalizer(client, r).await?;
+                    }
+                    let access = if r.spec.manifests.is_some() {
+                        MoverAccess::Restore
+                    } else {
+                        MoverAccess::Basic
+                    };
+                    ensure_mover_rbac(ctx, &target, access).await?;
+                    if cross {
+                        ensure_progress_binding(ctx, r, &target).await?;
+                    }
+                }
+                if cluster.is_some() || cross {
+                    let m = plan::mirror_name(&name);
+                    if phase == RestorePhase::Pending
+                        && let Err(f) =
+                            mirror_secrets(ctx, r, &target, &spec, cluster.is_some(), &m).await?
+                    {
+                        blocker = Some(f);
+                    }
+                    mirror = Some(m);
+                }
+                if blocker.is_none() {
+                    store = Some(StoreTarget::from_spec(&spec, mirror.as_deref()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let lp = by_uid(r);
+    let exists = target_ns.is_some();
+    let target_pvcs = if exists && target_ok && !phase.is_finished() {
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &target)
+            .list(&ListParams::default())
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
+    let source_pvcs = if !cross {
+        target_pvcs.clone()
+    } else if !phase.is_finished() {
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
+    let (jobs_list, pods, deployments) = if exists {
+        (
+            Api::<Job>::namespaced(client.clone(), &target)
+                .list(&lp)
+                .await?
+                .items,
+            if phase.is_finished() {
+                Vec::new()
+            } else {
+                Api::<Pod>::namespaced(client.clone(), &target)
+                    .list(&lp)
+                    .await?
+                    .items
+            },
+            if phase.is_finished() {
+                Vec::new()
+            } else {
+                Api::<Deployment>::namespaced(client.clone(), &target)
+                    .list(&lp)
+                    .await?
+                    .items
+            },
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    let plan = plan::plan(&Observed {
+        restore: r,
+        backups: &backups,
+        policy: policy.as_ref(),
+        store,
+        start_blocker: blocker,
+        target_namespace: target_ns.as_ref(),
+        target_pvcs: &target_pvcs,
+        source_pvcs: &source_pvcs,
+        jobs: &jobs_list,
+        pods: &pods,
+        deployments: &deployments,
+        mirror,
+        fresh_password: hex::encode(rand::random::<[u8; 24]>()),
+        config: &ctx.config,
+        now: Timestamp::now(),
+    });
+    let finished_now = plan.finished;
+    apply(r, &target, &plan, ctx).await?;
+    let finished = finished_now.is_some() || phase.is_finished();
+    if finished && cross {
+        ignore_gone(
+            Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .delete(&progress_binding(r), &DeleteParams::background())
+                .await
+                .map(drop),
+        )?;
+    }
+    if let Some(result) = finished_now {
+        tracing::info!(restore = %name, result = result.as_str(), "restore finished");
+    }
+    Ok(match plan.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<()> {
+    let client = &ctx.client;
+    let pp = PostParams::default();
+    let dp = DeleteParams::background();
+    let ok_exists = |res: kube::Result<()>| match res {
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(()),
+        other => other,
+    };
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(client.clone(), target);
+    for c in &plan.create_pvcs {
+        ok_exists(pvcs.create(&pp, c).await.map(drop))?;
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), target);
+    for s in &plan.create_secrets {
+        ok_exists(secrets.create(&pp, s).await.map(drop))?;
+    }
+    let svcs = Api::<Service>::namespaced(client.clone(), target);
+    for s in &plan.create_services {
+        ok_exists(svcs.create(&pp, s).await.map(drop))?;
+    }
+    let deps = Api::<Deployment>::namespaced(client.clone(), target);
+    for d in &plan.create_deployments {
+        ok_exists(deps.create(&pp, d).await.map(drop))?;
+    }
+    let jobs_api = Api::<Job>::namespaced(client.clone(), target);
+    for j in &plan.create_jobs {
+        ok_exists(jobs_api.create(&pp, j).await.map(drop))?;
+    }
+    for n in &plan.delete_jobs {
+        ok_exists(jobs_api.delete(n, &dp).await.map(drop))?;
+    }
+    for n in &plan.delete_servers {
+        ok_exists(deps.delete(n, &dp).await.map(drop))?;
+        ok_exists(svcs.delete(n, &dp).await.map(drop))?;
+        ok_exists(secrets.delete(n, &dp).await.map(drop))?;
+    }
+    for n in &plan.delete_secrets {
+        ok_exists(secrets.delete(n, &dp).await.map(drop))?;
+    }
+    for ev in &plan.events {
+        let t = if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(r, t, ev.reason, "Restore", ev.note.clone()).await;
+    }
+    let mut current = r.status.clone().unwrap_or_default();
+    current.progress.clear();
+    current.row_counts.clear();
+    if current != plan.status {
+        let api = Api::<Restore>::namespaced(client.clone(), &r.namespace().unwrap_or_default());
+        apply_status(&api, &r.name_any(), &plan.status).await?;
+    }
+    Ok(())
+}
+
+/// Maps a child in any namespace back to its Restore by the labels every child carries.
+fn owner_of<K: Resource>(obj: K) -> Option<ObjectRef<Restore>> {
+    let l = obj.meta().labels.as_ref()?;
+    let name = l.get(labels::RESTORE)?;
+    let ns = l.get(labels::RESTORE_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let ours = watcher::Config::default().labels(&format!(
+        "{}={},{}",
+        labels::MANAGED_BY,
+        labels::MANAGER,
+        labels::RESTORE_UID
+    ));
+    Controller::new(
+        Api::<Restore>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .watches(Api::<Job>::all(client.clone()), ours.clone(), owner_of)
+    .watches(Api::<Deployment>::all(client.clone()), ours, owner_of)
+    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+    .shutdown_on_signal()
+    .run(reconcile, error_policy(CONTROLLER), ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "restore controller event");
+        }
+    })
+    .await;
+}

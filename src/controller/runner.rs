@@ -1,0 +1,182 @@
+//! Starting and stopping the controller process: the CRD check (with a hint when they
+//! are missing), the HTTP endpoints, leader election gating the controllers, and the
+//! controllers themselves.
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::api::{Api, ListParams};
+use tokio::sync::watch;
+
+use super::{Context, backup, backup_policy, dr_drill, drill_run, leader, restore, store};
+use crate::config::Config;
+use crate::crd::BackupPolicy;
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+
+/// Why the controller process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {0}")]
+    Client(#[source] kube::Error),
+    #[error(
+        "the lifeboat.dev CRDs are not installed (kubectl apply -f crds/, or install the Helm chart with crds.install=true)"
+    )]
+    CrdsMissing,
+    #[error(
+        "the controller's ServiceAccount may not list BackupPolicies: check the ClusterRole binding ({0})"
+    )]
+    Forbidden(String),
+    #[error("checking the CRDs: {0}")]
+    Check(#[source] kube::Error),
+    #[error("serving metrics on {addr}: {source}")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    LostLease(#[from] leader::LostLease),
+}
+
+impl RunError {
+    /// Bounded category; picks the process exit code (docs/engine.md lists them).
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunError::Client(_) => "KubernetesClient",
+            RunError::CrdsMissing => "CrdsMissing",
+            RunError::Forbidden(_) => "Forbidden",
+            RunError::Check(_) => "KubernetesApi",
+            RunError::Http { .. } => "MetricsAddress",
+            RunError::LostLease(_) => "LostLease",
+        }
+    }
+}
+
+async fn check_crds(client: &Client) -> Result<(), RunError> {
+    match Api::<BackupPolicy>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdsMissing),
+        Err(kube::Error::Api(e)) if e.code == 403 => Err(RunError::Forbidden(e.message)),
+        Err(e) => Err(RunError::Check(e)),
+    }
+}
+
+/// Runs the controller until SIGTERM (Ok) or a fatal error.
+pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), RunError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        identity = %config.identity,
+        namespace = %config.namespace,
+        "starting lifeboat controller"
+    );
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    check_crds(&client).await?;
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let addr = config.metrics_addr;
+    let listener_metrics = metrics.clone();
+    let listener_health = health.clone();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        http::serve(
+            addr,
+            listener_metrics,
+            listener_health,
+            std::future::pending(),
+            Some(bound_tx),
+        )
+        .await
+    });
+    if bound_rx.await.is_err() {
+        return match server.await {
+            Ok(Err(source)) => Err(RunError::Http { addr, source }),
+            _ => Err(RunError::Http {
+                addr,
+                source: std::io::Error::other("metrics server stopped"),
+            }),
+        };
+    }
+    health.set_ready(true);
+    let config = Arc::new(config);
+
+    let (lead_tx, mut lead_rx) = watch::channel(config.leader_lease.is_none());
+    let lease_cfg = config
+        .leader_lease
+        .as_ref()
+        .map(|lease| leader::LeaseConfig::new(lease, &config.namespace, &config.identity));
+    let election = match &lease_cfg {
+        Some(cfg) => {
+            tracing::info!(lease = %cfg.name, "waiting for the leader lease");
+            Some(tokio::spawn(leader::run(
+                client.clone(),
+                cfg.clone(),
+                lead_tx,
+            )))
+        }
+        None => None,
+    };
+    let terminate = shutdown_signal();
+    tokio::pin!(terminate);
+    tokio::select! {
+        r = lead_rx.wait_for(|leading| *leading) => { if r.is_err() { return Ok(()); } }
+        () = &mut terminate => return Ok(()),
+    }
+    metrics.leader.set(1);
+    // Only the leader holds the watch caches: a standby costs the API server nothing.
+    let caches = super::cache::Caches::start(&client).await;
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        config.clone(),
+        caches,
+    ));
+    tracing::info!("running controllers");
+    let controllers = async {
+        tokio::join!(
+            store::run(ctx.clone(), prober),
+            backup_policy::run(ctx.clone()),
+            backup::run(ctx.clone()),
+            restore::run(ctx.clone()),
+            dr_drill::run(ctx.clone()),
+            drill_run::run(ctx.clone()),
+            drill_run::sweep::run(ctx.clone())
+        );
+    };
+    match election {
+        None => controllers.await,
+        Some(election) => {
+            let abort = election.abort_handle();
+            tokio::select! {
+                () = controllers => {
+                    // A clean shutdown: stop renewing, then hand the lease over.
+                    abort.abort();
+                    if let Some(cfg) = &lease_cfg {
+                        leader::release(client.clone(), cfg).await;
+                    }
+                }
+                lost = election => {
+                    metrics.leader.set(0);
+                    if let Ok(Err(e)) = lost {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("controllers stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,484 @@
+//! The store controller (BackupStore and ClusterBackupStore): reads the Secrets a store
+//! names, probes the repository (reachable? initialized? does the password open it?),
+//! creates the repository when allowed, and reports it all as conditions. Probing runs on
+//! a blocking thread with a timeout; the repository engine behind [`Prober`] knows
+//! nothing of Kubernetes.
+
+pub mod plan;
+pub mod prober;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::plan::Outcome;
+use super::{Context, Error, Result, apply_status, error_policy, instrumented};
+use crate::crd::common::SecretKeyRef;
+use crate::crd::store::{
+    BackupStore, BackupStoreSpec, ClusterBackupStore, InitializePolicy, StoreStatus,
+};
+
+/// A secret value that never prints.
+#[derive(Clone, Default)]
+pub struct Sensitive(pub String);
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything needed to open a store's repository, Secrets resolved.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub spec: BackupStoreSpec,
+    pub access_key_id: Option<Sensitive>,
+    pub secret_access_key: Option<Sensitive>,
+    pub session_token: Option<Sensitive>,
+    pub ca_pem: Option<Sensitive>,
+    pub password: Sensitive,
+}
+
+/// Opens (and if asked, creates) a repository. Blocking; the controller calls it on a
+/// blocking thread with a timeout.
+pub trait Prober: Send + Sync + 'static {
+    fn probe(&self, conn: &Connection, initialize: bool) -> Outcome;
+}
+
+/// How long one probe may take before the store counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn failed(reason: &'static str, message: String, transient: bool) -> Outcome {
+    Outcome::Failed {
+        reason,
+        message,
+        reachable: false,
+        transient,
+    }
+}
+
+async fn secret_value(
+    client: &kube::Client,
+    default_ns: Option<&str>,
+    cluster: bool,
+    r: &SecretKeyRef,
+    optional: bool,
+) -> std::result::Result<Option<Sensitive>, Outcome> {
+    read_key(
+        client,
+        default_ns,
+        cluster,
+        &r.name,
+        r.namespace.as_deref(),
+        &r.key,
+        optional,
+    )
+    .await
+}
+
+async fn read_key(
+    client: &kube::Client,
+    default_ns: Option<&str>,
+    cluster: bool,
+    name: &str,
+    ns: Option<&str>,
+    key: &str,
+    optional: bool,
+) -> std::result::Result<Option<Sensitive>, Outcome> {
+    let ns = match (cluster, ns, default_ns) {
+        (true, Some(ns), _) => ns.to_string(),
+        (true, None, _) => {
+            return Err(failed(
+                "InvalidStore",
+                format!("Secret {name:?}: a ClusterBackupStore must name the Secret's namespace"),
+                false,
+            ));
+        }
+        (false, _, Some(own)) => own.to_string(),
+        (false, _, None) => unreachable!("namespaced stores have a namespace"),
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            failed(
+                "SecretNotReadable",
+                format!("Secret {ns}/{name}: {e}"),
+                true,
+            )
+        })?;
+    let Some(secret) = secret else {
+        return Err(failed(
+            "SecretNotFound",
+            format!("Secret {ns}/{name} does not exist"),
+            false,
+        ));
+    };
+    let value = secret.data.and_then(|mut d| d.remove(key));
+    match value {
+        Some(v) => Ok(Some(Sensitive(
+            String::from_utf8_lossy(&v.0)
+                .trim_end_matches('\n')
+                .to_string(),
+        ))),
+        None if optional => Ok(None),
+        None => Err(failed(
+            "SecretKeyNotFound",
+            format!("Secret {ns}/{name} has no key {key:?}"),
+            false,
+        )),
+    }
+}
+
+/// Resolves the Secrets of a store spec.
+async fn connection(
+    client: &kube::Client,
+    ns: Option<&str>,
+    cluster: bool,
+    spec: &BackupStoreSpec,
+) -> std::result::Result<Connection, Outcome> {
+    let password = secret_value(client, ns, cluster, &spec.repository_password, false)
+        .await?
+        .expect("required values are Some");
+    let (mut id, mut key, mut token) = (None, None, None);
+    if let Some(c) = &spec.s3.credentials {
+        id = read_key(
+            client,
+            ns,
+            cluster,
+            &c.name,
+            c.namespace.as_deref(),
+            c.access_key_id_key(),
+            false,
+        )
+        .await?;
+        key = read_key(
+            client,
+            ns,
+            cluster,
+            &c.name,
+            c.namespace.as_deref(),
+            c.secret_access_key_key(),
+            false,
+        )
+        .await?;
+        token = read_key(
+            client,
+            ns,
+            cluster,
+            &c.name,
+            c.namespace.as_deref(),
+            c.session_token_key(),
+            true,
+        )
+        .await?;
+    }
+    let ca_pem = match &spec.s3.ca_bundle {
+        Some(r) => secret_value(client, ns, cluster, r, false).await?,
+        None => None,
+    };
+    Ok(Connection {
+        spec: spec.clone(),
+        access_key_id: id,
+        secret_access_key: key,
+        session_token: token,
+        ca_pem,
+        password,
+    })
+}
+
+async fn probe(prober: Arc<dyn Prober>, conn: Connection, initialize: bool) -> Outcome {
+    let task = tokio::task::spawn_blocking(move || prober.probe(&conn, initialize));
+    match tokio::time::timeout(PROBE_TIMEOUT, task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join)) => failed("ProbeFailed", format!("probe crashed: {join}"), true),
+        Err(_) => failed(
+            "StorageUnreachable",
+            format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+            true,
+        ),
+    }
+}
+
+/// The two store kinds share everything but scope.
+trait StoreKind:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static
+{
+    const CONTROLLER: &'static str;
+    fn spec(&self) -> &BackupStoreSpec;
+    fn status(&self) -> Option<&StoreStatus>;
+    fn api(client: kube::Client, ns: Option<&str>) -> Api<Self>;
+}
+
+impl StoreKind for BackupStore {
+    const CONTROLLER: &'static str = "backupstore";
+    fn spec(&self) -> &BackupStoreSpec {
+        &self.spec
+    }
+    fn status(&self) -> Option<&StoreStatus> {
+        self.status.as_ref()
+    }
+    fn api(client: kube::Client, ns: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, ns.unwrap_or_default())
+    }
+}
+
+impl StoreKind for ClusterBackupStore {
+    const CONTROLLER: &'static str = "clusterbackupstore";
+    fn spec(&self) -> &BackupStoreSpec {
+        &self.spec.store
+    }
+    fn status(&self) -> Option<&StoreStatus> {
+        self.status.as_ref()
+    }
+    fn api(client: kube::Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+/// A ready store whose spec has not changed and that was verified moments ago needs no
+/// new probe: this is the wake-up caused by our own status write. Returns how long to
+/// wait until the next regular probe.
+fn recently_verified<K: StoreKind>(
+    store: &K,
+    now: Timestamp,
+    interval: Duration,
+) -> Option<Duration> {
+    const GAP: Duration = Duration::from_secs(30);
+    let status = store.status()?;
+    let ready =
+        super::conditions::is_true(&status.conditions, crate::crd::common::condition::READY)
+            == Some(true);
+    let same_spec = status.observed_generation == store.meta().generation;
+    let age = Duration::try_from(now.duration_since(status.last_check_time.as_ref()?.0)).ok()?;
+    (ready && same_spec && age < GAP)
+        .then(|| interval.saturating_sub(age).max(Duration::from_secs(1)))
+}
+
+/// Writes when anything but `lastCheckTime` changed, or when `lastCheckTime` has aged
+/// past half the probe interval: the column stays meaningful without a write (and a
+/// wake-up) per probe.
+fn status_worth_writing(
+    old: Option<&StoreStatus>,
+    new: &StoreStatus,
+    now: Timestamp,
+    interval: Duration,
+) -> bool {
+    let Some(old) = old else { return true };
+    let strip = |s: &StoreStatus| StoreStatus {
+        last_check_time: None,
+        ..s.clone()
+    };
+    if strip(old) != strip(new) {
+        return true;
+    }
+    let age = old
+        .last_check_time
+        .as_ref()
+        .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok());
+    age.is_none_or(|a| a >= interval / 2)
+}
+
+/// Shared state of the store controllers.
+pub struct StoreCtx {
+    pub ctx: Arc<Context>,
+    pub prober: Arc<dyn Prober>,
+}
+
+async fn reconcile<K>(store: Arc<K>, sc: Arc<StoreCtx>) -> Result<Action>
+where
+    K: StoreKind + Serialize,
+{
+    let ctx = sc.ctx.clone();
+    instrumented(K::CONTROLLER, store.as_ref(), &ctx, async {
+        let ns = store.namespace();
+        let cluster = ns.is_none();
+        let spec = store.spec();
+        let now = Timestamp::now();
+        let interval = ctx.config.store_probe_interval;
+        if let Some(wait) = recently_verified(store.as_ref(), now, interval) {
+            return Ok(Action::requeue(wait));
+        }
+        let outcome = match connection(&ctx.client, ns.as_deref(), cluster, spec).await {
+            Ok(conn) => {
+                probe(
+                    sc.prober.clone(),
+                    conn,
+                    spec.initialize == InitializePolicy::IfMissing,
+                )
+                .await
+            }
+            Err(outcome) => outcome,
+        };
+        let p = plan::plan(
+            store.status(),
+            store.meta().generation,
+            outcome,
+            interval,
+            now,
+        );
+        for ev in &p.events {
+            let t = if ev.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.event(store.as_ref(), t, ev.reason, "Probe", ev.note.clone())
+                .await;
+        }
+        if status_worth_writing(store.status(), &p.status, now, interval) {
+            apply_status(
+                &K::api(ctx.client.clone(), ns.as_deref()),
+                &store.name_any(),
+                &p.status,
+            )
+            .await?;
+        }
+        match p.not_ready {
+            None => Ok(Action::requeue(p.requeue)),
+            Some((reason, message, true)) => Err(Error::Store {
+                reason,
+                message,
+                retry: super::Retry::Transient,
+            }),
+            Some((reason, message, false)) => Err(Error::Blocked { reason, message }),
+        }
+    })
+    .await
+}
+
+async fn run_kind<K>(sc: Arc<StoreCtx>)
+where
+    K: StoreKind + Serialize,
+{
+    let client = sc.ctx.client.clone();
+    let policy = {
+        let f = error_policy::<K>(K::CONTROLLER);
+        move |obj: Arc<K>, err: &Error, sc: Arc<StoreCtx>| f(obj, err, sc.ctx.clone())
+    };
+    Controller::new(
+        K::api(client, None).clone(),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
+    .shutdown_on_signal()
+    .run(reconcile::<K>, policy, sc)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "store controller event");
+        }
+    })
+    .await;
+}
+
+/// Runs both store controllers until SIGTERM.
+pub async fn run(ctx: Arc<Context>, prober: Arc<dyn Prober>) {
+    let sc = Arc::new(StoreCtx { ctx, prober });
+    tokio::join!(
+        run_kind::<BackupStore>(sc.clone()),
+        run_kind::<ClusterBackupStore>(sc)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::conditions::{self, Desired};
+    use crate::crd::common::condition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn checked(at_time: &str, ready: bool) -> StoreStatus {
+        let mut s = StoreStatus {
+            observed_generation: Some(1),
+            last_check_time: Some(Time(at(at_time))),
+            ..StoreStatus::default()
+        };
+        conditions::set(
+            &mut s.conditions,
+            &Desired::new(
+                condition::READY,
+                ready,
+                if ready { "Ready" } else { "BucketNotFound" },
+                "",
+            ),
+            Some(1),
+            at(at_time),
+        );
+        s
+    }
+
+    #[test]
+    fn our_own_status_write_does_not_trigger_a_second_probe() {
+        let interval = Duration::from_secs(300);
+        let mut store = BackupStore::new("s", BackupStoreSpec::default());
+        store.metadata.generation = Some(1);
+        store.status = Some(checked("2026-01-01T00:00:00Z", true));
+        let wait = recently_verified(&store, at("2026-01-01T00:00:02Z"), interval);
+        assert_eq!(wait, Some(Duration::from_secs(298)));
+        // A spec change, an unhealthy store, or an old check: probe now.
+        store.metadata.generation = Some(2);
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:00:02Z"), interval),
+            None
+        );
+        store.metadata.generation = Some(1);
+        store.status = Some(checked("2026-01-01T00:00:00Z", false));
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:00:02Z"), interval),
+            None
+        );
+        store.status = Some(checked("2026-01-01T00:00:00Z", true));
+        assert_eq!(
+            recently_verified(&store, at("2026-01-01T00:01:00Z"), interval),
+            None
+        );
+    }
+
+    #[test]
+    fn last_check_time_alone_is_written_only_when_it_has_aged() {
+        let interval = Duration::from_secs(300);
+        let old = checked("2026-01-01T00:00:00Z", true);
+        let mut new = old.clone();
+        new.last_check_time = Some(Time(at("2026-01-01T00:01:00Z")));
+        assert!(!status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+        assert!(status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:02:30Z"),
+            interval
+        ));
+        new.repository_id = Some("changed".into());
+        assert!(status_worth_writing(
+            Some(&old),
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+        assert!(status_worth_writing(
+            None,
+            &new,
+            at("2026-01-01T00:01:00Z"),
+            interval
+        ));
+    }
+}

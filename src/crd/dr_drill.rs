@@ -1,0 +1,577 @@
+//! `DRDrill` (a scheduled restore simulation with checks and objectives) and `DrillRun`
+//! (the immutable record of one execution: restore point, timeline, checks, measured RTO
+//! and RPO, outcome, and the evidence report's location and digest).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use super::common::{Failure, ScheduleSpec};
+use super::restore::{EphemeralDatabase, LocalRef};
+
+/// A scheduled disaster-recovery drill of a BackupPolicy.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "DRDrill",
+    plural = "drdrills",
+    namespaced,
+    status = "DRDrillStatus",
+    shortname = "drill",
+    category = "lifeboat",
+    doc = "A scheduled restore simulation: restores a policy's restore point into an isolated sandbox namespace, runs checks, measures RTO and RPO, records a DrillRun, and cleans up.",
+    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policyRef.name"),
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule.cron"),
+    printcolumn(
+        name = "Last Outcome",
+        type_ = "string",
+        json_path = ".status.lastOutcome"
+    ),
+    printcolumn(name = "Last Run", type_ = "date", json_path = ".status.lastRunTime"),
+    printcolumn(name = "RTO", type_ = "string", json_path = ".status.lastRTO"),
+    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRunTime"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DRDrillSpec {
+    /// The BackupPolicy whose restore points are drilled.
+    pub policy_ref: LocalRef,
+    /// When drills run.
+    pub schedule: ScheduleSpec,
+    /// Which restore point each run restores.
+    #[serde(default)]
+    pub restore_point: RestorePointSelector,
+    /// The isolated namespace each run restores into.
+    #[serde(default)]
+    pub sandbox: Sandbox,
+    /// What is restored.
+    #[serde(default)]
+    pub restore: DrillRestore,
+    /// Checks that must pass for the run to pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// Recovery objectives the runs are measured against.
+    #[serde(default)]
+    pub objectives: DrillObjectives,
+    /// Finished DrillRuns to keep. Default 10. Reports stay in the store regardless.
+    pub history_limit: Option<u32>,
+    /// Give up on a run after this long (all phases). Default `2h`.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub run_deadline: Option<String>,
+    /// The drill is overdue (condition `DrillOverdue`) when no run has passed for this
+    /// long. Default: twice the schedule's interval (e.g. 14 days for a weekly drill),
+    /// counted from the last pass or, before the first pass, from the drill's creation.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub overdue_after: Option<String>,
+}
+
+/// Which restore point a run restores.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePointSelector {
+    /// `Latest` (default), `Oldest` and `Random` (prove that older retained copies still
+    /// restore), or `PointInTime`.
+    #[serde(default)]
+    pub strategy: RestorePointStrategy,
+    /// RFC 3339 time for `PointInTime`: the newest restore point at or before it.
+    pub time: Option<String>,
+}
+
+/// How the restore point is chosen among the policy's successful Backups.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum RestorePointStrategy {
+    /// The newest successful restore point.
+    #[default]
+    Latest,
+    /// The oldest one still retained.
+    Oldest,
+    /// A different one each run, chosen at random among the retained.
+    Random,
+    /// The newest at or before `time`.
+    PointInTime,
+}
+
+/// The scratch namespace of a run.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sandbox {
+    /// Prefix of the sandbox namespace's name; the run name is appended (after a `-`
+    /// unless the prefix ends with one). Lowercase letters, digits and `-`, at most 20
+    /// characters. Default `drill-`.
+    pub namespace_prefix: Option<String>,
+    /// How long a sandbox kept after a failed run (`keepOnFailure`) lives after the run
+    /// finished; then it is deleted. Default `1h`.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub ttl: Option<String>,
+    /// Keep the sandbox of a failed run (until its TTL) for investigation.
+    #[serde(default)]
+    pub keep_on_failure: bool,
+    /// Hard limits of the sandbox's ResourceQuota, e.g. `{cpu: "4", memory: 8Gi}`.
+    /// Default: no quota.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_quota: BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// `DenyAll` (default): a NetworkPolicy that denies all ingress and all egress except
+    /// DNS and the sandbox itself, so restored applications cannot reach production.
+    /// `None`: no NetworkPolicy.
+    #[serde(default)]
+    pub network_policy: SandboxNetworkPolicy,
+}
+
+/// Network isolation of a sandbox.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum SandboxNetworkPolicy {
+    /// Deny all ingress, and all egress except DNS and the sandbox itself.
+    #[default]
+    DenyAll,
+    /// No NetworkPolicy.
+    None,
+}
+
+/// What a drill restores.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRestore {
+    /// Restore the policy's volumes into the sandbox. Default true.
+    pub volumes: Option<bool>,
+    /// Database sources to restore into an ephemeral server started in the sandbox.
+    /// Default: every database source, with the default image for its engine and version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DrillDatabase>,
+    /// Re-apply the saved manifests (side effects always suppressed: CronJobs
+    /// suspended, LoadBalancer/NodePort Services turned into ClusterIP, Ingresses dropped).
+    /// Default false.
+    #[serde(default)]
+    pub manifests: bool,
+}
+
+/// One database restored into an ephemeral server.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillDatabase {
+    /// The database source's name in the policy.
+    pub source: String,
+    /// The throwaway server.
+    #[serde(default)]
+    pub server: EphemeralDatabase,
+}
+
+/// One check. Set `name` and exactly one of the check kinds.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// Unique name, shown in the run record and report.
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
+    pub name: String,
+    /// Run a SQL query against a restored database.
+    pub sql: Option<SqlCheck>,
+    /// Verify files in a restored volume.
+    pub files: Option<FilesCheck>,
+    /// Run a container in the sandbox; it must exit 0.
+    pub command: Option<CommandCheck>,
+    /// Call a URL inside the sandbox; it must answer with the expected status.
+    pub http: Option<HttpCheck>,
+    /// Query the newest business timestamp of a restored database; the real RPO of the
+    /// restored data is measured from it.
+    pub freshness: Option<FreshnessCheck>,
+    /// Give up on this check after this long. Default `5m`.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub timeout: Option<String>,
+}
+
+/// A SQL check.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlCheck {
+    /// The database source's name in the policy.
+    pub database: String,
+    /// Query returning one value (first column of the first row). Not needed with
+    /// `matchesBackup`.
+    pub query: Option<String>,
+    /// What the value must be.
+    pub expect: Option<Expectation>,
+    /// Every table's row count must equal the count recorded when the backup was taken.
+    #[serde(default)]
+    pub matches_backup: bool,
+}
+
+/// A comparison of an observed value. Numbers compare numerically, anything else as
+/// text. Set exactly one.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Expectation {
+    /// The value equals this.
+    pub equals: Option<String>,
+    /// The value is a number at least this.
+    pub at_least: Option<String>,
+    /// The value is a number at most this.
+    pub at_most: Option<String>,
+}
+
+/// A files check.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesCheck {
+    /// The source PVC's name (its restored copy is checked).
+    pub volume: String,
+    /// Paths (relative to the volume root) that must exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exist: Vec<String>,
+    /// Files whose content must hash as given, or as recorded in the snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksums: Vec<FileChecksum>,
+}
+
+/// A file whose content is verified.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChecksum {
+    /// Path relative to the volume root.
+    pub path: String,
+    /// Expected SHA-256, hex. Omit to compare with the content stored in the snapshot.
+    pub sha256: Option<String>,
+}
+
+/// A command check.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandCheck {
+    /// Container image.
+    pub image: String,
+    /// Entrypoint override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables (the sandbox's database hosts are also set as
+    /// `LIFEBOAT_DB_<SOURCE>_HOST` / `_PORT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    /// Mount restored volumes (by source PVC name) read-only at `/volumes/<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+}
+
+/// An HTTP check.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheck {
+    /// URL inside the sandbox, e.g. `http://web:8080/healthz` (Service names resolve in
+    /// the sandbox namespace).
+    pub url: String,
+    /// Expected HTTP status. Default 200.
+    pub expect_status: Option<u16>,
+}
+
+/// A freshness check.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FreshnessCheck {
+    /// The database source's name in the policy.
+    pub database: String,
+    /// Query returning the newest business timestamp (e.g. `SELECT max(created_at) FROM
+    /// orders`), as a timestamp or RFC 3339 text.
+    pub query: String,
+}
+
+/// Objectives a drill is measured against.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillObjectives {
+    /// Recovery time objective: start of restore to all checks passing, e.g. `30m`.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub rto: Option<String>,
+    /// Recovery point objective: how old the restored data may be, e.g. `1h`.
+    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    pub rpo: Option<String>,
+    /// Runs considered for `RTODemonstrated`. Default 3.
+    pub rto_window: Option<u32>,
+}
+
+/// Observed state of a drill.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DRDrillStatus {
+    /// `.metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// The newest DrillRun.
+    pub last_run: Option<String>,
+    /// When it started.
+    pub last_run_time: Option<Time>,
+    /// Passed or Failed, of the newest finished run.
+    pub last_outcome: Option<DrillOutcome>,
+    /// Measured RTO of the newest finished run, e.g. `4m12s`.
+    #[serde(rename = "lastRTO")]
+    pub last_rto: Option<String>,
+    /// When a run last passed.
+    pub last_passed_time: Option<Time>,
+    /// Failed runs since the last pass.
+    pub consecutive_failures: Option<u32>,
+    /// The schedule slot the controller last acted on.
+    pub last_schedule_time: Option<Time>,
+    /// The newest finished DrillRun already counted in `lastOutcome` and
+    /// `consecutiveFailures`.
+    pub last_completed_run: Option<String>,
+    /// Measured RPO of the newest finished run that measured one, e.g. `42m`.
+    #[serde(rename = "lastRPO")]
+    pub last_rpo: Option<String>,
+    /// The evidence report of the newest finished run: the head of the drill's hash
+    /// chain (`lifeboat drill verify-chain` checks the chain against it).
+    pub last_report: Option<ReportRef>,
+    /// Next schedule slot, RFC 3339 in UTC.
+    pub next_run_time: Option<String>,
+    /// `Ready`, `RTODemonstrated`, `RPOMet`, `DrillOverdue`, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum DrillOutcome {
+    /// The restore succeeded and every check passed.
+    Passed,
+    /// A step or a check failed.
+    Failed,
+}
+
+/// One execution of a drill. Never changed once finished.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "DrillRun",
+    namespaced,
+    status = "DrillRunStatus",
+    shortname = "drun",
+    category = "lifeboat",
+    doc = "One execution of a DRDrill: the restore point used, a timeline of phases, every check's result, measured RTO and RPO, the outcome, and the evidence report. Immutable once finished.",
+    printcolumn(name = "Drill", type_ = "string", json_path = ".spec.drillRef.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Outcome", type_ = "string", json_path = ".status.outcome"),
+    printcolumn(name = "RTO", type_ = "string", json_path = ".status.rto.measured"),
+    printcolumn(name = "RPO", type_ = "string", json_path = ".status.rpo.measured"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRunSpec {
+    /// The drill this run executes (its spec as of the run's start is what counts).
+    pub drill_ref: LocalRef,
+    /// Who started the run.
+    #[serde(default)]
+    pub trigger: super::backup::Trigger,
+    /// The schedule slot, for scheduled runs.
+    pub scheduled_time: Option<Time>,
+}
+
+/// Phases of a run, in order. Every run passes through CleaningUp.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
+pub enum DrillPhase {
+    /// Accepted, nothing created yet.
+    #[default]
+    Pending,
+    /// Creating the sandbox namespace, quota, network policy and ephemeral databases.
+    Provisioning,
+    /// Restoring volumes, databases and manifests into the sandbox.
+    Restoring,
+    /// Running the checks.
+    Verifying,
+    /// Writing the evidence report to the store.
+    Reporting,
+    /// Removing the sandbox.
+    CleaningUp,
+    /// Finished; the record is final.
+    Completed,
+}
+
+/// Observed state of a run.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRunStatus {
+    /// `.metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// Current phase; `Completed` when finished.
+    pub phase: Option<DrillPhase>,
+    /// Passed or Failed, once known.
+    pub outcome: Option<DrillOutcome>,
+    /// The restore point used.
+    pub restore_point: Option<DrillRestorePoint>,
+    /// The sandbox namespace.
+    pub sandbox_namespace: Option<String>,
+    /// The Restore (in the drill's namespace) that restored into the sandbox.
+    pub restore: Option<String>,
+    /// The drill's spec when the run started: what this run restores, checks and is
+    /// measured against, whatever the drill says later.
+    pub drill_spec: Option<DRDrillSpec>,
+    /// When the run started.
+    pub start_time: Option<Time>,
+    /// When the run finished (after clean-up).
+    pub completion_time: Option<Time>,
+    /// Each phase with its start and end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<PhaseSpan>,
+    /// Each check's result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
+    /// Measured recovery time.
+    pub rto: Option<Measurement>,
+    /// Measured recovery point.
+    pub rpo: Option<Measurement>,
+    /// The failing step and why, for failed runs.
+    pub failure: Option<DrillFailure>,
+    /// The evidence report.
+    pub report: Option<ReportRef>,
+    /// `Complete` with the outcome as reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The restore point a run restored.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRestorePoint {
+    /// The Backup whose snapshots were restored.
+    pub backup: String,
+    /// Its restore point time.
+    pub time: Time,
+    /// Snapshot ID per source.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub snapshots: BTreeMap<String, String>,
+}
+
+/// One phase of the timeline.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseSpan {
+    /// The phase.
+    pub phase: DrillPhase,
+    /// When it began (microseconds: the RTO is measured from these times).
+    pub start_time: MicroTime,
+    /// When it ended (absent while running).
+    pub end_time: Option<MicroTime>,
+    /// Its length in seconds.
+    pub duration_seconds: Option<f64>,
+}
+
+/// The result of one check.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// `sql`, `files`, `command`, `http` or `freshness`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Passed, Failed (the data is wrong) or Error (the check could not run).
+    pub result: CheckVerdict,
+    /// What was observed (a value, a status code, an exit code, a mismatch).
+    pub observed: Option<String>,
+    /// What was expected.
+    pub expected: Option<String>,
+    /// Details for people.
+    pub message: Option<String>,
+    /// How long the check took, in seconds.
+    pub duration_seconds: Option<f64>,
+    /// When the check finished (the end of the last passing check ends the RTO).
+    pub end_time: Option<MicroTime>,
+}
+
+/// A check's verdict.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+pub enum CheckVerdict {
+    /// The data is as expected.
+    #[default]
+    Passed,
+    /// The data is wrong (the observed value says how).
+    Failed,
+    /// The check could not run (timeout, unreachable service, bad query).
+    Error,
+}
+
+/// A measured figure against its objective.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    /// The measurement for people, e.g. `4m12s`.
+    pub measured: Option<String>,
+    /// The measurement in seconds.
+    pub measured_seconds: Option<f64>,
+    /// The objective, as written in the drill.
+    pub objective: Option<String>,
+    /// Whether the measurement is within the objective (absent without an objective).
+    pub met: Option<bool>,
+    /// RTO: seconds per phase. RPO: `restorePoint` (drill start minus restore point time)
+    /// and `data` (drill start minus the freshness query's newest timestamp).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakdown: BTreeMap<String, f64>,
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillFailure {
+    /// The phase or check that failed (e.g. `Restoring`, `check/orders-count`).
+    pub step: String,
+    /// Bounded reason and message.
+    #[serde(flatten)]
+    pub failure: Failure,
+}
+
+/// Where the evidence report is and what it hashes to.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRef {
+    /// Location of the JSON report in the store, e.g. `s3://bucket/prefix/lifeboat-reports/ns/drill/run.json`.
+    pub location: String,
+    /// Location of the human-readable page next to it.
+    pub page_location: Option<String>,
+    /// SHA-256 of the JSON report, hex.
+    pub sha256: String,
+    /// SHA-256 of the previous run's report of the same drill (the hash chain), hex.
+    pub previous_sha256: Option<String>,
+}

@@ -1,0 +1,210 @@
+//! `BackupStore` (namespaced) and `ClusterBackupStore` (cluster-scoped): where a
+//! restic-format repository lives in S3-compatible storage and how to open it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use super::common::{S3CredentialsRef, SecretKeyRef};
+
+/// A repository in an S3 bucket that BackupPolicies in this namespace write to.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "BackupStore",
+    namespaced,
+    status = "StoreStatus",
+    shortname = "bstore",
+    category = "lifeboat",
+    doc = "A restic-format backup repository in S3-compatible storage, usable by the BackupPolicies of its namespace.",
+    printcolumn(name = "Bucket", type_ = "string", json_path = ".spec.s3.bucket"),
+    printcolumn(
+        name = "Prefix",
+        type_ = "string",
+        json_path = ".spec.s3.prefix",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Initialized",
+        type_ = "boolean",
+        json_path = ".status.initialized"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStoreSpec {
+    /// The S3-compatible bucket and how to reach it.
+    pub s3: S3Spec,
+    /// The repository password (encryption key material). Keep a copy outside the
+    /// cluster: without it no backup can ever be read, by Lifeboat or by restic.
+    /// A namespaced store reads it from its own namespace.
+    pub repository_password: SecretKeyRef,
+    /// Whether the controller creates the repository when none exists at the location.
+    /// An existing repository is never overwritten.
+    #[serde(default)]
+    pub initialize: InitializePolicy,
+}
+
+/// A repository in an S3 bucket shared by BackupPolicies of several namespaces.
+#[skip_serializing_none]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "lifeboat.dev",
+    version = "v1alpha1",
+    kind = "ClusterBackupStore",
+    status = "StoreStatus",
+    shortname = "cbstore",
+    category = "lifeboat",
+    doc = "A restic-format backup repository in S3-compatible storage, shared by the BackupPolicies of the allowed namespaces.",
+    printcolumn(name = "Bucket", type_ = "string", json_path = ".spec.s3.bucket"),
+    printcolumn(
+        name = "Prefix",
+        type_ = "string",
+        json_path = ".spec.s3.prefix",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Initialized",
+        type_ = "boolean",
+        json_path = ".status.initialized"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBackupStoreSpec {
+    /// The repository location and secrets, as for a BackupStore, except that every
+    /// Secret reference must name its namespace.
+    #[serde(flatten)]
+    pub store: BackupStoreSpec,
+    /// Namespaces whose BackupPolicies may use this store. `*` allows every namespace.
+    /// Empty: no namespace may (a safe default for a shared bucket).
+    #[serde(default)]
+    pub allowed_namespaces: Vec<String>,
+}
+
+/// Bucket location and client settings.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Endpoint URL, e.g. `https://s3.eu-central-1.amazonaws.com` or
+    /// `http://minio.storage.svc:9000`. Default: AWS's endpoint for the region.
+    pub endpoint: Option<String>,
+    /// Bucket name. The bucket must exist; Lifeboat never creates or deletes buckets.
+    pub bucket: String,
+    /// Key prefix of the repository inside the bucket, e.g. `prod/orders`.
+    pub prefix: Option<String>,
+    /// Region for request signing. Default `us-east-1`.
+    pub region: Option<String>,
+    /// Address the bucket in the URL path instead of the host name. Most S3-compatible
+    /// servers need this. Default `true` when an endpoint is set, `false` for AWS.
+    pub path_style: Option<bool>,
+    /// Credentials. Omit to use the ambient AWS credential chain of the mover pods
+    /// (e.g. IRSA or instance roles).
+    pub credentials: Option<S3CredentialsRef>,
+    /// PEM bundle of certificate authorities to trust for the endpoint, in addition to
+    /// the system roots.
+    pub ca_bundle: Option<SecretKeyRef>,
+    /// When the client adds and checks payload checksums. `WhenSupported` (the default)
+    /// gives end-to-end CRC32; `WhenRequired` suits S3-compatible servers that reject
+    /// aws-chunked uploads.
+    #[serde(default)]
+    pub checksum_mode: ChecksumMode,
+}
+
+/// Checksum behaviour of the S3 client.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// Add and verify checksums whenever the operation supports them.
+    #[default]
+    WhenSupported,
+    /// Only when the operation requires them.
+    WhenRequired,
+}
+
+/// Whether the controller may create the repository.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum InitializePolicy {
+    /// Create the repository when the location holds none (the default).
+    #[default]
+    IfMissing,
+    /// Never create one; report `Initialized=False` until someone does.
+    Never,
+}
+
+/// Observed state of a store.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// `.metadata.generation` this status describes.
+    pub observed_generation: Option<i64>,
+    /// The last probe reached the bucket with the given credentials.
+    pub reachable: Option<bool>,
+    /// A repository exists at the location and opened with the password.
+    pub initialized: Option<bool>,
+    /// The repository's ID (from its config file), to tell repositories apart.
+    pub repository_id: Option<String>,
+    /// When the store was last probed.
+    pub last_check_time: Option<Time>,
+    /// `Ready`, `Reachable`, `Initialized`, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl ClusterBackupStoreSpec {
+    /// Whether policies in `namespace` may use this store.
+    pub fn allows(&self, namespace: &str) -> bool {
+        self.allowed_namespaces
+            .iter()
+            .any(|n| n == "*" || n == namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_store_allows_listed_namespaces_only() {
+        let mut spec = ClusterBackupStoreSpec::default();
+        assert!(!spec.allows("prod"), "empty list allows nobody");
+        spec.allowed_namespaces = vec!["prod".into()];
+        assert!(spec.allows("prod"));
+        assert!(!spec.allows("dev"));
+        spec.allowed_namespaces.push("*".into());
+        assert!(spec.allows("dev"));
+    }
+}

@@ -1,0 +1,624 @@
+//! The evidence report of a drill run: a JSON document (the record an auditor verifies)
+//! and a Markdown page rendered from it (timeline, checks, RTO/RPO against objectives, the
+//! trend of the last runs as a Unicode sparkline). Pure: building, rendering and hashing.
+//!
+//! The chain: each report carries `previousSha256`, the SHA-256 of the exact bytes of the
+//! drill's previous report, and `page.sha256`, that of its own page. Changing, removing or
+//! inserting any report breaks a link (`super::chain` verifies it).
+//!
+//! Reports are stored as plain (unencrypted) objects next to the repository, so that an
+//! auditor needs read access to the bucket and nothing else. They hold no secrets: check
+//! values are summarised, credentials never appear in a DrillRun.
+
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+use sha2::{Digest, Sha256};
+
+use crate::crd::backup::Trigger;
+use crate::crd::dr_drill::{
+    CheckResult, CheckVerdict, DrillFailure, DrillObjectives, DrillOutcome, DrillRestorePoint,
+    DrillRun, Measurement, PhaseSpan,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+/// Value of `format` in every report.
+pub const REPORT_FORMAT: &str = "lifeboat.dev/drill-report/v1";
+/// Runs shown in a report's trend, this one included.
+pub const TREND_RUNS: usize = 12;
+
+/// One run in the trend of a report.
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendPoint {
+    pub run: String,
+    pub start_time: Option<Time>,
+    pub outcome: Option<DrillOutcome>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+}
+
+/// Where the page is and what it hashes to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageRef {
+    /// Object key relative to the repository root.
+    pub key: String,
+    pub sha256: String,
+}
+
+/// The evidence report of one drill run.
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// [`REPORT_FORMAT`].
+    pub format: String,
+    pub namespace: String,
+    pub drill: String,
+    pub run: String,
+    pub run_uid: Option<String>,
+    pub policy: Option<String>,
+    pub trigger: Trigger,
+    pub scheduled_time: Option<Time>,
+    /// When the report was written, RFC 3339.
+    pub generated_at: String,
+    pub outcome: Option<DrillOutcome>,
+    pub failure: Option<DrillFailure>,
+    pub restore_point: Option<DrillRestorePoint>,
+    pub sandbox_namespace: Option<String>,
+    pub start_time: Option<Time>,
+    #[serde(default)]
+    pub timeline: Vec<PhaseSpan>,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    pub rto: Option<Measurement>,
+    pub rpo: Option<Measurement>,
+    #[serde(default)]
+    pub objectives: DrillObjectives,
+    /// The previous runs of the drill, oldest first (at most [`TREND_RUNS`] - 1).
+    #[serde(default)]
+    pub trend: Vec<TrendPoint>,
+    /// Object key of the drill's previous report.
+    pub previous_report: Option<String>,
+    /// SHA-256 of the previous report's bytes: the chain link.
+    pub previous_sha256: Option<String>,
+    /// The Markdown page rendered from this report.
+    pub page: Option<PageRef>,
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The report's stored bytes (pretty JSON with a final newline). These exact bytes are
+/// what the chain hashes.
+pub fn to_bytes(r: &Report) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(r).expect("a report always serializes");
+    v.push(b'\n');
+    v
+}
+
+/// The trend point of a report's own run.
+pub fn point_of(r: &Report) -> TrendPoint {
+    TrendPoint {
+        run: r.run.clone(),
+        start_time: r.start_time.clone(),
+        outcome: r.outcome,
+        rto_seconds: r.rto.as_ref().and_then(|m| m.measured_seconds),
+        rpo_seconds: r.rpo.as_ref().and_then(|m| m.measured_seconds),
+    }
+}
+
+/// The previous report, as the new one links to it.
+pub struct Previous<'a> {
+    pub key: &'a str,
+    pub sha256: &'a str,
+    /// Parsed, when it parses (its trend continues into the new one).
+    pub report: Option<&'a Report>,
+}
+
+/// Builds the report of `run` (whose status is final but for the report itself). The
+/// page reference is set by the caller once the page is rendered.
+pub fn build(
+    run: &DrillRun,
+    generated_at: jiff::Timestamp,
+    previous: Option<Previous<'_>>,
+) -> Report {
+    let s = run.status.clone().unwrap_or_default();
+    let spec = s.drill_spec.clone().unwrap_or_default();
+    let mut trend = Vec::new();
+    if let Some(p) = previous.as_ref().and_then(|p| p.report) {
+        trend.extend(p.trend.iter().cloned());
+        trend.push(point_of(p));
+    }
+    let keep = TREND_RUNS - 1;
+    if trend.len() > keep {
+        trend.drain(..trend.len() - keep);
+    }
+    Report {
+        format: REPORT_FORMAT.into(),
+        namespace: run.namespace().unwrap_or_default(),
+        drill: run.spec.drill_ref.name.clone(),
+        run: run.name_any(),
+        run_uid: run.metadata.uid.clone(),
+        policy: Some(spec.policy_ref.name.clone()).filter(|p| !p.is_empty()),
+        trigger: run.spec.trigger,
+        scheduled_time: run.spec.scheduled_time.clone(),
+        generated_at: generated_at.to_string(),
+        outcome: s.outcome,
+        failure: s.failure,
+        restore_point: s.restore_point,
+        sandbox_namespace: s.sandbox_namespace,
+        start_time: s.start_time,
+        timeline: s.timeline,
+        checks: s.checks,
+        rto: s.rto,
+        rpo: s.rpo,
+        objectives: spec.objectives,
+        trend,
+        previous_report: previous.as_ref().map(|p| p.key.to_string()),
+        previous_sha256: previous.as_ref().map(|p| p.sha256.to_string()),
+        page: None,
+    }
+}
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A Unicode sparkline of `values` scaled between their minimum and maximum; `·` marks a
+/// run without a value (a failed run demonstrates no RTO).
+pub fn sparkline(values: &[Option<f64>]) -> String {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    let (lo, hi) = present
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| match v {
+            None => '·',
+            Some(_) if (hi - lo).abs() < f64::EPSILON => BARS[3],
+            Some(v) => {
+                let i = ((v - lo) / (hi - lo) * 7.0).round() as usize;
+                BARS[i.min(7)]
+            }
+        })
+        .collect()
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("—".into(), crate::drill::measure::format_seconds)
+}
+
+fn measurement_line(m: Option<&Measurement>, none: &str) -> String {
+    let Some(m) = m else { return none.into() };
+    let measured = m
+        .measured
+        .clone()
+        .unwrap_or_else(|| secs(m.measured_seconds));
+    match (&m.objective, m.met) {
+        (Some(o), Some(true)) => format!("**{measured}** (objective {o}: met)"),
+        (Some(o), Some(false)) => format!("**{measured}** (objective {o}: **missed**)"),
+        _ => format!("**{measured}** (no objective)"),
+    }
+}
+
+fn outcome_word(o: Option<DrillOutcome>) -> &'static str {
+    match o {
+        Some(DrillOutcome::Passed) => "✅ PASSED",
+        Some(DrillOutcome::Failed) => "❌ FAILED",
+        None => "unknown",
+    }
+}
+
+fn verdict_word(v: CheckVerdict) -> &'static str {
+    match v {
+        CheckVerdict::Passed => "✅ Passed",
+        CheckVerdict::Failed => "❌ Failed",
+        CheckVerdict::Error => "⚠️ Error",
+    }
+}
+
+fn hhmmss(t: jiff::Timestamp) -> String {
+    t.strftime("%H:%M:%S").to_string()
+}
+
+/// Renders the human-readable page of a report.
+pub fn render_markdown(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# DR drill report: {}/{}", r.namespace, r.drill);
+    let _ = writeln!(w);
+    let _ = writeln!(w, "Run `{}` — **{}**", r.run, outcome_word(r.outcome));
+    if let Some(f) = &r.failure {
+        let _ = writeln!(
+            w,
+            "\nFailed at **{}**: `{}`: {}",
+            f.step,
+            f.failure.reason,
+            cell(&f.failure.message)
+        );
+    }
+    let _ = writeln!(w, "\n| | |\n|---|---|");
+    let _ = writeln!(w, "| Drill | `{}/{}` |", r.namespace, r.drill);
+    if let Some(p) = &r.policy {
+        let _ = writeln!(w, "| Backup policy | `{p}` |");
+    }
+    let trigger = match r.trigger {
+        Trigger::Schedule => format!(
+            "schedule{}",
+            r.scheduled_time
+                .as_ref()
+                .map(|t| format!(" (slot {})", t.0))
+                .unwrap_or_default()
+        ),
+        Trigger::Manual => "manual".into(),
+    };
+    let _ = writeln!(
+        w,
+        "| Started | {} by {trigger} |",
+        r.start_time
+            .as_ref()
+            .map_or("—".into(), |t| t.0.to_string())
+    );
+    if let Some(rp) = &r.restore_point {
+        let snaps: Vec<String> = rp
+            .snapshots
+            .iter()
+            .map(|(k, v)| format!("{k} `{}`", &v[..v.len().min(8)]))
+            .collect();
+        let _ = writeln!(
+            w,
+            "| Restore point | Backup `{}` of {}{} |",
+            rp.backup,
+            rp.time.0,
+            if snaps.is_empty() {
+                String::new()
+            } else {
+                format!(" (snapshots: {})", snaps.join(", "))
+            }
+        );
+    }
+    if let Some(ns) = &r.sandbox_namespace {
+        let _ = writeln!(w, "| Sandbox | `{ns}` |");
+    }
+    let _ = writeln!(
+        w,
+        "| RTO | {} |",
+        measurement_line(
+            r.rto.as_ref(),
+            "not demonstrated (the recovery did not succeed)"
+        )
+    );
+    let mut rpo = measurement_line(r.rpo.as_ref(), "not measured");
+    if let Some(m) = &r.rpo {
+        let parts: Vec<String> = m
+            .breakdown
+            .iter()
+            .map(|(k, v)| format!("{k} {}", secs(Some(*v))))
+            .collect();
+        if !parts.is_empty() {
+            rpo = format!("{rpo}; {}", parts.join(", "));
+        }
+    }
+    let _ = writeln!(w, "| RPO | {rpo} |");
+
+    let _ = writeln!(w, "\n## Timeline\n");
+    let total: f64 = r
+        .timeline
+        .iter()
+        .filter_map(|p| p.duration_seconds)
+        .sum::<f64>()
+        .max(1.0);
+    let _ = writeln!(
+        w,
+        "| Phase | Start | End | Duration | |\n|---|---|---|---|---|"
+    );
+    for p in &r.timeline {
+        let bar_len = p
+            .duration_seconds
+            .map_or(0, |d| ((d / total) * 30.0).round().max(1.0) as usize);
+        let _ = writeln!(
+            w,
+            "| {:?} | {} | {} | {} | `{}` |",
+            p.phase,
+            hhmmss(p.start_time.0),
+            p.end_time
+                .as_ref()
+                .map_or("(this report)".into(), |t| hhmmss(t.0)),
+            secs(p.duration_seconds),
+            "█".repeat(bar_len)
+        );
+    }
+
+    let _ = writeln!(w, "\n## Checks\n");
+    if r.checks.is_empty() {
+        let _ = writeln!(w, "No checks ran.");
+    } else {
+        let _ = writeln!(
+            w,
+            "| Check | Type | Result | Observed | Expected | Duration |\n|---|---|---|---|---|---|"
+        );
+        for c in &r.checks {
+            let observed = match (&c.observed, &c.message) {
+                (Some(o), Some(m)) => format!("{o} ({m})"),
+                (Some(o), None) => o.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => "—".into(),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} |",
+                cell(&c.name),
+                c.type_,
+                verdict_word(c.result),
+                cell(&observed),
+                cell(c.expected.as_deref().unwrap_or("—")),
+                secs(c.duration_seconds)
+            );
+        }
+    }
+
+    let mut points = r.trend.clone();
+    points.push(point_of(r));
+    let _ = writeln!(w, "\n## Trend of the last {} runs\n", points.len());
+    let marks: String = points
+        .iter()
+        .map(|p| match p.outcome {
+            Some(DrillOutcome::Passed) => '✔',
+            Some(DrillOutcome::Failed) => '✘',
+            None => '?',
+        })
+        .collect();
+    let rtos: Vec<Option<f64>> = points.iter().map(|p| p.rto_seconds).collect();
+    let rpos: Vec<Option<f64>> = points.iter().map(|p| p.rpo_seconds).collect();
+    let _ = writeln!(w, "```text");
+    let _ = writeln!(w, "outcome  {marks}");
+    let _ = writeln!(
+        w,
+        "RTO      {}  {} .. {}",
+        sparkline(&rtos),
+        secs(rtos.iter().flatten().copied().reduce(f64::min)),
+        secs(rtos.iter().flatten().copied().reduce(f64::max))
+    );
+    let _ = writeln!(
+        w,
+        "RPO      {}  {} .. {}",
+        sparkline(&rpos),
+        secs(rpos.iter().flatten().copied().reduce(f64::min)),
+        secs(rpos.iter().flatten().copied().reduce(f64::max))
+    );
+    let _ = writeln!(
+        w,
+        "```\n(oldest to newest; this run last; `·` = no value)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Run | Started | Outcome | RTO | RPO |\n|---|---|---|---|---|"
+    );
+    for p in points.iter().rev() {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} |",
+            p.run,
+            p.start_time
+                .as_ref()
+                .map_or("—".into(), |t| t.0.to_string()),
+            outcome_word(p.outcome),
+            secs(p.rto_seconds),
+            secs(p.rpo_seconds)
+        );
+    }
+
+    let _ = writeln!(w, "\n## Integrity\n");
+    let _ = writeln!(
+        w,
+        "This page is covered by the SHA-256 in the JSON report next to it (`page.sha256`)."
+    );
+    match (&r.previous_report, &r.previous_sha256) {
+        (Some(k), Some(h)) => {
+            let _ = writeln!(
+                w,
+                "The report links to the previous report `{k}` by its SHA-256 `{h}`."
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                w,
+                "This is the first report of the drill: the chain starts here."
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "Verify the whole chain with `lifeboat drill verify-chain {} -n {}`.",
+        r.drill, r.namespace
+    );
+    let _ = writeln!(w, "\nGenerated {} by Lifeboat.", r.generated_at);
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::crd::common::Failure;
+    use crate::crd::dr_drill::{DrillPhase, DrillRunSpec, DrillRunStatus};
+    use crate::crd::restore::LocalRef;
+    use std::collections::BTreeMap;
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn micro(s: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(s.parse().unwrap())
+    }
+
+    pub(crate) fn run(name: &str, outcome: DrillOutcome, rto: Option<f64>) -> DrillRun {
+        let mut r = DrillRun::new(
+            name,
+            DrillRunSpec {
+                drill_ref: LocalRef {
+                    name: "orders".into(),
+                },
+                ..DrillRunSpec::default()
+            },
+        );
+        r.metadata.namespace = Some("shop".into());
+        r.metadata.uid = Some(format!("uid-{name}"));
+        r.status = Some(DrillRunStatus {
+            outcome: Some(outcome),
+            start_time: Some(time("2026-11-22T15:00:00Z")),
+            sandbox_namespace: Some(format!("drill-{name}")),
+            restore_point: Some(DrillRestorePoint {
+                backup: "orders-202611221400".into(),
+                time: time("2026-11-22T14:00:00Z"),
+                snapshots: BTreeMap::from([("pg".into(), "cb40c44f5f70".into())]),
+            }),
+            timeline: vec![
+                PhaseSpan {
+                    phase: DrillPhase::Provisioning,
+                    start_time: micro("2026-11-22T15:00:00Z"),
+                    end_time: Some(micro("2026-11-22T15:00:02Z")),
+                    duration_seconds: Some(2.0),
+                },
+                PhaseSpan {
+                    phase: DrillPhase::Restoring,
+                    start_time: micro("2026-11-22T15:00:02Z"),
+                    end_time: Some(micro("2026-11-22T15:01:02Z")),
+                    duration_seconds: Some(60.0),
+                },
+            ],
+            checks: vec![CheckResult {
+                name: "orders|count".into(),
+                type_: "sql".into(),
+                result: if outcome == DrillOutcome::Passed {
+                    CheckVerdict::Passed
+                } else {
+                    CheckVerdict::Failed
+                },
+                observed: Some("0".into()),
+                expected: Some(">= 1".into()),
+                duration_seconds: Some(1.5),
+                ..CheckResult::default()
+            }],
+            rto: rto.map(|s| Measurement {
+                measured: Some(crate::schedule::duration::format(
+                    std::time::Duration::from_secs_f64(s),
+                )),
+                measured_seconds: Some(s),
+                objective: Some("5m".into()),
+                met: Some(s <= 300.0),
+                ..Measurement::default()
+            }),
+            failure: (outcome == DrillOutcome::Failed).then(|| DrillFailure {
+                step: "check/orders-count".into(),
+                failure: Failure {
+                    reason: "CheckFailed".into(),
+                    message: "orders-count: observed 0, expected >= 1".into(),
+                },
+            }),
+            ..DrillRunStatus::default()
+        });
+        r
+    }
+
+    #[test]
+    fn reports_link_to_their_predecessor_and_carry_the_trend() {
+        let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
+        let first = build(&run("r1", DrillOutcome::Passed, Some(70.0)), now, None);
+        assert_eq!(first.previous_sha256, None);
+        assert!(first.trend.is_empty());
+        let first_bytes = to_bytes(&first);
+        let h1 = sha256(&first_bytes);
+        let second = build(
+            &run("r2", DrillOutcome::Failed, None),
+            now,
+            Some(Previous {
+                key: "lifeboat-reports/shop/orders/a.json",
+                sha256: &h1,
+                report: Some(&first),
+            }),
+        );
+        assert_eq!(second.previous_sha256.as_deref(), Some(h1.as_str()));
+        assert_eq!(second.trend.len(), 1);
+        assert_eq!(second.trend[0].run, "r1");
+        assert_eq!(second.trend[0].rto_seconds, Some(70.0));
+        // Stable bytes: parsing and re-serializing gives the same digest.
+        let back: Report = serde_json::from_slice(&first_bytes).unwrap();
+        assert_eq!(sha256(&to_bytes(&back)), h1);
+    }
+
+    #[test]
+    fn the_trend_is_bounded() {
+        let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
+        let mut prev = build(&run("r0", DrillOutcome::Passed, Some(10.0)), now, None);
+        for i in 1..30 {
+            let h = sha256(&to_bytes(&prev));
+            prev = build(
+                &run(
+                    &format!("r{i}"),
+                    DrillOutcome::Passed,
+                    Some(10.0 + i as f64),
+                ),
+                now,
+                Some(Previous {
+                    key: "k",
+                    sha256: &h,
+                    report: Some(&prev),
+                }),
+            );
+        }
+        assert_eq!(prev.trend.len(), TREND_RUNS - 1);
+        assert_eq!(prev.trend.last().unwrap().run, "r28");
+    }
+
+    #[test]
+    fn sparklines_scale_between_min_and_max() {
+        assert_eq!(sparkline(&[Some(1.0), Some(8.0), None, Some(4.5)]), "▁█·▅");
+        assert_eq!(sparkline(&[Some(5.0), Some(5.0)]), "▄▄");
+        assert_eq!(sparkline(&[None]), "·");
+        assert_eq!(sparkline(&[]), "");
+    }
+
+    #[test]
+    fn the_page_shows_outcome_checks_objectives_and_trend() {
+        let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
+        let first = build(&run("r1", DrillOutcome::Passed, Some(70.0)), now, None);
+        let h1 = sha256(&to_bytes(&first));
+        let second = build(
+            &run("r2", DrillOutcome::Failed, None),
+            now,
+            Some(Previous {
+                key: "lifeboat-reports/shop/orders/r1.json",
+                sha256: &h1,
+                report: Some(&first),
+            }),
+        );
+        let page = render_markdown(&second);
+        for want in [
+            "# DR drill report: shop/orders",
+            "Run `r2` — **❌ FAILED**",
+            "Failed at **check/orders-count**: `CheckFailed`: orders-count: observed 0, expected >= 1",
+            "| orders\\|count | sql | ❌ Failed | 0 | >= 1 | 1.5s |",
+            "| RTO | not demonstrated",
+            "outcome  ✔✘",
+            "RTO      ▄·",
+            &h1,
+            "| Restoring | 15:00:02 | 15:01:02 | 1m |",
+        ] {
+            assert!(page.contains(want), "missing {want:?} in\n{page}");
+        }
+        let page1 = render_markdown(&first);
+        assert!(page1.contains("**1m10s** (objective 5m: met)"), "{page1}");
+        assert!(page1.contains("the chain starts here"));
+    }
+}

@@ -1,0 +1,126 @@
+//! `lifeboat mover retention`: applies a policy's keep rules to each of its sources'
+//! snapshot histories separately (a volume's hourly snapshots never crowd out a
+//! database's), then prunes once. Runs as the single maintenance Job of its repository.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::tags;
+use crate::cli::{CliError, RepoArgs};
+use crate::jobs::result::{MoverResult, RESULT_VERSION};
+use crate::repo::{GroupBy, RetentionPolicy, SnapshotFilter};
+
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    /// The policy, as NAMESPACE/NAME.
+    #[arg(long)]
+    policy: String,
+    /// The Backup whose success triggered this run (for the record).
+    #[arg(long)]
+    backup: Option<String>,
+    #[arg(long)]
+    keep_last: Option<u32>,
+    #[arg(long)]
+    keep_hourly: Option<u32>,
+    #[arg(long)]
+    keep_daily: Option<u32>,
+    #[arg(long)]
+    keep_weekly: Option<u32>,
+    #[arg(long)]
+    keep_monthly: Option<u32>,
+    #[arg(long)]
+    keep_yearly: Option<u32>,
+    /// Plan only: report what would be forgotten.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Applies retention and prunes.
+pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliError> {
+    let RetentionArgs {
+        policy,
+        backup: _,
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        dry_run,
+    } = a;
+    let (ns, name) = policy.split_once('/').ok_or_else(|| {
+        CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}"))
+    })?;
+    let rules = RetentionPolicy {
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        ..RetentionPolicy::default()
+    };
+    let keeps_something = [
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+    ]
+    .iter()
+    .any(|k| k.is_some_and(|n| n > 0));
+    if !keeps_something {
+        // Forgetting with no positive rule would remove every snapshot of the policy.
+        return Err(CliError::input(
+            "refusing retention without a positive keep rule: it would forget every snapshot",
+        ));
+    }
+    let started = Instant::now();
+    let repo = repo_args.open(true)?;
+    let policy_tag = tags::policy(ns, name);
+    let all = repo.snapshots(&SnapshotFilter {
+        tags: vec![policy_tag.clone()],
+        ..SnapshotFilter::default()
+    })?;
+    let sources: BTreeSet<String> = all
+        .iter()
+        .filter_map(|s| tags::value(&s.tags, "source").map(str::to_string))
+        .collect();
+    let mut forgotten = 0usize;
+    for source in &sources {
+        let filter = SnapshotFilter {
+            tags: vec![policy_tag.clone(), format!("source={source}")],
+            ..SnapshotFilter::default()
+        };
+        let one_group = GroupBy {
+            host: false,
+            paths: false,
+            tags: false,
+        };
+        let plan = repo.plan_forget(&rules, one_group, &filter)?;
+        forgotten += if dry_run {
+            plan.remove_ids().len()
+        } else {
+            repo.forget(&plan)?.len()
+        };
+    }
+    let mut result = MoverResult {
+        v: RESULT_VERSION,
+        duration_seconds: Some(started.elapsed().as_secs_f64()),
+        ..MoverResult::default()
+    };
+    if forgotten > 0 && !dry_run {
+        let report = repo.prune(false)?;
+        result
+            .details
+            .insert("bytesRemoved".into(), report.bytes_removed.into());
+    }
+    result.details.insert("forgotten".into(), forgotten.into());
+    result
+        .details
+        .insert("sources".into(), sources.len().into());
+    Ok(result)
+}
