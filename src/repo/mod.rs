@@ -551,10 +551,11 @@ impl Repo {
         let snap = self.new_snapshot(meta)?;
         let _lock = self.lock(false)?;
         let collector = log_bridge::WarningCollector::start();
-        let sn = engine::backup_paths(&self.ctx, &req, snap)?;
+        let (sn, mut skipped) = engine::backup_paths(&self.ctx, &req, snap)?;
+        skipped.extend(collector.finish());
         Ok(BackupOutcome {
             snapshot: SnapshotInfo::from_file(&sn),
-            skipped: collector.finish(),
+            skipped,
         })
     }
 

@@ -71,6 +71,8 @@ pub struct BackupOptions {
     pub workers: usize,
     /// Threads uploading packs (raise for high-latency object stores).
     pub upload_workers: usize,
+    /// Bytes of file content processed (read, or taken unchanged from the parent).
+    pub progress: Option<rustic_core::Progress>,
 }
 
 impl Default for BackupOptions {
@@ -83,6 +85,7 @@ impl Default for BackupOptions {
             compression_level: None,
             workers: cores,
             upload_workers: 2,
+            progress: None,
         }
     }
 }
@@ -247,6 +250,12 @@ impl PendingSnapshot {
         &self.snap
     }
 
+    /// Entries left out because they could not be read: `(path, reason)`.
+    #[must_use]
+    pub fn skipped(&self) -> &[(String, String)] {
+        &self.stats.skipped
+    }
+
     /// Writes the snapshot file: the commit point of the backup.
     ///
     /// # Errors
@@ -377,6 +386,7 @@ where
         level,
         errors: &errors,
         sealed_pool: &sealed_pool,
+        progress: opts.progress.as_ref(),
         idle: AtomicUsize::new(0),
         busy: AtomicUsize::new(workers),
     };
@@ -512,7 +522,10 @@ fn find_parent<S: Open>(
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some(repo.get_snapshot_from_str(id, |_| true)?),
         ParentChoice::Latest => repo
-            .get_matching_snapshots(|s| s.hostname == snap.hostname && s.paths == snap.paths)?
+            // rustic's default grouping for parents: host, label and paths
+            .get_matching_snapshots(|s| {
+                s.hostname == snap.hostname && s.label == snap.label && s.paths == snap.paths
+            })?
             .into_iter()
             .max_by(|a, b| a.time.cmp(&b.time)),
     })
@@ -527,6 +540,7 @@ struct Shared<'a> {
     level: i32,
     errors: &'a FirstError,
     sealed_pool: &'a Pool,
+    progress: Option<&'a rustic_core::Progress>,
     /// Workers waiting for work: a file reader hands blobs to them instead of
     /// compressing them itself.
     idle: AtomicUsize,
@@ -697,6 +711,9 @@ fn read_file<O: ReadSourceOpen>(
     while let Some(chunk) = chunks.next_chunk().map_err(|e| unreadable(e.to_string()))? {
         let id = hash(chunk);
         size += chunk.len() as u64;
+        if let Some(p) = sh.progress {
+            p.inc(chunk.len() as u64);
+        }
         ids.push(id);
         let is_new =
             !sh.index.data.contains_key(&id) && sh.new_blobs.lock().expect("blob set").insert(id);
@@ -1002,6 +1019,9 @@ impl Walk<'_> {
         self.summary.total_files_processed += 1;
         if let Some(content) = unchanged {
             self.summary.total_bytes_processed += node.meta.size;
+            if let Some(p) = &self.opts.progress {
+                p.inc(node.meta.size);
+            }
             node.content = Some(content);
             f.nodes.push(Some(node));
             self.summary.files_unmodified += 1;

@@ -49,6 +49,9 @@ pub enum FastError {
     /// Repository data is malformed or inconsistent.
     #[error("malformed repository data: {0}")]
     Format(String),
+    /// A path asked for is not in the snapshot.
+    #[error("path {0:?} not found in the snapshot")]
+    NotFound(String),
     /// The repository's settings are not supported by the hot path.
     #[error("unsupported repository settings: {0}")]
     Unsupported(String),
@@ -75,6 +78,7 @@ impl FastError {
             Self::Io { .. } => "IoError",
             Self::Mac => "AuthenticationFailed",
             Self::Format(_) => "MalformedRepository",
+            Self::NotFound(_) => "NotFound",
             Self::Unsupported(_) => "UnsupportedRepository",
             Self::Internal(_) => "InternalError",
         }
@@ -85,9 +89,11 @@ impl FastError {
     pub const fn retry_class(&self) -> RetryClass {
         match self {
             Self::Repo(_) | Self::Io { .. } => RetryClass::Transient,
-            Self::Mac | Self::Format(_) | Self::Unsupported(_) | Self::Internal(_) => {
-                RetryClass::Permanent
-            }
+            Self::Mac
+            | Self::Format(_)
+            | Self::NotFound(_)
+            | Self::Unsupported(_)
+            | Self::Internal(_) => RetryClass::Permanent,
         }
     }
 

@@ -7,6 +7,10 @@
 //!
 //! Memory is bounded by the workers times the read segment size, not by file or pack
 //! size; each blob is read once however many files contain it.
+//!
+//! Into a target that already has content, nothing is followed: an entry in the way of
+//! a restored file that is not a regular file (a symlink above all) is replaced, never
+//! written through. Files not in the snapshot are left alone (no `--delete`).
 
 use std::{
     collections::HashMap,
@@ -29,8 +33,8 @@ use nix::{
     unistd::{Gid, Uid, fchownat},
 };
 use rustic_core::{
-    FileType, Id, Open, Repository, WriteBackend,
-    repofile::{Node, NodeType},
+    FileType, Id, Open, Progress, Repository, WriteBackend,
+    repofile::{Node, NodeType, Tree},
 };
 
 use super::{
@@ -51,6 +55,11 @@ pub struct RestoreOptions {
     pub verify_blobs: bool,
     /// Restore owner and group (needs root; on by default when running as root).
     pub ownership: bool,
+    /// Owners from the recorded numeric UID/GID; otherwise the recorded user and group
+    /// names are looked up locally first, as restic does.
+    pub numeric_ids: bool,
+    /// Bytes of file content written (its length is set once the plan is made).
+    pub progress: Option<Progress>,
 }
 
 impl Default for RestoreOptions {
@@ -61,6 +70,8 @@ impl Default for RestoreOptions {
                 .max(2),
             verify_blobs: true,
             ownership: nix::unistd::geteuid().is_root(),
+            numeric_ids: false,
+            progress: None,
         }
     }
 }
@@ -113,18 +124,53 @@ const SEGMENT_BYTES: u32 = 8 << 20;
 /// Gaps (blobs not needed) up to this size are read through rather than split.
 const MAX_GAP: u32 = 256 << 10;
 
-/// Restores the tree `root` (a snapshot's `tree`, or a directory's subtree) into the
-/// directory `target`, creating it if needed.
+/// What to restore: the content of a tree, or single entries (a file picked by path).
+enum Source {
+    Tree(Id),
+    Nodes(Arc<Tree>),
+}
+
+/// Finds `path` (relative, `/`-separated; empty for the whole tree) below the tree
+/// `root`: a directory restores its content, anything else restores itself (restic's
+/// and rustic's `snapshot:path` semantics).
+fn resolve(loader: &mut TreeLoader<'_>, root: &Id, path: &str) -> Result<Source, FastError> {
+    let mut cur = *root;
+    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, name) in comps.iter().enumerate() {
+        let tree = loader.load(&cur)?;
+        let node = tree
+            .nodes
+            .iter()
+            .find(|n| n.name() == std::ffi::OsStr::new(name))
+            .ok_or_else(|| FastError::NotFound(path.to_string()))?;
+        match node.subtree {
+            Some(sub) if node.is_dir() => cur = *sub,
+            _ if i + 1 == comps.len() => {
+                return Ok(Source::Nodes(Arc::new(Tree {
+                    nodes: vec![node.clone()],
+                })));
+            }
+            _ => return Err(FastError::NotFound(path.to_string())),
+        }
+    }
+    Ok(Source::Tree(cur))
+}
+
+/// Restores `path` of the tree `root` (a snapshot's `tree`) into the directory
+/// `target`, creating it if needed: a directory's content lands in `target`, a file
+/// inside it.
 ///
 /// # Errors
-/// Repository or backend errors, blobs failing authentication or verification, and
-/// errors creating or writing the target files. Metadata that cannot be applied
-/// (ownership when not root) is not an error.
+/// [`FastError::NotFound`] if `path` is not in the tree; repository or backend errors,
+/// blobs failing authentication or verification, and errors creating or writing the
+/// target files. Metadata that cannot be applied (ownership when not root) is not an
+/// error.
 #[allow(clippy::too_many_lines)]
 pub fn restore<S: Open>(
     repo: &Repository<S>,
     be: &Arc<dyn WriteBackend>,
     root: &Id,
+    path: &str,
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, FastError> {
@@ -136,17 +182,27 @@ pub fn restore<S: Open>(
         stats.phase_secs[i] = clock.elapsed().as_secs_f64();
         clock = std::time::Instant::now();
     };
+    let mut loader = TreeLoader::new(be.clone(), crypto.clone(), &index);
+    let top = resolve(&mut loader, root, path)?;
+    // Only a target with content can hold something in the way (a symlink where a file
+    // goes); a fresh one is spared a stat per file.
+    let careful = match fs::read_dir(target) {
+        Ok(mut rd) => rd.next().is_some(),
+        Err(_) => false,
+    };
     fs::create_dir_all(target).map_err(FastError::io("creating", target))?;
 
     // 1. walk the trees: create directories, links and special files; list the files
-    let mut loader = TreeLoader::new(be.clone(), crypto.clone(), &index);
     let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
     let mut files: Vec<FileTarget> = Vec::new();
     let mut links: Vec<(PathBuf, Node)> = Vec::new();
     let mut inodes: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut stack: Vec<(Id, PathBuf)> = vec![(*root, target.to_path_buf())];
-    while let Some((tree_id, dir)) = stack.pop() {
-        let tree = loader.load(&tree_id)?;
+    let mut stack: Vec<(Source, PathBuf)> = vec![(top, target.to_path_buf())];
+    while let Some((src, dir)) = stack.pop() {
+        let tree = match src {
+            Source::Tree(id) => loader.load(&id)?,
+            Source::Nodes(t) => t,
+        };
         for node in &tree.nodes {
             let name = node.name();
             // a tree entry must be one plain name: never "..", "/" or a path
@@ -164,17 +220,28 @@ pub fn restore<S: Open>(
                 NodeType::Dir => {
                     match fs::create_dir(&path) {
                         Ok(()) => {}
+                        // `symlink_metadata`: a symlink to a directory is in the way,
+                        // not a directory to restore into
                         Err(e)
-                            if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                            if e.kind() == std::io::ErrorKind::AlreadyExists
+                                && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            remove_existing(&path)?;
+                            fs::create_dir(&path)
+                                .map_err(FastError::io("creating directory", &path))?;
+                        }
                         Err(e) => return Err(FastError::io("creating directory", &path)(e)),
                     }
                     let sub = node.subtree.ok_or_else(|| {
                         FastError::Format(format!("directory {} has no subtree", path.display()))
                     })?;
-                    stack.push((*sub, path.clone()));
+                    stack.push((Source::Tree(*sub), path.clone()));
                     dirs.push((path, node.clone()));
                 }
                 NodeType::File => {
+                    if careful && fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+                        remove_existing(&path)?;
+                    }
                     let link_to = if node.meta.links > 1 {
                         let key = (node.meta.device_id, node.meta.inode);
                         match inodes.get(&key) {
@@ -281,6 +348,9 @@ pub fn restore<S: Open>(
     segments.sort_by_key(|s| std::cmp::Reverse(s.length));
     stats.reads = segments.len() as u64;
     stats.blobs = segments.iter().map(|s| s.blobs.len() as u64).sum();
+    if let Some(p) = &opts.progress {
+        p.set_length(stats.bytes);
+    }
     lap(1, &mut stats);
 
     // 3. data: workers take segments, read, decrypt, decompress, verify, pwrite
@@ -342,10 +412,10 @@ pub fn restore<S: Open>(
     });
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     for (path, node) in &links {
-        set_metadata(path, node, opts.ownership, false);
+        set_metadata(path, node, opts, false);
     }
     for (path, node) in dirs.iter().rev() {
-        set_metadata(path, node, opts.ownership, true);
+        set_metadata(path, node, opts, true);
     }
     lap(3, &mut stats);
     Ok(stats)
@@ -438,6 +508,9 @@ fn restore_segment(
         for &(fi, off) in &b.targets {
             w.write(files, fi, off, plain)?;
         }
+        if let Some(p) = &opts.progress {
+            p.inc(plain.len() as u64 * b.targets.len() as u64);
+        }
         // keep the buffer for the next blob
         w.plain = decompressed;
     }
@@ -480,21 +553,43 @@ fn finish_files(
                 .map_err(FastError::io("truncating", &f.path))?;
         }
         drop(file);
-        set_metadata(&f.path, &f.node, opts.ownership, false);
+        set_metadata(&f.path, &f.node, opts, false);
     }
     Ok(())
 }
 
+/// The owner to restore: by recorded name unless numeric ids are asked for (restic's
+/// default), falling back to the recorded numbers.
+fn owner(m: &rustic_core::repofile::Metadata, numeric: bool) -> (Option<Uid>, Option<Gid>) {
+    let uid = m.uid.map(Uid::from_raw);
+    let gid = m.gid.map(Gid::from_raw);
+    if numeric {
+        return (uid, gid);
+    }
+    let by_name = m
+        .user
+        .as_deref()
+        .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+        .map(|u| u.uid);
+    let group = m
+        .group
+        .as_deref()
+        .and_then(|g| nix::unistd::Group::from_name(g).ok().flatten())
+        .map(|g| g.gid);
+    (by_name.or(uid), group.or(gid))
+}
+
 /// Applies owner, mode and times; failures are ignored like restic does for metadata
 /// the restoring user may not set.
-fn set_metadata(path: &Path, node: &Node, ownership: bool, _is_dir: bool) {
+fn set_metadata(path: &Path, node: &Node, opts: &RestoreOptions, _is_dir: bool) {
     let m = &node.meta;
-    if ownership {
+    if opts.ownership {
+        let (uid, gid) = owner(m, opts.numeric_ids);
         _ = fchownat(
             AT_FDCWD,
             path,
-            m.uid.map(Uid::from_raw),
-            m.gid.map(Gid::from_raw),
+            uid,
+            gid,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         );
     }

@@ -298,6 +298,7 @@ fn we_restore_what_restic_wrote_and_what_we_wrote() {
         &t.repo,
         &t.be,
         &snap.tree,
+        "",
         &target,
         &RestoreOptions::default(),
     )
@@ -313,6 +314,7 @@ fn we_restore_what_restic_wrote_and_what_we_wrote() {
         &t.repo,
         &t.be,
         &snap.tree,
+        "",
         &target,
         &RestoreOptions::default(),
     )

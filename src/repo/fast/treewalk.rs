@@ -27,22 +27,27 @@ pub(crate) enum Event<O> {
 
 /// Adapter from `(dir path, node, open)` items (directories carry their own path,
 /// other entries their parent's) to [`Event`]s.
+///
+/// NB: the source is pulled only when the next event needs it, never ahead: a source
+/// may block in `next()` until an earlier item has been processed (a stream's metadata
+/// files are produced only after the stream was read to its end).
 pub(crate) struct TreeEvents<I, O> {
     iter: I,
     path: PathBuf,
     item: Option<(PathBuf, Node, Option<O>)>,
+    exhausted: bool,
 }
 
 impl<I, O> TreeEvents<I, O>
 where
     I: Iterator<Item = (PathBuf, Node, Option<O>)>,
 {
-    pub(crate) fn new(mut iter: I) -> Self {
-        let item = iter.next();
+    pub(crate) fn new(iter: I) -> Self {
         Self {
             iter,
             path: PathBuf::new(),
-            item,
+            item: None,
+            exhausted: false,
         }
     }
 
@@ -66,6 +71,10 @@ where
     type Item = Event<O>;
 
     fn next(&mut self) -> Option<Event<O>> {
+        if self.item.is_none() && !self.exhausted {
+            self.item = self.iter.next();
+            self.exhausted = self.item.is_none();
+        }
         let Some((path, node, _)) = &self.item else {
             return self.pop().then_some(Event::Leave);
         };
@@ -81,7 +90,6 @@ where
             if let Component::Normal(name) = comp {
                 if is_dir && full == self.path {
                     let (path, node, _) = self.item.take().expect("peeked above");
-                    self.item = self.iter.next();
                     return Some(Event::Enter { path, node });
                 }
                 let name: OsString = name.to_os_string();
@@ -97,7 +105,6 @@ where
             }
         }
         let (path, node, open) = self.item.take().expect("peeked above");
-        self.item = self.iter.next();
         Some(Event::Item { path, node, open })
     }
 }
