@@ -159,11 +159,12 @@ impl EngineCtx {
 
     /// Hot-path backup options for this context's store.
     fn fast_backup_options(&self, progress: rustic_core::Progress) -> fast::backup::BackupOptions {
-        // A second pack writer on a local disk only holds another pack in memory (fsync is
-        // not the bottleneck); object stores need requests in flight (docs/performance.md).
-        let remote = !self.backend.store().location().starts_with("local:");
+        // One pack writer: on a local disk a second one only holds another pack in memory
+        // (fsync is not the bottleneck); the S3 store queues pack uploads itself and runs
+        // `upload_concurrency` of them at once, so more writers would only add packs
+        // waiting in memory (docs/performance.md).
         fast::backup::BackupOptions {
-            upload_workers: if remote { 3 } else { 1 },
+            upload_workers: 1,
             progress: Some(progress),
             ..fast::backup::BackupOptions::default()
         }
