@@ -22,7 +22,7 @@ enum RepoSub {
 /// KDF preset for the new key (see docs/engine.md, "Key derivation").
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 enum KdfPreset {
-    /// scrypt N=2^17 r=8 p=1 (128 MiB, ~0.4 s per command): for passwords people type.
+    /// scrypt N=2^15 r=8 p=2 (32 MiB, ~0.17 s per command): for passwords people type.
     #[default]
     Interactive,
     /// scrypt N=2^12 r=8 p=1 (4 MiB, milliseconds): only for long random secrets (checked).

@@ -81,6 +81,25 @@ fn key_file_carries_chosen_kdf_params_and_weak_presets_are_guarded() {
     assert_eq!(key["N"], 4096);
     assert_eq!(key["r"], 8);
     assert_eq!(key["p"], 1);
+    // The default for typed passwords keeps restic's key memory (32 MiB): a command's peak
+    // memory must not be its key derivation (docs/engine.md, "Key derivation").
+    let typed = tempfile::tempdir().unwrap();
+    Repo::init(
+        &opts(typed.path()),
+        &Secret::new("correct horse battery"),
+        &InitOptions::default(),
+    )
+    .unwrap();
+    let key = fs::read_dir(typed.path().join("repo/keys"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let key: serde_json::Value = serde_json::from_slice(&fs::read(key.path()).unwrap()).unwrap();
+    assert_eq!(
+        (&key["N"], &key["r"], &key["p"]),
+        (&32768.into(), &8.into(), &2.into())
+    );
     assert!(kdf::check_random_secret(PW).is_ok());
     assert!(kdf::check_random_secret("password123").is_err());
     assert!(kdf::check_random_secret("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_err());

@@ -7,8 +7,9 @@
 //! stay on rustic_core's threads.
 //!
 //! Pack uploads are asynchronous: `put` of a `data/` object returns once the upload is
-//! queued (bounded by `upload_concurrency`), and any other write, read or delete waits for
-//! every queued upload first. Index and snapshot writes therefore still happen strictly
+//! queued (at most `upload_concurrency` queued or in flight; beyond that `put` first waits
+//! for the oldest, so memory stays bounded when the source is faster than the link), and
+//! any other write, read or delete waits for every queued upload first. Index and snapshot writes therefore still happen strictly
 //! after the packs they reference are stored, which is the order the format's crash safety
 //! rests on.
 
@@ -271,17 +272,8 @@ impl S3Store {
         }
         self.block_on(async {
             let mut first = None;
-            for (path, handle) in pending {
-                let res = match handle.await {
-                    Ok(r) => r,
-                    Err(e) => Err(StoreError::new(
-                        StoreErrorKind::Other,
-                        "PUT",
-                        path,
-                        format!("upload task failed: {e}"),
-                    )),
-                };
-                if let Err(e) = res
+            for upload in pending {
+                if let Err(e) = join_upload(upload).await
                     && first.is_none()
                 {
                     first = Some(e);
@@ -289,6 +281,21 @@ impl S3Store {
             }
             first.map_or(Ok(()), Err)
         })
+    }
+
+    /// Waits until fewer than `upload_concurrency` pack uploads are queued or in flight
+    /// (oldest first); returns the failure of one it waited for, if any.
+    fn wait_for_room(&self) -> Result<(), StoreError> {
+        loop {
+            let oldest = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.len() < self.config.upload_concurrency.max(1) {
+                    return Ok(());
+                }
+                pending.remove(0)
+            };
+            self.block_on(join_upload(oldest))?;
+        }
     }
 
     fn upload_job(
@@ -612,6 +619,19 @@ async fn multipart(
     result
 }
 
+/// The result of a queued upload.
+async fn join_upload((path, handle): PendingUpload) -> Result<(), StoreError> {
+    match handle.await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::new(
+            StoreErrorKind::Other,
+            "PUT",
+            path,
+            format!("upload task failed: {e}"),
+        )),
+    }
+}
+
 fn concat(data: Vec<Bytes>) -> Bytes {
     match data.len() {
         0 => Bytes::new(),
@@ -778,6 +798,9 @@ impl ObjectStore for S3Store {
     }
 
     fn put(&self, path: &str, data: Vec<Bytes>) -> Result<(), StoreError> {
+        if path.starts_with("data/") {
+            self.wait_for_room()?;
+        }
         let data = concat(data);
         if path.starts_with("data/") {
             // Queue the pack upload; ordering against index/snapshot writes is kept by the
