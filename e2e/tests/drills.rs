@@ -766,3 +766,95 @@ async fn a_missing_restore_point_fails_clearly_and_cleans_up() -> anyhow::Result
     ensure!(ds.last_outcome == Some(DrillOutcome::Failed), "{ds:?}");
     p.cleanup().await
 }
+
+/// Deletes every controller replica at once (the Deployment starts new ones).
+async fn kill_controllers(client: &kube::Client) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), common::OPERATOR_NS);
+    let lp = ListParams::default().labels("app.kubernetes.io/component=controller");
+    let names: Vec<String> = pods
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    ensure!(
+        !names.is_empty(),
+        "no controller pod: run e2e/install-operator"
+    );
+    for n in &names {
+        pods.delete(
+            n,
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs in the disruptive stage (its name matches `controller_restart`): every controller
+/// replica is killed while the run is restoring; the new leader finishes the same run,
+/// which passes, and removes its sandbox.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_drill_survives_a_controller_restart_and_removes_its_sandbox() -> anyhow::Result<()> {
+    let p = protected("drill-crash").await?;
+    backup_now(&p, "b1").await?;
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "checks": [
+                {"name": "rows", "sql": {"database": "pg", "matchesBackup": true}},
+                {"name": "files", "files": {"volume": "data", "exist": ["hello.txt"]}}
+            ]
+        }),
+    ))
+    .await?;
+    let api: Api<DrillRun> = p.ns.api();
+    let mut r = DrillRun::new(
+        "shop-drill-crash",
+        DrillRunSpec {
+            drill_ref: LocalRef {
+                name: "shop-drill".into(),
+            },
+            ..DrillRunSpec::default()
+        },
+    );
+    r.metadata.namespace = Some(p.name().into());
+    api.create(&PostParams::default(), &r).await?;
+    wait_for("the run to restore or verify", DRILL, || async {
+        let phase = api
+            .get_opt("shop-drill-crash")
+            .await?
+            .and_then(|r| r.status.and_then(|s| s.phase));
+        ensure!(
+            !matches!(
+                phase,
+                Some(DrillPhase::Reporting | DrillPhase::CleaningUp | DrillPhase::Completed)
+            ),
+            "the run got to {phase:?} before the controllers could be killed"
+        );
+        Ok(matches!(phase, Some(DrillPhase::Restoring | DrillPhase::Verifying)).then_some(()))
+    })
+    .await?;
+    kill_controllers(&p.ns.client).await?;
+    let r = completed(&p, "shop-drill-crash").await?;
+    let s = r.status.clone().unwrap();
+    ensure!(
+        outcome(&r) == Some(DrillOutcome::Passed),
+        "after the restart: {:?}",
+        s.failure
+    );
+    ensure!(s.rto.is_some(), "the RTO is measured across the restart");
+    no_sandbox_left(&p, &r).await?;
+    // Exactly one run, one Restore: the new leader adopted, it did not start over.
+    ensure!(api.list(&ListParams::default()).await?.items.len() == 1);
+    let restores: Api<lifeboat::crd::restore::Restore> = p.ns.api();
+    ensure!(restores.list(&ListParams::default()).await?.items.len() == 1);
+    p.cleanup().await
+}
