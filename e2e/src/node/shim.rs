@@ -140,7 +140,26 @@ fn setup_namespace(spec: &ShimSpec) -> Result<(), String> {
 }
 
 fn do_mounts(spec: &ShimSpec) -> Result<(), String> {
+    // Every bind source is opened before the first mount: a mount (the private /tmp) can
+    // hide a later source beneath it (a checkout under /tmp, bound back into view), and
+    // binding from the open descriptor reaches the original directory regardless.
+    let mut sources = Vec::with_capacity(spec.mounts.len());
     for m in &spec.mounts {
+        sources.push(match &m.source {
+            Some(src) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(OFlag::O_PATH.bits())
+                    .open(src)
+                    .map_err(|e| format!("opening mount source {}: {e}", src.display()))?,
+            ),
+            None => None,
+        });
+    }
+    for (m, opened) in spec.mounts.iter().zip(&sources) {
+        let via_fd = opened
+            .as_ref()
+            .map(|f| PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())));
         ensure_target(m, &spec.created_registry)
             .map_err(|e| format!("creating mount point {}: {e}", m.target.display()))?;
         // Another agent on this machine may remove a shared mount point (say
@@ -149,9 +168,9 @@ fn do_mounts(spec: &ShimSpec) -> Result<(), String> {
             ensure_target(m, &spec.created_registry)
                 .map_err(|e| format!("creating mount point {}: {e}", m.target.display()))?;
         }
-        match &m.source {
-            Some(src) => mount(
-                Some(src.as_path()),
+        match (&m.source, &via_fd) {
+            (Some(src), Some(fd_path)) => mount(
+                Some(fd_path.as_path()),
                 m.target.as_path(),
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
@@ -164,7 +183,7 @@ fn do_mounts(spec: &ShimSpec) -> Result<(), String> {
                     m.target.display()
                 )
             })?,
-            None => mount(
+            _ => mount(
                 Some("tmpfs"),
                 m.target.as_path(),
                 Some("tmpfs"),
