@@ -1037,16 +1037,17 @@ impl Worker {
                 read_only: false,
                 file: false,
             });
-            // A checkout under /tmp (CI may clone there) would vanish behind the private
-            // /tmp: bind the host paths the program comes from back into view, read-only.
-            for keep in visible_under_tmp(&resolved.argv, self.ctx.images.images_dir()) {
-                mounts.push(MountSpec {
-                    source: Some(keep.clone()),
-                    target: keep,
-                    read_only: true,
-                    file: false,
-                });
-            }
+        }
+        // A checkout under /tmp (CI may clone there) would vanish behind the private /tmp,
+        // ours or a volume the pod mounts there (the chart's controller has an emptyDir
+        // at /tmp): bind the host paths the program comes from back into view, read-only.
+        for keep in visible_under_tmp(&resolved.argv, self.ctx.images.images_dir()) {
+            mounts.push(MountSpec {
+                source: Some(keep.clone()),
+                target: keep,
+                read_only: true,
+                file: false,
+            });
         }
         let (uid, gid, groups) = self.identity(c);
         if let Some(u) = uid
