@@ -1212,13 +1212,17 @@ impl Worker {
 /// dropped (their parent is bound already).
 fn visible_under_tmp(argv: &[String], images_dir: &Path) -> Vec<PathBuf> {
     let tmp = Path::new("/tmp");
+    // Programs may be named through `..` (`${IMAGES_DIR}/../target/debug/x`): resolve
+    // those first, or the nesting check below would drop the directory as "inside" the
+    // images directory.
+    let resolved = |d: &Path| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf());
     let mut dirs: Vec<PathBuf> = argv
         .first()
         .and_then(|p| Path::new(p).parent())
         .into_iter()
         .chain(std::iter::once(images_dir))
-        .filter(|d| d.starts_with(tmp) && *d != tmp)
-        .map(Path::to_path_buf)
+        .map(resolved)
+        .filter(|d| d.starts_with(tmp) && d != tmp)
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -1252,6 +1256,19 @@ mod tests {
             vec![PathBuf::from("/tmp/x/e2e")],
             "nested paths collapse into their parent"
         );
+    }
+
+    #[test]
+    fn programs_named_through_dotdot_stay_visible() {
+        let root = Path::new("/tmp").join(format!("lb-visible-{}", std::process::id()));
+        let images = root.join("e2e/images");
+        let bin = root.join("target/debug");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let argv = vec![format!("{}/../../target/debug/x", images.display())];
+        let got = visible_under_tmp(&argv, &images);
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(got, vec![images, bin]);
     }
     use super::*;
 
