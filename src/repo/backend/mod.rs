@@ -201,6 +201,12 @@ impl RepoBackend {
     pub fn gate(&self) -> &Arc<CommitGate> {
         &self.gate
     }
+
+    /// Whether reads cross a network (anything but a local directory): such reads spend
+    /// most of their time waiting, so more of them are kept in flight.
+    pub fn is_remote(&self) -> bool {
+        !self.store.location().starts_with("local:")
+    }
 }
 
 fn to_rustic(err: StoreError) -> Box<RusticError> {
