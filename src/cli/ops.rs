@@ -323,19 +323,7 @@ fn backup_now(a: BackupNowArgs, json: bool) -> Result<(), CliError> {
         )
         .await?;
         let name = created.name_any();
-        if !json {
-            println!("backup.lifeboat.dev/{name} created in namespace {ns}");
-        }
-        if !wait.wait {
-            if json {
-                print_json(&Created {
-                    kind: "Backup",
-                    namespace: &ns,
-                    name: &name,
-                    phase: None,
-                    status: None,
-                })?;
-            }
+        if announce_created("Backup", "backup", &ns, &name, json, wait.wait)? {
             return Ok(());
         }
         let done = follow_run(
@@ -681,19 +669,7 @@ fn restore_create(a: RestoreCreateArgs, json: bool) -> Result<(), CliError> {
         )
         .await?;
         let name = created.name_any();
-        if !json {
-            println!("restore.lifeboat.dev/{name} created in namespace {ns}");
-        }
-        if !wait.wait {
-            if json {
-                print_json(&Created {
-                    kind: "Restore",
-                    namespace: &ns,
-                    name: &name,
-                    phase: None,
-                    status: None,
-                })?;
-            }
+        if announce_created("Restore", "restore", &ns, &name, json, wait.wait)? {
             return Ok(());
         }
         let done = follow_run(
@@ -715,6 +691,31 @@ fn restore_create(a: RestoreCreateArgs, json: bool) -> Result<(), CliError> {
             json,
         )
     })
+}
+
+/// Prints what `backup now`, `restore create` and `drill now` created (a kubectl-like line,
+/// or the JSON document when not waiting); true when the command ends here (no --wait).
+fn announce_created(
+    kind: &str,
+    resource: &str,
+    ns: &str,
+    name: &str,
+    json: bool,
+    wait: bool,
+) -> Result<bool, CliError> {
+    if !json {
+        println!("{resource}.lifeboat.dev/{name} created in namespace {ns}");
+    }
+    if !wait && json {
+        print_json(&Created {
+            kind,
+            namespace: ns,
+            name,
+            phase: None,
+            status: None,
+        })?;
+    }
+    Ok(!wait)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -764,19 +765,7 @@ pub fn drill_now(a: DrillNowArgs, kube: KubeArgs, json: bool) -> Result<(), CliE
         )
         .await?;
         let name = created.name_any();
-        if !json {
-            println!("drillrun.lifeboat.dev/{name} created in namespace {ns}");
-        }
-        if !wait.wait {
-            if json {
-                print_json(&Created {
-                    kind: "DrillRun",
-                    namespace: &ns,
-                    name: &name,
-                    phase: None,
-                    status: None,
-                })?;
-            }
+        if announce_created("DrillRun", "drillrun", &ns, &name, json, wait.wait)? {
             return Ok(());
         }
         let mut prev: Option<DrillPhase> = None;
