@@ -217,6 +217,15 @@ where
     }
 }
 
+/// An Event a plan asks the apply step to publish (every controller's plan uses this one
+/// shape; the apply step records it against the reconciled object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
 /// Writes `status` by server-side apply under [`MANAGER`], forcing ownership of the
 /// fields we set (the status is ours alone).
 pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<()>

@@ -50,13 +50,7 @@ pub struct Observed<'a> {
     pub now: Timestamp,
 }
 
-/// An Event to publish about the policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+pub use crate::controller::PlannedEvent;
 
 /// Why the policy cannot run now; written to the Ready condition.
 #[derive(Clone, Debug, PartialEq, Eq)]

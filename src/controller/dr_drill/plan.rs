@@ -51,12 +51,7 @@ pub struct Observed<'a> {
     pub now: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+pub use crate::controller::PlannedEvent;
 
 /// Why the drill cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]

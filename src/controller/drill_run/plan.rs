@@ -179,12 +179,7 @@ pub struct Provision {
     pub network_policies: Vec<NetworkPolicy>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+pub use crate::controller::PlannedEvent;
 
 /// The decision.
 #[derive(Debug, Default)]

@@ -31,12 +31,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlannedEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
+pub use crate::controller::PlannedEvent;
 
 #[derive(Debug)]
 pub struct Plan {
