@@ -48,7 +48,7 @@ pub fn parse(q: &str) -> Option<f64> {
     (base.is_finite() && base >= 0.0).then_some(base * factor)
 }
 
-fn format(resource: &str, value: f64) -> Quantity {
+fn quantity(resource: &str, value: f64) -> Quantity {
     if resource == "cpu" {
         // At least one millicore: a zero request would mean "unset".
         Quantity(format!("{}m", ((value * 1000.0).floor() as u64).max(1)))
@@ -84,7 +84,7 @@ pub fn for_quota(hard: &BTreeMap<String, Quantity>, meta: ObjectMeta) -> Option<
     let share = |f: f64| -> BTreeMap<String, Quantity> {
         smallest
             .iter()
-            .map(|(r, v)| (r.to_string(), format(r, v * f)))
+            .map(|(r, v)| (r.to_string(), quantity(r, v * f)))
             .collect()
     };
     Some(LimitRange {
