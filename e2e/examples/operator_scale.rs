@@ -6,7 +6,12 @@
 //! exactly one Backup for the slot.
 //!
 //!   source e2e/.local/env.sh && e2e/install-operator
-//!   cargo run -p lifeboat-e2e --example operator_scale -- --policies 1000
+//!   cargo run -p lifeboat-e2e --example operator_scale -- --policies 1000 [--jitter 2m]
+//!
+//! `--jitter D` gives every policy `schedule.jitter: D`; lateness is then measured from
+//! each run's own start (slot plus its stable jitter). The run also measures the floor the
+//! control plane sets: how long N bare ConfigMap creates take from a client with 32 in
+//! flight (N Backups need at least N writes, and their Jobs and Pods more).
 //!
 //! Mover pods get a node selector no node matches, so that N movers do not all start on
 //! the two cores of this machine; the controller's work (Backups, Jobs, status) is the
@@ -110,6 +115,51 @@ fn keep() -> bool {
     std::env::args().any(|a| a == "--keep")
 }
 
+/// How long `n` bare ConfigMap creates take with 32 in flight: the write throughput the
+/// control plane offers any controller on this machine.
+async fn write_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
+    use futures::{StreamExt, TryStreamExt};
+    let ns = "scale-floor";
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    let _ = nss
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: meta(ns),
+                ..Default::default()
+            },
+        )
+        .await;
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let cms = cms.clone();
+            let cm = k8s_openapi::api::core::v1::ConfigMap {
+                metadata: meta(&format!("c{i:04}")),
+                ..Default::default()
+            };
+            async move { cms.create(&PostParams::default(), &cm).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    nss.delete(ns, &DeleteParams::default()).await?;
+    testing::wait_for(
+        "the floor namespace gone",
+        Duration::from_secs(120),
+        || async { Ok(nss.get_opt(ns).await?.is_none().then_some(())) },
+    )
+    .await?;
+    println!("floor: {n} ConfigMap creates with 32 in flight took {secs:.2} s");
+    Ok(secs)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -123,7 +173,12 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = arg("--policies", "1000").parse()?;
     let ns = arg("--namespace", "scale-bench");
     let client = testing::client().await?;
-    let (pod, rss0) = leader_rss_kib(&client).await?;
+    // Right after an install the new pod may still be waiting for the lease.
+    let floor = write_floor(&client, n).await?;
+    let (pod, rss0) = testing::wait_for("a leader", Duration::from_secs(60), || async {
+        Ok(leader_rss_kib(&client).await.ok())
+    })
+    .await?;
     println!("leader {pod}: RSS before {:.1} MiB", rss0 as f64 / 1024.0);
 
     // Namespace, a Ready store (the bucket and repository already made by the store).
@@ -189,13 +244,14 @@ async fn main() -> anyhow::Result<()> {
     // `--spread M`: policy i is due at the first slot plus (i mod M) minutes; M = 1 (the
     // default) makes all N due at once, the worst case.
     let spread: i64 = arg("--spread", "1").parse::<i64>()?.max(1);
+    let jitter = arg("--jitter", "");
     let slot = (Timestamp::now() + 150.seconds()).to_zoned(TimeZone::UTC);
     let slot = slot.with().second(0).subsec_nanosecond(0).build()?;
     let slot_of = |i: usize| -> anyhow::Result<jiff::Zoned> {
         Ok(slot.checked_add(((i as i64) % spread).minutes())?)
     };
     let cron = format!(
-        "{} {} * * * (spread over {spread} minute(s))",
+        "{} {} * * * (spread over {spread} minute(s), jitter {jitter:?})",
         slot.minute(),
         slot.hour()
     );
@@ -207,8 +263,13 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     for i in 0..n {
         let name = format!("p{i:04}");
+        let mut schedule =
+            json!({"cron": format!("{} {} * * *", slot_of(i)?.minute(), slot_of(i)?.hour())});
+        if !jitter.is_empty() {
+            schedule["jitter"] = json!(jitter);
+        }
         policies.patch(&name, &pp, &Patch::Apply(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": name},
-            "spec": {"storeRef": {"name": "s3"}, "schedule": {"cron": format!("{} {} * * *", slot_of(i)?.minute(), slot_of(i)?.hour())},
+            "spec": {"storeRef": {"name": "s3"}, "schedule": schedule,
                      "sources": {"databases": [{"name": "db", "engine": "postgres", "host": "127.0.0.1", "port": 9, "database": "x", "credentials": {"name": "repo-pass", "usernameKey": "password"}}]},
                      "mover": {"nodeSelector": {"lifeboat.dev/bench": "no-such-node"}}}}))).await?;
     }
@@ -237,9 +298,15 @@ async fn main() -> anyhow::Result<()> {
         rss1 as f64 / 1024.0
     );
 
+    let jitter_max = if jitter.is_empty() {
+        Duration::ZERO
+    } else {
+        lifeboat::schedule::duration::parse(&jitter)?
+    };
     let until_slot = Duration::try_from(slot.timestamp().duration_since(Timestamp::now()))
         .unwrap_or_default()
-        + Duration::from_secs(60 * (spread as u64 - 1));
+        + Duration::from_secs(60 * (spread as u64 - 1))
+        + jitter_max;
     tokio::time::sleep(until_slot).await;
     let result = async {
         let backups: Api<Backup> = Api::namespaced(client.clone(), &ns);
@@ -280,6 +347,15 @@ async fn main() -> anyhow::Result<()> {
             .scheduled_time
             .as_ref()
             .map_or(slot.timestamp(), |t| t.0);
+        // The run's own start: its slot plus the policy's stable jitter for that slot.
+        let spec = lifeboat::crd::common::ScheduleSpec {
+            cron: "* * * * *".into(),
+            jitter: (!jitter.is_empty()).then(|| jitter.clone()),
+            ..Default::default()
+        };
+        let identity = format!("{ns}/{}", b.spec.policy_ref.name);
+        let delay = lifeboat::schedule::Schedule::new(&spec, &identity)?.jitter_for(own_slot);
+        let own_slot = own_slot + jiff::SignedDuration::try_from(delay)?;
         created.push(c.duration_since(own_slot).as_secs_f64());
         if let Some(s) = b.status.as_ref().and_then(|s| s.start_time.as_ref()) {
             started.push(s.0.duration_since(own_slot).as_secs_f64());
@@ -298,6 +374,9 @@ async fn main() -> anyhow::Result<()> {
         "\n## Controller at scale: {n} BackupPolicies due over {spread} slot(s) (local 1.20 control plane, 2 cores)\n"
     );
     println!("| figure | value |\n|---|---|");
+    println!(
+        "| floor: {n} bare ConfigMap creates, 32 in flight, no controller work | {floor:.2} s |"
+    );
     println!(
         "| leader RSS before / {n} policies at rest / after the slot ({n} Backups, {n} Jobs) | {:.1} / {:.1} / {:.1} MiB |",
         rss0 as f64 / 1024.0,

@@ -62,7 +62,7 @@ pub struct ControllerArgs {
     )]
     mover_restore_cluster_role: String,
     /// Reconciliations running at once, per controller.
-    #[arg(long, env = "LIFEBOAT_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "LIFEBOAT_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// How often stores are probed.
     #[arg(long, env = "LIFEBOAT_STORE_PROBE_INTERVAL", default_value = "5m")]

@@ -1,5 +1,6 @@
 //! Shared watch caches of the objects the controllers read on every reconcile: Backups,
-//! and the Jobs and Pods Lifeboat made (selected by label, so the cache holds ours only).
+//! stores, and the Jobs and Pods Lifeboat made (selected by label, so the cache holds ours
+//! only).
 //! Reading these from the API server on each reconcile (a label-selected LIST reads the
 //! whole namespace from etcd) made a namespace with N policies cost O(N²).
 //!
@@ -19,7 +20,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::crd::backup::Backup;
+use crate::crd::backup_policy::StoreKind;
 use crate::crd::labels;
+use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore, StoreStatus};
 
 /// The caches, readable from any reconcile.
 #[derive(Clone)]
@@ -27,11 +30,45 @@ pub struct Caches {
     pub backups: Store<Backup>,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
+    pub stores: Store<BackupStore>,
+    pub cluster_stores: Store<ClusterBackupStore>,
+}
+
+/// A store as a policy in some namespace sees it.
+#[derive(Clone, Debug)]
+pub struct FoundStore {
+    pub spec: BackupStoreSpec,
+    pub status: Option<StoreStatus>,
+    /// The ClusterBackupStore's name; `None` for a namespaced BackupStore.
+    pub cluster: Option<String>,
+    /// Whether the policy's namespace may use it (always true for a BackupStore).
+    pub allowed: bool,
+}
+
+impl FoundStore {
+    pub fn namespaced(s: BackupStore) -> Self {
+        FoundStore {
+            spec: s.spec,
+            status: s.status,
+            cluster: None,
+            allowed: true,
+        }
+    }
+
+    pub fn cluster(s: ClusterBackupStore, namespace: &str) -> Self {
+        FoundStore {
+            allowed: s.spec.allows(namespace),
+            cluster: Some(s.name_any()),
+            spec: s.spec.store,
+            status: s.status,
+        }
+    }
 }
 
 /// Runs one reflector until the process ends. Managed fields are dropped before caching:
-/// they are often larger than the rest of the object and never read.
-fn spawn_reflector<K>(api: Api<K>, wc: watcher::Config) -> Store<K>
+/// they are often larger than the rest of the object and never read; `strip` drops
+/// whatever else of the kind is never read from the cache.
+fn spawn_reflector<K>(api: Api<K>, wc: watcher::Config, strip: fn(&mut K)) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -44,7 +81,10 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, wc)
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            strip(o);
+        })
         .reflect(writer)
         .for_each(|event| async move {
             if let Err(e) = event {
@@ -65,15 +105,59 @@ impl Caches {
             backups: spawn_reflector(
                 Api::<Backup>::all(client.clone()),
                 watcher::Config::default().any_semantic(),
+                |_| {},
             ),
-            jobs: spawn_reflector(Api::<Job>::all(client.clone()), ours.clone()),
-            pods: spawn_reflector(Api::<Pod>::all(client.clone()), ours),
+            // The plans read a Job's status and a Pod's status (results, stuck containers),
+            // never their specs, which are most of their size.
+            jobs: spawn_reflector(Api::<Job>::all(client.clone()), ours.clone(), |j| {
+                j.spec = None
+            }),
+            pods: spawn_reflector(Api::<Pod>::all(client.clone()), ours, |p| p.spec = None),
+            stores: spawn_reflector(
+                Api::<BackupStore>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+                |_| {},
+            ),
+            cluster_stores: spawn_reflector(
+                Api::<ClusterBackupStore>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+                |_| {},
+            ),
         };
         // The writers live as long as their tasks, so this only waits for the first list.
         let _ = caches.backups.wait_until_ready().await;
         let _ = caches.jobs.wait_until_ready().await;
         let _ = caches.pods.wait_until_ready().await;
+        let _ = caches.stores.wait_until_ready().await;
+        let _ = caches.cluster_stores.wait_until_ready().await;
         caches
+    }
+
+    /// The store `kind`/`name` as seen from `namespace`, from the cache.
+    pub fn store(&self, kind: StoreKind, namespace: &str, name: &str) -> Option<FoundStore> {
+        match kind {
+            StoreKind::BackupStore => self
+                .stores
+                .get(&reflector::ObjectRef::new(name).within(namespace))
+                .map(|s| FoundStore::namespaced(Arc::unwrap_or_clone(s))),
+            StoreKind::ClusterBackupStore => self
+                .cluster_stores
+                .get(&reflector::ObjectRef::new(name))
+                .map(|s| FoundStore::cluster(Arc::unwrap_or_clone(s), namespace)),
+        }
+    }
+
+    /// Whether a maintenance Job other than `own` is still running on `repository`.
+    pub fn maintenance_running(&self, repository: &str, own: &str) -> bool {
+        self.jobs
+            .find(|j| {
+                let l = j.labels();
+                l.get(labels::REPOSITORY).map(String::as_str) == Some(repository)
+                    && l.get(labels::JOB_TYPE).map(String::as_str) == Some("maintenance")
+                    && j.name_any() != own
+                    && crate::controller::backup::plan::job_finished(j).is_none()
+            })
+            .is_some()
     }
 
     /// Backups of a policy, from the cache.
@@ -106,5 +190,101 @@ impl Caches {
             .map(Arc::unwrap_or_clone)
             .collect();
         (jobs, pods)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::store::ClusterBackupStoreSpec;
+    use k8s_openapi::api::batch::v1::JobStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn filled<K>(objects: Vec<K>) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (reader, mut writer) = reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(o));
+        }
+        reader
+    }
+
+    fn job(name: &str, repository: &str, job_type: &str, complete: bool) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                labels: Some(
+                    [
+                        (labels::REPOSITORY.to_string(), repository.to_string()),
+                        (labels::JOB_TYPE.to_string(), job_type.to_string()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            status: Some(JobStatus {
+                conditions: complete.then(|| {
+                    vec![k8s_openapi::api::batch::v1::JobCondition {
+                        type_: "Complete".into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..JobStatus::default()
+            }),
+            ..Job::default()
+        }
+    }
+
+    fn caches(jobs: Vec<Job>, cluster: Vec<ClusterBackupStore>) -> Caches {
+        Caches {
+            backups: filled(vec![]),
+            jobs: filled(jobs),
+            pods: filled(vec![]),
+            stores: filled(vec![]),
+            cluster_stores: filled(cluster),
+        }
+    }
+
+    #[test]
+    fn only_another_unfinished_maintenance_job_on_the_repository_is_busy() {
+        let c = caches(
+            vec![
+                job("own", "repo-a", "maintenance", false),
+                job("done", "repo-a", "maintenance", true),
+                job("backup", "repo-a", "backup", false),
+                job("elsewhere", "repo-b", "maintenance", false),
+            ],
+            vec![],
+        );
+        assert!(!c.maintenance_running("repo-a", "own"));
+        assert!(c.maintenance_running("repo-b", "own"));
+        assert!(c.maintenance_running("repo-a", "another"));
+    }
+
+    #[test]
+    fn a_cluster_store_is_found_with_whether_the_namespace_may_use_it() {
+        let mut s = ClusterBackupStore::new(
+            "shared",
+            ClusterBackupStoreSpec {
+                allowed_namespaces: vec!["shop".into()],
+                ..ClusterBackupStoreSpec::default()
+            },
+        );
+        s.metadata.uid = Some("u".into());
+        let c = caches(vec![], vec![s]);
+        let found = c
+            .store(StoreKind::ClusterBackupStore, "shop", "shared")
+            .unwrap();
+        assert!(found.allowed);
+        assert_eq!(found.cluster.as_deref(), Some("shared"));
+        let other = c
+            .store(StoreKind::ClusterBackupStore, "blog", "shared")
+            .unwrap();
+        assert!(!other.allowed);
+        assert!(c.store(StoreKind::BackupStore, "shop", "shared").is_none());
     }
 }

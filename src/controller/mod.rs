@@ -20,7 +20,7 @@ pub use runner::{RunError, run};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -51,7 +51,17 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When the mover RBAC of a namespace was last applied, per access level.
     rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
+    /// The policy controller's cache of BackupPolicies, set when that controller starts.
+    pub policies: OnceLock<kube::runtime::reflector::Store<crate::crd::BackupPolicy>>,
+    /// When a Secret named by a policy was last seen to exist, per namespace and name.
+    secrets_seen: Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// How long a Secret seen to exist is trusted to still exist. The controller may not
+/// watch Secrets (its RBAC reads them by name only), and a GET per policy reconcile was
+/// most of the API load when many policies fire at one slot. A Secret deleted meanwhile
+/// is noticed this much later, or by the run that needs it, which fails with its reason.
+const SECRET_SEEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long an applied mover ServiceAccount and RoleBindings are trusted before they are
 /// applied again (someone may delete them).
@@ -76,7 +86,26 @@ impl Context {
             caches,
             failures: Mutex::new(HashMap::new()),
             rbac_applied: Mutex::new(HashMap::new()),
+            policies: OnceLock::new(),
+            secrets_seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether Secret `namespace/name` was seen to exist within [`SECRET_SEEN_TTL`].
+    pub fn secret_seen_recently(&self, namespace: &str, name: &str) -> bool {
+        let map = self.secrets_seen.lock().expect("lock poisoned");
+        map.get(&(namespace.to_string(), name.to_string()))
+            .is_some_and(|t| t.elapsed() < SECRET_SEEN_TTL)
+    }
+
+    /// Records that Secret `namespace/name` exists.
+    pub fn secret_seen(&self, namespace: &str, name: &str) {
+        let mut map = self.secrets_seen.lock().expect("lock poisoned");
+        // Entries of deleted policies would otherwise stay forever.
+        if map.len() >= 4096 {
+            map.retain(|_, t| t.elapsed() < SECRET_SEEN_TTL);
+        }
+        map.insert((namespace.to_string(), name.to_string()), Instant::now());
     }
 
     /// Whether the mover RBAC of `namespace` at `level` needs applying now; applying it on

@@ -270,7 +270,7 @@ pub struct BackupPolicyStatus {
     pub observed_generation: Option<i64>,
     /// Name of the newest Backup of this policy.
     pub last_backup: Option<String>,
-    /// When the newest Backup started.
+    /// When the newest Backup was created (a scheduled one: when its slot was handled).
     pub last_backup_time: Option<Time>,
     /// Name of the newest Backup that succeeded.
     pub last_successful_backup: Option<String>,

@@ -2,9 +2,10 @@
 //! records each source's snapshot in the Backup's status. `plan` decides; this file reads
 //! the world and applies.
 //!
-//! NB: children are read with consistent LIST calls, not from a watch cache: right after
-//! a Job is created and the status says Running, a stale cache would make the Job look
-//! vanished.
+//! NB: the policy, the store and the run's Jobs and Pods come from watch caches (see
+//! `cache.rs`): reads from the API server on every reconcile made a burst of runs at one
+//! slot take minutes. A Job missing from the cache is looked up directly before it is
+//! declared vanished, and a maintenance Job is started only after a consistent LIST.
 
 pub mod plan;
 
@@ -24,13 +25,13 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan};
-use super::backup_policy::{observe_store, plan::StoreState};
+use super::backup_policy::{lookup_policy, lookup_store};
 use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::backup::{Backup, BackupPhase, SourcePhase};
-use crate::crd::backup_policy::{BackupPolicy, CopyMethod, StoreKind};
+use crate::crd::backup_policy::{BackupPolicy, CopyMethod};
 use crate::crd::common::Failure;
 use crate::crd::labels;
-use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
+use crate::crd::store::BackupStoreSpec;
 use crate::jobs::mover::{StoreTarget, mirror_keys};
 use crate::jobs::{self, MAX_NAME};
 use crate::metrics::{FailureLabels, PolicyLabels, RunLabels};
@@ -40,25 +41,6 @@ const CONTROLLER: &str = "backup";
 
 fn by_backup(name: &str) -> ListParams {
     ListParams::default().labels(&format!("{}={}", labels::BACKUP, jobs::label_value(name)))
-}
-
-/// The store spec behind a policy, with where its Secrets live.
-pub(crate) async fn store_spec(
-    client: &Client,
-    policy: &BackupPolicy,
-) -> Result<Option<(BackupStoreSpec, Option<String>)>> {
-    let ns = policy.namespace().unwrap_or_default();
-    let name = &policy.spec.store_ref.name;
-    Ok(match policy.spec.store_ref.kind {
-        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client.clone(), &ns)
-            .get_opt(name)
-            .await?
-            .map(|s| (s.spec, None)),
-        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client.clone())
-            .get_opt(name)
-            .await?
-            .map(|s| (s.spec.store, Some(name.clone()))),
-    })
 }
 
 /// Copies a cluster store's Secrets into the Backup's namespace (a pod can only reference
@@ -321,11 +303,13 @@ async fn consumers(client: &Client, ns: &str) -> Result<BTreeMap<String, String>
     Ok(out)
 }
 
-async fn maintenance_busy(client: &Client, store: &StoreTarget, own: &str) -> Result<bool> {
+/// Whether a maintenance Job other than `own` runs on `repository`, read from the API
+/// server (a consistent LIST, not the cache).
+async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Result<bool> {
     let lp = ListParams::default().labels(&format!(
         "{}={},{}=maintenance",
         labels::REPOSITORY,
-        store.identity,
+        repository,
         labels::JOB_TYPE
     ));
     let jobs = Api::<Job>::all(client.clone()).list(&lp).await?;
@@ -400,41 +384,17 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|s| s.phase)
         .unwrap_or_default();
-    let policy = Api::<BackupPolicy>::namespaced(client.clone(), &ns)
-        .get_opt(&backup.spec.policy_ref.name)
-        .await?;
+    let policy = lookup_policy(ctx, &ns, &backup.spec.policy_ref.name).await?;
     let mut start_blocker = None;
     let mut store = None;
     if let Some(policy) = &policy {
         if phase == BackupPhase::Pending {
             adopt(client, backup, policy).await?;
         }
-        match observe_store(client, policy).await? {
-            StoreState::Ready => {}
-            StoreState::Missing => {
-                start_blocker = Some(Failure {
-                    reason: "StoreNotFound".into(),
-                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
-                })
-            }
-            StoreState::NotAllowed => {
-                start_blocker = Some(Failure {
-                    reason: "StoreNotAllowed".into(),
-                    message: format!(
-                        "ClusterBackupStore {:?} does not allow namespace {ns:?}",
-                        policy.spec.store_ref.name
-                    ),
-                })
-            }
-            StoreState::NotReady { reason, message } => {
-                start_blocker = Some(Failure {
-                    reason: "StoreNotReady".into(),
-                    message: format!("{reason}: {message}"),
-                })
-            }
-        }
+        let found = lookup_store(ctx, policy).await?;
+        start_blocker = found.state.blocker(&policy.spec.store_ref.name, &ns);
         if needs_store(backup, policy, phase, start_blocker.is_some())
-            && let Some((spec, cluster)) = store_spec(client, policy).await?
+            && let Some((spec, cluster)) = found.spec
         {
             let mirror = match cluster {
                 None => None,
@@ -529,13 +489,12 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
     } else {
         BTreeMap::new()
     };
-    let busy = match &store {
-        Some(s) if phase.is_finished() || phase == BackupPhase::Running => {
-            maintenance_busy(client, s, &plan::retention_job_name(&name)).await?
-        }
-        _ => false,
-    };
-    let plan = plan::plan(&Observed {
+    let retention_job = plan::retention_job_name(&name);
+    let repository = store.as_ref().map(|s| s.identity.clone());
+    let busy = repository
+        .as_deref()
+        .is_some_and(|r| ctx.caches.maintenance_running(r, &retention_job));
+    let mut observed = Observed {
         backup,
         policy: policy.as_ref(),
         store,
@@ -548,7 +507,20 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         maintenance_busy: busy,
         config: &ctx.config,
         now: Timestamp::now(),
-    });
+    };
+    let mut plan = plan::plan(&observed);
+    // The cache may not show a maintenance Job another run created moments ago: before
+    // starting one, confirm with the API server that the repository is free.
+    let starts_retention = plan
+        .create_jobs
+        .iter()
+        .any(|j| j.metadata.name.as_deref() == Some(retention_job.as_str()));
+    if let (true, false, Some(r)) = (starts_retention, busy, repository.as_deref())
+        && maintenance_busy(client, r, &retention_job).await?
+    {
+        observed.maintenance_busy = true;
+        plan = plan::plan(&observed);
+    }
     apply(backup, &plan, ctx).await?;
     if let Some(result) = plan.finished {
         record_finish(ctx, backup, &plan, result);

@@ -10,52 +10,53 @@ use std::sync::Arc;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher};
-use kube::{Client, ResourceExt};
 
 use self::plan::{Observed, Plan, StoreState};
+use super::cache::FoundStore;
 use super::{Context, Error, Result, apply_status, conditions, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::common::condition;
-use crate::crd::store::{BackupStore, ClusterBackupStore, StoreStatus};
+use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore, StoreStatus};
 use crate::metrics::PolicyLabels;
 
 const CONTROLLER: &str = "backuppolicy";
 
-/// How a policy sees its store: exists, allowed, ready.
-pub async fn observe_store(client: &Client, policy: &BackupPolicy) -> Result<StoreState> {
-    let ns = policy.namespace().unwrap_or_default();
-    let name = &policy.spec.store_ref.name;
-    let status: Option<StoreStatus> = match policy.spec.store_ref.kind {
-        StoreKind::BackupStore => {
-            match Api::<BackupStore>::namespaced(client.clone(), &ns)
-                .get_opt(name)
-                .await?
-            {
-                None => return Ok(StoreState::Missing),
-                Some(s) => s.status,
-            }
+/// A policy's store: how the policy sees it, and its spec when it exists.
+pub struct StoreLookup {
+    pub state: StoreState,
+    /// The spec, and the ClusterBackupStore's name (`None` for a BackupStore).
+    pub spec: Option<(BackupStoreSpec, Option<String>)>,
+}
+
+impl StoreLookup {
+    fn from_found(found: Option<FoundStore>) -> Self {
+        let Some(found) = found else {
+            return StoreLookup {
+                state: StoreState::Missing,
+                spec: None,
+            };
+        };
+        let state = if found.allowed {
+            store_state(found.status.as_ref())
+        } else {
+            StoreState::NotAllowed
+        };
+        StoreLookup {
+            state,
+            spec: Some((found.spec, found.cluster)),
         }
-        StoreKind::ClusterBackupStore => {
-            match Api::<ClusterBackupStore>::all(client.clone())
-                .get_opt(name)
-                .await?
-            {
-                None => return Ok(StoreState::Missing),
-                Some(s) if !s.spec.allows(&ns) => return Ok(StoreState::NotAllowed),
-                Some(s) => s.status,
-            }
-        }
-    };
-    let ready = status
-        .as_ref()
-        .and_then(|s| conditions::get(&s.conditions, condition::READY));
-    Ok(match ready {
+    }
+}
+
+fn store_state(status: Option<&StoreStatus>) -> StoreState {
+    match status.and_then(|s| conditions::get(&s.conditions, condition::READY)) {
         Some(c) if c.status == "True" => StoreState::Ready,
         Some(c) => StoreState::NotReady {
             reason: c.reason.clone(),
@@ -65,10 +66,53 @@ pub async fn observe_store(client: &Client, policy: &BackupPolicy) -> Result<Sto
             reason: "NotProbedYet".into(),
             message: "the store has not been checked yet".into(),
         },
-    })
+    }
 }
 
-async fn missing_secrets(client: &Client, ns: &str, policy: &BackupPolicy) -> Result<Vec<String>> {
+/// The store a policy names. Read from the watch cache; the API server is asked only when
+/// the cache has it missing, not allowed or not Ready: the cache may lag behind a store
+/// that was just created or probed, and those are the states that stop a run. A Ready
+/// store that just turned bad costs one run that fails with the store's own error.
+pub async fn lookup_store(ctx: &Context, policy: &BackupPolicy) -> Result<StoreLookup> {
+    let ns = policy.namespace().unwrap_or_default();
+    let store = &policy.spec.store_ref;
+    let cached = StoreLookup::from_found(ctx.caches.store(store.kind, &ns, &store.name));
+    if cached.state == StoreState::Ready {
+        return Ok(cached);
+    }
+    let client = ctx.client.clone();
+    let found = match store.kind {
+        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client, &ns)
+            .get_opt(&store.name)
+            .await?
+            .map(FoundStore::namespaced),
+        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client)
+            .get_opt(&store.name)
+            .await?
+            .map(|s| FoundStore::cluster(s, &ns)),
+    };
+    Ok(StoreLookup::from_found(found))
+}
+
+/// The policy a run names: from the policy controller's cache when it has it, else from
+/// the API server (the cache may not have seen a policy created moments ago).
+pub async fn lookup_policy(ctx: &Context, ns: &str, name: &str) -> Result<Option<BackupPolicy>> {
+    let cached = ctx
+        .policies
+        .get()
+        .and_then(|s| s.get(&ObjectRef::new(name).within(ns)));
+    if let Some(p) = cached {
+        return Ok(Some(Arc::unwrap_or_clone(p)));
+    }
+    Ok(Api::<BackupPolicy>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?)
+}
+
+/// Secrets named by database sources that do not exist. A Secret seen recently is not
+/// looked up again (see [`Context::secret_seen_recently`]); a missing one always is, so
+/// a policy waiting for its Secret turns Ready as soon as it is created.
+async fn missing_secrets(ctx: &Context, ns: &str, policy: &BackupPolicy) -> Result<Vec<String>> {
     let names: BTreeSet<&str> = policy
         .spec
         .sources
@@ -76,12 +120,17 @@ async fn missing_secrets(client: &Client, ns: &str, policy: &BackupPolicy) -> Re
         .iter()
         .map(|d| d.credentials.name.as_str())
         .collect();
-    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
     let mut missing = Vec::new();
     for name in names {
+        if ctx.secret_seen_recently(ns, name) {
+            continue;
+        }
         // metadata only: the controller never needs the values here
         if api.get_metadata_opt(name).await?.is_none() {
             missing.push(name.to_string());
+        } else {
+            ctx.secret_seen(ns, name);
         }
     }
     Ok(missing)
@@ -105,7 +154,7 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
         ctx.metrics.forget_policy(&ns, &name);
         return Ok(Action::await_change());
     }
-    let store = observe_store(client, policy).await?;
+    let store = lookup_store(ctx, policy).await?.state;
     let backups = ctx.caches.backups_of(&ns, &name);
     let pvcs = if policy.spec.sources.volumes.is_empty() {
         Vec::new()
@@ -115,7 +164,7 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
             .await?
             .items
     };
-    let missing_secrets = missing_secrets(client, &ns, policy).await?;
+    let missing_secrets = missing_secrets(ctx, &ns, policy).await?;
     let plan = plan::plan(&Observed {
         policy,
         store,
@@ -159,25 +208,30 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
             Err(e) => return Err(e.into()),
         }
     }
-    for ev in &plan.events {
+    // Events are best-effort and independent of the status: sent while it is written, so
+    // a burst of due policies is not paced by two round trips each.
+    let events = futures::future::join_all(plan.events.iter().map(|ev| {
         let type_ = if ev.warning {
             EventType::Warning
         } else {
             EventType::Normal
         };
         ctx.event(policy, type_, ev.reason, "Reconcile", ev.note.clone())
-            .await;
-    }
-    let mut current = policy.status.clone();
-    if let Some(c) = current.as_mut() {
-        // Written by the drill controller, never by this one (see plan::plan).
-        c.last_verified_restore_point = None;
-    }
-    if current.as_ref() != Some(&plan.status) {
-        let api = Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns);
-        apply_status(&api, &policy.name_any(), &plan.status).await?;
-    }
-    Ok(())
+    }));
+    let status = async {
+        let mut current = policy.status.clone();
+        if let Some(c) = current.as_mut() {
+            // Written by the drill controller, never by this one (see plan::plan).
+            c.last_verified_restore_point = None;
+        }
+        if current.as_ref() != Some(&plan.status) {
+            let api = Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns);
+            apply_status(&api, &policy.name_any(), &plan.status).await?;
+        }
+        Ok(())
+    };
+    let (_, written) = tokio::join!(events, status);
+    written
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
@@ -227,6 +281,8 @@ pub async fn run(ctx: Arc<Context>) {
     );
     let store_reader = controller.store();
     let cluster_reader = controller.store();
+    // Shared with the run controllers, which read a run's policy on every reconcile.
+    let _ = ctx.policies.set(controller.store());
     controller
         .owns(
             Api::<Backup>::all(client.clone()),

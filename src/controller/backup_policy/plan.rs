@@ -14,7 +14,7 @@ use crate::controller::conditions::{self, Desired};
 use crate::controller::sources;
 use crate::crd::backup::{Backup, BackupPhase, BackupSpec, PolicyRef, Trigger};
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
-use crate::crd::common::{ConcurrencyPolicy, condition};
+use crate::crd::common::{ConcurrencyPolicy, Failure, condition};
 use crate::jobs;
 use crate::schedule::{self, Schedule};
 
@@ -36,6 +36,28 @@ pub enum StoreState {
         message: String,
     },
     Ready,
+}
+
+impl StoreState {
+    /// Why a run cannot start on this store (`None` when it is Ready), for the run's
+    /// status: the same reasons whatever kind of run asks.
+    pub fn blocker(&self, store: &str, namespace: &str) -> Option<Failure> {
+        let (reason, message) = match self {
+            StoreState::Ready => return None,
+            StoreState::Missing => ("StoreNotFound", format!("store {store:?} does not exist")),
+            StoreState::NotAllowed => (
+                "StoreNotAllowed",
+                format!("ClusterBackupStore {store:?} does not allow namespace {namespace:?}"),
+            ),
+            StoreState::NotReady { reason, message } => {
+                ("StoreNotReady", format!("{reason}: {message}"))
+            }
+        };
+        Some(Failure {
+            reason: reason.into(),
+            message,
+        })
+    }
 }
 
 /// Everything the plan looks at.
@@ -238,15 +260,20 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     let mut requeue = REFRESH;
 
     // History: newest run, newest success (kept in status even after the Backup object is
-    // pruned, so a long history limit is not needed to know the RPO).
+    // pruned, so a long history limit is not needed to know the RPO). The newest run's
+    // time is when it was created; a run this controller creates is recorded in the same
+    // write that handles its slot, so neither its arrival in the cache nor its start
+    // costs another status write (when many policies share a slot, every write counts).
+    // Only a newer run replaces it: a cache that has not seen the new run yet does not
+    // turn the status back.
     if let Some(newest) = o.backups.iter().max_by_key(|b| (created(b), b.name_any())) {
-        status.last_backup = Some(newest.name_any());
-        let started = newest
-            .status
-            .as_ref()
-            .and_then(|s| s.start_time.clone())
-            .unwrap_or(Time(created(newest)));
-        status.last_backup_time = Some(started);
+        let name = newest.name_any();
+        let t = created(newest);
+        let known = previous.last_backup_time.as_ref().map(|x| x.0);
+        if previous.last_backup.as_deref() != Some(name.as_str()) && known.is_none_or(|k| t >= k) {
+            status.last_backup = Some(name);
+            status.last_backup_time = Some(Time(t));
+        }
     }
     let newest_ok = o
         .backups
@@ -310,6 +337,10 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                             reason: "BackupCreated",
                             note: format!("created Backup {name} for the {slot} slot"),
                         });
+                        // Whole seconds, like the creationTimestamp it stands for.
+                        let created = Timestamp::from_second(now.as_second()).unwrap_or(now);
+                        status.last_backup = Some(name);
+                        status.last_backup_time = Some(Time(created));
                         create = Some(backup);
                     }
                 }

@@ -29,9 +29,8 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
-use super::backup::{
-    MoverAccess, ensure_mover_rbac, read_store_secrets, store_spec, write_store_secret,
-};
+use super::backup::{MoverAccess, ensure_mover_rbac, read_store_secrets, write_store_secret};
+use super::backup_policy::{lookup_policy, lookup_store};
 use super::{Context, Error, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
@@ -122,11 +121,7 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         .clone()
         .or_else(|| drill.as_ref().map(|d| d.spec.clone()));
     let policy = match &spec {
-        Some(s) => {
-            Api::<BackupPolicy>::namespaced(client.clone(), &ns)
-                .get_opt(&s.policy_ref.name)
-                .await?
-        }
+        Some(s) => lookup_policy(ctx, &ns, &s.policy_ref.name).await?,
         None => None,
     };
     let backups = match (&policy, phase, &status.restore_point) {
@@ -142,7 +137,7 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     };
     let store = match &policy {
         None => None,
-        Some(p) => match store_spec(client, p).await? {
+        Some(p) => match lookup_store(ctx, p).await?.spec {
             None => None,
             Some((spec, cluster)) => {
                 let problem = if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning) {

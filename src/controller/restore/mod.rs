@@ -33,14 +33,13 @@ use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, Resolution};
 use super::backup::{MoverAccess, ensure_mover_rbac};
-use super::backup_policy::{observe_store, plan::StoreState};
+use super::backup_policy::{lookup_policy, lookup_store};
 use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
 use crate::crd::backup::Backup;
-use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::common::Failure;
 use crate::crd::labels;
 use crate::crd::restore::{Restore, RestorePhase};
-use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
+use crate::crd::store::BackupStoreSpec;
 use crate::jobs::mover::{StoreTarget, mirror_keys};
 use crate::jobs::{self, MAX_NAME};
 
@@ -54,25 +53,6 @@ fn by_uid(r: &Restore) -> ListParams {
         labels::RESTORE_UID,
         r.meta().uid.as_deref().unwrap_or_default()
     ))
-}
-
-/// The store spec behind a policy, and the name of a ClusterBackupStore.
-async fn store_spec(
-    client: &Client,
-    policy: &BackupPolicy,
-) -> Result<Option<(BackupStoreSpec, Option<String>)>> {
-    let ns = policy.namespace().unwrap_or_default();
-    let name = &policy.spec.store_ref.name;
-    Ok(match policy.spec.store_ref.kind {
-        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client.clone(), &ns)
-            .get_opt(name)
-            .await?
-            .map(|s| (s.spec, None)),
-        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client.clone())
-            .get_opt(name)
-            .await?
-            .map(|s| (s.spec.store, Some(name.clone()))),
-    })
 }
 
 /// Copies the Secrets the movers need into one Secret of the target namespace (a pod can
@@ -439,11 +419,7 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         _ => None,
     };
     let policy = match &policy_name {
-        Some(p) => {
-            Api::<BackupPolicy>::namespaced(client.clone(), &ns)
-                .get_opt(p)
-                .await?
-        }
+        Some(p) => lookup_policy(ctx, &ns, p).await?,
         None => None,
     };
     let mut blocker: Option<Failure> = None;
@@ -453,27 +429,11 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         // Whatever may still hold copied credentials goes.
         mirror = Some(plan::mirror_name(&name));
     } else if let (Some(policy), true) = (&policy, target_ok) {
+        let found = lookup_store(ctx, policy).await?;
         if phase == RestorePhase::Pending {
-            blocker = match observe_store(client, policy).await? {
-                StoreState::Ready => None,
-                StoreState::Missing => Some(Failure {
-                    reason: "StoreNotFound".into(),
-                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
-                }),
-                StoreState::NotAllowed => Some(Failure {
-                    reason: "StoreNotAllowed".into(),
-                    message: format!(
-                        "ClusterBackupStore {:?} does not allow namespace {ns:?}",
-                        policy.spec.store_ref.name
-                    ),
-                }),
-                StoreState::NotReady { reason, message } => Some(Failure {
-                    reason: "StoreNotReady".into(),
-                    message: format!("{reason}: {message}"),
-                }),
-            };
+            blocker = found.state.blocker(&policy.spec.store_ref.name, &ns);
         }
-        match store_spec(client, policy).await? {
+        match found.spec {
             None => {
                 blocker.get_or_insert(Failure {
                     reason: "StoreNotFound".into(),

@@ -358,11 +358,12 @@ fn replanning_an_unchanged_world_changes_nothing() {
     let created = [first.create.clone().unwrap()];
     let second = plan(&observe(&p, &created, "2026-01-01T00:11:00Z"));
     assert!(second.create.is_none());
-    // Only derived history fields may differ (the new Backup is now the newest run).
-    let mut expect = first.status.clone();
-    expect.last_backup = Some("orders-202601010010".into());
-    expect.last_backup_time = second.status.last_backup_time.clone();
-    assert_eq!(second.status, expect);
+    // The first write already named the new run as the newest: the second writes nothing.
+    assert_eq!(
+        first.status.last_backup.as_deref(),
+        Some("orders-202601010010")
+    );
+    assert_eq!(second.status, first.status);
     assert!(
         second.events.is_empty(),
         "no repeated events: {:?}",
@@ -389,4 +390,59 @@ fn the_policy_status_apply_never_carries_the_verified_restore_point() {
     assert!(plan.status.last_verified_restore_point.is_none());
     let body = serde_json::to_value(&plan.status).unwrap();
     assert!(body.get("lastVerifiedRestorePoint").is_none(), "{body}");
+}
+
+/// The newest run is recorded when its slot is handled; a cache that has not seen it yet,
+/// or its start, must not change that again (each change is a status write, and a burst
+/// of policies at one slot is paced by writes).
+#[test]
+fn the_newest_run_is_recorded_once_and_only_a_newer_one_replaces_it() {
+    let mut p = policy();
+    let first = plan(&observe(&p, &[], "2026-01-01T00:10:00.700Z"));
+    let name = first.create.as_ref().unwrap().name_any();
+    assert_eq!(first.status.last_backup.as_deref(), Some(name.as_str()));
+    assert_eq!(
+        first.status.last_backup_time,
+        Some(Time(ts("2026-01-01T00:10:00Z"))),
+        "whole seconds, like a creationTimestamp"
+    );
+    p.status = Some(first.status.clone());
+    // The cache still holds only an older run: the status stays.
+    let older = [backup(
+        "orders-old",
+        "2026-01-01T00:05:00Z",
+        BackupPhase::Succeeded,
+        None,
+    )];
+    let stale = plan(&observe(&p, &older, "2026-01-01T00:10:01Z"));
+    assert_eq!(stale.status.last_backup, first.status.last_backup);
+    assert_eq!(stale.status.last_backup_time, first.status.last_backup_time);
+    // The run itself, now Running with a start time a second later: still no change.
+    let mut running = backup(&name, "2026-01-01T00:10:00Z", BackupPhase::Running, None);
+    running.status.as_mut().unwrap().start_time = Some(Time(ts("2026-01-01T00:10:01Z")));
+    let started = plan(&observe(
+        &p,
+        std::slice::from_ref(&running),
+        "2026-01-01T00:10:02Z",
+    ));
+    assert_eq!(
+        started.status.last_backup_time,
+        first.status.last_backup_time
+    );
+    // An on-demand run created later replaces it, with its creation time.
+    let later = [
+        running,
+        backup(
+            "orders-manual",
+            "2026-01-01T00:12:00Z",
+            BackupPhase::Pending,
+            None,
+        ),
+    ];
+    let manual = plan(&observe(&p, &later, "2026-01-01T00:12:01Z"));
+    assert_eq!(manual.status.last_backup.as_deref(), Some("orders-manual"));
+    assert_eq!(
+        manual.status.last_backup_time,
+        Some(Time(ts("2026-01-01T00:12:00Z")))
+    );
 }
