@@ -5,6 +5,7 @@
 //! Label values are bounded: object names (one series per object, removed when the object
 //! goes), outcome phases and error categories. Never a message or a `Debug` string.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,9 @@ pub struct Metrics {
     pub drill_rpo: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub drill_last_passed: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub leader: Gauge,
+    /// Failure reasons counted per policy, so a deleted policy's series can all be
+    /// removed (a Family cannot be searched by a partial label set).
+    failure_reasons: Arc<std::sync::Mutex<HashMap<PolicyLabels, BTreeSet<String>>>>,
 }
 
 impl Default for Metrics {
@@ -124,6 +128,7 @@ impl Metrics {
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
+            failure_reasons: Arc::default(),
         };
         let r = &mut registry;
         r.register(
@@ -257,10 +262,44 @@ impl Metrics {
         self.policy_rpo.remove(&l);
         self.policy_rpo_objective.remove(&l);
         self.backups_skipped.remove(&l);
+        for result in ["Succeeded", "PartiallyFailed", "Failed"] {
+            self.backup_runs.remove(&RunLabels {
+                namespace: l.namespace.clone(),
+                policy: l.policy.clone(),
+                result,
+            });
+        }
+        let reasons = self
+            .failure_reasons
+            .lock()
+            .expect("lock poisoned")
+            .remove(&l)
+            .unwrap_or_default();
+        for reason in reasons {
+            self.backup_failures.remove(&FailureLabels {
+                namespace: l.namespace.clone(),
+                policy: l.policy.clone(),
+                reason,
+            });
+        }
     }
 
-    /// Drops every per-drill series of a deleted drill (the runs counter stays: it is
-    /// what the LifeboatDrillFailed alert counts over its window).
+    /// Counts a failed source (or run) of a policy by its bounded reason.
+    pub fn count_backup_failure(&self, labels: FailureLabels) {
+        self.failure_reasons
+            .lock()
+            .expect("lock poisoned")
+            .entry(PolicyLabels {
+                namespace: labels.namespace.clone(),
+                policy: labels.policy.clone(),
+            })
+            .or_default()
+            .insert(labels.reason.clone());
+        self.backup_failures.get_or_create(&labels).inc();
+    }
+
+    /// Drops every series of a deleted drill. Its runs counter goes too: an alert about
+    /// a drill that no longer exists cannot be acted on.
     pub fn forget_drill(&self, namespace: &str, drill: &str) {
         let l = DrillLabels {
             namespace: namespace.to_string(),
@@ -269,6 +308,13 @@ impl Metrics {
         self.drill_rto.remove(&l);
         self.drill_rpo.remove(&l);
         self.drill_last_passed.remove(&l);
+        for outcome in ["Passed", "Failed"] {
+            self.drill_runs.remove(&DrillRunLabels {
+                namespace: l.namespace.clone(),
+                drill: l.drill.clone(),
+                outcome,
+            });
+        }
     }
 
     /// The text exposition of every metric.
@@ -306,7 +352,20 @@ mod tests {
             text.contains(r#"lifeboat_policy_rpo_seconds{namespace="shop",policy="orders"} 42.0"#)
         );
         assert!(text.contains("lifeboat_reconcile_duration_seconds_bucket"));
+        m.backup_runs
+            .get_or_create(&RunLabels {
+                namespace: "shop".into(),
+                policy: "orders".into(),
+                result: "Failed",
+            })
+            .inc();
+        m.count_backup_failure(FailureLabels {
+            namespace: "shop".into(),
+            policy: "orders".into(),
+            reason: "DumpFailed".into(),
+        });
+        assert!(m.encode().contains(r#"reason="DumpFailed""#));
         m.forget_policy("shop", "orders");
-        assert!(!m.encode().contains(r#"policy="orders""#));
+        assert!(!m.encode().contains(r#"policy="orders""#), "{}", m.encode());
     }
 }

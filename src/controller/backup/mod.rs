@@ -522,7 +522,9 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         plan = plan::plan(&observed);
     }
     apply(backup, &plan, ctx).await?;
-    if let Some(result) = plan.finished {
+    // A run that ends after its policy was deleted (a namespace being torn down) would
+    // bring back the series the policy's deletion removed.
+    if let (Some(result), Some(_)) = (plan.finished, &policy) {
         record_finish(ctx, backup, &plan, result);
     }
     Ok(match plan.requeue {
@@ -621,13 +623,11 @@ fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhas
         .filter(|x| x.phase == SourcePhase::Failed)
         .filter_map(|x| x.failure.as_ref());
     for f in failures.chain(s.failure.iter().filter(|_| s.sources.is_empty())) {
-        m.backup_failures
-            .get_or_create(&FailureLabels {
-                namespace: ns.clone(),
-                policy: policy.clone(),
-                reason: bounded(&f.reason),
-            })
-            .inc();
+        m.count_backup_failure(FailureLabels {
+            namespace: ns.clone(),
+            policy: policy.clone(),
+            reason: bounded(&f.reason),
+        });
     }
 }
 

@@ -123,6 +123,7 @@ fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
+    let metrics = ctx.metrics.clone();
     let controller = Controller::new(
         Api::<DRDrill>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -151,9 +152,16 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "drdrill controller event");
+        .for_each(|r| {
+            // A deleted object is reported as not found (it has no finalizer, so no
+            // reconcile sees it go): its metric series go with it.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &r {
+                metrics.forget_drill(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
+            }
+            async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "drdrill controller event");
+                }
             }
         })
         .await;
