@@ -98,6 +98,14 @@ pub struct Metrics {
     /// Failure reasons counted per policy, so a deleted policy's series can all be
     /// removed (a Family cannot be searched by a partial label set).
     failure_reasons: Arc<std::sync::Mutex<HashMap<PolicyLabels, BTreeSet<String>>>>,
+    /// Policies and drills that have series, for [`Metrics::sweep`].
+    known: Arc<std::sync::Mutex<Known>>,
+}
+
+#[derive(Default)]
+struct Known {
+    policies: BTreeSet<(String, String)>,
+    drills: BTreeSet<(String, String)>,
 }
 
 impl Default for Metrics {
@@ -129,6 +137,7 @@ impl Metrics {
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
             failure_reasons: Arc::default(),
+            known: Arc::default(),
         };
         let r = &mut registry;
         r.register(
@@ -251,6 +260,11 @@ impl Metrics {
 
     /// Drops every per-policy series of a deleted policy.
     pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        self.known
+            .lock()
+            .expect("lock poisoned")
+            .policies
+            .remove(&(namespace.to_string(), policy.to_string()));
         let l = PolicyLabels {
             namespace: namespace.to_string(),
             policy: policy.to_string(),
@@ -284,6 +298,48 @@ impl Metrics {
         }
     }
 
+    /// Notes that policy `namespace/name` has series (call before creating any).
+    pub fn note_policy(&self, namespace: &str, name: &str) {
+        self.known
+            .lock()
+            .expect("lock poisoned")
+            .policies
+            .insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// Notes that drill `namespace/name` has series (call before creating any).
+    pub fn note_drill(&self, namespace: &str, name: &str) {
+        self.known
+            .lock()
+            .expect("lock poisoned")
+            .drills
+            .insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// Removes the series of every policy and drill that no longer exists. Neither kind
+    /// has a finalizer, so no reconcile sees one go; without this their series would
+    /// stay until the process restarts (a slow leak where namespaces come and go).
+    pub fn sweep(
+        &self,
+        policy_exists: impl Fn(&str, &str) -> bool,
+        drill_exists: impl Fn(&str, &str) -> bool,
+    ) {
+        let (policies, drills) = {
+            let k = self.known.lock().expect("lock poisoned");
+            (k.policies.clone(), k.drills.clone())
+        };
+        for (ns, name) in policies {
+            if !policy_exists(&ns, &name) {
+                self.forget_policy(&ns, &name);
+            }
+        }
+        for (ns, name) in drills {
+            if !drill_exists(&ns, &name) {
+                self.forget_drill(&ns, &name);
+            }
+        }
+    }
+
     /// Counts a failed source (or run) of a policy by its bounded reason.
     pub fn count_backup_failure(&self, labels: FailureLabels) {
         self.failure_reasons
@@ -301,6 +357,11 @@ impl Metrics {
     /// Drops every series of a deleted drill. Its runs counter goes too: an alert about
     /// a drill that no longer exists cannot be acted on.
     pub fn forget_drill(&self, namespace: &str, drill: &str) {
+        self.known
+            .lock()
+            .expect("lock poisoned")
+            .drills
+            .remove(&(namespace.to_string(), drill.to_string()));
         let l = DrillLabels {
             namespace: namespace.to_string(),
             drill: drill.to_string(),
@@ -365,7 +426,8 @@ mod tests {
             reason: "DumpFailed".into(),
         });
         assert!(m.encode().contains(r#"reason="DumpFailed""#));
-        m.forget_policy("shop", "orders");
+        m.note_policy("shop", "orders");
+        m.sweep(|_, p| p != "orders", |_, _| true);
         assert!(!m.encode().contains(r#"policy="orders""#), "{}", m.encode());
     }
 }

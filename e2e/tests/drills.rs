@@ -528,7 +528,7 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     let label = format!("namespace=\"{ns}\"");
     wait_for(
         "the drill's and the policy's series removed",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || async {
             let text = all_metrics(&p.ns.client).await?;
             let left: Vec<&str> = text.lines().filter(|l| l.contains(&label)).collect();

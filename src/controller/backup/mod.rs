@@ -595,6 +595,7 @@ fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhas
     let ns = backup.namespace().unwrap_or_default();
     let policy = backup.spec.policy_ref.name.clone();
     let m = &ctx.metrics;
+    m.note_policy(&ns, &policy);
     m.backup_runs
         .get_or_create(&RunLabels {
             namespace: ns.clone(),

@@ -235,6 +235,7 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
+    ctx.metrics.note_policy(ns, name);
     let l = PolicyLabels {
         namespace: ns.to_string(),
         policy: name.to_string(),
@@ -273,7 +274,6 @@ fn policies_using(
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let metrics = ctx.metrics.clone();
     // A status write wakes the policy once more; that reconcile computes the same status
     // and writes nothing, so it converges (plan::tests::replanning_an_unchanged_world...).
     let controller = Controller::new(
@@ -316,16 +316,9 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)
-        .for_each(|r| {
-            // A deleted object is reported as not found (it has no finalizer, so no
-            // reconcile sees it go): its metric series go with it.
-            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &r {
-                metrics.forget_policy(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
-            }
-            async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "backuppolicy controller event");
-                }
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "backuppolicy controller event");
             }
         })
         .await;

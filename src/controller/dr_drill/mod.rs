@@ -103,6 +103,7 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
+    ctx.metrics.note_drill(ns, name);
     let l = DrillLabels {
         namespace: ns.to_string(),
         drill: name.to_string(),
@@ -123,11 +124,11 @@ fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let metrics = ctx.metrics.clone();
     let controller = Controller::new(
         Api::<DRDrill>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
+    let _ = ctx.drills.set(controller.store());
     let drills = controller.store();
     controller
         .owns(
@@ -152,16 +153,9 @@ pub async fn run(ctx: Arc<Context>) {
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)
-        .for_each(|r| {
-            // A deleted object is reported as not found (it has no finalizer, so no
-            // reconcile sees it go): its metric series go with it.
-            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &r {
-                metrics.forget_drill(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
-            }
-            async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "drdrill controller event");
-                }
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "drdrill controller event");
             }
         })
         .await;
