@@ -5,7 +5,7 @@
 //! Label values are bounded: object names (one series per object, removed when the object
 //! goes), outcome phases and error categories. Never a message or a `Debug` string.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,16 +95,15 @@ pub struct Metrics {
     pub drill_rpo: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub drill_last_passed: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub leader: Gauge,
-    /// Failure reasons counted per policy, so a deleted policy's series can all be
-    /// removed (a Family cannot be searched by a partial label set).
-    failure_reasons: Arc<std::sync::Mutex<HashMap<PolicyLabels, BTreeSet<String>>>>,
     /// Policies and drills that have series, for [`Metrics::sweep`].
     known: Arc<std::sync::Mutex<Known>>,
 }
 
+/// Who has series. A policy's failure reasons are kept so that all of its series can be
+/// removed (a Family cannot be searched by a partial label set).
 #[derive(Default)]
 struct Known {
-    policies: BTreeSet<(String, String)>,
+    policies: BTreeMap<(String, String), BTreeSet<String>>,
     drills: BTreeSet<(String, String)>,
 }
 
@@ -136,7 +135,6 @@ impl Metrics {
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
-            failure_reasons: Arc::default(),
             known: Arc::default(),
         };
         let r = &mut registry;
@@ -260,11 +258,13 @@ impl Metrics {
 
     /// Drops every per-policy series of a deleted policy.
     pub fn forget_policy(&self, namespace: &str, policy: &str) {
-        self.known
+        let reasons = self
+            .known
             .lock()
             .expect("lock poisoned")
             .policies
-            .remove(&(namespace.to_string(), policy.to_string()));
+            .remove(&(namespace.to_string(), policy.to_string()))
+            .unwrap_or_default();
         let l = PolicyLabels {
             namespace: namespace.to_string(),
             policy: policy.to_string(),
@@ -283,12 +283,6 @@ impl Metrics {
                 result,
             });
         }
-        let reasons = self
-            .failure_reasons
-            .lock()
-            .expect("lock poisoned")
-            .remove(&l)
-            .unwrap_or_default();
         for reason in reasons {
             self.backup_failures.remove(&FailureLabels {
                 namespace: l.namespace.clone(),
@@ -304,7 +298,8 @@ impl Metrics {
             .lock()
             .expect("lock poisoned")
             .policies
-            .insert((namespace.to_string(), name.to_string()));
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default();
     }
 
     /// Notes that drill `namespace/name` has series (call before creating any).
@@ -326,7 +321,8 @@ impl Metrics {
     ) {
         let (policies, drills) = {
             let k = self.known.lock().expect("lock poisoned");
-            (k.policies.clone(), k.drills.clone())
+            let policies: Vec<_> = k.policies.keys().cloned().collect();
+            (policies, k.drills.clone())
         };
         for (ns, name) in policies {
             if !policy_exists(&ns, &name) {
@@ -342,13 +338,11 @@ impl Metrics {
 
     /// Counts a failed source (or run) of a policy by its bounded reason.
     pub fn count_backup_failure(&self, labels: FailureLabels) {
-        self.failure_reasons
+        self.known
             .lock()
             .expect("lock poisoned")
-            .entry(PolicyLabels {
-                namespace: labels.namespace.clone(),
-                policy: labels.policy.clone(),
-            })
+            .policies
+            .entry((labels.namespace.clone(), labels.policy.clone()))
             .or_default()
             .insert(labels.reason.clone());
         self.backup_failures.get_or_create(&labels).inc();
