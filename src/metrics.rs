@@ -5,7 +5,6 @@
 //! Label values are bounded: object names (one series per object, removed when the object
 //! goes), outcome phases and error categories. Never a message or a `Debug` string.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,16 +94,6 @@ pub struct Metrics {
     pub drill_rpo: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub drill_last_passed: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub leader: Gauge,
-    /// Policies and drills that have series, for [`Metrics::sweep`].
-    known: Arc<std::sync::Mutex<Known>>,
-}
-
-/// Who has series. A policy's failure reasons are kept so that all of its series can be
-/// removed (a Family cannot be searched by a partial label set).
-#[derive(Default)]
-struct Known {
-    policies: BTreeMap<(String, String), BTreeSet<String>>,
-    drills: BTreeSet<(String, String)>,
 }
 
 impl Default for Metrics {
@@ -135,7 +124,6 @@ impl Metrics {
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
-            known: Arc::default(),
         };
         let r = &mut registry;
         r.register(
@@ -258,13 +246,6 @@ impl Metrics {
 
     /// Drops every per-policy series of a deleted policy.
     pub fn forget_policy(&self, namespace: &str, policy: &str) {
-        let reasons = self
-            .known
-            .lock()
-            .expect("lock poisoned")
-            .policies
-            .remove(&(namespace.to_string(), policy.to_string()))
-            .unwrap_or_default();
         let l = PolicyLabels {
             namespace: namespace.to_string(),
             policy: policy.to_string(),
@@ -276,86 +257,11 @@ impl Metrics {
         self.policy_rpo.remove(&l);
         self.policy_rpo_objective.remove(&l);
         self.backups_skipped.remove(&l);
-        for result in ["Succeeded", "PartiallyFailed", "Failed"] {
-            self.backup_runs.remove(&RunLabels {
-                namespace: l.namespace.clone(),
-                policy: l.policy.clone(),
-                result,
-            });
-        }
-        for reason in reasons {
-            self.backup_failures.remove(&FailureLabels {
-                namespace: l.namespace.clone(),
-                policy: l.policy.clone(),
-                reason,
-            });
-        }
     }
 
-    /// Notes that policy `namespace/name` has series (call before creating any).
-    pub fn note_policy(&self, namespace: &str, name: &str) {
-        self.known
-            .lock()
-            .expect("lock poisoned")
-            .policies
-            .entry((namespace.to_string(), name.to_string()))
-            .or_default();
-    }
-
-    /// Notes that drill `namespace/name` has series (call before creating any).
-    pub fn note_drill(&self, namespace: &str, name: &str) {
-        self.known
-            .lock()
-            .expect("lock poisoned")
-            .drills
-            .insert((namespace.to_string(), name.to_string()));
-    }
-
-    /// Removes the series of every policy and drill that no longer exists. Neither kind
-    /// has a finalizer, so no reconcile sees one go; without this their series would
-    /// stay until the process restarts (a slow leak where namespaces come and go).
-    pub fn sweep(
-        &self,
-        policy_exists: impl Fn(&str, &str) -> bool,
-        drill_exists: impl Fn(&str, &str) -> bool,
-    ) {
-        let (policies, drills) = {
-            let k = self.known.lock().expect("lock poisoned");
-            let policies: Vec<_> = k.policies.keys().cloned().collect();
-            (policies, k.drills.clone())
-        };
-        for (ns, name) in policies {
-            if !policy_exists(&ns, &name) {
-                self.forget_policy(&ns, &name);
-            }
-        }
-        for (ns, name) in drills {
-            if !drill_exists(&ns, &name) {
-                self.forget_drill(&ns, &name);
-            }
-        }
-    }
-
-    /// Counts a failed source (or run) of a policy by its bounded reason.
-    pub fn count_backup_failure(&self, labels: FailureLabels) {
-        self.known
-            .lock()
-            .expect("lock poisoned")
-            .policies
-            .entry((labels.namespace.clone(), labels.policy.clone()))
-            .or_default()
-            .insert(labels.reason.clone());
-        self.backup_failures.get_or_create(&labels).inc();
-    }
-
-    /// Drops every series of a deleted drill. Its runs counter goes too: an alert about
-    /// a drill that no longer exists cannot be acted on.
+    /// Drops every per-drill series of a deleted drill (the runs counter stays: it is
+    /// what the LifeboatDrillFailed alert counts over its window).
     pub fn forget_drill(&self, namespace: &str, drill: &str) {
-        self.known
-            .lock()
-            .expect("lock poisoned")
-            .drills
-            .remove(&(namespace.to_string(), drill.to_string()));
         let l = DrillLabels {
             namespace: namespace.to_string(),
             drill: drill.to_string(),
@@ -363,13 +269,6 @@ impl Metrics {
         self.drill_rto.remove(&l);
         self.drill_rpo.remove(&l);
         self.drill_last_passed.remove(&l);
-        for outcome in ["Passed", "Failed"] {
-            self.drill_runs.remove(&DrillRunLabels {
-                namespace: l.namespace.clone(),
-                drill: l.drill.clone(),
-                outcome,
-            });
-        }
     }
 
     /// The text exposition of every metric.
@@ -407,21 +306,7 @@ mod tests {
             text.contains(r#"lifeboat_policy_rpo_seconds{namespace="shop",policy="orders"} 42.0"#)
         );
         assert!(text.contains("lifeboat_reconcile_duration_seconds_bucket"));
-        m.backup_runs
-            .get_or_create(&RunLabels {
-                namespace: "shop".into(),
-                policy: "orders".into(),
-                result: "Failed",
-            })
-            .inc();
-        m.count_backup_failure(FailureLabels {
-            namespace: "shop".into(),
-            policy: "orders".into(),
-            reason: "DumpFailed".into(),
-        });
-        assert!(m.encode().contains(r#"reason="DumpFailed""#));
-        m.note_policy("shop", "orders");
-        m.sweep(|_, p| p != "orders", |_, _| true);
-        assert!(!m.encode().contains(r#"policy="orders""#), "{}", m.encode());
+        m.forget_policy("shop", "orders");
+        assert!(!m.encode().contains(r#"policy="orders""#));
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 
 use super::{Context, backup, backup_policy, dr_drill, drill_run, leader, restore, store};
@@ -134,7 +133,6 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
         config.clone(),
         caches,
     ));
-    tokio::spawn(sweep_metrics(ctx.clone()));
     tracing::info!("running controllers");
     let controllers = async {
         tokio::join!(
@@ -170,26 +168,6 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     tracing::info!("controllers stopped");
     Ok(())
-}
-
-/// Every 15 s, drops the metric series of policies and drills that no longer exist
-/// (see [`Metrics::sweep`]). Runs until the process ends.
-async fn sweep_metrics(ctx: Arc<super::Context>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
-    loop {
-        tick.tick().await;
-        let (Some(policies), Some(drills)) = (ctx.policies.get(), ctx.drills.get()) else {
-            continue;
-        };
-        // Before the first list an empty cache would read as "everything deleted".
-        if policies.wait_until_ready().await.is_err() || drills.wait_until_ready().await.is_err() {
-            return;
-        }
-        ctx.metrics.sweep(
-            |ns, name| policies.get(&ObjectRef::new(name).within(ns)).is_some(),
-            |ns, name| drills.get(&ObjectRef::new(name).within(ns)).is_some(),
-        );
-    }
 }
 
 async fn shutdown_signal() {

@@ -522,9 +522,7 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         plan = plan::plan(&observed);
     }
     apply(backup, &plan, ctx).await?;
-    // A run that ends after its policy was deleted (a namespace being torn down) would
-    // bring back the series the policy's deletion removed.
-    if let (Some(result), Some(_)) = (plan.finished, &policy) {
+    if let Some(result) = plan.finished {
         record_finish(ctx, backup, &plan, result);
     }
     Ok(match plan.requeue {
@@ -595,7 +593,6 @@ fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhas
     let ns = backup.namespace().unwrap_or_default();
     let policy = backup.spec.policy_ref.name.clone();
     let m = &ctx.metrics;
-    m.note_policy(&ns, &policy);
     m.backup_runs
         .get_or_create(&RunLabels {
             namespace: ns.clone(),
@@ -624,11 +621,13 @@ fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhas
         .filter(|x| x.phase == SourcePhase::Failed)
         .filter_map(|x| x.failure.as_ref());
     for f in failures.chain(s.failure.iter().filter(|_| s.sources.is_empty())) {
-        m.count_backup_failure(FailureLabels {
-            namespace: ns.clone(),
-            policy: policy.clone(),
-            reason: bounded(&f.reason),
-        });
+        m.backup_failures
+            .get_or_create(&FailureLabels {
+                namespace: ns.clone(),
+                policy: policy.clone(),
+                reason: bounded(&f.reason),
+            })
+            .inc();
     }
 }
 

@@ -235,7 +235,6 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
-    ctx.metrics.note_policy(ns, name);
     let l = PolicyLabels {
         namespace: ns.to_string(),
         policy: name.to_string(),

@@ -103,7 +103,6 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
-    ctx.metrics.note_drill(ns, name);
     let l = DrillLabels {
         namespace: ns.to_string(),
         drill: name.to_string(),
@@ -128,7 +127,6 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<DRDrill>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
-    let _ = ctx.drills.set(controller.store());
     let drills = controller.store();
     controller
         .owns(

@@ -448,7 +448,6 @@ fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutco
     let ns = run.namespace().unwrap_or_default();
     let drill = run.spec.drill_ref.name.clone();
     let m = &ctx.metrics;
-    m.note_drill(&ns, &drill);
     m.drill_runs
         .get_or_create(&DrillRunLabels {
             namespace: ns.clone(),
