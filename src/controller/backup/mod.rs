@@ -459,7 +459,7 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
     } else {
         Vec::new()
     };
-    let (mut jobs_list, pods) = ctx.caches.children_of(&ns, &name);
+    let (mut jobs_list, mut pods) = ctx.caches.children_of(&ns, &name);
     // The cache may not have seen a Job we created moments ago: before a running source
     // is declared vanished, ask the API server directly.
     let jobs_api = Api::<Job>::namespaced(client.clone(), &ns);
@@ -475,6 +475,29 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
             && let Some(j) = jobs_api.get_opt(job).await?
         {
             jobs_list.push(j);
+        }
+    }
+    // The Pods cache may lag behind the Jobs cache: a Job seen finished whose Pod is not
+    // yet seen finished would read as a mover that reported nothing. Ask directly.
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
+    for job in &jobs_list {
+        let job_name = job.name_any();
+        let seen_finished = |pods: &[Pod]| {
+            pods.iter().any(|p| {
+                p.labels().get("job-name") == Some(&job_name)
+                    && matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+            })
+        };
+        if plan::job_finished(job).is_some() && !seen_finished(&pods) {
+            let fresh = pods_api
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?
+                .items;
+            pods.retain(|p| p.labels().get("job-name") != Some(&job_name));
+            pods.extend(fresh);
         }
     }
     let direct = policy.as_ref().is_some_and(|p| {
