@@ -145,6 +145,20 @@ impl Context {
         self.failures.lock().expect("lock poisoned").remove(key);
     }
 
+    /// Publishes an Event a plan asked for (see [`Context::event`]).
+    pub async fn publish<K>(&self, obj: &K, ev: &PlannedEvent, action: &str)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let type_ = if ev.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        self.event(obj, type_, ev.reason, action, ev.note.clone())
+            .await;
+    }
+
     /// Publishes an Event about `obj`. Failing to publish never fails a reconciliation
     /// (Events are best-effort in Kubernetes too); it is logged.
     pub async fn event<K>(
@@ -263,6 +277,25 @@ where
     S: Serialize,
 {
     apply_status_at(api, name, None, status).await
+}
+
+/// [`apply_status_at`] onto `obj` itself: its namespace, name and resourceVersion.
+pub async fn apply_own_status<K, S>(client: &Client, obj: &K, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    S: Serialize,
+{
+    let api = Api::<K>::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    apply_status_at(
+        &api,
+        &obj.name_any(),
+        obj.resource_version().as_deref(),
+        status,
+    )
+    .await
 }
 
 /// Like [`apply_status`], but only onto the version of the object the plan was made from:

@@ -20,13 +20,12 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan};
 use super::backup_policy::{lookup_policy, lookup_store};
-use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
+use super::{Context, MANAGER, Result, apply_own_status, error_policy, instrumented};
 use crate::crd::backup::{Backup, BackupPhase, SourcePhase};
 use crate::crd::backup_policy::{BackupPolicy, CopyMethod};
 use crate::crd::common::Failure;
@@ -578,14 +577,7 @@ async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
     let mut current = backup.status.clone().unwrap_or_default();
     current.progress.clear();
     if current != plan.status {
-        let api = Api::<Backup>::namespaced(client.clone(), &ns);
-        apply_status_at(
-            &api,
-            &backup.name_any(),
-            backup.resource_version().as_deref(),
-            &plan.status,
-        )
-        .await?;
+        apply_own_status(client, backup, &plan.status).await?;
     }
     // Deletions and events come after the status write: a unit's Job and temporary PVC
     // go only once its result is recorded (a Job removed before a write that then lost
@@ -601,13 +593,7 @@ async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
         ok_exists(pvcs.delete(n, &dp).await.map(drop))?;
     }
     for ev in &plan.events {
-        let t = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(backup, t, ev.reason, "Backup", ev.note.clone())
-            .await;
+        ctx.publish(backup, ev, "Backup").await;
     }
     Ok(())
 }

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher};
 
@@ -210,14 +209,11 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
     }
     // Events are best-effort and independent of the status: sent while it is written, so
     // a burst of due policies is not paced by two round trips each.
-    let events = futures::future::join_all(plan.events.iter().map(|ev| {
-        let type_ = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(policy, type_, ev.reason, "Reconcile", ev.note.clone())
-    }));
+    let events = futures::future::join_all(
+        plan.events
+            .iter()
+            .map(|ev| ctx.publish(policy, ev, "Reconcile")),
+    );
     let status = async {
         let mut current = policy.status.clone();
         if let Some(c) = current.as_mut() {

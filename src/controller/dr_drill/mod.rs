@@ -12,7 +12,6 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
@@ -87,13 +86,7 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
         }
     }
     for ev in &plan.events {
-        let t = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(drill, t, ev.reason, "Reconcile", ev.note.clone())
-            .await;
+        ctx.publish(drill, ev, "Reconcile").await;
     }
     if drill.status.as_ref() != Some(&plan.status) {
         let api = Api::<DRDrill>::namespaced(ctx.client.clone(), &ns);

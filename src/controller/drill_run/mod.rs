@@ -23,7 +23,6 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -31,7 +30,7 @@ use kube::{Client, Resource, ResourceExt};
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use super::backup::{MoverAccess, ensure_mover_rbac, read_store_secrets, write_store_secret};
 use super::backup_policy::{lookup_policy, lookup_store};
-use super::{Context, Error, Result, apply_status_at, error_policy, instrumented};
+use super::{Context, Error, Result, apply_own_status, error_policy, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
@@ -353,14 +352,7 @@ async fn apply(
         record_verified(client, &ns, run, v).await?;
     }
     if run.status.as_ref() != Some(&plan.status) {
-        let api = Api::<DrillRun>::namespaced(client.clone(), &ns);
-        apply_status_at(
-            &api,
-            &run.name_any(),
-            run.resource_version().as_deref(),
-            &plan.status,
-        )
-        .await?;
+        apply_own_status(client, run, &plan.status).await?;
     }
     // Deletions and events come after the status write: what they remove is recorded
     // first, and a plan made from a stale object changes and emits nothing.
@@ -388,12 +380,7 @@ async fn apply(
         )?;
     }
     for ev in &plan.events {
-        let t = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(run, t, ev.reason, "Drill", ev.note.clone()).await;
+        ctx.publish(run, ev, "Drill").await;
     }
     Ok(())
 }

@@ -26,7 +26,6 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -34,7 +33,7 @@ use kube::{Client, Resource, ResourceExt};
 use self::plan::{Observed, Plan, Resolution};
 use super::backup::{MoverAccess, ensure_mover_rbac};
 use super::backup_policy::{lookup_policy, lookup_store};
-use super::{Context, MANAGER, Result, apply_status_at, error_policy, instrumented};
+use super::{Context, MANAGER, Result, apply_own_status, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::common::Failure;
 use crate::crd::labels;
@@ -589,14 +588,7 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
     current.progress.clear();
     current.row_counts.clear();
     if current != plan.status {
-        let api = Api::<Restore>::namespaced(client.clone(), &r.namespace().unwrap_or_default());
-        apply_status_at(
-            &api,
-            &r.name_any(),
-            r.resource_version().as_deref(),
-            &plan.status,
-        )
-        .await?;
+        apply_own_status(client, r, &plan.status).await?;
     }
     // Deletions and events come after the status write: what they remove is recorded
     // first, and a plan made from a stale object changes and emits nothing.
@@ -612,12 +604,7 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
         delete_own_secret(&secrets, n, r).await?;
     }
     for ev in &plan.events {
-        let t = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(r, t, ev.reason, "Restore", ev.note.clone()).await;
+        ctx.publish(r, ev, "Restore").await;
     }
     Ok(())
 }

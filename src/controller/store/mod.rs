@@ -16,7 +16,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -329,13 +328,7 @@ where
             now,
         );
         for ev in &p.events {
-            let t = if ev.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            ctx.event(store.as_ref(), t, ev.reason, "Probe", ev.note.clone())
-                .await;
+            ctx.publish(store.as_ref(), ev, "Probe").await;
         }
         if status_worth_writing(store.status(), &p.status, now, interval) {
             apply_status(
