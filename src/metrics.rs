@@ -5,7 +5,8 @@
 //! Label values are bounded: object names (one series per object, removed when the object
 //! goes), outcome phases and error categories. Never a message or a `Debug` string.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,40 +27,104 @@ pub struct ReconcileErrorLabels {
     pub category: &'static str,
 }
 
+/// The series of one policy. Written only through [`Metrics`] methods that note the
+/// policy, so its series can all be found again when it is deleted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
-    pub namespace: String,
-    pub policy: String,
+    namespace: String,
+    policy: String,
+}
+
+impl PolicyLabels {
+    pub fn new(namespace: &str, policy: &str) -> Self {
+        PolicyLabels {
+            namespace: namespace.to_string(),
+            policy: policy.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RunLabels {
-    pub namespace: String,
-    pub policy: String,
+struct RunLabels {
+    namespace: String,
+    policy: String,
     /// Succeeded, PartiallyFailed or Failed.
-    pub result: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureLabels {
-    pub namespace: String,
-    pub policy: String,
+struct FailureLabels {
+    namespace: String,
+    policy: String,
     /// A bounded error category such as `DumpFailed` or `S3AccessDenied`.
-    pub reason: String,
+    reason: String,
 }
 
+/// The series of one drill.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DrillLabels {
-    pub namespace: String,
-    pub drill: String,
+    namespace: String,
+    drill: String,
+}
+
+impl DrillLabels {
+    pub fn new(namespace: &str, drill: &str) -> Self {
+        DrillLabels {
+            namespace: namespace.to_string(),
+            drill: drill.to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DrillRunLabels {
-    pub namespace: String,
-    pub drill: String,
+struct DrillRunLabels {
+    namespace: String,
+    drill: String,
     /// Passed or Failed.
-    pub outcome: &'static str,
+    outcome: &'static str,
+}
+
+/// Which policies and drills have series, and the label values beyond the object's name
+/// each has used: a `Family` cannot be searched by a partial label set, so removing a
+/// deleted object's series needs them listed.
+#[derive(Default)]
+struct Owners {
+    policies: HashMap<(String, String), PolicySeries>,
+    drills: HashMap<(String, String), BTreeSet<&'static str>>,
+}
+
+#[derive(Default)]
+struct PolicySeries {
+    results: BTreeSet<&'static str>,
+    reasons: BTreeSet<String>,
+}
+
+type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// A policy's gauges as its controller computed them; `None` leaves a gauge as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PolicyGauges {
+    pub rpo_seconds: Option<f64>,
+    pub rpo_objective_seconds: Option<f64>,
+    pub last_success_seconds: Option<f64>,
+}
+
+/// A drill's gauges; `None` leaves a gauge as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DrillGauges {
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub last_passed_seconds: Option<f64>,
+}
+
+/// What a finished backup run adds to its policy's series.
+#[derive(Clone, Debug)]
+pub struct FinishedRun {
+    /// Succeeded, PartiallyFailed or Failed.
+    pub result: &'static str,
+    pub duration_seconds: Option<f64>,
+    pub bytes_read_added: Option<(u64, u64)>,
+    pub failure_reasons: Vec<String>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -80,20 +145,21 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     pub reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
-    pub backup_runs: Family<RunLabels, Counter>,
-    pub backup_failures: Family<FailureLabels, Counter>,
-    pub backup_duration: Family<PolicyLabels, Histogram, fn() -> Histogram>,
-    pub backup_bytes_read: Family<PolicyLabels, Counter>,
-    pub backup_bytes_added: Family<PolicyLabels, Counter>,
-    pub backup_last_success: Family<PolicyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    pub policy_rpo: Family<PolicyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    pub policy_rpo_objective: Family<PolicyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    pub backups_skipped: Family<PolicyLabels, Counter>,
-    pub drill_runs: Family<DrillRunLabels, Counter>,
-    pub drill_rto: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    pub drill_rpo: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    pub drill_last_passed: Family<DrillLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    backup_runs: Family<RunLabels, Counter>,
+    backup_failures: Family<FailureLabels, Counter>,
+    backup_duration: Family<PolicyLabels, Histogram, fn() -> Histogram>,
+    backup_bytes_read: Family<PolicyLabels, Counter>,
+    backup_bytes_added: Family<PolicyLabels, Counter>,
+    backup_last_success: Family<PolicyLabels, GaugeF64>,
+    policy_rpo: Family<PolicyLabels, GaugeF64>,
+    policy_rpo_objective: Family<PolicyLabels, GaugeF64>,
+    backups_skipped: Family<PolicyLabels, Counter>,
+    drill_runs: Family<DrillRunLabels, Counter>,
+    drill_rto: Family<DrillLabels, GaugeF64>,
+    drill_rpo: Family<DrillLabels, GaugeF64>,
+    drill_last_passed: Family<DrillLabels, GaugeF64>,
     pub leader: Gauge,
+    owners: Arc<Mutex<Owners>>,
 }
 
 impl Default for Metrics {
@@ -124,6 +190,7 @@ impl Metrics {
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
+            owners: Arc::default(),
         };
         let r = &mut registry;
         r.register(
@@ -244,11 +311,114 @@ impl Metrics {
             .inc();
     }
 
-    /// Drops every per-policy series of a deleted policy.
+    // Every write of a per-object series below notes its owner and writes under one
+    // lock, and forgetting takes the same lock: a run that ends while its policy is being
+    // swept away either lands before (and is removed) or after (and is noted again, for
+    // the next sweep), never as an unlisted series.
+
+    /// Sets a policy's gauges (each when known) and counts a skipped slot.
+    pub fn record_policy(&self, l: &PolicyLabels, gauges: PolicyGauges, skipped: bool) {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        o.policies
+            .entry((l.namespace.clone(), l.policy.clone()))
+            .or_default();
+        let set = |f: &Family<PolicyLabels, GaugeF64>, v: Option<f64>| {
+            if let Some(v) = v {
+                f.get_or_create(l).set(v);
+            }
+        };
+        set(&self.policy_rpo, gauges.rpo_seconds);
+        set(&self.policy_rpo_objective, gauges.rpo_objective_seconds);
+        set(&self.backup_last_success, gauges.last_success_seconds);
+        if skipped {
+            self.backups_skipped.get_or_create(l).inc();
+        }
+    }
+
+    /// Records a finished backup run: its result, duration, bytes and each failed
+    /// source's (or the whole run's) bounded reason.
+    pub fn record_backup_run(&self, l: &PolicyLabels, run: FinishedRun) {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        let series = o
+            .policies
+            .entry((l.namespace.clone(), l.policy.clone()))
+            .or_default();
+        series.results.insert(run.result);
+        self.backup_runs
+            .get_or_create(&RunLabels {
+                namespace: l.namespace.clone(),
+                policy: l.policy.clone(),
+                result: run.result,
+            })
+            .inc();
+        if let Some(secs) = run.duration_seconds {
+            self.backup_duration.get_or_create(l).observe(secs.max(0.0));
+        }
+        if let Some((read, added)) = run.bytes_read_added {
+            self.backup_bytes_read.get_or_create(l).inc_by(read);
+            self.backup_bytes_added.get_or_create(l).inc_by(added);
+        }
+        for reason in run.failure_reasons {
+            series.reasons.insert(reason.clone());
+            self.backup_failures
+                .get_or_create(&FailureLabels {
+                    namespace: l.namespace.clone(),
+                    policy: l.policy.clone(),
+                    reason,
+                })
+                .inc();
+        }
+    }
+
+    /// Sets a drill's gauges (each when known) and, for a run that just finished, counts
+    /// it by outcome.
+    pub fn record_drill(
+        &self,
+        l: &DrillLabels,
+        gauges: DrillGauges,
+        finished: Option<&'static str>,
+    ) {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        let outcomes = o
+            .drills
+            .entry((l.namespace.clone(), l.drill.clone()))
+            .or_default();
+        let set = |f: &Family<DrillLabels, GaugeF64>, v: Option<f64>| {
+            if let Some(v) = v {
+                f.get_or_create(l).set(v);
+            }
+        };
+        set(&self.drill_rto, gauges.rto_seconds);
+        set(&self.drill_rpo, gauges.rpo_seconds);
+        set(&self.drill_last_passed, gauges.last_passed_seconds);
+        if let Some(outcome) = finished {
+            outcomes.insert(outcome);
+            self.drill_runs
+                .get_or_create(&DrillRunLabels {
+                    namespace: l.namespace.clone(),
+                    drill: l.drill.clone(),
+                    outcome,
+                })
+                .inc();
+        }
+    }
+
+    /// Drops every series of a deleted policy, its run and failure counters included: an
+    /// alert about a policy that no longer exists cannot be acted on.
     pub fn forget_policy(&self, namespace: &str, policy: &str) {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        self.forget_policy_locked(&mut o, namespace, policy);
+    }
+
+    fn forget_policy_locked(&self, o: &mut Owners, namespace: &str, policy: &str) {
+        let key = (namespace.to_string(), policy.to_string());
+        let Some(series) = o.policies.remove(&key) else {
+            return;
+        };
+        let (namespace, policy) = key;
         let l = PolicyLabels {
-            namespace: namespace.to_string(),
-            policy: policy.to_string(),
+            namespace: namespace.clone(),
+            policy: policy.clone(),
         };
         self.backup_duration.remove(&l);
         self.backup_bytes_read.remove(&l);
@@ -257,18 +427,80 @@ impl Metrics {
         self.policy_rpo.remove(&l);
         self.policy_rpo_objective.remove(&l);
         self.backups_skipped.remove(&l);
+        for result in series.results {
+            self.backup_runs.remove(&RunLabels {
+                namespace: namespace.clone(),
+                policy: policy.clone(),
+                result,
+            });
+        }
+        for reason in series.reasons {
+            self.backup_failures.remove(&FailureLabels {
+                namespace: namespace.clone(),
+                policy: policy.clone(),
+                reason,
+            });
+        }
     }
 
-    /// Drops every per-drill series of a deleted drill (the runs counter stays: it is
-    /// what the LifeboatDrillFailed alert counts over its window).
+    /// Drops every series of a deleted drill, its runs counter included (see
+    /// [`Metrics::forget_policy`]).
     pub fn forget_drill(&self, namespace: &str, drill: &str) {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        self.forget_drill_locked(&mut o, namespace, drill);
+    }
+
+    fn forget_drill_locked(&self, o: &mut Owners, namespace: &str, drill: &str) {
+        let key = (namespace.to_string(), drill.to_string());
+        let Some(outcomes) = o.drills.remove(&key) else {
+            return;
+        };
+        let (namespace, drill) = key;
         let l = DrillLabels {
-            namespace: namespace.to_string(),
-            drill: drill.to_string(),
+            namespace: namespace.clone(),
+            drill: drill.clone(),
         };
         self.drill_rto.remove(&l);
         self.drill_rpo.remove(&l);
         self.drill_last_passed.remove(&l);
+        for outcome in outcomes {
+            self.drill_runs.remove(&DrillRunLabels {
+                namespace: namespace.clone(),
+                drill: drill.clone(),
+                outcome,
+            });
+        }
+    }
+
+    /// Drops the series of every policy and drill that no longer exists. Neither kind
+    /// has a finalizer and kube-runtime does not reconcile deletions, so no reconcile sees
+    /// one go; without this their series would stay until the process restarts (a slow
+    /// leak where namespaces come and go). Returns how many objects were forgotten.
+    pub fn sweep(
+        &self,
+        policy_exists: impl Fn(&str, &str) -> bool,
+        drill_exists: impl Fn(&str, &str) -> bool,
+    ) -> usize {
+        let mut o = self.owners.lock().expect("lock poisoned");
+        let policies: Vec<_> = o
+            .policies
+            .keys()
+            .filter(|(ns, n)| !policy_exists(ns, n))
+            .cloned()
+            .collect();
+        let drills: Vec<_> = o
+            .drills
+            .keys()
+            .filter(|(ns, n)| !drill_exists(ns, n))
+            .cloned()
+            .collect();
+        for (ns, name) in &policies {
+            self.forget_policy_locked(&mut o, ns, name);
+        }
+        for (ns, name) in &drills {
+            self.forget_drill_locked(&mut o, ns, name);
+        }
+        policies.len() + drills.len()
     }
 
     /// The text exposition of every metric.
@@ -289,11 +521,15 @@ mod tests {
         let m = Metrics::new();
         m.observe_reconcile("backuppolicy", Duration::from_millis(3));
         m.observe_reconcile_error("backuppolicy", "StoreNotFound");
-        let l = PolicyLabels {
-            namespace: "shop".into(),
-            policy: "orders".into(),
-        };
-        m.policy_rpo.get_or_create(&l).set(42.0);
+        let l = PolicyLabels::new("shop", "orders");
+        m.record_policy(
+            &l,
+            PolicyGauges {
+                rpo_seconds: Some(42.0),
+                ..Default::default()
+            },
+            false,
+        );
         let text = m.encode();
         assert!(
             text.contains(r#"lifeboat_reconcile_total{controller="backuppolicy"} 1"#),
@@ -308,5 +544,57 @@ mod tests {
         assert!(text.contains("lifeboat_reconcile_duration_seconds_bucket"));
         m.forget_policy("shop", "orders");
         assert!(!m.encode().contains(r#"policy="orders""#));
+    }
+
+    #[test]
+    fn a_sweep_removes_every_series_of_objects_gone_and_keeps_the_rest() {
+        let m = Metrics::new();
+        for name in ["gone", "kept"] {
+            let l = PolicyLabels::new("shop", name);
+            m.record_policy(
+                &l,
+                PolicyGauges {
+                    rpo_seconds: Some(1.0),
+                    ..Default::default()
+                },
+                false,
+            );
+            for result in ["Succeeded", "PartiallyFailed"] {
+                m.record_backup_run(
+                    &l,
+                    FinishedRun {
+                        result,
+                        duration_seconds: None,
+                        bytes_read_added: Some((7, 3)),
+                        failure_reasons: vec!["DumpFailed".into()],
+                    },
+                );
+            }
+            let d = DrillLabels::new("shop", &format!("{name}-drill"));
+            m.record_drill(
+                &d,
+                DrillGauges {
+                    rto_seconds: Some(3.0),
+                    ..Default::default()
+                },
+                Some("Failed"),
+            );
+        }
+        let text = m.encode();
+        for series in [
+            r#"lifeboat_backup_runs_total{namespace="shop",policy="gone",result="PartiallyFailed"} 1"#,
+            r#"lifeboat_backup_failures_total{namespace="shop",policy="gone",reason="DumpFailed"} 2"#,
+            r#"lifeboat_drill_runs_total{namespace="shop",drill="gone-drill",outcome="Failed"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+        let forgotten = m.sweep(|_, p| p != "gone", |_, d| d != "gone-drill");
+        assert_eq!(forgotten, 2);
+        let text = m.encode();
+        assert!(!text.contains("gone"), "{text}");
+        // rpo, read, added, two results, one reason
+        assert_eq!(text.matches(r#"policy="kept""#).count(), 6, "{text}");
+        assert_eq!(text.matches(r#"drill="kept-drill""#).count(), 2, "{text}");
+        assert_eq!(m.sweep(|_, _| true, |_, _| true), 0);
     }
 }

@@ -516,7 +516,55 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     let (code, _, err) = cli(&["drill", "report", "shop-drill-1", "-n", p.name()])?;
     ensure!(code == 43 && err.contains("was modified"), "{code} {err}");
 
+    // Deleting the drill and the policy removes their series. Neither has a finalizer:
+    // the controllers learn of the deletion as an object no longer found.
+    let ns = p.name();
+    Api::<DRDrill>::namespaced(p.ns.client.clone(), ns)
+        .delete("shop-drill", &Default::default())
+        .await?;
+    Api::<BackupPolicy>::namespaced(p.ns.client.clone(), ns)
+        .delete("shop", &Default::default())
+        .await?;
+    let label = format!("namespace=\"{ns}\"");
+    wait_for(
+        "the drill's and the policy's series removed",
+        Duration::from_secs(45),
+        || async {
+            let text = all_metrics(&p.ns.client).await?;
+            let left: Vec<&str> = text.lines().filter(|l| l.contains(&label)).collect();
+            if !left.is_empty() {
+                println!("still exported: {}", left.join("\n"));
+            }
+            Ok(left.is_empty().then_some(()))
+        },
+    )
+    .await?;
+
     p.cleanup().await
+}
+
+/// The metrics of every controller replica, one after the other.
+async fn all_metrics(client: &kube::Client) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), common::OPERATOR_NS);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+        .await?;
+    let mut all = String::new();
+    for p in list.items {
+        let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/metrics"),
+            ])
+            .output()?;
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(all)
 }
 
 #[tokio::test]
@@ -608,7 +656,14 @@ async fn a_backup_of_an_emptied_database_fails_naming_the_check_and_its_value() 
     let drill = drill_after(&p, "shop-drill", &run_name).await?;
     let ds = drill.status.unwrap();
     ensure!(ds.last_outcome == Some(DrillOutcome::Failed) && ds.consecutive_failures == Some(1));
-    let warnings = p.warnings("DrillRun", &run_name).await?;
+    let warnings = p
+        .warnings_once(
+            "DrillRun",
+            &run_name,
+            "DrillFailed",
+            Duration::from_secs(10),
+        )
+        .await?;
     // Two checks fail with the same reason; the event recorder folds repeats of a reason
     // on one object into a series that keeps the first note, and which check finishes
     // first varies. The run's DrillFailed event names the step that decided it.

@@ -383,7 +383,9 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
             },
         )
         .await?;
-        let w = p.warnings("BackupStore", store).await?;
+        let w = p
+            .warnings_once("BackupStore", store, reason, Duration::from_secs(10))
+            .await?;
         ensure!(
             w.iter().any(|e| e.starts_with(reason)),
             "store {store}: no Warning Event {reason}: {w:?}"
@@ -434,7 +436,9 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
             .unwrap()
             .message;
         ensure!(!msg.is_empty(), "{name}: an explanation in the condition");
-        let w = p.warnings("BackupPolicy", name).await?;
+        let w = p
+            .warnings_once("BackupPolicy", name, reason, Duration::from_secs(10))
+            .await?;
         ensure!(
             w.iter().any(|e| e.starts_with(reason)),
             "policy {name}: no Warning Event {reason}: {w:?}"

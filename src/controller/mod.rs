@@ -53,6 +53,8 @@ pub struct Context {
     rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
     /// The policy controller's cache of BackupPolicies, set when that controller starts.
     pub policies: OnceLock<kube::runtime::reflector::Store<crate::crd::BackupPolicy>>,
+    /// The drill controller's cache of DRDrills, set when that controller starts.
+    pub drills: OnceLock<kube::runtime::reflector::Store<crate::crd::dr_drill::DRDrill>>,
     /// When a Secret named by a policy was last seen to exist, per namespace and name.
     secrets_seen: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -87,6 +89,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             rbac_applied: Mutex::new(HashMap::new()),
             policies: OnceLock::new(),
+            drills: OnceLock::new(),
             secrets_seen: Mutex::new(HashMap::new()),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kube::Client;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 
 use super::{Context, backup, backup_policy, dr_drill, drill_run, leader, restore, store};
@@ -142,7 +143,8 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
             restore::run(ctx.clone()),
             dr_drill::run(ctx.clone()),
             drill_run::run(ctx.clone()),
-            drill_run::sweep::run(ctx.clone())
+            drill_run::sweep::run(ctx.clone()),
+            sweep_metrics(ctx.clone())
         );
     };
     match election {
@@ -168,6 +170,43 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// How often the metric series of deleted policies and drills are dropped.
+const METRICS_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Drops the metric series of policies and drills that are gone from the controllers'
+/// caches (see [`Metrics::sweep`]), until shutdown.
+async fn sweep_metrics(ctx: Arc<Context>) {
+    let sweep = async {
+        let mut tick = tokio::time::interval(METRICS_SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            let (Some(policies), Some(drills)) = (ctx.policies.get(), ctx.drills.get()) else {
+                continue;
+            };
+            // Before its first list an empty cache would read as "everything deleted".
+            if policies.wait_until_ready().await.is_err()
+                || drills.wait_until_ready().await.is_err()
+            {
+                return;
+            }
+            let forgotten = ctx.metrics.sweep(
+                |ns, name| policies.get(&ObjectRef::new(name).within(ns)).is_some(),
+                |ns, name| drills.get(&ObjectRef::new(name).within(ns)).is_some(),
+            );
+            if forgotten > 0 {
+                tracing::info!(
+                    forgotten,
+                    "dropped the metric series of deleted policies and drills"
+                );
+            }
+        }
+    };
+    tokio::select! {
+        () = sweep => {}
+        () = shutdown_signal() => {}
+    }
 }
 
 async fn shutdown_signal() {

@@ -400,6 +400,27 @@ impl Protected {
             .collect())
     }
 
+    /// The Warning Events about `kind/name` once one starts with `prefix`, or as they are
+    /// when `timeout` ends (the caller says what was missing). Events are posted alongside
+    /// status writes, not strictly before them, so a condition can be seen a moment before
+    /// the Event that explains it.
+    pub async fn warnings_once(
+        &self,
+        kind: &str,
+        name: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let w = self.warnings(kind, name).await?;
+            if w.iter().any(|e| e.starts_with(prefix)) || tokio::time::Instant::now() >= deadline {
+                return Ok(w);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Removes the namespace and the databases (the bucket stays: SeaweedFS's data dir goes
     /// with the environment).
     pub async fn cleanup(self) -> anyhow::Result<()> {

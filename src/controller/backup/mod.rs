@@ -33,7 +33,7 @@ use crate::crd::labels;
 use crate::crd::store::BackupStoreSpec;
 use crate::jobs::mover::{StoreTarget, mirror_keys};
 use crate::jobs::{self, MAX_NAME};
-use crate::metrics::{FailureLabels, PolicyLabels, RunLabels};
+use crate::metrics::{FinishedRun, PolicyLabels};
 use crate::volume::VolumeSnapshot;
 
 const CONTROLLER: &str = "backup";
@@ -600,44 +600,27 @@ async fn apply(backup: &Backup, plan: &Plan, ctx: &Context) -> Result<()> {
 
 fn record_finish(ctx: &Context, backup: &Backup, plan: &Plan, result: BackupPhase) {
     let ns = backup.namespace().unwrap_or_default();
-    let policy = backup.spec.policy_ref.name.clone();
-    let m = &ctx.metrics;
-    m.backup_runs
-        .get_or_create(&RunLabels {
-            namespace: ns.clone(),
-            policy: policy.clone(),
-            result: result.as_str(),
-        })
-        .inc();
-    let pl = PolicyLabels {
-        namespace: ns.clone(),
-        policy: policy.clone(),
-    };
     let s = &plan.status;
-    if let Some(d) = s.start_time.as_ref().zip(s.completion_time.as_ref()) {
-        let secs = d.1.0.duration_since(d.0.0).as_secs_f64();
-        m.backup_duration.get_or_create(&pl).observe(secs.max(0.0));
-    }
-    if let Some(t) = &s.totals {
-        m.backup_bytes_read.get_or_create(&pl).inc_by(t.bytes_read);
-        m.backup_bytes_added
-            .get_or_create(&pl)
-            .inc_by(t.bytes_added);
-    }
     let failures = s
         .sources
         .iter()
         .filter(|x| x.phase == SourcePhase::Failed)
         .filter_map(|x| x.failure.as_ref());
-    for f in failures.chain(s.failure.iter().filter(|_| s.sources.is_empty())) {
-        m.backup_failures
-            .get_or_create(&FailureLabels {
-                namespace: ns.clone(),
-                policy: policy.clone(),
-                reason: bounded(&f.reason),
-            })
-            .inc();
-    }
+    let run = FinishedRun {
+        result: result.as_str(),
+        duration_seconds: s
+            .start_time
+            .as_ref()
+            .zip(s.completion_time.as_ref())
+            .map(|(a, b)| b.0.duration_since(a.0).as_secs_f64()),
+        bytes_read_added: s.totals.as_ref().map(|t| (t.bytes_read, t.bytes_added)),
+        failure_reasons: failures
+            .chain(s.failure.iter().filter(|_| s.sources.is_empty()))
+            .map(|f| bounded(&f.reason))
+            .collect(),
+    };
+    ctx.metrics
+        .record_backup_run(&PolicyLabels::new(&ns, &backup.spec.policy_ref.name), run);
 }
 
 /// Failure reasons come from our own fixed vocabulary; anything unexpected (a future

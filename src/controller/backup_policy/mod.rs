@@ -231,23 +231,8 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
-    let l = PolicyLabels {
-        namespace: ns.to_string(),
-        policy: name.to_string(),
-    };
-    let m = &ctx.metrics;
-    if let Some(v) = plan.rpo_seconds {
-        m.policy_rpo.get_or_create(&l).set(v);
-    }
-    if let Some(v) = plan.rpo_objective_seconds {
-        m.policy_rpo_objective.get_or_create(&l).set(v);
-    }
-    if let Some(v) = plan.last_success_seconds {
-        m.backup_last_success.get_or_create(&l).set(v);
-    }
-    if plan.skipped {
-        m.backups_skipped.get_or_create(&l).inc();
-    }
+    ctx.metrics
+        .record_policy(&PolicyLabels::new(ns, name), plan.gauges, plan.skipped);
 }
 
 /// Policies referring to a store, for mapping store changes to policy reconciles.

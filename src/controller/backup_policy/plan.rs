@@ -3,6 +3,7 @@
 //! due), the Backups to prune (history limits), the next status, the Events and the
 //! requeue delay. No IO here; every rule is a table test.
 
+use crate::metrics::PolicyGauges;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -94,9 +95,7 @@ pub struct Plan {
     pub requeue: Duration,
     pub not_ready: Option<NotReady>,
     /// Figures for the policy's gauges.
-    pub rpo_seconds: Option<f64>,
-    pub rpo_objective_seconds: Option<f64>,
-    pub last_success_seconds: Option<f64>,
+    pub gauges: PolicyGauges,
     /// A scheduled run was skipped or missed.
     pub skipped: bool,
 }
@@ -497,9 +496,11 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         events,
         requeue: requeue.clamp(Duration::from_secs(1), MAX_REQUEUE),
         not_ready,
-        rpo_seconds: age.map(|a| a.as_secs_f64()),
-        rpo_objective_seconds: objective.map(|o| o.as_secs_f64()),
-        last_success_seconds: last_ok.map(|t| t.as_second() as f64),
+        gauges: PolicyGauges {
+            rpo_seconds: age.map(|a| a.as_secs_f64()),
+            rpo_objective_seconds: objective.map(|o| o.as_secs_f64()),
+            last_success_seconds: last_ok.map(|t| t.as_second() as f64),
+        },
         skipped,
     }
 }

@@ -96,21 +96,8 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
-    let l = DrillLabels {
-        namespace: ns.to_string(),
-        drill: name.to_string(),
-    };
-    let m = &ctx.metrics;
-    let g = &plan.gauges;
-    if let Some(v) = g.rto_seconds {
-        m.drill_rto.get_or_create(&l).set(v);
-    }
-    if let Some(v) = g.rpo_seconds {
-        m.drill_rpo.get_or_create(&l).set(v);
-    }
-    if let Some(v) = g.last_passed_seconds {
-        m.drill_last_passed.get_or_create(&l).set(v);
-    }
+    ctx.metrics
+        .record_drill(&DrillLabels::new(ns, name), plan.gauges, None);
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
@@ -120,6 +107,7 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<DRDrill>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
+    let _ = ctx.drills.set(controller.store());
     let drills = controller.store();
     controller
         .owns(

@@ -12,6 +12,7 @@
 //! flapping, and a suspended drill becomes overdue like any other: nothing proves its
 //! backups restore any more.
 
+use crate::metrics::DrillGauges;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -62,14 +63,6 @@ pub struct NotReady {
     pub permanent: bool,
 }
 
-/// Figures for the drill's gauges.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Gauges {
-    pub rto_seconds: Option<f64>,
-    pub rpo_seconds: Option<f64>,
-    pub last_passed_seconds: Option<f64>,
-}
-
 /// The decision.
 #[derive(Debug)]
 pub struct Plan {
@@ -79,7 +72,8 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     pub requeue: Duration,
     pub not_ready: Option<NotReady>,
-    pub gauges: Gauges,
+    /// Figures for the drill's gauges.
+    pub gauges: DrillGauges,
 }
 
 fn invalid(reason: &'static str, message: String) -> NotReady {
@@ -858,7 +852,7 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     delete.sort();
 
     let newest_done = completed.last().and_then(|r| r.status.clone());
-    let gauges = Gauges {
+    let gauges = DrillGauges {
         rto_seconds: newest_done
             .as_ref()
             .and_then(|s| s.rto.as_ref()?.measured_seconds),

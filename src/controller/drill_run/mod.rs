@@ -37,7 +37,7 @@ use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
 use crate::crd::labels;
 use crate::crd::restore::Restore;
 use crate::jobs;
-use crate::metrics::{DrillLabels, DrillRunLabels};
+use crate::metrics::{DrillGauges, DrillLabels};
 
 const CONTROLLER: &str = "drillrun";
 
@@ -433,35 +433,25 @@ async fn record_verified(
 
 fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutcome) {
     let ns = run.namespace().unwrap_or_default();
-    let drill = run.spec.drill_ref.name.clone();
-    let m = &ctx.metrics;
-    m.drill_runs
-        .get_or_create(&DrillRunLabels {
-            namespace: ns.clone(),
-            drill: drill.clone(),
-            outcome: match outcome {
-                DrillOutcome::Passed => "Passed",
-                DrillOutcome::Failed => "Failed",
-            },
-        })
-        .inc();
-    let l = DrillLabels {
-        namespace: ns,
-        drill,
+    let s = &plan.status;
+    let gauges = DrillGauges {
+        rto_seconds: s.rto.as_ref().and_then(|r| r.measured_seconds),
+        rpo_seconds: s.rpo.as_ref().and_then(|r| r.measured_seconds),
+        last_passed_seconds: s
+            .completion_time
+            .as_ref()
+            .filter(|_| outcome == DrillOutcome::Passed)
+            .map(|t| t.0.as_second() as f64),
     };
-    if let Some(v) = plan.status.rto.as_ref().and_then(|r| r.measured_seconds) {
-        m.drill_rto.get_or_create(&l).set(v);
-    }
-    if let Some(v) = plan.status.rpo.as_ref().and_then(|r| r.measured_seconds) {
-        m.drill_rpo.get_or_create(&l).set(v);
-    }
-    if outcome == DrillOutcome::Passed
-        && let Some(t) = &plan.status.completion_time
-    {
-        m.drill_last_passed
-            .get_or_create(&l)
-            .set(t.0.as_second() as f64);
-    }
+    let outcome = match outcome {
+        DrillOutcome::Passed => "Passed",
+        DrillOutcome::Failed => "Failed",
+    };
+    ctx.metrics.record_drill(
+        &DrillLabels::new(&ns, &run.spec.drill_ref.name),
+        gauges,
+        Some(outcome),
+    );
 }
 
 /// The DrillRun a sandbox object belongs to, from its annotation.

@@ -295,7 +295,7 @@ fn rpo_is_measured_against_the_objective_and_wakes_at_the_breach() {
         (c.status.as_str(), c.reason.as_str()),
         ("True", "WithinObjective")
     );
-    assert_eq!(fresh.rpo_seconds, Some(1800.0));
+    assert_eq!(fresh.gauges.rpo_seconds, Some(1800.0));
 
     // Fed back: two hours later the objective is breached, with an Event on the flip.
     p.status = Some(fresh.status.clone());
