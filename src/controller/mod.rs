@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod dr_drill;
 pub mod drill_run;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod restore;
 pub mod sources;
@@ -23,10 +24,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,7 +42,7 @@ pub const MANAGER: &str = "lifeboat-controller";
 /// What every reconciler gets.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: events::EventRecorder,
     pub metrics: Metrics,
     pub config: Arc<Config>,
     /// Watch caches of the objects read on every reconcile.
@@ -76,12 +76,8 @@ impl Context {
         config: Arc<Config>,
         caches: cache::Caches,
     ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: Some(config.identity.clone()),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: events::EventRecorder::new(client.clone(), MANAGER, &config.identity),
             client,
             metrics,
             config,
@@ -174,15 +170,13 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        let reference: ObjectReference = obj.object_ref(&());
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(truncate(note, 1000)),
-            action: action.into(),
-            secondary: None,
+        let ev = events::NewEvent {
+            warning: matches!(type_, EventType::Warning),
+            reason,
+            action,
+            note: truncate(note, 1000),
         };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+        if let Err(e) = self.recorder.publish(obj, ev).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }

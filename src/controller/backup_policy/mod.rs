@@ -158,8 +158,11 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
     let pvcs = if policy.spec.sources.volumes.is_empty() {
         Vec::new()
     } else {
+        // From the API server's watch cache, not a quorum read of etcd: every reconcile of
+        // every policy with volumes makes this read, and a PVC created a moment ago being
+        // missed only delays Ready by one retry.
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
-            .list(&ListParams::default())
+            .list(&ListParams::default().match_any())
             .await?
             .items
     };
