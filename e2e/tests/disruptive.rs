@@ -63,11 +63,7 @@ async fn start_controller(client: &kube::Client, replicas: i32) -> anyhow::Resul
             &Patch::Merge(json!({"spec": {"replicas": replicas}})),
         )
         .await?;
-    wait_for("a ready controller", Duration::from_secs(90), || async {
-        let d = deploys.get("lifeboat-controller").await?;
-        Ok((d.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0).then_some(()))
-    })
-    .await
+    common::operator_ready(client, Duration::from_secs(90)).await
 }
 
 fn policy(p: &Protected, cron: &str) -> serde_json::Value {

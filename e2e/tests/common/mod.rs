@@ -28,13 +28,30 @@ pub fn env(name: &str) -> String {
 /// The operator must have been installed from the chart (`e2e/install-operator`).
 pub async fn require_operator(client: &kube::Client) -> anyhow::Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
-    let d = deploys
+    deploys
         .get_opt("lifeboat-controller")
         .await?
         .context("the operator is not installed: run e2e/install-operator after e2e/local up")?;
-    let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-    ensure!(ready > 0, "the operator has no ready replica");
-    Ok(())
+    // A test that restarted the controller may have just ended: give it time to come back.
+    operator_ready(client, Duration::from_secs(90)).await
+}
+
+/// Waits until a controller Pod is Ready. Pods, not the Deployment's status: right after
+/// a scale-down and up, `readyReplicas` can still count Pods that are gone.
+pub async fn operator_ready(client: &kube::Client, timeout: Duration) -> anyhow::Result<()> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let lp = kube::api::ListParams::default().labels("app.kubernetes.io/component=controller");
+    wait_for("a ready controller Pod", timeout, || async {
+        let ready = pods.list(&lp).await?.items.iter().any(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        Ok(ready.then_some(()))
+    })
+    .await
 }
 
 pub async fn s3() -> aws_sdk_s3::Client {
