@@ -490,3 +490,71 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
     ensure!(f.reason == "StoreNotFound", "reason {}", f.reason);
     p.cleanup().await
 }
+
+/// Lifeboat's Event recorder against the real API server: repeats of a reason on one
+/// object become one Event whose series counts them (keeping the first note); another
+/// reason is another Event.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn repeated_events_fold_into_one_series_on_the_api_server() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::events::v1::Event;
+    use lifeboat::controller::events::{EventRecorder, NewEvent};
+
+    let ns = lifeboat_e2e::testing::TestNs::create("ops-events").await?;
+    let cms: Api<ConfigMap> = ns.api();
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("subject".into());
+    let cm = cms.create(&Default::default(), &cm).await?;
+    let rec = EventRecorder::new(ns.client.clone(), "lifeboat-e2e", "e2e");
+    for i in 1..=3 {
+        rec.publish(
+            &cm,
+            NewEvent {
+                warning: true,
+                reason: "StoreNotFound",
+                action: "Reconcile",
+                note: format!("attempt {i}"),
+            },
+        )
+        .await?;
+    }
+    rec.publish(
+        &cm,
+        NewEvent {
+            warning: false,
+            reason: "BackupCreated",
+            action: "Reconcile",
+            note: "created".into(),
+        },
+    )
+    .await?;
+    let events: Api<Event> = ns.api();
+    let mine: Vec<Event> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("subject"))
+        .collect();
+    ensure!(mine.len() == 2, "two Events, one per reason: {mine:?}");
+    let folded = mine
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("StoreNotFound"))
+        .context("the repeated reason's Event")?;
+    ensure!(
+        folded.series.as_ref().map(|s| s.count) == Some(3)
+            && folded.note.as_deref() == Some("attempt 1")
+            && folded.type_.as_deref() == Some("Warning"),
+        "{folded:?}"
+    );
+    let once = mine
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("BackupCreated"))
+        .context("the other reason's Event")?;
+    ensure!(
+        once.series.is_none() && once.reporting_controller.as_deref() == Some("lifeboat-e2e"),
+        "{once:?}"
+    );
+    ns.delete().await
+}
