@@ -260,12 +260,13 @@ fn outcome(r: &DrillRun) -> Option<DrillOutcome> {
     r.status.as_ref().and_then(|s| s.outcome)
 }
 
-/// The metrics of whichever controller replica leads (the one exporting drill series).
-async fn drill_metrics(client: &kube::Client, ns: &str) -> anyhow::Result<String> {
+/// The `/metrics` text of each controller replica.
+async fn replica_metrics(client: &kube::Client) -> anyhow::Result<Vec<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), common::OPERATOR_NS);
     let list = pods
         .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
         .await?;
+    let mut texts = Vec::new();
     for p in list.items {
         let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
             continue;
@@ -278,14 +279,21 @@ async fn drill_metrics(client: &kube::Client, ns: &str) -> anyhow::Result<String
                 &format!("http://{ip}:8080/metrics"),
             ])
             .output()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if text.contains(&format!("namespace=\"{ns}\""))
-            && text.contains("lifeboat_drill_runs_total")
-        {
-            return Ok(text);
-        }
+        texts.push(String::from_utf8_lossy(&out.stdout).to_string());
     }
-    anyhow::bail!("no controller replica exports drill metrics for {ns}")
+    Ok(texts)
+}
+
+/// The metrics of whichever controller replica leads (the one exporting drill series).
+async fn drill_metrics(client: &kube::Client, ns: &str) -> anyhow::Result<String> {
+    replica_metrics(client)
+        .await?
+        .into_iter()
+        .find(|text| {
+            text.contains(&format!("namespace=\"{ns}\""))
+                && text.contains("lifeboat_drill_runs_total")
+        })
+        .with_context(|| format!("no controller replica exports drill metrics for {ns}"))
 }
 
 #[tokio::test]
@@ -545,26 +553,7 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
 
 /// The metrics of every controller replica, one after the other.
 async fn all_metrics(client: &kube::Client) -> anyhow::Result<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), common::OPERATOR_NS);
-    let list = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
-        .await?;
-    let mut all = String::new();
-    for p in list.items {
-        let Some(ip) = p.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
-            continue;
-        };
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "5",
-                &format!("http://{ip}:8080/metrics"),
-            ])
-            .output()?;
-        all.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
-    Ok(all)
+    Ok(replica_metrics(client).await?.concat())
 }
 
 #[tokio::test]
