@@ -127,6 +127,16 @@ pub struct FinishedRun {
     pub failure_reasons: Vec<String>,
 }
 
+/// Sets a gauge when its value is known; `None` leaves it as it is.
+fn set_known<L>(f: &Family<L, GaugeF64>, l: &L, v: Option<f64>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    if let Some(v) = v {
+        f.get_or_create(l).set(v);
+    }
+}
+
 fn duration_histogram() -> Histogram {
     // 1 s .. ~9 h: from a tiny database dump to a multi-terabyte volume.
     Histogram::new([
@@ -322,14 +332,9 @@ impl Metrics {
         o.policies
             .entry((l.namespace.clone(), l.policy.clone()))
             .or_default();
-        let set = |f: &Family<PolicyLabels, GaugeF64>, v: Option<f64>| {
-            if let Some(v) = v {
-                f.get_or_create(l).set(v);
-            }
-        };
-        set(&self.policy_rpo, gauges.rpo_seconds);
-        set(&self.policy_rpo_objective, gauges.rpo_objective_seconds);
-        set(&self.backup_last_success, gauges.last_success_seconds);
+        set_known(&self.policy_rpo, l, gauges.rpo_seconds);
+        set_known(&self.policy_rpo_objective, l, gauges.rpo_objective_seconds);
+        set_known(&self.backup_last_success, l, gauges.last_success_seconds);
         if skipped {
             self.backups_skipped.get_or_create(l).inc();
         }
@@ -383,14 +388,9 @@ impl Metrics {
             .drills
             .entry((l.namespace.clone(), l.drill.clone()))
             .or_default();
-        let set = |f: &Family<DrillLabels, GaugeF64>, v: Option<f64>| {
-            if let Some(v) = v {
-                f.get_or_create(l).set(v);
-            }
-        };
-        set(&self.drill_rto, gauges.rto_seconds);
-        set(&self.drill_rpo, gauges.rpo_seconds);
-        set(&self.drill_last_passed, gauges.last_passed_seconds);
+        set_known(&self.drill_rto, l, gauges.rto_seconds);
+        set_known(&self.drill_rpo, l, gauges.rpo_seconds);
+        set_known(&self.drill_last_passed, l, gauges.last_passed_seconds);
         if let Some(outcome) = finished {
             outcomes.insert(outcome);
             self.drill_runs
