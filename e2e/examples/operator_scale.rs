@@ -40,8 +40,33 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// `--controller-pid P`: a controller run outside the cluster (e.g. under a heap profiler:
+/// scale the Deployment to 0, run `heaptrack lifeboat controller ...` with the same flags),
+/// measured instead of the leader Pod. `--controller-metrics URL` is its `/metrics`.
+fn outside_controller() -> Option<(i32, String)> {
+    let pid = arg("--controller-pid", "");
+    let pid = pid.parse().ok()?;
+    Some((
+        pid,
+        arg("--controller-metrics", "http://127.0.0.1:8080/metrics"),
+    ))
+}
+
+fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?)
+}
+
 /// RSS in KiB of the controller process that holds the leader lease.
 async fn leader_rss_kib(client: &kube::Client) -> anyhow::Result<(String, u64)> {
+    if let Some((pid, _)) = outside_controller() {
+        return Ok((format!("pid {pid}"), rss_kib(pid)?));
+    }
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), "lifeboat-system");
     let holder = leases
@@ -61,29 +86,27 @@ async fn leader_rss_kib(client: &kube::Client) -> anyhow::Result<(String, u64)> 
         .with_context(|| format!("pid file of {pod_name}"))?
         .trim()
         .parse()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("VmRSS")?
-        .parse()?;
-    Ok((pod_name, kib))
+    Ok((pod_name, rss_kib(pid)?))
 }
 
 /// Sum and count of the reconcile-duration histogram per controller, from the leader.
 async fn reconcile_stats(client: &kube::Client) -> anyhow::Result<BTreeMap<String, (f64, f64)>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "lifeboat-system");
+    let urls = match outside_controller() {
+        Some((_, url)) => vec![url],
+        None => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "lifeboat-system");
+            pods.list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
+                .await?
+                .into_iter()
+                .filter_map(|p| p.status.and_then(|s| s.pod_ip))
+                .map(|ip| format!("http://{ip}:8080/metrics"))
+                .collect()
+        }
+    };
     let mut out = BTreeMap::new();
-    for p in pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=controller"))
-        .await?
-    {
-        let Some(ip) = p.status.and_then(|s| s.pod_ip) else {
-            continue;
-        };
+    for url in urls {
         let text = std::process::Command::new("curl")
-            .args(["-s", &format!("http://{ip}:8080/metrics")])
+            .args(["-s", &url])
             .output()?;
         let text = String::from_utf8_lossy(&text.stdout);
         if !text.contains("lifeboat_leader 1") {

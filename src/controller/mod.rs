@@ -51,8 +51,6 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When the mover RBAC of a namespace was last applied, per access level.
     rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
-    /// The policy controller's cache of BackupPolicies, set when that controller starts.
-    pub policies: OnceLock<kube::runtime::reflector::Store<crate::crd::BackupPolicy>>,
     /// The drill controller's cache of DRDrills, set when that controller starts.
     pub drills: OnceLock<kube::runtime::reflector::Store<crate::crd::dr_drill::DRDrill>>,
     /// When a Secret named by a policy was last seen to exist, per namespace and name.
@@ -84,7 +82,6 @@ impl Context {
             caches,
             failures: Mutex::new(HashMap::new()),
             rbac_applied: Mutex::new(HashMap::new()),
-            policies: OnceLock::new(),
             drills: OnceLock::new(),
             secrets_seen: Mutex::new(HashMap::new()),
         }

@@ -127,7 +127,7 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     metrics.leader.set(1);
     // Only the leader holds the watch caches: a standby costs the API server nothing.
-    let caches = super::cache::Caches::start(&client).await;
+    let (caches, subscriptions) = super::cache::Caches::start(&client).await;
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
@@ -138,8 +138,12 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     let controllers = async {
         tokio::join!(
             store::run(ctx.clone(), prober),
-            backup_policy::run(ctx.clone()),
-            backup::run(ctx.clone()),
+            backup_policy::run(
+                ctx.clone(),
+                subscriptions.policies,
+                subscriptions.policy_backups
+            ),
+            backup::run(ctx.clone(), subscriptions.backups),
             restore::run(ctx.clone()),
             dr_drill::run(ctx.clone()),
             drill_run::run(ctx.clone()),
@@ -182,13 +186,12 @@ async fn sweep_metrics(ctx: Arc<Context>) {
         let mut tick = tokio::time::interval(METRICS_SWEEP_INTERVAL);
         loop {
             tick.tick().await;
-            let (Some(policies), Some(drills)) = (ctx.policies.get(), ctx.drills.get()) else {
+            let policies = &ctx.caches.policies;
+            let Some(drills) = ctx.drills.get() else {
                 continue;
             };
             // Before its first list an empty cache would read as "everything deleted".
-            if policies.wait_until_ready().await.is_err()
-                || drills.wait_until_ready().await.is_err()
-            {
+            if drills.wait_until_ready().await.is_err() {
                 return;
             }
             let forgotten = ctx.metrics.sweep(

@@ -20,6 +20,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
@@ -637,24 +638,24 @@ fn bounded(reason: &str) -> String {
     }
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first). It is
+/// driven by the shared Backup cache (see [`super::cache`]). Its Jobs and PVCs are
+/// watched here, not taken from the caches: a child's deletion must wake its Backup (a
+/// vanished Job fails the run), and cache subscriptions pass on changes only.
+pub async fn run(ctx: Arc<Context>, backups: ReflectHandle<Backup>) {
     let client = ctx.client.clone();
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
-    Controller::new(
-        Api::<Backup>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(Api::<Job>::all(client.clone()), ours.clone())
-    .owns(Api::<PersistentVolumeClaim>::all(client.clone()), ours)
-    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy(CONTROLLER), ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "backup controller event");
-        }
-    })
-    .await;
+    Controller::for_shared_stream(backups, ctx.caches.backups.clone())
+        .owns(Api::<Job>::all(client.clone()), ours.clone())
+        .owns(Api::<PersistentVolumeClaim>::all(client.clone()), ours)
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "backup controller event");
+            }
+        })
+        .await;
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::runtime::{reflector, watcher};
 
 use self::plan::{Observed, Plan, StoreState};
@@ -93,13 +93,10 @@ pub async fn lookup_store(ctx: &Context, policy: &BackupPolicy) -> Result<StoreL
     Ok(StoreLookup::from_found(found))
 }
 
-/// The policy a run names: from the policy controller's cache when it has it, else from
-/// the API server (the cache may not have seen a policy created moments ago).
+/// The policy a run names: from the policy cache when it has it, else from the API server
+/// (the cache may not have seen a policy created moments ago).
 pub async fn lookup_policy(ctx: &Context, ns: &str, name: &str) -> Result<Option<BackupPolicy>> {
-    let cached = ctx
-        .policies
-        .get()
-        .and_then(|s| s.get(&ObjectRef::new(name).within(ns)));
+    let cached = ctx.caches.policies.get(&ObjectRef::new(name).within(ns));
     if let Some(p) = cached {
         return Ok(Some(Arc::unwrap_or_clone(p)));
     }
@@ -254,24 +251,20 @@ fn policies_using(
         .collect()
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first). It is
+/// driven by the shared policy and Backup caches (see [`super::cache`]).
+pub async fn run(
+    ctx: Arc<Context>,
+    policies: ReflectHandle<BackupPolicy>,
+    backups: ReflectHandle<Backup>,
+) {
     let client = ctx.client.clone();
+    let store_reader = ctx.caches.policies.clone();
+    let cluster_reader = ctx.caches.policies.clone();
     // A status write wakes the policy once more; that reconcile computes the same status
     // and writes nothing, so it converges (plan::tests::replanning_an_unchanged_world...).
-    let controller = Controller::new(
-        Api::<BackupPolicy>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
-    let store_reader = controller.store();
-    let cluster_reader = controller.store();
-    // Shared with the run controllers, which read a run's policy on every reconcile.
-    let _ = ctx.policies.set(controller.store());
-    controller
-        .owns(
-            Api::<Backup>::all(client.clone()),
-            watcher::Config::default(),
-        )
+    Controller::for_shared_stream(policies, ctx.caches.policies.clone())
+        .owns_shared_stream(backups)
         .watches(
             Api::<BackupStore>::all(client.clone()),
             watcher::Config::default(),
