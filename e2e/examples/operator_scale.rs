@@ -11,7 +11,8 @@
 //! `--jitter D` gives every policy `schedule.jitter: D`; lateness is then measured from
 //! each run's own start (slot plus its stable jitter). The run also measures the floor the
 //! control plane sets: how long N bare ConfigMap creates take from a client with 32 in
-//! flight (N Backups need at least N writes, and their Jobs and Pods more).
+//! flight (N Backups need at least N writes, and their Jobs and Pods more), and how long
+//! the Jobs and Events of N runs take to write with no controller involved.
 //!
 //! Mover pods get a node selector no node matches, so that N movers do not all start on
 //! the two cores of this machine; the controller's work (Backups, Jobs, status) is the
@@ -209,6 +210,73 @@ async fn write_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
     Ok(secs)
 }
 
+/// How long the writes a run causes at the least take for `n` runs, with 32 in flight and
+/// no controller involved: one Job (whose Pod the controller manager then creates) and two
+/// Events each. A run also needs its Backup and two status writes, so this is a lower
+/// bound on how fast `n` runs due at one instant can all be started on this machine.
+async fn run_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::events::v1::Event;
+    let ns = "scale-floor-runs";
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let _ = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+        )
+        .await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let t = Instant::now();
+    futures::stream::iter(0..3 * n)
+        .map(|i| {
+            let (jobs, events) = (jobs.clone(), events.clone());
+            async move {
+                let name = format!("r{:04}", i / 3);
+                if i % 3 == 0 {
+                    // Pinned to no node, like the bench's movers: the Pod stays Pending.
+                    let job: Job = serde_json::from_value(json!({
+                        "metadata": {"name": name},
+                        "spec": {"backoffLimit": 0, "template": {"spec": {
+                            "restartPolicy": "Never",
+                            "nodeSelector": {"lifeboat.dev/bench": "no-such-node"},
+                            "containers": [{"name": "c", "image": "lifeboat.dev/lifeboat:dev",
+                                            "command": ["true"]}]}}}
+                    }))?;
+                    jobs.create(&PostParams::default(), &job).await?;
+                } else {
+                    let ev: Event = serde_json::from_value(json!({
+                        "metadata": {"name": format!("{name}.{i}")},
+                        "eventTime": Timestamp::now().to_string(),
+                        "type": "Normal", "reason": "Floor", "action": "Bench",
+                        "note": "write floor", "reportingController": "lifeboat.dev/bench",
+                        "reportingInstance": "bench",
+                        "regarding": {"kind": "Job", "namespace": ns, "name": name}
+                    }))?;
+                    events.create(&PostParams::default(), &ev).await?;
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    nss.delete(ns, &DeleteParams::default()).await?;
+    testing::wait_for(
+        "the floor namespace gone",
+        Duration::from_secs(300),
+        || async { Ok(nss.get_opt(ns).await?.is_none().then_some(())) },
+    )
+    .await?;
+    println!(
+        "floor: {n} Jobs and {} Events with 32 in flight took {secs:.2} s",
+        2 * n
+    );
+    Ok(secs)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -224,6 +292,7 @@ async fn main() -> anyhow::Result<()> {
     let client = testing::client().await?;
     // Right after an install the new pod may still be waiting for the lease.
     let floor = write_floor(&client, n).await?;
+    let floor_runs = run_floor(&client, n).await?;
     let (pod, rss0) = testing::wait_for("a leader", Duration::from_secs(60), || async {
         Ok(leader_rss_kib(&client).await.ok())
     })
@@ -433,7 +502,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| figure | value |\n|---|---|");
     println!(
-        "| floor: {n} bare ConfigMap creates, 32 in flight, no controller work | {floor:.2} s |"
+        "| floor: {n} bare ConfigMap creates, 32 in flight, no controller work | {floor:.2} s |\n| floor: {n} Jobs (Pods created by the controller manager) and {} Events, 32 in flight, no controller work | {floor_runs:.2} s |",
+        2 * n
     );
     println!(
         "| leader RSS before / {n} policies at rest / after the slot ({n} Backups, {n} Jobs) | {:.1} / {:.1} / {:.1} MiB |",
