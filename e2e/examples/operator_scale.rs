@@ -165,6 +165,30 @@ fn observe_backups(api: Api<Backup>) -> Seen {
     out
 }
 
+/// A scratch namespace for a floor measurement (left over from an interrupted run is fine).
+async fn create_namespace(nss: &Api<Namespace>, ns: &str) {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let _ = nss.create(&PostParams::default(), &namespace).await;
+}
+
+/// Deletes a scratch namespace and waits until it is gone, so the next measurement does
+/// not share the control plane with its cleanup.
+async fn remove_namespace(nss: &Api<Namespace>, ns: &str) -> anyhow::Result<()> {
+    nss.delete(ns, &DeleteParams::default()).await?;
+    testing::wait_for(
+        "the floor namespace gone",
+        Duration::from_secs(300),
+        || async { Ok(nss.get_opt(ns).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
 /// How long `n` bare ConfigMap creates take with 32 in flight: the write throughput the
 /// control plane offers any controller on this machine.
 async fn write_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
@@ -175,15 +199,7 @@ async fn write_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
         name: Some(name.to_string()),
         ..Default::default()
     };
-    let _ = nss
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: meta(ns),
-                ..Default::default()
-            },
-        )
-        .await;
+    create_namespace(&nss, ns).await;
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
     let t = Instant::now();
     futures::stream::iter(0..n)
@@ -199,13 +215,7 @@ async fn write_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
         .try_collect::<Vec<_>>()
         .await?;
     let secs = t.elapsed().as_secs_f64();
-    nss.delete(ns, &DeleteParams::default()).await?;
-    testing::wait_for(
-        "the floor namespace gone",
-        Duration::from_secs(120),
-        || async { Ok(nss.get_opt(ns).await?.is_none().then_some(())) },
-    )
-    .await?;
+    remove_namespace(&nss, ns).await?;
     println!("floor: {n} ConfigMap creates with 32 in flight took {secs:.2} s");
     Ok(secs)
 }
@@ -220,12 +230,7 @@ async fn run_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
     use k8s_openapi::api::events::v1::Event;
     let ns = "scale-floor-runs";
     let nss: Api<Namespace> = Api::all(client.clone());
-    let _ = nss
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
-        )
-        .await;
+    create_namespace(&nss, ns).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let t = Instant::now();
@@ -263,13 +268,7 @@ async fn run_floor(client: &kube::Client, n: usize) -> anyhow::Result<f64> {
         .try_collect::<Vec<_>>()
         .await?;
     let secs = t.elapsed().as_secs_f64();
-    nss.delete(ns, &DeleteParams::default()).await?;
-    testing::wait_for(
-        "the floor namespace gone",
-        Duration::from_secs(300),
-        || async { Ok(nss.get_opt(ns).await?.is_none().then_some(())) },
-    )
-    .await?;
+    remove_namespace(&nss, ns).await?;
     println!(
         "floor: {n} Jobs and {} Events with 32 in flight took {secs:.2} s",
         2 * n
