@@ -70,7 +70,9 @@ impl FoundStore {
 }
 
 /// The changes a controller is driven by: each yields a cached object whenever the cache
-/// applies a change to it (deletions are not passed on; no controller here acts on them).
+/// applies a change to it. Deletions are not passed on: a policy learns of a deleted
+/// Backup at its next wake-up (its next slot at the latest), and the Backup controller,
+/// which must notice a vanished Job at once, watches its Jobs itself.
 pub struct Subscriptions {
     /// The policy controller's own kind.
     pub policies: ReflectHandle<BackupPolicy>,
