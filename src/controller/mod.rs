@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -141,40 +140,20 @@ impl Context {
         self.failures.lock().expect("lock poisoned").remove(key);
     }
 
-    /// Publishes an Event a plan asked for (see [`Context::event`]).
+    /// Publishes an Event about `obj`. Failing to publish never fails a reconciliation
+    /// (Events are best-effort in Kubernetes too); it is logged.
     pub async fn publish<K>(&self, obj: &K, ev: &PlannedEvent, action: &str)
     where
         K: Resource<DynamicType = ()>,
     {
-        let type_ = if ev.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        self.event(obj, type_, ev.reason, action, ev.note.clone())
-            .await;
-    }
-
-    /// Publishes an Event about `obj`. Failing to publish never fails a reconciliation
-    /// (Events are best-effort in Kubernetes too); it is logged.
-    pub async fn event<K>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) where
-        K: Resource<DynamicType = ()>,
-    {
-        let ev = events::NewEvent {
-            warning: matches!(type_, EventType::Warning),
-            reason,
+        let new = events::NewEvent {
+            warning: ev.warning,
+            reason: ev.reason,
             action,
-            note: truncate(note, 1000),
+            note: truncate(ev.note.clone(), 1000),
         };
-        if let Err(e) = self.recorder.publish(obj, ev).await {
-            tracing::warn!(error = %e, reason, "could not publish event");
+        if let Err(e) = self.recorder.publish(obj, new).await {
+            tracing::warn!(error = %e, reason = ev.reason, "could not publish event");
         }
     }
 }

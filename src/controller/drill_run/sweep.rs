@@ -12,10 +12,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::runtime::events::EventType;
 
 use super::plan::{self, DEFAULT_SANDBOX_TTL};
-use crate::controller::Context;
+use crate::controller::{Context, PlannedEvent};
 use crate::crd::annotations;
 use crate::crd::dr_drill::{DrillOutcome, DrillPhase, DrillRun};
 use crate::crd::labels;
@@ -116,14 +115,12 @@ pub async fn sweep_once(ctx: &Context) -> crate::controller::Result<usize> {
             Err(e) => return Err(e.into()),
         }
         if let Some(r) = &run {
-            ctx.event(
-                r,
-                EventType::Normal,
-                "SandboxSwept",
-                "Sweep",
-                format!("deleted sandbox {}: {why}", ns.name_any()),
-            )
-            .await;
+            let ev = PlannedEvent {
+                warning: false,
+                reason: "SandboxSwept",
+                note: format!("deleted sandbox {}: {why}", ns.name_any()),
+            };
+            ctx.publish(r, &ev, "Sweep").await;
         }
     }
     Ok(deleted)
