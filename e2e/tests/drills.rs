@@ -524,8 +524,8 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     let (code, _, err) = cli(&["drill", "report", "shop-drill-1", "-n", p.name()])?;
     ensure!(code == 43 && err.contains("was modified"), "{code} {err}");
 
-    // Deleting the drill and the policy removes their series. Neither has a finalizer:
-    // the controllers learn of the deletion as an object no longer found.
+    // Deleting the drill and the policy removes their series. Neither has a finalizer, so
+    // no reconcile sees them go: the controller's 15 s sweep against its caches does.
     let ns = p.name();
     Api::<DRDrill>::namespaced(p.ns.client.clone(), ns)
         .delete("shop-drill", &Default::default())
