@@ -1,7 +1,8 @@
 //! Scenarios that take the operator down (run alone, after the other tests: `e2e/test`
 //! has a stage for them): a controller killed mid-run adopts the running Jobs, finishes
 //! the Backup and creates no duplicate; a mover Job that vanished fails its source with a
-//! reason instead of leaving the Backup Running.
+//! reason instead of leaving the Backup Running; a controller that takes over while
+//! objects are being deleted still serves new ones.
 
 mod common;
 
@@ -248,4 +249,116 @@ async fn controller_outages_lose_nothing_and_duplicate_nothing() -> anyhow::Resu
         st.phase
     );
     p.cleanup().await
+}
+
+/// A controller that takes over while objects are being deleted (a failover during a
+/// namespace's teardown) must still serve new objects. The caches once passed references
+/// to the controllers, which looked the object up when they read them: one deleted in
+/// between stalled that subscription for good (src/controller/cache.rs). A start is when
+/// that was likeliest: the cache passes on every listed object at once, before the
+/// controllers read any.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_controller_taking_over_during_deletions_still_serves_new_objects() -> anyhow::Result<()>
+{
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use lifeboat::crd::backup_policy::BackupPolicy;
+    use lifeboat_e2e::testing::{TestNs, create};
+
+    const N: usize = 150;
+    let ns = TestNs::create("ops-takeover").await?;
+    let client = ns.client.clone();
+    common::require_operator(&client).await?;
+    let policies: Api<BackupPolicy> = ns.api();
+    let backups: Api<Backup> = ns.api();
+    let policy = |name: &str| {
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": name},
+            "spec": {"storeRef": {"name": "nowhere"}, "schedule": {"cron": "0 3 * * *"},
+                     "sources": {"manifests": {}}}})
+    };
+    let backup = |name: &str| {
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Backup", "metadata": {"name": name},
+            "spec": {"policyRef": {"name": "nowhere"}}})
+    };
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let (policies, backups) = (policies.clone(), backups.clone());
+            let name = format!("doomed-{i}");
+            let (p, b) = (policy(&name), backup(&name));
+            async move {
+                create(&policies, p).await?;
+                create(&backups, b).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let holder = || async {
+        anyhow::Ok(
+            leases
+                .get_opt("lifeboat-controller")
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .filter(|h| !h.is_empty()),
+        )
+    };
+    let old = holder().await?.context("no controller holds the lease")?;
+    let replicas = kill_controller(&client).await?;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
+    deploys
+        .patch(
+            "lifeboat-controller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+    // The new leader lists everything right after it takes the lease: delete from then on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while holder().await?.is_none_or(|h| h == old) {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no new controller took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let (policies, backups) = (policies.clone(), backups.clone());
+            let name = format!("doomed-{i}");
+            async move {
+                policies.delete(&name, &DeleteParams::default()).await?;
+                backups.delete(&name, &DeleteParams::default()).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect::<()>()
+        .await?;
+    common::operator_ready(&client, Duration::from_secs(90)).await?;
+
+    create(&policies, policy("after")).await?;
+    create(&backups, backup("after")).await?;
+    wait_for(
+        "the policy made after the takeover to be reconciled",
+        Duration::from_secs(30),
+        || async {
+            let p = policies.get("after").await?;
+            Ok(p.status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.reason == "StoreNotFound"))
+        },
+    )
+    .await?;
+    wait_for(
+        "the Backup made after the takeover to be reconciled",
+        Duration::from_secs(30),
+        || async { Ok(backups.get("after").await?.status.and_then(|s| s.phase)) },
+    )
+    .await?;
+    ns.delete().await
 }

@@ -13,11 +13,13 @@
 
 use std::sync::Arc;
 
+use futures::SinkExt;
 use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -69,37 +71,47 @@ impl FoundStore {
     }
 }
 
-/// The changes a controller is driven by: each yields a cached object whenever the cache
-/// applies a change to it. Deletions are not passed on: a policy learns of a deleted
-/// Backup at its next wake-up (its next slot at the latest), and the Backup controller,
-/// which must notice a vanished Job at once, watches its Jobs itself.
+/// One subscriber's end of a cache: each object the cache applied a change to (or
+/// removed, if asked for), in the order applied. The objects are the cache's own
+/// (`Arc`-shared), so a queued change costs a pointer.
+pub type Subscription<K> = mpsc::Receiver<Arc<K>>;
+
+/// The changes a controller is driven by.
 pub struct Subscriptions {
     /// The policy controller's own kind.
-    pub policies: ReflectHandle<BackupPolicy>,
-    /// The policy controller's children (a finished run changes the policy's status).
-    pub policy_backups: ReflectHandle<Backup>,
+    pub policies: Subscription<BackupPolicy>,
+    /// The policy controller's children, deletions included: a run that finished or was
+    /// deleted changes its policy's status and history.
+    pub policy_backups: Subscription<Backup>,
     /// The Backup controller's own kind.
-    pub backups: ReflectHandle<Backup>,
+    pub backups: Subscription<Backup>,
 }
 
-/// How many changes a subscription may fall behind before the cache waits for it. Items
-/// are object references; the controllers take them as fast as they come (they only
-/// queue reconciles), so this only bounds a burst such as the initial list.
+/// Whether a subscriber is also told of removed objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Changes,
+    ChangesAndDeletions,
+}
+
+/// How many changes a subscription may fall behind before the cache waits for it. The
+/// controllers take them as fast as they come (they only queue reconciles), so this only
+/// bounds a burst such as the initial list.
 const SUBSCRIPTION_BUFFER: usize = 1024;
 
 /// Annotation `kubectl apply` writes: the whole applied object again, never read here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Runs one reflector until the process ends, with `subscribers` subscriptions to its
-/// changes. Managed fields (often larger than the rest of the object) and `kubectl
+/// Runs one reflector until the process ends, with one subscription per entry of
+/// `subscribers`. Managed fields (often larger than the rest of the object) and `kubectl
 /// apply`'s copy of the object are dropped before caching: neither is ever read; `strip`
 /// drops whatever else of the kind is never read from the cache.
 fn spawn_reflector<K>(
     api: Api<K>,
     wc: watcher::Config,
     strip: fn(&mut K),
-    subscribers: usize,
-) -> (Store<K>, Vec<ReflectHandle<K>>)
+    subscribers: &[Pass],
+) -> (Store<K>, Vec<Subscription<K>>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -109,62 +121,116 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = if subscribers == 0 {
-        reflector::store()
-    } else {
-        reflector::store_shared(SUBSCRIPTION_BUFFER)
-    };
-    let handles = (0..subscribers)
-        .filter_map(|_| writer.subscribe())
-        .collect();
-    let stream = watcher(api, wc)
+    let (reader, writer) = reflector::store();
+    let (senders, receivers) = subscribers
+        .iter()
+        .map(|pass| {
+            let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+            ((*pass, tx), rx)
+        })
+        .unzip();
+    let events = watcher(api, wc)
         .default_backoff()
         .modify(move |o: &mut K| {
             o.managed_fields_mut().clear();
             o.annotations_mut().remove(LAST_APPLIED);
             strip(o);
         })
-        .reflect_shared(writer)
-        .for_each(|event| async move {
-            if let Err(e) = event {
+        .reflect(writer);
+    tokio::spawn(dispatch(events, reader.clone(), senders));
+    (reader, receivers)
+}
+
+/// Passes each change `events` made to `reader`'s cache on to the subscribers, waiting
+/// for a subscriber that is a full buffer behind.
+///
+/// Why not kube-runtime's shared reflector (`store_shared`, `ReflectHandle`): its handle
+/// sends an object reference and looks the object up when the subscriber reads it. If the
+/// object was deleted in between, the handle returns `Pending` without asking to be woken,
+/// and a controller (which polls its triggers through `SelectAll`) never polls that
+/// subscription again: after a burst of deletions the controller stopped seeing new
+/// objects, then the cache stopped with it. Sending the object itself has no such gap
+/// (and can pass on deletions, which the shared reflector drops).
+async fn dispatch<K, S>(events: S, reader: Store<K>, mut senders: Vec<(Pass, mpsc::Sender<Arc<K>>)>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let (changed, deleted) = match event {
+            Err(e) => {
                 tracing::debug!(error = %e, "cache watch error (retrying)");
+                continue;
             }
-        });
-    tokio::spawn(stream);
-    (reader, handles)
+            _ if senders.is_empty() => continue,
+            // The reflector has applied the event: read the cached copy instead of
+            // keeping a second one alive in the buffers.
+            Ok(watcher::Event::Apply(o)) => (
+                reader.get(&ObjectRef::from_obj(&o)).into_iter().collect(),
+                false,
+            ),
+            Ok(watcher::Event::Delete(o)) => (vec![Arc::new(o)], true),
+            // A (re)list is visible at its end, all at once.
+            Ok(watcher::Event::InitDone) => (reader.state(), false),
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+        };
+        for obj in changed {
+            for (pass, tx) in &mut senders {
+                if deleted && *pass == Pass::Changes {
+                    continue;
+                }
+                // A dropped subscriber (its controller stopped) is no reason to stop the
+                // cache the other readers use.
+                let _ = tx.send(obj.clone()).await;
+            }
+        }
+    }
 }
 
 impl Caches {
     /// Starts the reflectors and waits until each has its initial list. The subscriptions
     /// must be taken up by running controllers: until then a cache can apply only
     /// [`SUBSCRIPTION_BUFFER`] changes before it waits (its initial list is complete and
-    /// readable by then: a store is marked ready before its changes are passed on).
+    /// readable by then: the reflector applies a list before it is passed on).
     pub async fn start(client: &Client) -> (Caches, Subscriptions) {
         let ours = watcher::Config::default()
             .labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
             .any_semantic();
         let all = || watcher::Config::default().any_semantic();
-        let (policies, mut policy_subs) =
-            spawn_reflector(Api::<BackupPolicy>::all(client.clone()), all(), |_| {}, 1);
-        let (backups, mut backup_subs) =
-            spawn_reflector(Api::<Backup>::all(client.clone()), all(), |_| {}, 2);
+        let (policies, mut policy_subs) = spawn_reflector(
+            Api::<BackupPolicy>::all(client.clone()),
+            all(),
+            |_| {},
+            &[Pass::Changes],
+        );
+        let (backups, backup_subs) = spawn_reflector(
+            Api::<Backup>::all(client.clone()),
+            all(),
+            |_| {},
+            &[Pass::Changes, Pass::ChangesAndDeletions],
+        );
         // The plans read a Job's status and a Pod's status (results, stuck containers),
         // never their specs, which are most of their size.
         let (jobs, _) = spawn_reflector(
             Api::<Job>::all(client.clone()),
             ours.clone(),
             |j| j.spec = None,
-            0,
+            &[],
         );
-        let (pods, _) =
-            spawn_reflector(Api::<Pod>::all(client.clone()), ours, |p| p.spec = None, 0);
+        let (pods, _) = spawn_reflector(
+            Api::<Pod>::all(client.clone()),
+            ours,
+            |p| p.spec = None,
+            &[],
+        );
         let (stores, _) =
-            spawn_reflector(Api::<BackupStore>::all(client.clone()), all(), |_| {}, 0);
+            spawn_reflector(Api::<BackupStore>::all(client.clone()), all(), |_| {}, &[]);
         let (cluster_stores, _) = spawn_reflector(
             Api::<ClusterBackupStore>::all(client.clone()),
             all(),
             |_| {},
-            0,
+            &[],
         );
         let caches = Caches {
             policies,
@@ -181,10 +247,11 @@ impl Caches {
         let _ = caches.pods.wait_until_ready().await;
         let _ = caches.stores.wait_until_ready().await;
         let _ = caches.cluster_stores.wait_until_ready().await;
+        let mut backup_subs = backup_subs.into_iter();
         let subscriptions = Subscriptions {
             policies: policy_subs.pop().expect("one subscription asked for"),
-            policy_backups: backup_subs.pop().expect("two subscriptions asked for"),
-            backups: backup_subs.pop().expect("two subscriptions asked for"),
+            backups: backup_subs.next().expect("two subscriptions asked for"),
+            policy_backups: backup_subs.next().expect("two subscriptions asked for"),
         };
         (caches, subscriptions)
     }
@@ -343,5 +410,105 @@ mod tests {
             .unwrap();
         assert!(!other.allowed);
         assert!(c.store(StoreKind::BackupStore, "shop", "shared").is_none());
+    }
+
+    fn cm(name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+        let mut c = k8s_openapi::api::core::v1::ConfigMap::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("shop".into());
+        c
+    }
+
+    /// Runs `events` through a cache and [`dispatch`] with one subscriber per `passes`
+    /// entry; returns the cache and what each subscriber read, read the way a controller
+    /// reads its triggers (through `SelectAll`, which polls a stream only when woken).
+    async fn dispatched(
+        events: Vec<watcher::Event<k8s_openapi::api::core::v1::ConfigMap>>,
+        passes: &[Pass],
+    ) -> (
+        Store<k8s_openapi::api::core::v1::ConfigMap>,
+        Vec<Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>>,
+    ) {
+        let (reader, writer) = reflector::store();
+        let (senders, receivers): (Vec<_>, Vec<_>) = passes
+            .iter()
+            .map(|p| {
+                let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+                ((*p, tx), rx)
+            })
+            .unzip();
+        let events = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
+        dispatch(events, reader.clone(), senders).await;
+        let mut read = Vec::new();
+        for rx in receivers {
+            let mut all = futures::stream::SelectAll::new();
+            all.push(rx);
+            read.push(all.collect().await);
+        }
+        (reader, read)
+    }
+
+    fn names(objs: &[Arc<k8s_openapi::api::core::v1::ConfigMap>]) -> Vec<String> {
+        objs.iter().map(|o| o.name_any()).collect()
+    }
+
+    /// The failure that made the caches dispatch themselves: kube-runtime's shared
+    /// reflector handle stalled for good on an object deleted before it was read.
+    #[tokio::test]
+    async fn an_object_deleted_before_it_is_read_does_not_stall_the_subscription() {
+        let (reader, read) = dispatched(
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(cm("a")),
+                watcher::Event::InitDone,
+                watcher::Event::Apply(cm("x")),
+                watcher::Event::Delete(cm("x")),
+                watcher::Event::Apply(cm("y")),
+            ],
+            &[Pass::Changes, Pass::ChangesAndDeletions],
+        )
+        .await;
+        assert_eq!(names(&read[0]), ["a", "x", "y"]);
+        assert_eq!(names(&read[1]), ["a", "x", "x", "y"]);
+        // What is passed on is the cache's own copy, not a second one.
+        let y = reader.get(&ObjectRef::new("y").within("shop")).unwrap();
+        assert!(Arc::ptr_eq(&read[0][2], &y));
+        assert!(Arc::ptr_eq(&read[1][3], &y));
+    }
+
+    #[tokio::test]
+    async fn a_relist_is_passed_on_once_complete_and_watch_errors_are_skipped() {
+        let (reader, writer) = reflector::store();
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(cm("a"))),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::InitApply(cm("b"))),
+            Ok(watcher::Event::InitDone),
+        ])
+        .reflect(writer);
+        dispatch(events, reader, vec![(Pass::Changes, tx)]).await;
+        let mut got = names(&rx.collect::<Vec<_>>().await);
+        got.sort();
+        assert_eq!(got, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_subscriber_does_not_stop_the_others() {
+        let (reader, writer) = reflector::store();
+        let (gone, gone_rx) = mpsc::channel(1);
+        drop(gone_rx);
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let events =
+            futures::stream::iter(["a", "b", "c"].map(|n| Ok(watcher::Event::Apply(cm(n)))))
+                .reflect(writer);
+        dispatch(
+            events,
+            reader,
+            vec![(Pass::Changes, gone), (Pass::Changes, tx)],
+        )
+        .await;
+        assert_eq!(names(&rx.collect::<Vec<_>>().await), ["a", "b", "c"]);
     }
 }

@@ -12,6 +12,7 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::controller::cache::Subscription;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -20,7 +21,6 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
@@ -641,8 +641,9 @@ fn bounded(reason: &str) -> String {
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first). It is
 /// driven by the shared Backup cache (see [`super::cache`]). Its Jobs and PVCs are
 /// watched here, not taken from the caches: a child's deletion must wake its Backup (a
-/// vanished Job fails the run), and cache subscriptions pass on changes only.
-pub async fn run(ctx: Arc<Context>, backups: ReflectHandle<Backup>) {
+/// vanished Job fails the run). Its own subscription passes changes only: a deleted
+/// Backup needs nothing (its children are garbage-collected through owner references).
+pub async fn run(ctx: Arc<Context>, backups: Subscription<Backup>) {
     let client = ctx.client.clone();
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));

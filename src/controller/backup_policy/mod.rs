@@ -7,13 +7,14 @@ pub mod plan;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::controller::cache::Subscription;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher};
 
 use self::plan::{Observed, Plan, StoreState};
@@ -255,8 +256,8 @@ fn policies_using(
 /// driven by the shared policy and Backup caches (see [`super::cache`]).
 pub async fn run(
     ctx: Arc<Context>,
-    policies: ReflectHandle<BackupPolicy>,
-    backups: ReflectHandle<Backup>,
+    policies: Subscription<BackupPolicy>,
+    backups: Subscription<Backup>,
 ) {
     let client = ctx.client.clone();
     let store_reader = ctx.caches.policies.clone();
