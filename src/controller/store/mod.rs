@@ -20,6 +20,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use self::plan::Outcome;
 use super::{Context, Error, Result, apply_status, error_policy, instrumented};
@@ -57,6 +58,13 @@ pub trait Prober: Send + Sync + 'static {
 
 /// How long one probe may take before the store counts as unreachable.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many probes run at once, over both store kinds. Opening a repository derives its
+/// key from the password, and scrypt at restic's parameters (N=2^15, r=8) needs 32 MiB
+/// while it runs: at the controllers' concurrency (16 per kind) a start with many stores
+/// would need 1 GiB, four times the chart's memory limit. Two at once keep that to
+/// 64 MiB; the rest wait their turn (the wait does not count against [`PROBE_TIMEOUT`]).
+pub const PROBES_AT_ONCE: usize = 2;
 
 fn failed(reason: &'static str, message: String, transient: bool) -> Outcome {
     Outcome::Failed {
@@ -197,7 +205,14 @@ async fn connection(
     })
 }
 
-async fn probe(prober: Arc<dyn Prober>, conn: Connection, initialize: bool) -> Outcome {
+async fn probe(
+    slots: &Semaphore,
+    prober: Arc<dyn Prober>,
+    conn: Connection,
+    initialize: bool,
+) -> Outcome {
+    // Never closed: the semaphore lives as long as the controllers.
+    let _slot = slots.acquire().await;
     let task = tokio::task::spawn_blocking(move || prober.probe(&conn, initialize));
     match tokio::time::timeout(PROBE_TIMEOUT, task).await {
         Ok(Ok(outcome)) => outcome,
@@ -293,6 +308,8 @@ fn status_worth_writing(
 pub struct StoreCtx {
     pub ctx: Arc<Context>,
     pub prober: Arc<dyn Prober>,
+    /// [`PROBES_AT_ONCE`] permits.
+    pub probe_slots: Semaphore,
 }
 
 async fn reconcile<K>(store: Arc<K>, sc: Arc<StoreCtx>) -> Result<Action>
@@ -312,6 +329,7 @@ where
         let outcome = match connection(&ctx.client, ns.as_deref(), cluster, spec).await {
             Ok(conn) => {
                 probe(
+                    &sc.probe_slots,
                     sc.prober.clone(),
                     conn,
                     spec.initialize == InitializePolicy::IfMissing,
@@ -377,7 +395,11 @@ where
 
 /// Runs both store controllers until SIGTERM.
 pub async fn run(ctx: Arc<Context>, prober: Arc<dyn Prober>) {
-    let sc = Arc::new(StoreCtx { ctx, prober });
+    let sc = Arc::new(StoreCtx {
+        ctx,
+        prober,
+        probe_slots: Semaphore::new(PROBES_AT_ONCE),
+    });
     tokio::join!(
         run_kind::<BackupStore>(sc.clone()),
         run_kind::<ClusterBackupStore>(sc)
@@ -387,6 +409,46 @@ pub async fn run(ctx: Arc<Context>, prober: Arc<dyn Prober>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers Ready after a pause, counting how many probes run at once.
+    #[derive(Default)]
+    struct SlowProber {
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Prober for SlowProber {
+        fn probe(&self, _: &Connection, _: bool) -> Outcome {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Outcome::Ready {
+                repository_id: "r".into(),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_than_the_allowed_probes_derive_keys_at_once() {
+        let prober = Arc::new(SlowProber::default());
+        let slots = Semaphore::new(PROBES_AT_ONCE);
+        let conn = Connection {
+            spec: BackupStoreSpec::default(),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            ca_pem: None,
+            password: Sensitive(String::new()),
+        };
+        let outcomes = futures::future::join_all(
+            (0..8).map(|_| probe(&slots, prober.clone(), conn.clone(), false)),
+        )
+        .await;
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Ready { .. })));
+        assert_eq!(prober.most.load(Ordering::SeqCst), PROBES_AT_ONCE);
+    }
     use crate::controller::conditions::{self, Desired};
     use crate::crd::common::condition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
