@@ -31,13 +31,7 @@ async fn kill_controller(client: &kube::Client) -> anyhow::Result<i32> {
         .spec
         .and_then(|s| s.replicas)
         .unwrap_or(1);
-    deploys
-        .patch(
-            "lifeboat-controller",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 0}})),
-        )
-        .await?;
+    scale_controller(client, 0).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
     let lp = ListParams::default().labels("app.kubernetes.io/component=controller");
     pods.delete_collection(
@@ -55,7 +49,8 @@ async fn kill_controller(client: &kube::Client) -> anyhow::Result<i32> {
     Ok(replicas)
 }
 
-async fn start_controller(client: &kube::Client, replicas: i32) -> anyhow::Result<()> {
+/// Sets the controller Deployment's replica count (without waiting for the pods).
+async fn scale_controller(client: &kube::Client, replicas: i32) -> anyhow::Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
     deploys
         .patch(
@@ -64,6 +59,11 @@ async fn start_controller(client: &kube::Client, replicas: i32) -> anyhow::Resul
             &Patch::Merge(json!({"spec": {"replicas": replicas}})),
         )
         .await?;
+    Ok(())
+}
+
+async fn start_controller(client: &kube::Client, replicas: i32) -> anyhow::Result<()> {
+    scale_controller(client, replicas).await?;
     common::operator_ready(client, Duration::from_secs(90)).await
 }
 
@@ -309,14 +309,7 @@ async fn a_controller_taking_over_during_deletions_still_serves_new_objects() ->
     };
     let old = holder().await?.context("no controller holds the lease")?;
     let replicas = kill_controller(&client).await?;
-    let deploys: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NS);
-    deploys
-        .patch(
-            "lifeboat-controller",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await?;
+    scale_controller(&client, replicas).await?;
     // The new leader lists everything right after it takes the lease: delete from then on.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while holder().await?.is_none_or(|h| h == old) {
