@@ -76,6 +76,9 @@ impl FoundStore {
 /// (`Arc`-shared), so a queued change costs a pointer.
 pub type Subscription<K> = mpsc::Receiver<Arc<K>>;
 
+/// The cache's end of a subscription, with what the subscriber is told of.
+type Subscriber<K> = (Pass, mpsc::Sender<Arc<K>>);
+
 /// The changes a controller is driven by.
 pub struct Subscriptions {
     /// The policy controller's own kind.
@@ -122,13 +125,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let (senders, receivers) = subscribers
-        .iter()
-        .map(|pass| {
-            let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-            ((*pass, tx), rx)
-        })
-        .unzip();
+    let (senders, receivers) = channels(subscribers);
     let events = watcher(api, wc)
         .default_backoff()
         .modify(move |o: &mut K| {
@@ -141,6 +138,17 @@ where
     (reader, receivers)
 }
 
+/// The sending and receiving ends of one subscription per entry of `passes`.
+fn channels<K>(passes: &[Pass]) -> (Vec<Subscriber<K>>, Vec<Subscription<K>>) {
+    passes
+        .iter()
+        .map(|pass| {
+            let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+            ((*pass, tx), rx)
+        })
+        .unzip()
+}
+
 /// Passes each change `events` made to `reader`'s cache on to the subscribers, waiting
 /// for a subscriber that is a full buffer behind.
 ///
@@ -151,7 +159,7 @@ where
 /// subscription again: after a burst of deletions the controller stopped seeing new
 /// objects, then the cache stopped with it. Sending the object itself has no such gap
 /// (and can pass on deletions, which the shared reflector drops).
-async fn dispatch<K, S>(events: S, reader: Store<K>, mut senders: Vec<(Pass, mpsc::Sender<Arc<K>>)>)
+async fn dispatch<K, S>(events: S, reader: Store<K>, mut senders: Vec<Subscriber<K>>)
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
@@ -430,13 +438,7 @@ mod tests {
         Vec<Vec<Arc<k8s_openapi::api::core::v1::ConfigMap>>>,
     ) {
         let (reader, writer) = reflector::store();
-        let (senders, receivers): (Vec<_>, Vec<_>) = passes
-            .iter()
-            .map(|p| {
-                let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-                ((*p, tx), rx)
-            })
-            .unzip();
+        let (senders, receivers) = channels(passes);
         let events = futures::stream::iter(events.into_iter().map(Ok)).reflect(writer);
         dispatch(events, reader.clone(), senders).await;
         let mut read = Vec::new();
