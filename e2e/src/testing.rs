@@ -48,18 +48,14 @@ impl TestNs {
             .await
             .with_context(|| format!("creating namespace {name}"))?;
         // Pods are refused until the controller-manager has made the namespace's default
-        // ServiceAccount and (1.20) its token Secret, as on any fresh namespace.
+        // ServiceAccount, as on any fresh namespace (tokens come from the TokenRequest API).
         let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), &name);
         wait_for(
             &format!("the default service account of {name}"),
             Duration::from_secs(60),
             || async {
-                Ok(sas
-                    .get_opt("default")
-                    .await?
-                    .filter(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()))
-                    .map(|_| ()))
+                Ok(sas.get_opt("default").await?.map(|_| ()))
             },
         )
         .await?;
@@ -181,4 +177,47 @@ pub async fn job_pods(
 /// The node agent's state directory of the running environment.
 pub fn node_state_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from(env("LIFEBOAT_LOCAL_DIR")?).join("node"))
+}
+
+/// A bound token for ServiceAccount `ns/sa`, from the TokenRequest API (clusters since 1.24
+/// no longer give ServiceAccounts a token Secret). Valid for an hour.
+pub async fn service_account_token(client: &Client, ns: &str, sa: &str) -> anyhow::Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let status = sas
+        .create_token_request(sa, &PostParams::default(), &req)
+        .await
+        .with_context(|| format!("requesting a token for serviceaccount {ns}/{sa}"))?
+        .status
+        .context("TokenRequest without a status")?;
+    Ok(status.token)
+}
+
+/// A kubeconfig file for the environment's API server that authenticates as
+/// ServiceAccount `ns/sa` (a real identity: RBAC and admission treat it like any user's).
+pub async fn kubeconfig_for_service_account(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    let token = service_account_token(client, ns, sa).await?;
+    let cfg = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": env("LIFEBOAT_TEST_APISERVER")?,
+            "certificate-authority": env("LIFEBOAT_LOCAL_CA")?}}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": "local", "user": sa, "namespace": ns}}],
+        "current-context": sa,
+    });
+    let f = tempfile::NamedTempFile::new()?;
+    std::fs::write(f.path(), serde_json::to_vec(&cfg)?)?;
+    Ok(f)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::{Protected, env};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use lifeboat::crd::backup::{Backup, BackupPhase};
 use lifeboat_e2e::testing::wait_for;
@@ -50,7 +50,8 @@ fn policy(name: &str, db_secret: &str, p: &Protected) -> serde_json::Value {
     })
 }
 
-/// A kubeconfig for the environment's API server that authenticates as a ServiceAccount.
+/// A kubeconfig for the environment's API server that authenticates as a new
+/// ServiceAccount `sa` of the test's namespace.
 async fn kubeconfig_for(p: &Protected, sa: &str) -> anyhow::Result<tempfile::NamedTempFile> {
     let sas: Api<ServiceAccount> = p.ns.api();
     sas.create(
@@ -58,39 +59,7 @@ async fn kubeconfig_for(p: &Protected, sa: &str) -> anyhow::Result<tempfile::Nam
         &serde_json::from_value(json!({"metadata": {"name": sa}}))?,
     )
     .await?;
-    // 1.20 gives every ServiceAccount a token Secret.
-    let secret_name = wait_for(
-        &format!("the token of {sa}"),
-        Duration::from_secs(30),
-        || async {
-            Ok(sas
-                .get(sa)
-                .await?
-                .secrets
-                .and_then(|s| s.into_iter().next())
-                .and_then(|r| r.name))
-        },
-    )
-    .await?;
-    let secrets: Api<Secret> = p.ns.api();
-    let token = secrets
-        .get(&secret_name)
-        .await?
-        .data
-        .and_then(|d| d.get("token").cloned())
-        .context("token Secret without a token")?;
-    let token = String::from_utf8(token.0)?;
-    let cfg = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": env("LIFEBOAT_TEST_APISERVER"),
-            "certificate-authority": env("LIFEBOAT_LOCAL_CA")}}],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": "local", "user": sa, "namespace": p.name()}}],
-        "current-context": sa,
-    });
-    let f = tempfile::NamedTempFile::new()?;
-    std::fs::write(f.path(), serde_json::to_vec(&cfg)?)?;
-    Ok(f)
+    lifeboat_e2e::testing::kubeconfig_for_service_account(&p.ns.client, p.name(), sa).await
 }
 
 #[tokio::test]

@@ -243,12 +243,6 @@ async fn failing_container_fails_job_with_exit_code_and_message() -> anyhow::Res
 async fn service_account_without_rights_gets_403_and_a_role_grants_access() -> anyhow::Result<()> {
     with_ns("e2e-rbac", |ns| async move {
         create(&ns.api::<ServiceAccount>(), json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "norights"}})).await?;
-        // 1.20 mounts the ServiceAccount's token Secret: wait until the controller made it.
-        let sas: Api<ServiceAccount> = ns.api();
-        wait_for("the service account's token secret", LONG, || async {
-            Ok(sas.get("norights").await?.secrets.filter(|s| !s.is_empty()))
-        })
-        .await?;
         let script = r#"SA=/var/run/secrets/kubernetes.io/serviceaccount
 curl -sS -o /tmp/body -w '%{http_code}\n' --cacert $SA/ca.crt -H "Authorization: Bearer $(cat $SA/token)" \
   "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $SA/namespace)/secrets"

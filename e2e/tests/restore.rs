@@ -320,7 +320,7 @@ kind: Service
 metadata: {{name: web}}
 spec: {{type: NodePort, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080, protocol: TCP}}]}}
 ---
-apiVersion: batch/v1beta1
+apiVersion: batch/v1
 kind: CronJob
 metadata: {{name: report}}
 spec:
@@ -724,7 +724,7 @@ async fn restore_everything(src: &mut Source) -> anyhow::Result<()> {
         client.clone(),
         &target,
         &kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-            "batch", "v1beta1", "CronJob",
+            "batch", "v1", "CronJob",
         )),
     )
     .get("report")

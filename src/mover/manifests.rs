@@ -199,8 +199,8 @@ async fn collect(
             Some((k, g)) => (k, Some(g)),
             None => (wanted.as_str(), None),
         };
-        // The most stable served version of the kind, in any version of its group: on
-        // Kubernetes 1.20 CronJob exists only in batch/v1beta1 while batch prefers v1.
+        // The most stable served version of the kind, in any version of its group: a
+        // kind may be served only in a beta version while its group prefers another.
         let candidates: Vec<ApiResource> = discovery
             .groups()
             .filter(|g| group.is_none_or(|want| g.name() == want))

@@ -296,7 +296,9 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
         init_container_statuses: (!rt.init.is_empty())
             .then(|| rt.init.iter().map(container_status).collect()),
         container_statuses: Some(rt.main.iter().map(container_status).collect()),
-        qos_class: Some("BestEffort".into()),
+        // NB: the API server sets qosClass at creation and refuses any change since 1.32;
+        // a merge patch without the field leaves its value.
+        qos_class: None,
         reason: rt.pod_failure.as_ref().map(|(r, _)| r.clone()),
         message: rt.pod_failure.as_ref().map(|(_, m)| m.clone()),
         ..Default::default()
