@@ -54,9 +54,7 @@ impl TestNs {
         wait_for(
             &format!("the default service account of {name}"),
             Duration::from_secs(60),
-            || async {
-                Ok(sas.get_opt("default").await?.map(|_| ()))
-            },
+            || async { Ok(sas.get_opt("default").await?.map(|_| ())) },
         )
         .await?;
         Ok(TestNs { client, name })
