@@ -158,6 +158,7 @@ impl Worker {
                 .map(|t| t.0)
                 .unwrap_or_else(now),
             pod_failure: None,
+            generation: pod.metadata.generation,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         Worker {

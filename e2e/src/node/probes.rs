@@ -59,7 +59,7 @@ async fn run_once(
         };
         let path = http.path.clone().unwrap_or_else(|| "/".into());
         let mut req = format!(
-            "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.20\r\nAccept: */*\r\n"
+            "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.37\r\nAccept: */*\r\n"
         );
         for h in http.http_headers.iter().flatten() {
             req.push_str(&format!("{}: {}\r\n", h.name, h.value));

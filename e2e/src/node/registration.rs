@@ -53,6 +53,10 @@ fn capacity() -> BTreeMap<String, Quantity> {
     .into()
 }
 
+/// The API server's version, reported as the kubelet's (a kubelet matches its control
+/// plane's minor version): learned once at registration.
+static KUBELET_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn node_status(cfg: &Config) -> NodeStatus {
     let now = Time(jiff::Timestamp::now());
     let cond = |t: &str, status: &str, reason: &str, msg: &str| NodeCondition {
@@ -113,8 +117,9 @@ fn node_status(cfg: &Config) -> NodeStatus {
             boot_id: boot_id.trim().into(),
             container_runtime_version: "lifeboat-host://0.1".into(),
             kernel_version: kernel,
-            kube_proxy_version: "v1.20.2".into(),
-            kubelet_version: "v1.20.2".into(),
+            // Deprecated since 1.31: kubelets leave it empty.
+            kube_proxy_version: String::new(),
+            kubelet_version: KUBELET_VERSION.get().cloned().unwrap_or_default(),
             machine_id: machine_id.trim().into(),
             operating_system: "linux".into(),
             os_image: "lifeboat-node-agent (host processes)".into(),
@@ -127,6 +132,10 @@ fn node_status(cfg: &Config) -> NodeStatus {
 
 /// Creates or updates the Node and marks it Ready.
 pub async fn register(client: &kube::Client, cfg: &Config) -> Result<(), Error> {
+    if KUBELET_VERSION.get().is_none() {
+        let v = client.apiserver_version().await?;
+        let _ = KUBELET_VERSION.set(v.git_version);
+    }
     let api: Api<Node> = Api::all(client.clone());
     let node = Node {
         metadata: ObjectMeta {

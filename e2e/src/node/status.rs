@@ -87,6 +87,9 @@ pub struct PodRuntime {
     pub start_time: Timestamp,
     /// Set for pods the agent gave up on before they started (pod-level reason).
     pub pod_failure: Option<(String, String)>,
+    /// `metadata.generation` of the pod spec the agent acts on: reported as
+    /// `observedGeneration` (status and conditions), as kubelets do since 1.33.
+    pub generation: Option<i64>,
 }
 
 /// Kubelet reason for an exit: Completed for 0, Error otherwise.
@@ -202,6 +205,7 @@ fn container_status(c: &Container) -> ContainerStatus {
 }
 
 fn condition(
+    generation: Option<i64>,
     previous: &[PodCondition],
     type_: &str,
     ok: bool,
@@ -222,7 +226,7 @@ fn condition(
         message: if ok { None } else { message },
         last_transition_time: Some(since),
         last_probe_time: None,
-        ..Default::default()
+        observed_generation: generation,
     }
 }
 
@@ -255,6 +259,7 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
     };
     let conditions = vec![
         condition(
+            rt.generation,
             previous,
             "Initialized",
             not_init.is_empty(),
@@ -266,6 +271,7 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
             now,
         ),
         condition(
+            rt.generation,
             previous,
             "Ready",
             unready.is_empty() && !terminal,
@@ -274,6 +280,7 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
             now,
         ),
         condition(
+            rt.generation,
             previous,
             "ContainersReady",
             unready.is_empty() && !terminal,
@@ -281,7 +288,26 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
             (!terminal).then(|| format!("containers with unready status: [{}]", list(&unready))),
             now,
         ),
-        condition(previous, "PodScheduled", true, None, None, now),
+        condition(
+            rt.generation,
+            previous,
+            "PodScheduled",
+            true,
+            None,
+            None,
+            now,
+        ),
+        // The sandbox (network and volumes) is ready once the pod has its IP (the agent
+        // sets up volumes before it assigns one), and gone once the pod has ended.
+        condition(
+            rt.generation,
+            previous,
+            "PodReadyToStartContainers",
+            rt.pod_ip.is_some() && !terminal,
+            None,
+            None,
+            now,
+        ),
     ];
     PodStatus {
         phase: Some(phase.into()),
@@ -299,6 +325,7 @@ pub fn compute(rt: &PodRuntime, previous: &[PodCondition], now: Timestamp) -> Po
         // NB: the API server sets qosClass at creation and refuses any change since 1.32;
         // a merge patch without the field leaves its value.
         qos_class: None,
+        observed_generation: rt.generation,
         reason: rt.pod_failure.as_ref().map(|(r, _)| r.clone()),
         message: rt.pod_failure.as_ref().map(|(_, m)| m.clone()),
         ..Default::default()
@@ -321,6 +348,7 @@ mod tests {
             host_ip: "127.0.0.1".into(),
             start_time: Timestamp::UNIX_EPOCH,
             pod_failure: None,
+            generation: Some(1),
         }
     }
 
@@ -384,7 +412,16 @@ mod tests {
                 .clone()
         };
         assert_eq!(cond("Initialized").status, "True");
+        assert_eq!(cond("PodReadyToStartContainers").status, "True");
         assert_eq!(cond("Ready").status, "False");
+        assert_eq!(s.observed_generation, Some(1));
+        assert!(
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|c| c.observed_generation == Some(1))
+        );
         assert_eq!(
             cond("Ready").message.as_deref(),
             Some("containers with unready status: [b]")
@@ -411,12 +448,13 @@ mod tests {
         r.main[1].state = done(0);
         let s = compute(&r, &[], Timestamp::UNIX_EPOCH);
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
-        let ready = s
-            .conditions
-            .unwrap()
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let conds = s.conditions.unwrap();
+        let ready = conds.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
+        let sandbox = conds
+            .iter()
+            .find(|c| c.type_ == "PodReadyToStartContainers")
+            .unwrap();
+        assert_eq!(sandbox.status, "False", "an ended pod has no sandbox");
     }
 }
