@@ -1,5 +1,7 @@
 //! Render → parse → equal for every variant, and the argv the parser refuses.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 /// The leaf command a value is, by name. Exhaustive without a wildcard: a new variant
