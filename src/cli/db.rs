@@ -8,13 +8,12 @@ use serde::Serialize;
 use super::{
     CliError, RepoArgs,
     backup::print_outcome,
-    env_secret,
     output::{Output, bytes},
-    read_secret_file,
     snapshots::split_tags,
 };
 use crate::{
     db::{self, Connection, DumpMetadata, DumpScope, Engine},
+    mover::env::{env_secret, read_secret_file},
     repo::{SnapshotFilter, SnapshotInfo, SnapshotMeta},
 };
 

@@ -53,6 +53,15 @@ impl From<crate::db::Error> for CliError {
     }
 }
 
+impl From<crate::mover::Error> for CliError {
+    fn from(e: crate::mover::Error) -> Self {
+        Self {
+            category: e.category(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Every category with its exit code and meaning (the table in docs/engine.md).
 pub const EXIT_CODES: &[(&str, u8, &str)] = &[
     (
@@ -314,7 +323,10 @@ mod tests {
                 "{c} has no exit code"
             );
         }
-        for c in crate::db::Error::ALL_CATEGORIES {
+        for c in crate::db::Error::ALL_CATEGORIES
+            .iter()
+            .chain(crate::mover::Error::OWN_CATEGORIES)
+        {
             assert!(
                 EXIT_CODES.iter().any(|(k, _, _)| k == c),
                 "{c} has no exit code"

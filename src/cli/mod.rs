@@ -22,12 +22,13 @@ pub mod restore;
 pub mod snapshots;
 pub mod unlock;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::{
-    repo::{self, ChecksumMode, RepoOptions, S3Credentials, Secret, Storage},
+    mover::access::{RepoAccess, S3Access},
+    repo::{self, ChecksumMode, RepoOptions, Secret},
     telemetry::{self, LogFormat},
 };
 pub use exit::CliError;
@@ -210,111 +211,73 @@ pub struct S3Args {
     pub s3_create_bucket: bool,
 }
 
-/// Reads the first line of a secret file.
-pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<Secret, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError {
-        category: "InvalidInput",
-        message: format!("cannot read {what} file {}: {e}", path.display()),
-    })?;
-    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if line.is_empty() {
-        return Err(CliError::input(format!(
-            "{what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(Secret::new(line))
-}
-
-/// Reads a non-empty secret from an environment variable.
-pub fn env_secret(var: &str) -> Option<Secret> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(Secret::new)
-}
-
 impl RepoArgs {
+    /// The same settings as the plain data the mover (and this CLI) open repositories
+    /// with.
+    pub(crate) fn access(&self) -> RepoAccess {
+        let RepoArgs {
+            repository,
+            password_file,
+            cache_dir,
+            no_cache,
+            quiet,
+            s3,
+        } = self;
+        let S3Args {
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key_file,
+            s3_profile,
+            s3_path_style,
+            s3_ca_bundle,
+            s3_checksum,
+            s3_max_attempts,
+            s3_connect_timeout,
+            s3_timeout,
+            s3_upload_concurrency,
+            s3_multipart_threshold_mib,
+            s3_part_size_mib,
+            s3_create_bucket,
+        } = s3;
+        RepoAccess {
+            repository: repository.clone(),
+            password_file: password_file.clone(),
+            cache_dir: cache_dir.clone(),
+            no_cache: *no_cache,
+            quiet: *quiet,
+            s3: S3Access {
+                region: s3_region.clone(),
+                access_key_id: s3_access_key_id.clone(),
+                secret_access_key_file: s3_secret_access_key_file.clone(),
+                profile: s3_profile.clone(),
+                path_style: *s3_path_style,
+                ca_bundle: s3_ca_bundle.clone(),
+                checksum: *s3_checksum,
+                max_attempts: *s3_max_attempts,
+                connect_timeout_seconds: *s3_connect_timeout,
+                timeout_seconds: *s3_timeout,
+                upload_concurrency: *s3_upload_concurrency,
+                multipart_threshold_mib: *s3_multipart_threshold_mib,
+                part_size_mib: *s3_part_size_mib,
+                create_bucket: *s3_create_bucket,
+            },
+        }
+    }
+
     /// The repository password: `--password-file`, else `LIFEBOAT_PASSWORD`.
     pub fn password(&self) -> Result<Secret, CliError> {
-        if let Some(f) = &self.password_file {
-            return read_secret_file(f, "password");
-        }
-        env_secret("LIFEBOAT_PASSWORD").ok_or_else(|| {
-            CliError::input("no repository password: set LIFEBOAT_PASSWORD or --password-file")
-        })
+        Ok(self.access().password()?)
     }
 
     /// Builds the repository options (storage, cache, progress).
     pub fn options(&self, json: bool) -> Result<RepoOptions, CliError> {
-        let location = self
-            .repository
-            .as_deref()
-            .ok_or_else(|| CliError::input("no repository: set --repo or LIFEBOAT_REPOSITORY"))?;
-        let mut storage = Storage::parse(location)?;
-        if let Storage::S3(c) = &mut storage {
-            let s = &self.s3;
-            c.region.clone_from(&s.s3_region);
-            c.path_style = s.s3_path_style;
-            c.ca_bundle.clone_from(&s.s3_ca_bundle);
-            c.checksum = s.s3_checksum;
-            c.max_attempts = s.s3_max_attempts.max(1);
-            c.connect_timeout = Duration::from_secs(s.s3_connect_timeout.max(1));
-            c.attempt_timeout = Duration::from_secs(s.s3_timeout.max(1));
-            c.upload_concurrency = s.s3_upload_concurrency.max(1);
-            c.multipart_threshold = s.s3_multipart_threshold_mib.max(5) << 20;
-            c.part_size = s.s3_part_size_mib.max(5) << 20;
-            c.create_bucket = s.s3_create_bucket;
-            c.credentials = match (&s.s3_access_key_id, &s.s3_profile) {
-                (Some(id), _) => {
-                    let secret = match &s.s3_secret_access_key_file {
-                        Some(f) => read_secret_file(f, "S3 secret key")?,
-                        None => env_secret("LIFEBOAT_S3_SECRET_ACCESS_KEY").ok_or_else(|| {
-                            CliError::input(
-                                "--s3-access-key-id needs LIFEBOAT_S3_SECRET_ACCESS_KEY or \
-                                 --s3-secret-access-key-file",
-                            )
-                        })?,
-                    };
-                    S3Credentials::Static {
-                        access_key_id: id.clone(),
-                        secret_access_key: secret,
-                        session_token: env_secret("LIFEBOAT_S3_SESSION_TOKEN"),
-                    }
-                }
-                (None, Some(p)) => S3Credentials::Profile(p.clone()),
-                (None, None) => S3Credentials::Chain,
-            };
-        }
-        let cache_dir = match (&storage, self.no_cache, &self.cache_dir) {
-            (_, true, _) => None,
-            (_, false, Some(d)) => Some(d.clone()),
-            // A local repository is its own cache.
-            (Storage::Local(_), false, None) => None,
-            (Storage::S3(_), false, None) => default_cache_dir(),
-        };
-        Ok(RepoOptions {
-            storage,
-            cache_dir,
-            progress: !json && !self.quiet,
-            runtime: None,
-            progress_sink: None,
-        })
+        Ok(self.access().options(json)?)
     }
 
     /// Opens the repository with the configured password.
     pub fn open(&self, json: bool) -> Result<repo::Repo, CliError> {
-        let opts = self.options(json)?;
-        let password = self.password()?;
-        Ok(repo::Repo::open(&opts, &password)?)
+        Ok(self.access().open(json)?)
     }
-}
-
-fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("lifeboat"))
 }
 
 /// Parses the command line, runs the command, returns the exit code.

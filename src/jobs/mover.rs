@@ -4,7 +4,10 @@
 //! Security rules encoded here: credentials reach the mover only as `secretKeyRef` env or
 //! Secret volumes (never literal values in the Job), data volumes are mounted read-only for
 //! backups, the pod runs under the dedicated mover ServiceAccount, and every Job has a
-//! deadline and a bounded retry count.
+//! deadline and a bounded retry count. The container's argv is rendered from one typed
+//! [`command::MoverCommand`], which the mover parses back.
+
+pub(crate) mod command;
 
 use std::collections::BTreeMap;
 
@@ -147,8 +150,8 @@ pub struct MoverJob {
     pub image: String,
     pub image_pull_policy: Option<String>,
     pub service_account: String,
-    /// Arguments after the binary, e.g. `["mover", "backup", "volume", ...]`.
-    pub args: Vec<String>,
+    /// What the mover does; rendered into the container's `args`.
+    pub(crate) command: command::MoverCommand,
     /// Extra environment (non-secret values, or secretKeyRefs built by the caller).
     pub env: Vec<EnvVar>,
     pub store: StoreTarget,
@@ -317,7 +320,7 @@ pub fn build(m: &MoverJob) -> Job {
         name: "mover".into(),
         image: Some(m.image.clone()),
         image_pull_policy: m.image_pull_policy.clone(),
-        args: Some(m.args.clone()),
+        args: Some(m.command.to_args()),
         env: Some(env),
         volume_mounts: Some(mounts),
         resources: m.resources.clone(),
@@ -371,6 +374,48 @@ pub fn build(m: &MoverJob) -> Job {
     }
 }
 
+/// Snapshot tests of rendered mover Jobs: each kind's Job, as a controller builds it, is
+/// pinned as YAML under `src/jobs/mover/snapshots/`, so any change to what reaches the
+/// cluster shows up in review. `LIFEBOAT_UPDATE_SNAPSHOTS=1` rewrites the files.
+#[cfg(test)]
+pub(crate) mod snapshots {
+    use std::path::PathBuf;
+
+    use k8s_openapi::api::batch::v1::Job;
+
+    fn path(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("src/jobs/mover/snapshots")
+            .join(format!("{name}.yaml"))
+    }
+
+    /// Compares `job` with the committed snapshot `name`.
+    pub(crate) fn assert_job(name: &str, job: &Job) {
+        let rendered = serde_saphyr::to_string(job).expect("a Job serializes");
+        let file = path(name);
+        if std::env::var_os("LIFEBOAT_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&file, &rendered).expect("writing a snapshot");
+            return;
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_default();
+        if committed != rendered {
+            let first = committed
+                .lines()
+                .zip(rendered.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(committed.lines().count().min(rendered.lines().count()));
+            panic!(
+                "the {name} Job differs from {} from line {}:\n  committed: {:?}\n  rendered:  {:?}\n\
+                 review the change and rerun with LIFEBOAT_UPDATE_SNAPSHOTS=1 to accept it",
+                file.display(),
+                first + 1,
+                committed.lines().nth(first).unwrap_or("<end>"),
+                rendered.lines().nth(first).unwrap_or("<end>"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,7 +460,17 @@ mod tests {
             image: "ghcr.io/lifeboat-dev/lifeboat:1".into(),
             image_pull_policy: None,
             service_account: "lifeboat-mover".into(),
-            args: vec!["mover".into(), "backup".into(), "volume".into()],
+            command: command::MoverCommand::Backup(command::BackupCommand::Volume(
+                command::BackupVolume {
+                    source: "data".into(),
+                    path: "/data".into(),
+                    excludes: vec![],
+                    run: command::BackupRun {
+                        policy: command::NamespacedName::new("shop", "orders"),
+                        backup: "orders-202601010010".into(),
+                    },
+                },
+            )),
             env: vec![],
             store: store(),
             mounts: vec![DataMount {

@@ -1,79 +1,19 @@
 //! `lifeboat mover backup volume|database|manifests`: one source of a Backup into one
 //! snapshot, tagged with its policy, source and run.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
-
+use super::env::db_login;
 use super::progress::Reporter;
-use super::{RunRef, backup_result, finish};
-use crate::cli::{CliError, RepoArgs, env_secret};
-use crate::db::{self, Connection, DumpScope, Engine};
+use super::{Error, RepoAccess, RunRef, backup_result, finish};
+use crate::db::{self, Connection, DumpScope};
+use crate::jobs::mover::command::{BackupCommand, BackupDatabase, BackupVolume};
 use crate::jobs::result::MoverResult;
 use crate::repo::{PathBackup, ProgressSink, Repo, SnapshotMeta};
 
-/// What every backup mover is told about its run.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// The policy, as NAMESPACE/NAME.
-    #[arg(long)]
-    pub policy: String,
-    /// The Backup (run) this snapshot belongs to.
-    #[arg(long)]
-    pub backup: String,
-}
-
-/// `mover backup` subcommands.
-#[derive(Subcommand, Debug)]
-pub enum BackupCmd {
-    /// Back up a mounted volume.
-    Volume(VolumeArgs),
-    /// Dump a database into the repository.
-    Database(DatabaseArgs),
-    /// Save the namespace's Kubernetes objects as YAML.
-    Manifests(super::manifests::ManifestArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct VolumeArgs {
-    /// Source PVC name (recorded in tags and the result).
-    #[arg(long)]
-    source: String,
-    /// Where the volume is mounted.
-    #[arg(long)]
-    path: PathBuf,
-    /// Glob patterns to exclude (repeatable).
-    #[arg(long = "exclude")]
-    excludes: Vec<String>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct DatabaseArgs {
-    /// Database source name in the policy.
-    #[arg(long)]
-    source: String,
-    #[arg(long, value_enum)]
-    engine: Engine,
-    #[arg(long)]
-    host: String,
-    #[arg(long)]
-    port: Option<u16>,
-    /// Database to dump; omit for every database of the server.
-    #[arg(long)]
-    database: Option<String>,
-    /// Extra argument for the dump tool (repeatable).
-    #[arg(long = "extra-arg", allow_hyphen_values = true)]
-    extra_args: Vec<String>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
 /// Opens the repository with a progress sink attached.
-pub fn open_with_sink(repo_args: &RepoArgs) -> Result<(Repo, Arc<ProgressSink>), CliError> {
+pub(crate) fn open_with_sink(repo_args: &RepoAccess) -> Result<(Repo, Arc<ProgressSink>), Error> {
     let sink = Arc::new(ProgressSink::default());
     let mut opts = repo_args.options(true)?;
     opts.progress_sink = Some(sink.clone());
@@ -81,19 +21,19 @@ pub fn open_with_sink(repo_args: &RepoArgs) -> Result<(Repo, Arc<ProgressSink>),
     Ok((repo, sink))
 }
 
-fn volume(a: VolumeArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliError> {
-    let VolumeArgs {
+fn volume(a: BackupVolume, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let BackupVolume {
         source,
         path,
         excludes,
         run,
     } = a;
-    let run = RunRef::for_backup(&run.policy, &run.backup)?;
+    let run = RunRef::for_backup(&run);
     if !path.is_dir() {
-        return Err(CliError {
-            category: "InvalidInput",
-            message: format!("volume mount {} is not a directory", path.display()),
-        });
+        return Err(Error::input(format!(
+            "volume mount {} is not a directory",
+            path.display()
+        )));
     }
     let started = Instant::now();
     let (repo, sink) = open_with_sink(repo_args)?;
@@ -113,8 +53,8 @@ fn volume(a: VolumeArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliError> 
     Ok(backup_result(&outcome?.snapshot, started.elapsed()))
 }
 
-fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliError> {
-    let DatabaseArgs {
+fn database(a: BackupDatabase, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let BackupDatabase {
         source,
         engine,
         host,
@@ -123,15 +63,14 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
         extra_args,
         run,
     } = a;
-    let run = RunRef::for_backup(&run.policy, &run.backup)?;
+    let run = RunRef::for_backup(&run);
     db::check_dump_args(engine, &extra_args)?;
+    let (user, password) = db_login();
     let conn = Connection {
         host: Some(host),
         port,
-        user: std::env::var("LIFEBOAT_DB_USER")
-            .ok()
-            .filter(|u| !u.is_empty()),
-        password: env_secret("LIFEBOAT_DB_PASSWORD"),
+        user,
+        password,
         dump_args: extra_args,
     };
     let scope = match database {
@@ -169,10 +108,10 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
 }
 
 /// Runs a `mover backup` subcommand.
-pub fn run(cmd: BackupCmd, repo_args: &RepoArgs) -> Result<(), CliError> {
+pub(crate) fn run(cmd: BackupCommand, repo_args: &RepoAccess) -> Result<(), Error> {
     finish(match cmd {
-        BackupCmd::Volume(a) => volume(a, repo_args),
-        BackupCmd::Database(a) => database(a, repo_args),
-        BackupCmd::Manifests(a) => super::manifests::backup(a, repo_args),
+        BackupCommand::Volume(a) => volume(a, repo_args),
+        BackupCommand::Database(a) => database(a, repo_args),
+        BackupCommand::Manifests(a) => super::manifests::backup(a, repo_args),
     })
 }

@@ -7,15 +7,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use clap::Args;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::discovery::{Discovery, Scope};
 
-use super::backup::{RunArgs, open_with_sink};
+use super::backup::open_with_sink;
 use super::progress::Reporter;
-use super::{RunRef, backup_result};
-use crate::cli::CliError;
+use super::{Error, RepoAccess, RunRef, backup_result};
 use crate::crd::labels;
+use crate::jobs::mover::command::BackupManifests;
 use crate::jobs::result::MoverResult;
 use crate::repo::PathBackup;
 
@@ -36,26 +35,8 @@ pub const DEFAULT_KINDS: &[&str] = &[
     "NetworkPolicy.networking.k8s.io",
 ];
 
-#[derive(Args, Debug)]
-pub struct ManifestArgs {
-    /// Namespace whose objects are saved.
-    #[arg(long)]
-    namespace: String,
-    /// Comma-separated kinds (`Kind` or `Kind.group`); default: common workload kinds.
-    #[arg(long, value_delimiter = ',')]
-    kinds: Vec<String>,
-    /// Label selector.
-    #[arg(long)]
-    selector: Option<String>,
-    /// Also save Secrets (service-account token Secrets never).
-    #[arg(long)]
-    include_secrets: bool,
-    /// Where to stage the YAML before the backup.
-    #[arg(long, default_value = "/tmp/lifeboat-manifests")]
-    staging: std::path::PathBuf,
-    #[command(flatten)]
-    run: RunArgs,
-}
+/// Where the YAML is staged before the backup, unless the command names a place.
+const DEFAULT_STAGING: &str = "/tmp/lifeboat-manifests";
 
 /// Drops what the cluster assigned, keeping what a person or tool declared.
 pub fn sanitize(obj: &mut serde_json::Value) {
@@ -184,11 +165,8 @@ async fn collect(
     kinds: &[String],
     required: bool,
     selector: Option<&str>,
-) -> Result<BTreeMap<String, String>, CliError> {
-    let api_err = |e: kube::Error| CliError {
-        category: "KubernetesApi",
-        message: format!("listing objects in {namespace}: {e}"),
-    };
+) -> Result<BTreeMap<String, String>, Error> {
+    let api_err = |e: kube::Error| Error::kube_api(format!("listing objects in {namespace}: {e}"));
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -214,14 +192,11 @@ async fn collect(
         let found = match pick_group(candidates) {
             Ok(f) => f,
             Err(groups) => {
-                return Err(CliError {
-                    category: "InvalidInput",
-                    message: format!(
-                        "kind {wanted:?} is served by several API groups ({}): write it as \
-                         Kind.group",
-                        groups.join(", ")
-                    ),
-                });
+                return Err(Error::input(format!(
+                    "kind {wanted:?} is served by several API groups ({}): write it as \
+                     Kind.group",
+                    groups.join(", ")
+                )));
             }
         };
         let Some(ar) = found else {
@@ -229,12 +204,9 @@ async fn collect(
                 tracing::info!(kind = %wanted, "not served by this cluster; skipped");
                 continue;
             }
-            return Err(CliError {
-                category: "InvalidInput",
-                message: format!(
-                    "kind {wanted:?} is not served by this cluster (or is not namespaced)"
-                ),
-            });
+            return Err(Error::input(format!(
+                "kind {wanted:?} is not served by this cluster (or is not namespaced)"
+            )));
         };
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
         let mut lp = ListParams::default();
@@ -246,28 +218,21 @@ async fn collect(
                 continue;
             }
             let name = obj.metadata.name.clone().unwrap_or_default();
-            let mut value = serde_json::to_value(&obj).map_err(|e| CliError {
-                category: "Internal",
-                message: format!("encoding {kind}/{name}: {e}"),
-            })?;
+            let mut value = serde_json::to_value(&obj)
+                .map_err(|e| Error::Internal(format!("encoding {kind}/{name}: {e}")))?;
             value["apiVersion"] = ar.api_version.clone().into();
             value["kind"] = ar.kind.clone().into();
             sanitize(&mut value);
-            let yaml = serde_saphyr::to_string(&value).map_err(|e| CliError {
-                category: "Internal",
-                message: format!("encoding {kind}/{name} as YAML: {e}"),
-            })?;
+            let yaml = serde_saphyr::to_string(&value)
+                .map_err(|e| Error::Internal(format!("encoding {kind}/{name} as YAML: {e}")))?;
             files.insert(file_name(kind, &ar.group, &name), yaml);
         }
     }
     Ok(files)
 }
 
-fn stage(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), CliError> {
-    let io = |e: std::io::Error| CliError {
-        category: "LocalIo",
-        message: format!("staging manifests in {}: {e}", dir.display()),
-    };
+fn stage(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::io(format!("staging manifests in {}", dir.display()), e);
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io)?;
     }
@@ -281,8 +246,8 @@ fn stage(dir: &Path, files: &BTreeMap<String, String>) -> Result<(), CliError> {
 }
 
 /// Saves the manifests into a snapshot.
-pub fn backup(a: ManifestArgs, repo_args: &crate::cli::RepoArgs) -> Result<MoverResult, CliError> {
-    let ManifestArgs {
+pub(crate) fn backup(a: BackupManifests, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let BackupManifests {
         namespace,
         kinds,
         selector,
@@ -290,7 +255,8 @@ pub fn backup(a: ManifestArgs, repo_args: &crate::cli::RepoArgs) -> Result<Mover
         staging,
         run,
     } = a;
-    let run = RunRef::for_backup(&run.policy, &run.backup)?;
+    let run = RunRef::for_backup(&run);
+    let staging = staging.unwrap_or_else(|| DEFAULT_STAGING.into());
     let required = !kinds.is_empty();
     let mut kinds: Vec<String> = if kinds.is_empty() {
         DEFAULT_KINDS.iter().map(|k| k.to_string()).collect()
@@ -304,14 +270,12 @@ pub fn backup(a: ManifestArgs, repo_args: &crate::cli::RepoArgs) -> Result<Mover
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError {
-            category: "Internal",
-            message: format!("runtime: {e}"),
-        })?;
+        .map_err(|e| Error::Internal(format!("runtime: {e}")))?;
     let files = rt.block_on(async {
-        let client = kube::Client::try_default().await.map_err(|e| CliError {
-            category: "KubernetesApi",
-            message: format!("no Kubernetes client (in-cluster config or KUBECONFIG): {e}"),
+        let client = kube::Client::try_default().await.map_err(|e| {
+            Error::kube_api(format!(
+                "no Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+            ))
         })?;
         collect(client, &namespace, &kinds, required, selector.as_deref()).await
     })?;

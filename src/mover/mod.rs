@@ -2,30 +2,59 @@
 //! volume, a database or a namespace's manifests; apply retention; run one DR drill check;
 //! write a drill's evidence report), progress reported to
 //! the run object, and the result contract written to the termination message
-//! ([`crate::jobs::result`]). It reads its repository settings from the same environment
-//! as the engine CLI; credentials arrive as `secretKeyRef` environment variables.
+//! ([`crate::jobs::result`]). Its command is the typed [`MoverCommand`] the controller
+//! rendered into the Job's argv; it reaches its repository through [`RepoAccess`] (filled
+//! by the CLI from the same environment as the engine commands); credentials arrive as
+//! `secretKeyRef` environment variables ([`env`]). Nothing here knows the CLI: errors are
+//! [`Error`], which the CLI turns into its exit code.
 
-pub mod backup;
-pub mod check;
-pub mod manifests;
-pub mod progress;
-pub mod report;
-pub mod restore;
-pub mod retention;
+pub(crate) mod access;
+pub(crate) mod backup;
+pub(crate) mod check;
+pub(crate) mod env;
+pub(crate) mod error;
+pub(crate) mod manifests;
+pub(crate) mod progress;
+pub(crate) mod report;
+pub(crate) mod restore;
+pub(crate) mod retention;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::CliError;
+pub(crate) use access::RepoAccess;
+pub(crate) use error::Error;
+
 use crate::crd::common::Failure;
 use crate::jobs::mover::TERMINATION_LOG;
+use crate::jobs::mover::command::{BackupRun, MoverCommand, NamespacedName};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 use crate::repo::SnapshotInfo;
 
 /// Overrides where the result is written (tests, and running a mover by hand).
 pub const TERMINATION_LOG_ENV: &str = "LIFEBOAT_TERMINATION_LOG";
 
-/// The run a mover works for, from `--policy NS/NAME --backup NAME`.
+/// Parses a container's argv (`mover ...`) and runs it. An argv that does not parse
+/// still ends with a result, so the controller reports `Usage` rather than log lines.
+pub(crate) fn run_args(args: &[String], repo: &RepoAccess) -> Result<(), Error> {
+    match MoverCommand::parse(args) {
+        Ok(cmd) => run(cmd, repo),
+        Err(e) => finish(Err(e.into())),
+    }
+}
+
+/// Runs one mover command; its result has been written when this returns.
+pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
+    match cmd {
+        MoverCommand::Backup(b) => backup::run(b, repo),
+        MoverCommand::Retention(r) => finish(retention::run(r, repo)),
+        MoverCommand::Restore(r) => restore::run(r, repo),
+        MoverCommand::Check(c) => check::run(c, repo),
+        MoverCommand::Report(r) => report::run(r, repo),
+    }
+}
+
+/// The run a mover works for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRef {
     pub namespace: String,
@@ -36,36 +65,24 @@ pub struct RunRef {
 }
 
 impl RunRef {
-    /// Parses `NS/NAME`.
-    pub fn for_backup(policy: &str, backup: &str) -> Result<Self, CliError> {
-        let (namespace, name) = policy
-            .split_once('/')
-            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-            .ok_or_else(|| {
-                CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}"))
-            })?;
-        Ok(RunRef {
-            namespace: namespace.into(),
-            policy: name.into(),
+    /// A Backup of a policy (the Backup lives in the policy's namespace).
+    pub(crate) fn for_backup(run: &BackupRun) -> Self {
+        RunRef {
+            namespace: run.policy.namespace.clone(),
+            policy: run.policy.name.clone(),
             run_plural: "backups",
-            run: backup.into(),
-        })
+            run: run.backup.clone(),
+        }
     }
 
-    /// Parses `--restore NS/NAME` (restores carry no policy tags).
-    pub fn for_restore(restore: &str) -> Result<Self, CliError> {
-        let (namespace, name) = restore
-            .split_once('/')
-            .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-            .ok_or_else(|| {
-                CliError::input(format!("--restore must be NAMESPACE/NAME, got {restore:?}"))
-            })?;
-        Ok(RunRef {
-            namespace: namespace.into(),
+    /// A Restore (restores carry no policy tags).
+    pub(crate) fn for_restore(restore: &NamespacedName) -> Self {
+        RunRef {
+            namespace: restore.namespace.clone(),
             policy: String::new(),
             run_plural: "restores",
-            run: name.into(),
-        })
+            run: restore.name.clone(),
+        }
     }
 }
 
@@ -138,17 +155,24 @@ pub fn write_result(result: &MoverResult) {
     let _ = writeln!(out, "{message}");
 }
 
+/// The result's failure for an error (its category is the reason the run object shows),
+/// logged with its retry class for whoever reads the pod's log.
+fn failure(e: &Error) -> Failure {
+    tracing::warn!(category = e.category(), retry = ?e.retry_class(), error = %e, "mover failed");
+    Failure {
+        reason: e.category().to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// Writes the result where Kubernetes picks it up, prints it on stdout, and turns a
 /// failure into the command's error (so the exit code names the category too).
-pub fn finish(outcome: Result<MoverResult, CliError>) -> Result<(), CliError> {
+pub(crate) fn finish(outcome: Result<MoverResult, Error>) -> Result<(), Error> {
     let result = match &outcome {
         Ok(r) => r.clone(),
         Err(e) => MoverResult {
             v: RESULT_VERSION,
-            failure: Some(Failure {
-                reason: e.category.to_string(),
-                message: e.message.clone(),
-            }),
+            failure: Some(failure(e)),
             ..MoverResult::default()
         },
     };
@@ -162,7 +186,10 @@ mod tests {
 
     #[test]
     fn run_refs_and_tags() {
-        let r = RunRef::for_backup("shop/orders", "orders-202601010010").unwrap();
+        let r = RunRef::for_backup(&BackupRun {
+            policy: NamespacedName::new("shop", "orders"),
+            backup: "orders-202601010010".into(),
+        });
         assert_eq!(
             r.tags("volume", "data"),
             [
@@ -172,14 +199,11 @@ mod tests {
                 "backup=orders-202601010010"
             ]
         );
-        assert!(RunRef::for_backup("orders", "b").is_err());
-        assert!(RunRef::for_backup("/orders", "b").is_err());
-        let r = RunRef::for_restore("shop/r1").unwrap();
+        let r = RunRef::for_restore(&NamespacedName::new("shop", "r1"));
         assert_eq!(
             (r.namespace.as_str(), r.run_plural, r.run.as_str()),
             ("shop", "restores", "r1")
         );
-        assert!(RunRef::for_restore("r1").is_err());
         let t = r.tags("database", "pg");
         assert_eq!(tags::value(&t, "source"), Some("database/pg"));
         assert_eq!(tags::value(&t, "nothing"), None);
@@ -191,14 +215,29 @@ mod tests {
         let log = dir.path().join("term");
         // SAFETY: tests in this module do not read the variable concurrently.
         unsafe { std::env::set_var(TERMINATION_LOG_ENV, &log) };
-        let err = finish(Err(CliError {
-            category: "BucketNotFound",
-            message: "NoSuchBucket: the bucket does not exist".into(),
-        }))
+        let err = finish(Err(Error::TargetExists(
+            "database \"shop\" on db already holds 3 table(s)".into(),
+        )))
         .unwrap_err();
-        assert_eq!(err.category, "BucketNotFound");
+        assert_eq!(err.category(), "TargetExists");
         let written = std::fs::read_to_string(&log).unwrap();
+        // The contract the controllers parse, byte for byte.
+        assert_eq!(
+            written,
+            r#"{"v":1,"failure":{"reason":"TargetExists","message":"database \"shop\" on db already holds 3 table(s)"}}"#
+        );
         let back = MoverResult::parse(&written).unwrap();
-        assert_eq!(back.failure.unwrap().reason, "BucketNotFound");
+        assert_eq!(back.failure.unwrap().reason, "TargetExists");
+        // An argv that does not parse is reported the same way, as `Usage`.
+        let err = run_args(
+            &["mover".to_string(), "prune".to_string()],
+            &RepoAccess::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.category(), "Usage");
+        let back = MoverResult::parse(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        let f = back.failure.unwrap();
+        assert_eq!(f.reason, "Usage");
+        assert!(f.message.contains("got \"prune\""), "{}", f.message);
     }
 }

@@ -7,59 +7,33 @@
 //! get), not passed on the command line: it is larger than any argument list should be,
 //! and reading it here means the report shows exactly what the cluster recorded.
 
-use clap::Args;
 use kube::Api;
 
-use crate::cli::{CliError, RepoArgs};
+use super::{Error, RepoAccess};
 use crate::crd::dr_drill::DrillRun;
 use crate::drill::store::{ReportStore, base_location};
+use crate::jobs::mover::command::WriteReport;
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    /// The DrillRun, as NAMESPACE/NAME.
-    #[arg(long)]
-    run: String,
-}
-
-fn kube_error(what: &str, e: kube::Error) -> CliError {
-    let category = match &e {
-        kube::Error::Api(s) if s.code == 403 => "Forbidden",
-        kube::Error::Api(_) => "KubernetesApi",
-        _ => "KubernetesClient",
-    };
-    CliError {
-        category,
-        message: format!("{what}: {e}"),
-    }
-}
-
-fn fetch(namespace: &str, name: &str) -> Result<DrillRun, CliError> {
+fn fetch(namespace: &str, name: &str) -> Result<DrillRun, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError {
-            category: "Internal",
-            message: format!("no runtime: {e}"),
-        })?;
+        .map_err(|e| Error::Internal(format!("no runtime: {e}")))?;
     rt.block_on(async {
         let client = kube::Client::try_default()
             .await
-            .map_err(|e| kube_error("building a Kubernetes client", e))?;
+            .map_err(|e| Error::from_kube("building a Kubernetes client", e))?;
         Api::<DrillRun>::namespaced(client, namespace)
             .get_status(name)
             .await
-            .map_err(|e| kube_error(&format!("reading DrillRun {namespace}/{name}"), e))
+            .map_err(|e| Error::from_kube(&format!("reading DrillRun {namespace}/{name}"), e))
     })
 }
 
-fn write(a: ReportArgs, repo: &RepoArgs) -> Result<MoverResult, CliError> {
-    let (ns, name) = a
-        .run
-        .split_once('/')
-        .filter(|(n, r)| !n.is_empty() && !r.is_empty())
-        .ok_or_else(|| CliError::input(format!("--run must be NAMESPACE/NAME, got {:?}", a.run)))?;
-    let run = fetch(ns, name)?;
+fn write(a: WriteReport, repo: &RepoAccess) -> Result<MoverResult, Error> {
+    let WriteReport { run } = a;
+    let run = fetch(&run.namespace, &run.name)?;
     let opts = repo.options(true)?;
     let store = ReportStore::new(opts.object_store()?, base_location(&opts.storage));
     let w = store
@@ -86,6 +60,6 @@ fn write(a: ReportArgs, repo: &RepoArgs) -> Result<MoverResult, CliError> {
 }
 
 /// Runs `mover report`.
-pub fn run(a: ReportArgs, repo: &RepoArgs) -> Result<(), CliError> {
+pub(crate) fn run(a: WriteReport, repo: &RepoAccess) -> Result<(), Error> {
     super::finish(write(a, repo))
 }

@@ -19,18 +19,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiResource, Discovery, Scope};
 use serde_json::{Map, Value, json};
 
+use super::env::db_login;
 use super::progress::{Reporter, run_api};
-use super::{RunRef, write_result};
-use crate::cli::{CliError, RepoArgs, env_secret};
-use crate::crd::common::Failure;
+use super::{Error, RepoAccess, RunRef, write_result};
 use crate::crd::restore::RowCounts;
-use crate::db::{self, Connection, DumpMetadata, Engine, RestoreOptions};
+use crate::db::{self, Connection, DumpMetadata, RestoreOptions};
+use crate::jobs::mover::command::{
+    RestoreCommand, RestoreDatabase, RestoreManifests, RestoreVolume,
+};
 use crate::jobs::result::{MoverResult, RESULT_VERSION, TERMINATION_MESSAGE_LIMIT};
 use crate::repo::{self, ProgressSink, Repo, SnapshotFilter, SnapshotInfo, engine::RestoreTarget};
 
@@ -42,98 +43,23 @@ pub const VOLUME_MARKER: &str = ".lifeboat-restore-in-progress";
 /// At most this many per-object or per-table problems are listed in a result.
 const MAX_LISTED: usize = 20;
 
-/// What every restore mover is told about its run.
-#[derive(Args, Debug, Clone)]
-pub struct RestoreRunArgs {
-    /// The Restore (run object), as NAMESPACE/NAME: progress and row counts are reported
-    /// on its status.
-    #[arg(long)]
-    pub restore: String,
-    /// ID of the snapshot to restore.
-    #[arg(long)]
-    pub snapshot: String,
-    /// Source name (the status entry and progress key).
-    #[arg(long)]
-    pub source: String,
-}
-
-/// `mover restore` subcommands.
-#[derive(Subcommand, Debug)]
-pub enum RestoreCmd {
-    /// Restore a volume snapshot into a mounted (empty) volume.
-    Volume(VolumeArgs),
-    /// Restore a database dump into a server.
-    Database(DatabaseArgs),
-    /// Re-apply saved manifests into a namespace.
-    Manifests(ManifestArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct VolumeArgs {
-    /// Where the target volume is mounted (read-write).
-    #[arg(long)]
-    target: PathBuf,
-    #[command(flatten)]
-    run: RestoreRunArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct DatabaseArgs {
-    #[arg(long, value_enum)]
-    engine: Engine,
-    #[arg(long)]
-    host: String,
-    #[arg(long)]
-    port: Option<u16>,
-    /// Database to restore into. Default: the dumped database's name. Ignored for
-    /// all-databases dumps, which recreate their own databases.
-    #[arg(long)]
-    database: Option<String>,
-    /// Create the database when it does not exist.
-    #[arg(long)]
-    create_database: bool,
-    /// PostgreSQL: do not restore ownership and privileges (the dump's roles need not
-    /// exist on the target server).
-    #[arg(long)]
-    no_owner: bool,
-    /// Keep trying to connect this long (a server that was just started).
-    #[arg(long, default_value_t = 120)]
-    wait_seconds: u64,
-    #[command(flatten)]
-    run: RestoreRunArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct ManifestArgs {
-    /// The namespace objects are applied into; the mover refuses any other.
-    #[arg(long)]
-    namespace: String,
-    /// Comma-separated kinds (`Kind` or `Kind.group`); default: every saved kind.
-    #[arg(long, value_delimiter = ',')]
-    kinds: Vec<String>,
-    /// Suspend CronJobs, turn LoadBalancer/NodePort Services into ClusterIP, drop Ingresses.
-    #[arg(long)]
-    suppress_side_effects: bool,
-    /// Scale Deployments, StatefulSets and ReplicaSets to zero replicas.
-    #[arg(long)]
-    scale_to_zero: bool,
-    /// Where the snapshot's YAML is unpacked before it is applied.
-    #[arg(long, default_value = "/tmp/lifeboat-restore-manifests")]
-    staging: PathBuf,
-    #[command(flatten)]
-    run: RestoreRunArgs,
-}
+/// Keep trying to reach a database server this long unless the command says otherwise
+/// (a server that was just started).
+const DEFAULT_WAIT_SECONDS: u64 = 120;
+/// Where a snapshot's YAML is unpacked unless the command names a place.
+const DEFAULT_STAGING: &str = "/tmp/lifeboat-restore-manifests";
 
 /// A failed restore that still has facts to report (e.g. what was applied).
 struct Failed {
-    error: CliError,
+    /// Boxed: a repository error is large, and every restore step returns this.
+    error: Box<Error>,
     details: Map<String, Value>,
 }
 
-impl From<CliError> for Failed {
-    fn from(error: CliError) -> Self {
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
         Failed {
-            error,
+            error: Box::new(error),
             details: Map::new(),
         }
     }
@@ -141,20 +67,13 @@ impl From<CliError> for Failed {
 
 impl From<repo::Error> for Failed {
     fn from(e: repo::Error) -> Self {
-        CliError::from(e).into()
+        Error::from(e).into()
     }
 }
 
 impl From<db::Error> for Failed {
     fn from(e: db::Error) -> Self {
-        CliError::from(e).into()
-    }
-}
-
-fn err(category: &'static str, message: impl Into<String>) -> CliError {
-    CliError {
-        category,
-        message: message.into(),
+        Error::from(e).into()
     }
 }
 
@@ -163,12 +82,12 @@ fn micros(t: Timestamp) -> String {
 }
 
 /// Runs a `mover restore` subcommand and writes its result.
-pub fn run(cmd: RestoreCmd, repo_args: &RepoArgs) -> Result<(), CliError> {
+pub(crate) fn run(cmd: RestoreCommand, repo_args: &RepoAccess) -> Result<(), Error> {
     let started_at = Timestamp::now();
     let outcome = match cmd {
-        RestoreCmd::Volume(a) => volume(a, repo_args),
-        RestoreCmd::Database(a) => database(a, repo_args),
-        RestoreCmd::Manifests(a) => manifests(a, repo_args),
+        RestoreCommand::Volume(a) => volume(a, repo_args),
+        RestoreCommand::Database(a) => database(a, repo_args),
+        RestoreCommand::Manifests(a) => manifests(a, repo_args),
     };
     let finished_at = micros(Timestamp::now());
     let (mut result, error) = match outcome {
@@ -176,14 +95,11 @@ pub fn run(cmd: RestoreCmd, repo_args: &RepoArgs) -> Result<(), CliError> {
         Err(f) => (
             MoverResult {
                 v: RESULT_VERSION,
-                failure: Some(Failure {
-                    reason: f.error.category.to_string(),
-                    message: f.error.message.clone(),
-                }),
+                failure: Some(super::failure(&f.error)),
                 details: f.details,
                 ..MoverResult::default()
             },
-            Some(f.error),
+            Some(*f.error),
         ),
     };
     result
@@ -202,9 +118,9 @@ pub fn run(cmd: RestoreCmd, repo_args: &RepoArgs) -> Result<(), CliError> {
 /// Opens the repository and finds the snapshot; a snapshot that is gone is
 /// `SnapshotMissing`, not a generic not-found.
 fn open_snapshot(
-    repo_args: &RepoArgs,
+    repo_args: &RepoAccess,
     id: &str,
-) -> Result<(Repo, Arc<ProgressSink>, SnapshotInfo), CliError> {
+) -> Result<(Repo, Arc<ProgressSink>, SnapshotInfo), Error> {
     let (repo, sink) = super::backup::open_with_sink(repo_args)?;
     let sn = repo
         .find_snapshot(id, &SnapshotFilter::default())
@@ -212,14 +128,11 @@ fn open_snapshot(
     Ok((repo, sink, sn))
 }
 
-fn snapshot_error(e: repo::Error) -> CliError {
+fn snapshot_error(e: repo::Error) -> Error {
     match e {
-        repo::Error::SnapshotNotFound(id) => err(
-            "SnapshotMissing",
-            format!(
-                "snapshot {id} is not in the repository (forgotten by retention, or another repository)"
-            ),
-        ),
+        repo::Error::SnapshotNotFound(id) => Error::SnapshotMissing(format!(
+            "snapshot {id} is not in the repository (forgotten by retention, or another repository)"
+        )),
         other => other.into(),
     }
 }
@@ -239,8 +152,8 @@ fn base_result(sn: &SnapshotInfo, started: Instant) -> MoverResult {
 
 /// Why a volume may not be restored into: `None` when it is empty (apart from a file
 /// system's `lost+found`), or holds only our marker for this very snapshot (a retry).
-pub fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<String>, CliError> {
-    let io = |e: std::io::Error| err("LocalIo", format!("reading {}: {e}", dir.display()));
+pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<String>, Error> {
+    let io = |e: std::io::Error| Error::io(format!("reading {}", dir.display()), e);
     let mut others = Vec::new();
     let mut marker_ok = false;
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -286,24 +199,24 @@ pub fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<String>, Cli
     )))
 }
 
-fn volume(a: VolumeArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed> {
-    let VolumeArgs { target, run } = a;
-    let run_ref = RunRef::for_restore(&run.restore)?;
+fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
+    let RestoreVolume { target, run } = a;
+    let run_ref = RunRef::for_restore(&run.restore);
     if !target.is_dir() {
-        return Err(err(
-            "TargetNotFound",
-            format!("volume mount {} is not a directory", target.display()),
-        )
+        return Err(Error::TargetNotFound(format!(
+            "volume mount {} is not a directory",
+            target.display()
+        ))
         .into());
     }
     let started = Instant::now();
     let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
     if let Some(why) = volume_occupied(&target, &sn.id)? {
-        return Err(err("TargetExists", why).into());
+        return Err(Error::TargetExists(why).into());
     }
     let marker = target.join(VOLUME_MARKER);
     std::fs::write(&marker, format!("{}\n", sn.id))
-        .map_err(|e| err("LocalIo", format!("writing {}: {e}", marker.display())))?;
+        .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
     // The volume mover backs up its mount point; restore that directory's content into
     // ours (not the path itself), whatever the mount point was.
     let sub = sn.paths.first().cloned().unwrap_or_default();
@@ -321,7 +234,7 @@ fn volume(a: VolumeArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed> {
     reporter.stop();
     let (_, stats) = outcome?;
     std::fs::remove_file(&marker)
-        .map_err(|e| err("LocalIo", format!("removing {}: {e}", marker.display())))?;
+        .map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
     let mut r = base_result(&sn, started);
     r.files = Some(stats.files_restored + stats.files_unchanged);
     r.details
@@ -411,8 +324,8 @@ fn wait_for_server(adapter: &dyn db::DatabaseAdapter, wait: Duration) -> Result<
     }
 }
 
-fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed> {
-    let DatabaseArgs {
+fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
+    let RestoreDatabase {
         engine,
         host,
         port,
@@ -422,31 +335,28 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed
         wait_seconds,
         run,
     } = a;
-    let run_ref = RunRef::for_restore(&run.restore)?;
+    let run_ref = RunRef::for_restore(&run.restore);
+    let wait_seconds = wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS);
     if let Some(d) = &database {
         db::validate_name(d)?;
     }
     let started = Instant::now();
+    let (user, password) = db_login();
     let conn = Connection {
         host: Some(host.clone()),
         port,
-        user: std::env::var("LIFEBOAT_DB_USER")
-            .ok()
-            .filter(|u| !u.is_empty()),
-        password: env_secret("LIFEBOAT_DB_PASSWORD"),
+        user,
+        password,
         dump_args: Vec::new(),
     };
     let adapter = db::adapter(engine, conn);
     let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
     let (_, meta) = db::read_metadata(&repo, &sn.id, &SnapshotFilter::default())?;
     if meta.engine != engine {
-        return Err(err(
-            "InvalidInput",
-            format!(
-                "snapshot {} holds a {} dump, not {engine}",
-                sn.short_id, meta.engine
-            ),
-        )
+        return Err(Error::InvalidInput(format!(
+            "snapshot {} holds a {} dump, not {engine}",
+            sn.short_id, meta.engine
+        ))
         .into());
     }
     let server_version = wait_for_server(adapter.as_ref(), Duration::from_secs(wait_seconds))?;
@@ -457,22 +367,16 @@ fn database(a: DatabaseArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed
         if adapter.database_exists(name)? {
             let tables = adapter.row_counts(name)?;
             if !tables.is_empty() {
-                return Err(err(
-                    "TargetExists",
-                    format!(
+                return Err(Error::TargetExists(format!(
                         "database {name:?} on {host} already holds {} table(s); a restore never overwrites data",
                         tables.len()
-                    ),
-                )
+                    ))
                 .into());
             }
         } else if single && !create_database {
-            return Err(err(
-                "TargetNotFound",
-                format!(
-                    "database {name:?} does not exist on {host} (set createDatabase to create it)"
-                ),
-            )
+            return Err(Error::TargetNotFound(format!(
+                "database {name:?} does not exist on {host} (set createDatabase to create it)"
+            ))
             .into());
         } else if single {
             create = true;
@@ -759,8 +663,8 @@ pub fn kind_selected(wanted: &[String], dir: &str) -> bool {
 }
 
 /// The saved YAML files under `root`: `(Kind[.group] directory, file)`, sorted.
-fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, CliError> {
-    let io = |e: std::io::Error| err("LocalIo", format!("reading {}: {e}", root.display()));
+fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let io = |e: std::io::Error| Error::io(format!("reading {}", root.display()), e);
     let mut out = Vec::new();
     for dir in std::fs::read_dir(root).map_err(io)? {
         let dir = dir.map_err(io)?;
@@ -832,11 +736,11 @@ async fn apply_all(
     client: kube::Client,
     namespace: &str,
     objects: Vec<(String, Value)>,
-) -> Result<(u64, Vec<String>, Vec<String>), CliError> {
+) -> Result<(u64, Vec<String>, Vec<String>), Error> {
     let discovery = Discovery::new(client.clone())
         .run()
         .await
-        .map_err(|e| err("KubernetesApi", format!("API discovery: {e}")))?;
+        .map_err(|e| Error::kube_api(format!("API discovery: {e}")))?;
     let mut applied = 0u64;
     let mut existing = Vec::new();
     let mut failed = Vec::new();
@@ -860,10 +764,9 @@ async fn apply_all(
         }
         if value["metadata"]["namespace"].as_str() != Some(namespace) {
             // transform() always sets it; this guards the one rule that must never break.
-            return Err(err(
-                "TargetExists",
-                format!("{label} would be applied outside namespace {namespace}; refused"),
-            ));
+            return Err(Error::TargetExists(format!(
+                "{label} would be applied outside namespace {namespace}; refused"
+            )));
         }
         value["apiVersion"] = ar.api_version.clone().into();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
@@ -895,8 +798,8 @@ async fn apply_all(
     Ok((applied, existing, failed))
 }
 
-fn manifests(a: ManifestArgs, repo_args: &RepoArgs) -> Result<MoverResult, Failed> {
-    let ManifestArgs {
+fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
+    let RestoreManifests {
         namespace,
         kinds,
         suppress_side_effects,
@@ -904,23 +807,22 @@ fn manifests(a: ManifestArgs, repo_args: &RepoArgs) -> Result<MoverResult, Faile
         staging,
         run,
     } = a;
-    let _ = RunRef::for_restore(&run.restore)?;
+    let staging = staging.unwrap_or_else(|| DEFAULT_STAGING.into());
     // A mover writes only into the namespace it runs in.
     if let Ok(own) = std::env::var("POD_NAMESPACE")
         && !own.is_empty()
         && own != namespace
     {
-        return Err(err(
-            "TargetExists",
-            format!("refusing to apply into {namespace:?} from a mover in namespace {own:?}"),
-        )
+        return Err(Error::TargetExists(format!(
+            "refusing to apply into {namespace:?} from a mover in namespace {own:?}"
+        ))
         .into());
     }
     let started = Instant::now();
     let (repo, _sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
-            .map_err(|e| err("LocalIo", format!("clearing {}: {e}", staging.display())))?;
+            .map_err(|e| Error::io(format!("clearing {}", staging.display()), e))?;
     }
     let sub = sn.paths.first().cloned().unwrap_or_default();
     repo.restore_with(
@@ -949,7 +851,7 @@ fn manifests(a: ManifestArgs, repo_args: &RepoArgs) -> Result<MoverResult, Faile
             path.file_stem().unwrap_or_default().to_string_lossy()
         );
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| err("LocalIo", format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let value: Value = match serde_saphyr::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
@@ -970,13 +872,12 @@ fn manifests(a: ManifestArgs, repo_args: &RepoArgs) -> Result<MoverResult, Faile
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| err("Internal", format!("runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("runtime: {e}")))?;
     let (applied, existing, apply_failed) = rt.block_on(async {
         let client = kube::Client::try_default().await.map_err(|e| {
-            err(
-                "KubernetesApi",
-                format!("no Kubernetes client (in-cluster config or KUBECONFIG): {e}"),
-            )
+            Error::kube_api(format!(
+                "no Kubernetes client (in-cluster config or KUBECONFIG): {e}"
+            ))
         })?;
         apply_all(client, &namespace, objects).await
     })?;
@@ -1009,20 +910,17 @@ fn manifests(a: ManifestArgs, repo_args: &RepoArgs) -> Result<MoverResult, Faile
             .into(),
     );
     Err(Failed {
-        error: err(
-            "ApplyFailed",
-            format!(
-                "{} object(s) not restored ({} applied): {}",
-                failed.len(),
-                applied,
-                failed
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        ),
+        error: Box::new(Error::ApplyFailed(format!(
+            "{} object(s) not restored ({} applied): {}",
+            failed.len(),
+            applied,
+            failed
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
         details: std::mem::take(&mut r.details),
     })
 }

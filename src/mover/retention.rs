@@ -5,54 +5,28 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use clap::Args;
-
-use super::tags;
-use crate::cli::{CliError, RepoArgs};
+use super::{Error, RepoAccess, tags};
+use crate::crd::common::Retention;
+use crate::jobs::mover::command::ApplyRetention;
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 use crate::repo::{GroupBy, RetentionPolicy, SnapshotFilter};
 
-#[derive(Args, Debug)]
-pub struct RetentionArgs {
-    /// The policy, as NAMESPACE/NAME.
-    #[arg(long)]
-    policy: String,
-    /// The Backup whose success triggered this run (for the record).
-    #[arg(long)]
-    backup: Option<String>,
-    #[arg(long)]
-    keep_last: Option<u32>,
-    #[arg(long)]
-    keep_hourly: Option<u32>,
-    #[arg(long)]
-    keep_daily: Option<u32>,
-    #[arg(long)]
-    keep_weekly: Option<u32>,
-    #[arg(long)]
-    keep_monthly: Option<u32>,
-    #[arg(long)]
-    keep_yearly: Option<u32>,
-    /// Plan only: report what would be forgotten.
-    #[arg(long)]
-    dry_run: bool,
-}
-
 /// Applies retention and prunes.
-pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliError> {
-    let RetentionArgs {
+pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let ApplyRetention {
         policy,
         backup: _,
+        keep,
+        dry_run,
+    } = a;
+    let Retention {
         keep_last,
         keep_hourly,
         keep_daily,
         keep_weekly,
         keep_monthly,
         keep_yearly,
-        dry_run,
-    } = a;
-    let (ns, name) = policy.split_once('/').ok_or_else(|| {
-        CliError::input(format!("--policy must be NAMESPACE/NAME, got {policy:?}"))
-    })?;
+    } = keep;
     let rules = RetentionPolicy {
         keep_last,
         keep_hourly,
@@ -74,13 +48,13 @@ pub fn run(a: RetentionArgs, repo_args: &RepoArgs) -> Result<MoverResult, CliErr
     .any(|k| k.is_some_and(|n| n > 0));
     if !keeps_something {
         // Forgetting with no positive rule would remove every snapshot of the policy.
-        return Err(CliError::input(
+        return Err(Error::input(
             "refusing retention without a positive keep rule: it would forget every snapshot",
         ));
     }
     let started = Instant::now();
     let repo = repo_args.open(true)?;
-    let policy_tag = tags::policy(ns, name);
+    let policy_tag = tags::policy(&policy.namespace, &policy.name);
     let all = repo.snapshots(&SnapshotFilter {
         tags: vec![policy_tag.clone()],
         ..SnapshotFilter::default()

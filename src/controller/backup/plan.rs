@@ -35,6 +35,10 @@ use crate::crd::backup::{
 use crate::crd::backup_policy::{BackupPolicy, CopyMethod, DatabaseSource};
 use crate::crd::common::{Failure, condition};
 use crate::crd::labels;
+use crate::jobs::mover::command::{
+    ApplyRetention, BackupCommand, BackupDatabase, BackupManifests, BackupRun, BackupVolume,
+    MoverCommand, NamespacedName,
+};
 use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
@@ -269,51 +273,44 @@ fn unit_job(
     let b = o.backup;
     let name = job_name(&b.name_any(), unit.kind(), unit.name());
     let ns = b.namespace().unwrap_or_default();
-    let mut args: Vec<String> = vec!["mover".into(), "backup".into()];
+    let run = BackupRun {
+        policy: NamespacedName::new(&ns, policy.name_any()),
+        backup: b.name_any(),
+    };
     let mut env: Vec<EnvVar> = vec![];
     let mut image = o.config.mover_image.clone();
     let mut run_as_root = false;
-    match unit {
+    let command = match unit {
         Unit::Volume { pvc, source } => {
             run_as_root = true;
-            args.extend([
-                "volume".into(),
-                "--source".into(),
-                pvc.clone(),
-                "--path".into(),
-                "/data".into(),
-            ]);
-            for e in &source.exclude {
-                args.extend(["--exclude".into(), e.clone()]);
-            }
+            BackupCommand::Volume(BackupVolume {
+                source: pvc.clone(),
+                path: "/data".into(),
+                excludes: source.exclude.clone(),
+                run,
+            })
         }
         Unit::Database { source } => {
             image = o.config.mover_db_image.clone();
-            args.extend(database_args(source));
             env.extend(database_env(source));
+            BackupCommand::Database(database_command(source, run))
         }
         Unit::Manifests => {
             let m = policy.spec.sources.manifests.clone().unwrap_or_default();
-            args.extend(["manifests".into(), "--namespace".into(), ns.clone()]);
-            if !m.kinds.is_empty() {
-                args.extend(["--kinds".into(), m.kinds.join(",")]);
-            }
-            if let Some(sel) = &m.selector
-                && let Ok(s) = kube::core::Selector::try_from(sel.clone())
-            {
-                args.extend(["--selector".into(), s.to_string()]);
-            }
-            if m.include_secrets {
-                args.push("--include-secrets".into());
-            }
+            BackupCommand::Manifests(BackupManifests {
+                namespace: ns.clone(),
+                kinds: m.kinds.clone(),
+                selector: m
+                    .selector
+                    .as_ref()
+                    .and_then(|sel| kube::core::Selector::try_from(sel.clone()).ok())
+                    .map(|s| s.to_string()),
+                include_secrets: m.include_secrets,
+                staging: None,
+                run,
+            })
         }
-    }
-    args.extend([
-        "--policy".into(),
-        format!("{ns}/{}", policy.name_any()),
-        "--backup".into(),
-        b.name_any(),
-    ]);
+    };
     if let Some(img) = &policy.spec.mover.image {
         image = img.clone();
     }
@@ -332,7 +329,7 @@ fn unit_job(
         image,
         image_pull_policy: o.config.image_pull_policy.clone(),
         service_account: o.config.mover_service_account.clone(),
-        args,
+        command: MoverCommand::Backup(command),
         env,
         store: store.clone(),
         mounts: mount.into_iter().collect(),
@@ -346,25 +343,16 @@ fn unit_job(
     })
 }
 
-fn database_args(d: &DatabaseSource) -> Vec<String> {
-    let mut a: Vec<String> = vec![
-        "database".into(),
-        "--source".into(),
-        d.name.clone(),
-        "--engine".into(),
-        d.engine.as_str().into(),
-        "--host".into(),
-        d.host.clone(),
-        "--port".into(),
-        d.port.unwrap_or(d.engine.default_port()).to_string(),
-    ];
-    if let Some(db) = &d.database {
-        a.extend(["--database".into(), db.clone()]);
+fn database_command(d: &DatabaseSource, run: BackupRun) -> BackupDatabase {
+    BackupDatabase {
+        source: d.name.clone(),
+        engine: d.engine.into(),
+        host: d.host.clone(),
+        port: Some(d.port.unwrap_or(d.engine.default_port())),
+        database: d.database.clone(),
+        extra_args: d.extra_args.clone(),
+        run,
     }
-    for x in &d.extra_args {
-        a.push(format!("--extra-arg={x}"));
-    }
-    a
 }
 
 fn database_env(d: &DatabaseSource) -> Vec<EnvVar> {
@@ -1001,25 +989,12 @@ fn retention(o: &Observed<'_>, p: &mut Plan) {
         }
         None => {
             let ns = b.namespace().unwrap_or_default();
-            let mut args: Vec<String> = vec![
-                "mover".into(),
-                "retention".into(),
-                "--policy".into(),
-                format!("{ns}/{}", policy.name_any()),
-            ];
-            for (flag, v) in [
-                ("--keep-last", r.keep_last),
-                ("--keep-hourly", r.keep_hourly),
-                ("--keep-daily", r.keep_daily),
-                ("--keep-weekly", r.keep_weekly),
-                ("--keep-monthly", r.keep_monthly),
-                ("--keep-yearly", r.keep_yearly),
-            ] {
-                if let Some(v) = v {
-                    args.extend([flag.to_string(), v.to_string()]);
-                }
-            }
-            args.extend(["--backup".into(), b.name_any()]);
+            let command = MoverCommand::Retention(ApplyRetention {
+                policy: NamespacedName::new(&ns, policy.name_any()),
+                backup: Some(b.name_any()),
+                keep: r.clone(),
+                dry_run: false,
+            });
             p.create_jobs.push(mover::build(&MoverJob {
                 name: name.clone(),
                 namespace: ns,
@@ -1033,7 +1008,7 @@ fn retention(o: &Observed<'_>, p: &mut Plan) {
                     .unwrap_or_else(|| o.config.mover_image.clone()),
                 image_pull_policy: o.config.image_pull_policy.clone(),
                 service_account: o.config.mover_service_account.clone(),
-                args,
+                command,
                 env: vec![],
                 store: store.clone(),
                 mounts: vec![],

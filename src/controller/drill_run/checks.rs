@@ -25,8 +25,11 @@ use crate::crd::common::DatabaseCredentialsRef;
 use crate::crd::dr_drill::{Check, CheckResult, CheckVerdict, DrillRestorePoint, DrillRun};
 use crate::crd::labels;
 use crate::crd::restore::Restore;
-use crate::drill::checks::summarise;
+use crate::drill::checks::{FileDigest, summarise};
 use crate::drill::measure;
+use crate::jobs::mover::command::{
+    CheckCommand, CheckFiles, CheckFreshness, CheckHttp, CheckSql, DbTarget, MoverCommand, SqlTest,
+};
 use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
@@ -274,56 +277,42 @@ pub fn check_job(
     if let Some(cmd) = &c.command {
         return command_job(cmd, &name, sandbox, lbl, ann, deadline, dbs, vols);
     }
-    let mut args: Vec<String> = vec!["mover".into(), "check".into()];
     let mut env = Vec::new();
     let mut mounts = Vec::new();
     let mut image = config.mover_image.clone();
     let mut root = false;
-    let db_args = |db: &RestoredDb| -> Vec<String> {
-        vec![
-            "--engine".into(),
-            db.engine.as_str().into(),
-            "--host".into(),
-            db.host.clone(),
-            "--port".into(),
-            db.port.to_string(),
-            "--database".into(),
-            db.database.clone(),
-        ]
+    let db_target = |db: &RestoredDb| DbTarget {
+        engine: db.engine.into(),
+        host: db.host.clone(),
+        port: Some(db.port),
+        database: db.database.clone(),
     };
-    if let Some(sql) = &c.sql {
+    let check = if let Some(sql) = &c.sql {
         let db = &dbs[&sql.database];
         image = config.mover_db_image.clone();
-        args.push("sql".into());
-        args.extend(db_args(db));
         env.extend(db_login_env(db, "LIFEBOAT_DB_USER", "LIFEBOAT_DB_PASSWORD"));
-        if sql.matches_backup {
-            args.push("--matches-backup".into());
-            args.extend([
-                "--snapshot".into(),
-                rp.snapshots.get(&sql.database).cloned().unwrap_or_default(),
-            ]);
-        } else {
-            args.extend(["--query".into(), sql.query.clone().unwrap_or_default()]);
-            if let Some(e) = &sql.expect {
-                for (flag, v) in [
-                    ("--equals", &e.equals),
-                    ("--at-least", &e.at_least),
-                    ("--at-most", &e.at_most),
-                ] {
-                    if let Some(v) = v {
-                        args.extend([flag.to_string(), v.clone()]);
-                    }
-                }
+        let test = if sql.matches_backup {
+            SqlTest::MatchesBackup {
+                snapshot: rp.snapshots.get(&sql.database).cloned().unwrap_or_default(),
             }
-        }
+        } else {
+            SqlTest::Query {
+                query: sql.query.clone().unwrap_or_default(),
+                expect: sql.expect.clone().unwrap_or_default(),
+            }
+        };
+        CheckCommand::Sql(CheckSql {
+            db: db_target(db),
+            test,
+        })
     } else if let Some(f) = &c.freshness {
         let db = &dbs[&f.database];
         image = config.mover_db_image.clone();
-        args.push("freshness".into());
-        args.extend(db_args(db));
-        args.extend(["--query".into(), f.query.clone()]);
         env.extend(db_login_env(db, "LIFEBOAT_DB_USER", "LIFEBOAT_DB_PASSWORD"));
+        CheckCommand::Freshness(CheckFreshness {
+            db: db_target(db),
+            query: f.query.clone(),
+        })
     } else if let Some(f) = &c.files {
         root = true;
         let mount = format!("/volumes/{}", f.volume);
@@ -332,31 +321,28 @@ pub fn check_job(
             mount_path: mount.clone(),
             read_only: true,
         });
-        args.extend(["files".into(), "--root".into(), mount]);
-        for e in &f.exist {
-            args.extend(["--exist".into(), e.clone()]);
-        }
-        for d in &f.checksums {
-            args.push("--checksum".into());
-            args.push(match &d.sha256 {
-                Some(h) => format!("{}={}", d.path, h.to_ascii_lowercase()),
-                None => d.path.clone(),
-            });
-        }
-        if let Some(id) = rp.snapshots.get(&f.volume) {
-            args.extend(["--snapshot".into(), id.clone()]);
-        }
-    } else if let Some(h) = &c.http {
-        args.extend([
-            "http".into(),
-            "--url".into(),
-            h.url.clone(),
-            "--expect-status".into(),
-            h.expect_status.unwrap_or(200).to_string(),
-            "--timeout-seconds".into(),
-            timeout.as_secs().max(1).to_string(),
-        ]);
-    }
+        CheckCommand::Files(CheckFiles {
+            root: mount.into(),
+            exist: f.exist.clone(),
+            checksums: f
+                .checksums
+                .iter()
+                .map(|d| FileDigest {
+                    path: d.path.clone(),
+                    sha256: d.sha256.as_ref().map(|h| h.to_ascii_lowercase()),
+                })
+                .collect(),
+            snapshot: rp.snapshots.get(&f.volume).cloned(),
+        })
+    } else {
+        // The drill's spec check admits exactly one kind per check, so this is `http`.
+        let h = c.http.clone().unwrap_or_default();
+        CheckCommand::Http(CheckHttp {
+            url: h.url,
+            expect_status: h.expect_status.unwrap_or(200),
+            timeout_seconds: timeout.as_secs().max(1),
+        })
+    };
     let mut job = mover::build(&MoverJob {
         name,
         namespace: sandbox.into(),
@@ -368,7 +354,7 @@ pub fn check_job(
         image,
         image_pull_policy: config.image_pull_policy.clone(),
         service_account: config.mover_service_account.clone(),
-        args,
+        command: MoverCommand::Check(check),
         env,
         store: store.clone(),
         mounts,

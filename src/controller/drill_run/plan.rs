@@ -61,6 +61,7 @@ use crate::crd::restore::{
 use crate::crd::store::BackupStoreSpec;
 use crate::drill::checks::summarise;
 use crate::drill::measure;
+use crate::jobs::mover::command::{MoverCommand, NamespacedName, WriteReport};
 use crate::jobs::mover::{self, MoverJob, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
@@ -1161,12 +1162,9 @@ fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
         image: o.config.mover_image.clone(),
         image_pull_policy: o.config.image_pull_policy.clone(),
         service_account: o.config.mover_service_account.clone(),
-        args: vec![
-            "mover".into(),
-            "report".into(),
-            "--run".into(),
-            run_ref(run),
-        ],
+        command: MoverCommand::Report(WriteReport {
+            run: NamespacedName::new(ns.clone(), run.name_any()),
+        }),
         env: vec![],
         store: store.clone(),
         mounts: vec![],

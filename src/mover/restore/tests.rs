@@ -2,6 +2,7 @@
 //! selection, apply order, the empty-volume rule and the row-count comparison.
 
 use super::*;
+use crate::db::Engine;
 
 fn suppress() -> TransformOptions {
     TransformOptions {

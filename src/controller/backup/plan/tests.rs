@@ -770,3 +770,53 @@ fn what_a_restore_needs_is_recorded_with_each_source() {
     let db = p.status.sources[1].database.as_ref().unwrap();
     assert_eq!(db.server_version.as_deref(), Some("15.8 (Debian)"));
 }
+
+/// Every kind of Job a Backup runs, pinned as rendered (see `jobs::mover::snapshots`).
+#[test]
+fn mover_jobs_of_each_kind_match_their_snapshots() {
+    use crate::crd::backup_policy::ManifestSource;
+    use crate::jobs::mover::snapshots::assert_job;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.consumers = BTreeMap::from([("data".to_string(), "node-7".to_string())]);
+    w.policy.spec.sources.volumes[0].exclude = vec!["*.tmp".into(), "cache/".into()];
+    w.policy.spec.sources.databases[0].extra_args = vec!["--no-comments".into()];
+    w.policy.spec.sources.manifests = Some(ManifestSource {
+        kinds: vec!["Deployment.apps".into(), "ConfigMap".into()],
+        selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("app".to_string(), "shop".to_string())])),
+            ..LabelSelector::default()
+        }),
+        include_secrets: true,
+    });
+    w.policy.spec.retention = Retention {
+        keep_last: Some(3),
+        keep_daily: Some(7),
+        ..Retention::default()
+    };
+    let p = w.step();
+    let mut names = vec![];
+    for j in &p.create_jobs {
+        let kind = match j.name_any().as_str() {
+            VOL_JOB => "backup-volume",
+            DB_JOB => "backup-database",
+            _ => "backup-manifests",
+        };
+        assert_job(kind, j);
+        names.push(j.name_any());
+    }
+    assert_eq!(p.create_jobs.len(), 3, "{names:?}");
+    w.jobs = names.iter().map(|n| job(n, Some((true, "")))).collect();
+    w.pods = names
+        .iter()
+        .map(|n| pod(n, "Succeeded", Some((0, ok_result("aaaa", 1))), None))
+        .collect();
+    w.step();
+    let p = w.step();
+    let rj = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
+        .expect("a retention Job");
+    assert_job("retention", rj);
+}

@@ -1312,3 +1312,80 @@ fn database_targets_and_env_names() {
     assert_ne!(sandbox_name(None, "a", RUN), sandbox_name(None, "b", RUN));
     assert!(sandbox_name(None, &"n".repeat(63), &"x".repeat(80)).len() <= 63);
 }
+
+/// Every kind of mover Job a drill run starts (the checks, then the report), pinned as
+/// rendered (see `jobs::mover::snapshots`).
+#[test]
+fn mover_jobs_of_each_kind_match_their_snapshots() {
+    use crate::crd::dr_drill::{Expectation, HttpCheck};
+    use crate::jobs::mover::snapshots::assert_job;
+    let mut spec = drill_spec();
+    spec.checks[2]
+        .files
+        .as_mut()
+        .unwrap()
+        .checksums
+        .push(FileChecksum {
+            path: "docs/readme.txt".into(),
+            sha256: Some("AB".repeat(32)),
+        });
+    spec.checks.push(Check {
+        name: "count".into(),
+        sql: Some(SqlCheck {
+            database: "pg".into(),
+            query: Some("select count(*) from orders".into()),
+            expect: Some(Expectation {
+                at_least: Some("1".into()),
+                ..Expectation::default()
+            }),
+            ..SqlCheck::default()
+        }),
+        ..Check::default()
+    });
+    spec.checks.push(Check {
+        name: "web".into(),
+        http: Some(HttpCheck {
+            url: "http://web.sandbox.svc/healthz".into(),
+            expect_status: Some(204),
+        }),
+        timeout: Some("30s".into()),
+        ..Check::default()
+    });
+    let mut w = World::new(spec);
+    w.store.as_mut().unwrap().spec.repository_password = crate::crd::common::SecretKeyRef {
+        name: "repo-pass".into(),
+        key: "password".into(),
+        namespace: None,
+    };
+    let p = w.run_to_verifying();
+    for (check, kind) in [
+        ("rows", "check-sql-matches-backup"),
+        ("count", "check-sql-query"),
+        ("fresh", "check-freshness"),
+        ("files", "check-files"),
+        ("web", "check-http"),
+    ] {
+        let name = check_job_name(RUN, check);
+        let j = p
+            .create_jobs
+            .iter()
+            .find(|j| j.name_any() == name)
+            .unwrap_or_else(|| panic!("no Job for check {check}"));
+        assert_job(kind, j);
+    }
+    w.finish_checks(&[
+        ("rows", "Passed", "ok"),
+        ("count", "Passed", "5"),
+        ("fresh", "Passed", "2026-11-22T14:00:00Z"),
+        ("files", "Passed", "ok"),
+        ("web", "Passed", "204"),
+    ]);
+    w.at("2026-11-22T15:01:45Z").step();
+    let p = w.at("2026-11-22T15:01:46Z").step();
+    let report = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == report_job_name(RUN))
+        .expect("the report Job");
+    assert_job("report", report);
+}

@@ -3,6 +3,10 @@
 //! observed world; the state machine in the parent module decides when to use them.
 
 use super::*;
+use crate::jobs::mover::command::{
+    MoverCommand, NamespacedName, RestoreCommand, RestoreDatabase, RestoreManifests, RestoreRun,
+    RestoreVolume,
+};
 
 /// Annotation on mover Jobs and ephemeral servers: when the controller created them.
 pub const STARTED_AT: &str = "lifeboat.dev/started-at";
@@ -303,17 +307,9 @@ pub(super) fn common_job(
     store: &StoreTarget,
     entry: &RestoredSource,
     target: &str,
-    mut args: Vec<String>,
+    command: RestoreCommand,
 ) -> MoverJob {
     let r = o.restore;
-    args.extend([
-        "--restore".into(),
-        format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
-        "--snapshot".into(),
-        entry.snapshot_id.clone().unwrap_or_default(),
-        "--source".into(),
-        entry.name.clone(),
-    ]);
     let deadline = policy
         .spec
         .mover
@@ -336,7 +332,7 @@ pub(super) fn common_job(
             .unwrap_or_else(|| o.config.mover_image.clone()),
         image_pull_policy: o.config.image_pull_policy.clone(),
         service_account: o.config.mover_service_account.clone(),
-        args,
+        command: MoverCommand::Restore(command),
         env: vec![],
         store: store.clone(),
         mounts: vec![],
@@ -351,6 +347,16 @@ pub(super) fn common_job(
         backoff_limit: policy.spec.mover.backoff_limit.unwrap_or(2),
         resources: policy.spec.mover.resources.clone(),
         run_as_root: false,
+    }
+}
+
+/// The run a restore mover reports to.
+fn restore_run(o: &Observed<'_>, entry: &RestoredSource) -> RestoreRun {
+    let r = o.restore;
+    RestoreRun {
+        restore: NamespacedName::new(r.namespace().unwrap_or_default(), r.name_any()),
+        snapshot: entry.snapshot_id.clone().unwrap_or_default(),
+        source: entry.name.clone(),
     }
 }
 
@@ -383,14 +389,11 @@ pub(super) fn volume_job(
     pvc: &str,
     target: &str,
 ) -> Job {
-    let args = vec![
-        "mover".into(),
-        "restore".into(),
-        "volume".into(),
-        "--target".into(),
-        "/data".into(),
-    ];
-    let mut m = common_job(o, policy, store, entry, target, args);
+    let command = RestoreCommand::Volume(RestoreVolume {
+        target: "/data".into(),
+        run: restore_run(o, entry),
+    });
+    let mut m = common_job(o, policy, store, entry, target, command);
     // Files of any owner are written with their recorded owner and mode.
     m.run_as_root = true;
     m.mounts = vec![DataMount {
@@ -410,20 +413,6 @@ pub(super) fn database_job(
 ) -> Job {
     let db = entry.database.clone().unwrap_or_default();
     let ephemeral = db.server_name.is_some();
-    let mut args: Vec<String> = vec![
-        "mover".into(),
-        "restore".into(),
-        "database".into(),
-        "--engine".into(),
-        db.engine.as_str().into(),
-        "--host".into(),
-        db.host.clone(),
-        "--port".into(),
-        db.port.to_string(),
-    ];
-    if let Some(d) = &db.database {
-        args.extend(["--database".into(), d.clone()]);
-    }
     let create = ephemeral
         || o.restore
             .spec
@@ -432,13 +421,17 @@ pub(super) fn database_job(
             .find(|d| d.source == entry.name)
             .and_then(|d| d.target.as_ref())
             .is_some_and(|t| t.create_database);
-    if create {
-        args.push("--create-database".into());
-    }
-    if ephemeral {
+    let command = RestoreCommand::Database(RestoreDatabase {
+        engine: db.engine.into(),
+        host: db.host.clone(),
+        port: Some(db.port),
+        database: db.database.clone(),
+        create_database: create,
         // The dump's roles do not exist on a fresh server.
-        args.push("--no-owner".into());
-    }
+        no_owner: ephemeral,
+        wait_seconds: None,
+        run: restore_run(o, entry),
+    });
     let creds = db.credentials.clone().unwrap_or_default();
     let env = match (&o.mirror, ephemeral) {
         (Some(mirror), false) => {
@@ -453,7 +446,7 @@ pub(super) fn database_job(
             secret_env("LIFEBOAT_DB_PASSWORD", &creds.name, creds.password_key()),
         ],
     };
-    let mut m = common_job(o, policy, store, entry, target, args);
+    let mut m = common_job(o, policy, store, entry, target, command);
     m.image = policy
         .spec
         .mover
@@ -472,22 +465,14 @@ pub(super) fn manifests_job(
     target: &str,
 ) -> Job {
     let spec = o.restore.spec.manifests.clone().unwrap_or_default();
-    let mut args: Vec<String> = vec![
-        "mover".into(),
-        "restore".into(),
-        "manifests".into(),
-        "--namespace".into(),
-        target.into(),
-    ];
-    if !spec.kinds.is_empty() {
-        args.extend(["--kinds".into(), spec.kinds.join(",")]);
-    }
-    if spec.suppress_side_effects {
-        args.push("--suppress-side-effects".into());
-    }
-    if spec.scale_to_zero {
-        args.push("--scale-to-zero".into());
-    }
-    let m = common_job(o, policy, store, entry, target, args);
+    let command = RestoreCommand::Manifests(RestoreManifests {
+        namespace: target.into(),
+        kinds: spec.kinds.clone(),
+        suppress_side_effects: spec.suppress_side_effects,
+        scale_to_zero: spec.scale_to_zero,
+        staging: None,
+        run: restore_run(o, entry),
+    });
+    let m = common_job(o, policy, store, entry, target, command);
     build_job(o, m, target)
 }

@@ -1811,3 +1811,59 @@ fn pods_refused_at_admission_fail_fast_instead_of_hanging() {
     );
     assert_eq!(p.delete_servers, vec![SERVER.to_string()]);
 }
+
+/// Every kind of mover Job a Restore runs, pinned as rendered (see
+/// `jobs::mover::snapshots`): into another namespace, so credentials come from the mirror.
+#[test]
+fn mover_jobs_of_each_kind_match_their_snapshots() {
+    use crate::jobs::mover::snapshots::assert_job;
+    let spec = RestoreSpec {
+        source: by_backup("app-1"),
+        databases: vec![DatabaseRestore {
+            source: "pg".into(),
+            target: Some(DatabaseTarget {
+                host: "pg.prod.svc".into(),
+                port: Some(6432),
+                database: Some("orders_copy".into()),
+                credentials: DatabaseCredentialsRef {
+                    name: "pg-admin".into(),
+                    ..DatabaseCredentialsRef::default()
+                },
+                create_database: true,
+            }),
+            ..DatabaseRestore::default()
+        }],
+        manifests: Some(ManifestRestore {
+            kinds: vec!["Deployment.apps".into(), "ConfigMap".into()],
+            suppress_side_effects: true,
+            scale_to_zero: true,
+        }),
+        ..RestoreSpec::default()
+    };
+    let mut w = World::new(spec).elsewhere();
+    let p = w.step();
+    let find = |p: &Plan, name: &str| {
+        p.create_jobs
+            .iter()
+            .find(|j| j.name_any() == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no Job {name}"))
+    };
+    assert_job("restore-volume", &find(&p, VOL_JOB));
+    assert_job("restore-database", &find(&p, DB_JOB));
+    w.target_pvcs = vec![pvc("data", "5Gi", true)];
+    w.jobs = vec![job(VOL_JOB, Some((true, ""))), job(DB_JOB, None)];
+    w.pods = vec![mover_pod(
+        VOL_JOB,
+        "Succeeded",
+        Some(result(
+            "vvvv1111",
+            "2026-01-01T00:10:31.250000Z",
+            "2026-01-01T00:10:33.500000Z",
+            serde_json::json!({"bytesRestored": 300}),
+        )),
+        None,
+    )];
+    let p = w.step();
+    assert_job("restore-manifests", &find(&p, MAN_JOB));
+}
