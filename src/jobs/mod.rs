@@ -5,6 +5,7 @@
 
 pub mod mover;
 pub mod result;
+pub(crate) mod security;
 
 use std::collections::BTreeMap;
 

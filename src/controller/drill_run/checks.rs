@@ -30,7 +30,7 @@ use crate::drill::measure;
 use crate::jobs::mover::command::{
     CheckCommand, CheckFiles, CheckFreshness, CheckHttp, CheckSql, DbTarget, MoverCommand, SqlTest,
 };
-use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
+use crate::jobs::mover::{self, DataMount, MoverJob, Privilege, StoreTarget, security};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
 use crate::schedule::duration;
@@ -369,7 +369,11 @@ pub fn check_job(
         active_deadline_seconds: deadline,
         backoff_limit: 0,
         resources: None,
-        run_as_root: root,
+        privilege: if root {
+            Privilege::ReadAnyOwner
+        } else {
+            Privilege::Unprivileged
+        },
     });
     // NB: an owner in another namespace is not allowed (the garbage collector would delete
     // the Job at once); the sandbox's deletion removes it.
@@ -437,6 +441,10 @@ fn command_job(
         env: Some(env),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // A command check is the user's own program: it runs unprivileged, as a pod of a
+        // `restricted` sandbox must (a program that needs root fails, with the pod's
+        // reason, instead of lowering the sandbox's level).
+        security_context: Some(security::container(Privilege::Unprivileged, None)),
         ..Container::default()
     };
     Job {
@@ -458,6 +466,7 @@ fn command_job(
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     automount_service_account_token: Some(false),
+                    security_context: Some(security::pod(Privilege::Unprivileged, None)),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()

@@ -62,7 +62,7 @@ use crate::crd::store::BackupStoreSpec;
 use crate::drill::checks::summarise;
 use crate::drill::measure;
 use crate::jobs::mover::command::{MoverCommand, NamespacedName, WriteReport};
-use crate::jobs::mover::{self, MoverJob, StoreTarget};
+use crate::jobs::mover::{self, MoverJob, Privilege, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
 use crate::schedule::duration;
@@ -1180,7 +1180,7 @@ fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
         active_deadline_seconds: REPORTING_TIMEOUT.as_secs() as i64,
         backoff_limit: 1,
         resources: None,
-        run_as_root: false,
+        privilege: Privilege::Unprivileged,
     });
     job.metadata.annotations = Some(run_annotations(run));
     job

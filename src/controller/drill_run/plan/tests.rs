@@ -739,6 +739,21 @@ fn a_successful_restore_starts_one_job_per_check_in_the_sandbox() {
             format!("shop/{RUN}")
         );
         assert_eq!(j.spec.as_ref().unwrap().backoff_limit, Some(0));
+        // Every check pod meets `restricted` but the files check, which reads files of
+        // every owner (baseline, DAC_OVERRIDE).
+        use crate::drill::pod_security::{Level, violations};
+        let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let level = if j.name_any() == check_job_name(RUN, "files") {
+            Level::Baseline
+        } else {
+            Level::Restricted
+        };
+        assert_eq!(
+            violations(pod, level),
+            Vec::<String>::new(),
+            "{}",
+            j.name_any()
+        );
     }
     let c = |i: usize| {
         p.create_jobs[i]

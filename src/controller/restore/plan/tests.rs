@@ -1092,6 +1092,13 @@ fn an_ephemeral_server_is_started_first_and_the_mover_follows_once_ready() {
         .containers[0];
     assert_eq!(c.image.as_deref(), Some("postgres:15"));
     assert!(c.readiness_probe.as_ref().unwrap().tcp_socket.is_some());
+    // The throwaway server runs as the image's own user and meets `restricted`.
+    let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        crate::drill::pod_security::violations(pod, crate::drill::pod_security::Level::Restricted),
+        Vec::<String>::new()
+    );
+    assert_eq!(c.security_context.as_ref().unwrap().run_as_user, Some(999));
     let env = c.env.as_ref().unwrap();
     let pw = env.iter().find(|e| e.name == "POSTGRES_PASSWORD").unwrap();
     assert_eq!(
