@@ -38,7 +38,7 @@ pub fn render(crds: &[CustomResourceDefinition]) -> String {
          (ratcheting, [install.md](install.md#upgrading)). What only the controller can \
          know (a missing Secret, an unreachable bucket, a cron expression, a time zone, \
          names that must exist in the policy) is reported as a condition instead. The \
-         `test` column names the e2e test (e2e/tests/admission.rs) that applies a \
+         `test` column names the e2e test (e2e/tests/admission/) that applies a \
          violation of every rule of the kind as a namespace editor (cluster administrator \
          for ClusterBackupStore; DrillRun updates, which editors may not make, as the \
          administrator too) and checks the refusal and its message.\n\n",

@@ -5,7 +5,7 @@
 //! store, whose rules depend on the store's scope; the copy of a drill's spec kept in a
 //! run's status, which carries none).
 //!
-//! Invariants, checked by the tests in `crd::tests`:
+//! Invariants, checked by the tests below:
 //! - every message names the field it is about, so `kubectl apply` says what to fix;
 //! - a rule sits as deep in the schema as it can, because the API server ratchets a rule
 //!   (lets an object that already broke it be updated) only while the value at the rule's
@@ -457,7 +457,7 @@ mod tests {
     /// The API server refuses a CRD whose rules may cost too much: a rule that scans a
     /// string needs its `maxLength`, a rule over a list or map its `maxItems` or
     /// `maxProperties`. (Applying the CRDs to the real API server is the final word:
-    /// e2e/tests/admission.rs does.)
+    /// e2e/tests/admission does.)
     #[test]
     fn scanned_values_are_bounded() {
         for p in placed() {
