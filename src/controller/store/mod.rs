@@ -105,6 +105,7 @@ async fn read_key(
 ) -> std::result::Result<Option<Sensitive>, Outcome> {
     let ns = match (cluster, ns, default_ns) {
         (true, Some(ns), _) => ns.to_string(),
+        // The CRD refuses this at admission; kept for stores stored before the rule.
         (true, None, _) => {
             return Err(failed(
                 "InvalidStore",
