@@ -451,6 +451,9 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     let report2: Report = serde_json::from_slice(&bytes2)?;
     ensure!(report2.trend.len() == 1 && report2.trend[0].run == "shop-drill-1");
 
+    // The CLI verifies the chain against the DRDrill's record of its last report: wait
+    // until the drill has counted the second run (its own reconcile follows the run's).
+    drill_after(&p, "shop-drill", "shop-drill-2").await?;
     // The CLI verifies the chain and prints the report after checking its digest.
     let (code, out, err) = cli(&["drill", "verify-chain", "shop-drill", "-n", p.name()])?;
     println!("{out}");

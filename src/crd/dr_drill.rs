@@ -161,6 +161,26 @@ pub struct Sandbox {
     /// `None`: no NetworkPolicy.
     #[serde(default)]
     pub network_policy: SandboxNetworkPolicy,
+    /// The Pod Security Standards level restored workloads are held to: `Restricted`
+    /// (default) or `Baseline`, never more permissive than the level the drill's own
+    /// namespace enforces (a stricter source level wins). A restored workload whose pods
+    /// break the level fails the run's `pod-security` check, naming each violation. The
+    /// sandbox namespace enforces this level, or `baseline` while volumes are restored
+    /// into it (the volume mover writes files of every owner); see docs/drills.md.
+    #[serde(default)]
+    pub pod_security: SandboxPodSecurity,
+}
+
+/// The Pod Security Standards level of a sandbox.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum SandboxPodSecurity {
+    /// Kubernetes' `restricted` level: non-root, no privilege escalation, all
+    /// capabilities dropped, a seccomp profile, and the restricted volume types.
+    #[default]
+    Restricted,
+    /// Kubernetes' `baseline` level: no privileged containers, host namespaces, host
+    /// paths or ports, or capabilities beyond the default set.
+    Baseline,
 }
 
 /// Bounds the quota map (its rule visits every entry and parses each value).

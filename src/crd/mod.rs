@@ -69,6 +69,10 @@ pub mod labels {
     pub const DRILL_RUN: &str = "lifeboat.dev/drill-run";
     /// `true` on the sandbox namespaces of DR drills (what the sandbox sweep selects).
     pub const SANDBOX: &str = "lifeboat.dev/sandbox";
+    /// On Lifeboat's pods in a drill sandbox that must reach the store: a value derived
+    /// from the sandbox namespace's UID, which no restored object can know in advance.
+    /// The sandbox's mover NetworkPolicy selects it.
+    pub const SANDBOX_TOKEN: &str = "lifeboat.dev/sandbox-token";
 }
 
 /// Annotation keys Lifeboat puts on the objects it creates.

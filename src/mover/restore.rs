@@ -570,7 +570,26 @@ pub fn transform(
                 "Ingresses are dropped with suppressSideEffects",
             ));
         }
-        ("CronJob", Some(spec)) if opts.suppress_side_effects => {
+        // A DaemonSet runs a pod on every node of the cluster, not in a sandbox.
+        ("DaemonSet", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "DaemonSets are dropped with suppressSideEffects",
+            ));
+        }
+        // NetworkPolicies only ever allow more: a restored one could open a way out of the
+        // restore's own isolation (a drill sandbox denies everything else).
+        ("NetworkPolicy", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "NetworkPolicies are dropped with suppressSideEffects",
+            ));
+        }
+        // A PodDisruptionBudget would hold up node drains for pods nobody depends on.
+        ("PodDisruptionBudget", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "PodDisruptionBudgets are dropped with suppressSideEffects",
+            ));
+        }
+        ("CronJob" | "Job", Some(spec)) if opts.suppress_side_effects && group == "batch" => {
             spec.insert("suspend".into(), true.into());
         }
         ("Service", Some(spec)) if opts.suppress_side_effects => {

@@ -266,10 +266,19 @@ pub fn check_job(
     dbs: &BTreeMap<String, RestoredDb>,
     vols: &BTreeMap<String, String>,
     policy: Option<&crate::crd::backup_policy::BackupPolicy>,
+    sandbox_token: Option<&str>,
 ) -> Job {
     let name = check_job_name(&run.name_any(), &c.name);
     let timeout = check_timeout(c);
-    let mut lbl = run_labels(run, "mover");
+    // Checks are sandbox pods like any other: the sandbox's isolation applies to them
+    // (an HTTP check reaches only the sandbox). Only a check that reads the repository
+    // carries the token that lets it out (see drill_run::sandbox).
+    let mut lbl = run_labels(run, "drill-check");
+    if let (Some(sql), Some(t)) = (&c.sql, sandbox_token)
+        && sql.matches_backup
+    {
+        lbl.insert(labels::SANDBOX_TOKEN.into(), t.into());
+    }
     lbl.insert(labels::JOB_TYPE.into(), "check".into());
     lbl.insert(labels::SOURCE.into(), jobs::label_value(&c.name));
     let ann = run_annotations(run);
@@ -393,8 +402,8 @@ fn command_job(
     dbs: &BTreeMap<String, RestoredDb>,
     vols: &BTreeMap<String, String>,
 ) -> Job {
-    // Not a Lifeboat mover: the sandbox's network isolation applies to it.
-    lbl.insert(labels::COMPONENT.into(), "drill-check".into());
+    // The user's program: the sandbox's network isolation applies to it, always.
+    lbl.remove(labels::SANDBOX_TOKEN);
     let mut env = Vec::new();
     for (source, db) in dbs {
         let n = env_name(source);

@@ -350,10 +350,15 @@ pub(super) fn common_job(
         .as_deref()
         .and_then(|d| duration::parse(d).ok())
         .unwrap_or(DEFAULT_DEADLINE);
+    let mut labels = labels_for(r, &policy.name_any(), "mover", Some(&entry.name));
+    // Into a drill sandbox: the token that lets the mover through its NetworkPolicy.
+    if let Some(t) = o.target_namespace.and_then(jobs::sandbox_token_of) {
+        labels.insert(crate::crd::labels::SANDBOX_TOKEN.into(), t);
+    }
     MoverJob {
         name: job_name(&r.name_any(), entry.kind, &entry.name),
         namespace: target.into(),
-        labels: labels_for(r, &policy.name_any(), "mover", Some(&entry.name)),
+        labels,
         owner: r
             .controller_owner_ref(&())
             .expect("a stored Restore has a name and uid"),
