@@ -37,6 +37,9 @@ pub struct Config {
     pub leader_lease: Option<String>,
     /// This process's identity in leader election and Events.
     pub identity: String,
+    /// The Pod Security level the controller labels its own namespace with at start-up
+    /// (`restricted` in the chart); `None` leaves the namespace's labels alone.
+    pub own_namespace_pod_security: Option<String>,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             metrics_addr: "127.0.0.1:0".parse().expect("valid address"),
             leader_lease: None,
             identity: "test".into(),
+            own_namespace_pod_security: None,
         }
     }
 }

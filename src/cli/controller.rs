@@ -80,6 +80,10 @@ pub struct ControllerArgs {
         default_value = "lifeboat-controller"
     )]
     leader_lease: String,
+    /// Pod Security level to enforce on the controller's own namespace, set at start-up
+    /// (`restricted`, `baseline`); empty leaves the namespace's labels alone.
+    #[arg(long, env = "LIFEBOAT_OWN_NAMESPACE_POD_SECURITY", default_value = "", value_parser = ["", "restricted", "baseline"])]
+    own_namespace_pod_security: String,
 }
 
 impl ControllerArgs {
@@ -100,6 +104,7 @@ impl ControllerArgs {
             metrics_addr,
             leader_elect,
             leader_lease,
+            own_namespace_pod_security,
         } = self;
         let identity = identity.unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -129,6 +134,8 @@ impl ControllerArgs {
             metrics_addr,
             leader_lease: leader_elect.then_some(leader_lease),
             identity,
+            own_namespace_pod_security: (!own_namespace_pod_security.is_empty())
+                .then_some(own_namespace_pod_security),
         })
     }
 }

@@ -1874,3 +1874,44 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
     let p = w.step();
     assert_job("restore-manifests", &find(&p, MAN_JOB));
 }
+
+#[test]
+fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
+    let mut w = World::everything().elsewhere();
+    let p = w.step();
+    assert!(!p.create_jobs.is_empty());
+    for j in &p.create_jobs {
+        assert!(
+            !j.labels().contains_key(labels::SANDBOX_TOKEN),
+            "not a sandbox: no token"
+        );
+    }
+    let mut w = World::everything().elsewhere();
+    let sb = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    sb.metadata.uid = Some("sandbox-uid".into());
+    sb.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    let p = w.step();
+    assert!(!p.create_jobs.is_empty());
+    for j in &p.create_jobs {
+        let pod_labels = j
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone();
+        assert_eq!(
+            pod_labels.unwrap().get(labels::SANDBOX_TOKEN),
+            Some(&crate::jobs::sandbox_token("sandbox-uid")),
+            "{}",
+            j.name_any()
+        );
+    }
+}
