@@ -33,7 +33,7 @@ use crate::jobs::mover::command::{
     RestoreCommand, RestoreDatabase, RestoreManifests, RestoreVolume,
 };
 use crate::jobs::result::{MoverResult, RESULT_VERSION, TERMINATION_MESSAGE_LIMIT};
-use crate::repo::{self, ProgressSink, Repo, SnapshotFilter, SnapshotInfo, engine::RestoreTarget};
+use crate::repo::{self, ProgressSink, Repo, RestoreTarget, SnapshotFilter, SnapshotInfo};
 
 /// Field manager of every object a manifest restore applies.
 pub const FIELD_MANAGER: &str = "lifeboat-restore";
@@ -200,7 +200,11 @@ pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<Strin
 }
 
 fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
-    let RestoreVolume { target, run } = a;
+    let RestoreVolume {
+        target,
+        devices_and_setid,
+        run,
+    } = a;
     let run_ref = RunRef::for_restore(&run.restore);
     if !target.is_dir() {
         return Err(Error::TargetNotFound(format!(
@@ -229,6 +233,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
             target: target.clone(),
             delete: false,
             numeric_ids: true,
+            devices_and_setid,
         },
     );
     reporter.stop();
@@ -833,6 +838,7 @@ fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult,
             target: staging.clone(),
             delete: false,
             numeric_ids: false,
+            devices_and_setid: false,
         },
     )?;
     let opts = TransformOptions {

@@ -175,6 +175,10 @@ pub(crate) struct RestoreRun {
 pub(crate) struct RestoreVolume {
     /// Where the target volume is mounted (read-write).
     pub(crate) target: PathBuf,
+    /// Create device nodes and keep set-user-ID / set-group-ID bits recorded in the
+    /// snapshot (`--devices-and-setid`); off: a snapshot is input from whoever can write
+    /// the repository.
+    pub(crate) devices_and_setid: bool,
     pub(crate) run: RestoreRun,
 }
 
@@ -450,6 +454,7 @@ impl MoverCommand {
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {
                 let mut a = Argv::new(&["mover", "restore", "volume"]);
                 a.path("target", &c.target);
+                a.switch("devices-and-setid", c.devices_and_setid);
                 a.restore_run(&c.run);
                 a
             }

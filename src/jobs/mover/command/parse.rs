@@ -372,9 +372,17 @@ fn restore(args: &[String]) -> Result<RestoreCommand, ArgvError> {
     let (kind, rest) = word(args, "mover restore", KINDS)?;
     Ok(match kind {
         "volume" => {
-            let mut f = Flags::parse("restore volume", rest, &[&[("target", One)], &RESTORE_RUN])?;
+            let mut f = Flags::parse(
+                "restore volume",
+                rest,
+                &[
+                    &[("target", One), ("devices-and-setid", Switch)],
+                    &RESTORE_RUN,
+                ],
+            )?;
             RestoreCommand::Volume(RestoreVolume {
                 target: f.one("target")?.into(),
+                devices_and_setid: f.switch("devices-and-setid"),
                 run: f.restore_run()?,
             })
         }

@@ -135,6 +135,12 @@ fn samples() -> Vec<MoverCommand> {
         }),
         M::Restore(RestoreCommand::Volume(RestoreVolume {
             target: "/data".into(),
+            devices_and_setid: false,
+            run: restore_run(),
+        })),
+        M::Restore(RestoreCommand::Volume(RestoreVolume {
+            target: "/restore".into(),
+            devices_and_setid: true,
             run: restore_run(),
         })),
         M::Restore(RestoreCommand::Database(RestoreDatabase {
