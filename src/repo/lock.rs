@@ -34,9 +34,9 @@ use super::{
 };
 
 /// How long an unrefreshed lock stays valid (restic: 30 minutes).
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a held lock is refreshed (restic: 5 minutes).
-pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 const RECHECK_DELAY: Duration = Duration::from_millis(200);
 
 /// The lock file content (restic's JSON field names).

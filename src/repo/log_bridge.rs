@@ -44,7 +44,7 @@ impl Bridge {
 static BRIDGE: Bridge = Bridge;
 
 /// Installs the bridge (once per process; later calls are no-ops).
-pub fn install() {
+pub(crate) fn install() {
     if log::set_logger(&BRIDGE).is_ok() {
         log::set_max_level(LevelFilter::Debug);
     }

@@ -13,19 +13,19 @@
 //! - A stream backup whose source fails leaves no snapshot.
 //! - Destructive operations are plan → execute: [`Repo::plan_forget`] then [`Repo::forget`].
 
-pub mod backend;
+pub(crate) mod backend;
 pub(crate) mod backup;
 pub(crate) mod engine;
-pub mod error;
+pub(crate) mod error;
 pub(crate) mod format;
 pub(crate) mod location;
-pub mod lock;
-pub mod log_bridge;
-pub mod progress;
+pub(crate) mod lock;
+pub(crate) mod log_bridge;
+pub(crate) mod progress;
 pub(crate) mod restore;
-pub mod retention;
-pub mod snapshot;
-pub mod stream;
+pub(crate) mod retention;
+pub(crate) mod snapshot;
+pub(crate) mod stream;
 
 use std::{
     io::Write,

@@ -10,8 +10,8 @@
 //!   the facade can still tell `NoSuchBucket` from a refused connection.
 //! - No secret ever appears in a `location()`, an error or a log line.
 
-pub mod local;
-pub mod s3;
+pub(crate) mod local;
+pub(crate) mod s3;
 
 use std::{fmt, sync::Arc};
 
