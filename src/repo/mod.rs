@@ -15,6 +15,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod backup;
+pub(crate) mod check;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod format;
@@ -22,6 +23,7 @@ pub(crate) mod location;
 pub(crate) mod lock;
 pub(crate) mod log_bridge;
 pub(crate) mod progress;
+pub(crate) mod repair;
 pub(crate) mod restore;
 pub(crate) mod retention;
 pub(crate) mod snapshot;
@@ -34,8 +36,8 @@ use std::{
 };
 
 use rustic_core::{
-    CheckOptions, ConfigOptions, Credentials, FileType, KeyOptions, PruneOptions, ReadSubsetOption,
-    Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions, repofile::SnapshotFile,
+    ConfigOptions, Credentials, FileType, KeyOptions, PruneOptions, Repository, RepositoryBackends,
+    RepositoryOptions, SnapshotOptions, repofile::SnapshotFile,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -44,11 +46,13 @@ pub use backend::{
     ObjectStore, StoreError, StoreErrorKind,
     s3::{ChecksumMode, S3Config, S3Credentials},
 };
+pub use check::CheckReport;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, RestoreTarget, StreamBackup};
 pub use error::{Corruption, Error, Result, RetryClass};
 pub use format::key::KdfParams;
 pub use lock::FoundLock;
 pub use progress::ProgressSink;
+pub use repair::RepairReport;
 pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
 pub use snapshot::{SnapshotFilter, SnapshotInfo, SnapshotStats};
 pub use stream::{CommandFailed, CommandStream};
@@ -269,28 +273,6 @@ pub struct CheckRequest {
     pub read_data: bool,
     /// Read only a subset: `10%`, `1/5`, `500MiB`.
     pub read_data_subset: Option<String>,
-}
-
-/// What `check` found.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CheckReport {
-    /// Problems that make data unreadable.
-    pub errors: Vec<String>,
-    /// Harmless findings (unreferenced packs from an interrupted backup, ...).
-    pub warnings: Vec<String>,
-}
-
-impl CheckReport {
-    /// `Err(CheckFailed)` when there are errors.
-    pub fn into_result(self) -> Result<Self> {
-        match self.errors.first() {
-            None => Ok(self),
-            Some(first) => Err(Error::CheckFailed {
-                count: self.errors.len(),
-                first: first.clone(),
-            }),
-        }
-    }
 }
 
 /// What `prune` did (or would do).
@@ -657,29 +639,23 @@ impl Repo {
     }
 
     /// Verifies the repository structure, optionally reading (a subset of) the data.
+    /// Damage is named (pack, blob, the files that need it) with what to do about it.
     pub fn check(&self, req: &CheckRequest) -> Result<CheckReport> {
+        let read = match (&req.read_data_subset, req.read_data) {
+            (Some(s), _) => check::ReadData::parse(s).map_err(Error::InvalidInput)?,
+            (None, true) => check::ReadData::All,
+            (None, false) => check::ReadData::None,
+        };
         let _lock = self.lock(false)?;
-        let mut opts =
-            CheckOptions::default().read_data(req.read_data || req.read_data_subset.is_some());
-        if let Some(s) = &req.read_data_subset {
-            let subset: ReadSubsetOption = s.parse().map_err(|_| {
-                Error::InvalidInput(format!(
-                    "invalid --read-data-subset {s:?} (use 10%, 1/5 or 500MiB)"
-                ))
-            })?;
-            opts = opts.read_data_subset(subset);
-        }
-        let results = self.ctx.open_rustic()?.check(opts)?;
-        let mut report = CheckReport::default();
-        for (level, err) in results.0 {
-            let text = error::one_line(&err.to_string());
-            if format!("{level:?}") == "Error" {
-                report.errors.push(text);
-            } else {
-                report.warnings.push(text);
-            }
-        }
-        Ok(report)
+        check::check(&self.ctx, read)
+    }
+
+    /// Salvages damaged packs (ids or unique prefixes; none: every pack whose data does
+    /// not verify) and takes them out of the repository, under an exclusive lock. See
+    /// `repair.rs`.
+    pub fn repair_packs(&self, packs: &[String]) -> Result<RepairReport> {
+        let _lock = self.lock(true)?;
+        repair::repair_packs(&self.ctx, packs)
     }
 
     /// Plans which snapshots `policy` removes (no change is made).
@@ -767,6 +743,8 @@ pub struct SnapshotMeta {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_corruption;
 #[cfg(test)]
 mod tests_hostile;
 #[cfg(test)]

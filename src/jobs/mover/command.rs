@@ -80,6 +80,9 @@ pub(crate) enum MoverCommand {
     Check(CheckCommand),
     /// `mover report`: a finished drill run's evidence report.
     Report(WriteReport),
+    /// `mover verify`: check a repository (with a share of its data), so damage is found
+    /// before a restore needs the data.
+    Verify(VerifyRepository),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +291,14 @@ pub(crate) struct CheckHttp {
 pub(crate) struct WriteReport {
     /// The DrillRun.
     pub(crate) run: NamespacedName,
+}
+
+/// Check a store's repository: its structure, and the data of a subset of its packs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VerifyRepository {
+    /// Which packs to read: `10%`, `1/5` (bucket 1 of 5: run `n/5` on day n to read all
+    /// of it every five runs) or `500MiB`; `None`: structure only.
+    pub(crate) read_data_subset: Option<String>,
 }
 
 /// Defaults of flags the controllers always render (hand-run movers may omit them).
@@ -526,6 +537,11 @@ impl MoverCommand {
             MoverCommand::Report(c) => {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
+                a
+            }
+            MoverCommand::Verify(c) => {
+                let mut a = Argv::new(&["mover", "verify"]);
+                a.opt("read-data-subset", c.read_data_subset.as_ref());
                 a
             }
         };

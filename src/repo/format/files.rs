@@ -69,6 +69,11 @@ pub(crate) fn decode(
         ));
     }
     let plain = crypto.open(data).map_err(|e| e.to_string())?;
+    decode_plain(kind, plain)
+}
+
+/// [`decode`] after decryption: plain JSON, or the version byte 2 and zstd.
+pub(crate) fn decode_plain(kind: Unpacked, plain: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
     match plain.first() {
         None | Some(b'{' | b'[') => Ok(plain),
         Some(2) => decompress_bounded(&plain[1..], kind.plain_max()),

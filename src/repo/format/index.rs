@@ -44,7 +44,7 @@ impl BlobLoc {
 }
 
 /// One blob of a pack, as recorded in an index file or a pack header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct IndexEntry {
     /// Blob id.
     pub(crate) id: Id,
@@ -116,7 +116,7 @@ struct JsonIndex {
 }
 
 /// Parses an index file's JSON: the packs and their checked blobs.
-pub(crate) fn parse(json: &[u8]) -> std::result::Result<Vec<(Id, Vec<IndexEntry>)>, String> {
+pub(crate) fn parse(json: &[u8]) -> std::result::Result<IndexedPacks, String> {
     let index: JsonIndex = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     for p in &index.packs {
         for (i, b) in p.blobs.iter().enumerate() {
@@ -141,13 +141,23 @@ pub(crate) struct RepoIndex {
     /// Index files that could not be read (`index/<id>`, why). Their blobs are unknown:
     /// a backup writes them again, a restore that needs one says where it should be.
     pub(crate) damaged: Vec<(String, String)>,
-    /// The index files read (ids).
-    pub(crate) files: Vec<Id>,
 }
 
-impl RepoIndex {
-    /// Reads every index file of the repository. Storage errors fail; an index file that
-    /// is damaged or breaks a bound is left out and recorded in [`RepoIndex::damaged`].
+/// The packs an index file lists, with their blobs.
+pub(crate) type IndexedPacks = Vec<(Id, Vec<IndexEntry>)>;
+
+/// The index files of a repository as they are: which file lists which packs.
+#[derive(Debug, Default)]
+pub(crate) struct IndexFiles {
+    /// Each readable index file with its packs and their blobs.
+    pub(crate) files: Vec<(Id, IndexedPacks)>,
+    /// Index files that could not be read (`index/<id>`, why).
+    pub(crate) damaged: Vec<(String, String)>,
+}
+
+impl IndexFiles {
+    /// Reads every index file. Storage errors fail; an index file that is damaged or
+    /// breaks a bound is recorded in [`IndexFiles::damaged`].
     pub(crate) fn load(store: &Arc<dyn ObjectStore>, crypto: &Crypto) -> Result<Self> {
         let listed = files::list(store.as_ref(), FileType::Index)?;
         let loaded = parallel_map(listed, 4, |(id, size)| {
@@ -156,23 +166,51 @@ impl RepoIndex {
                 .and_then(|json| parse(&json).map_err(|why| Error::corrupt(&path, why)));
             (id, path, r)
         });
-        let mut idx = Self::default();
+        let mut out = Self::default();
         for (id, path, r) in loaded {
             match r {
-                Ok(packs) => {
-                    idx.files.push(id);
-                    for (pack, blobs) in packs {
-                        idx.add_pack(pack, &blobs);
-                    }
-                }
+                Ok(packs) => out.files.push((id, packs)),
                 Err(Error::Corrupt(c)) => {
                     tracing::warn!(index = %path, problem = %c.problem, "index file left out");
-                    idx.damaged.push((path, c.problem.clone()));
+                    out.damaged.push((path, c.problem.clone()));
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(idx)
+        Ok(out)
+    }
+
+    /// Every indexed pack with its blobs (a pack listed by several files once).
+    pub(crate) fn packs(&self) -> HashMap<Id, &[IndexEntry]> {
+        let mut out = HashMap::new();
+        for (_, packs) in &self.files {
+            for (pack, blobs) in packs {
+                out.entry(*pack).or_insert(blobs.as_slice());
+            }
+        }
+        out
+    }
+
+    /// The blob index.
+    pub(crate) fn index(&self) -> RepoIndex {
+        let mut idx = RepoIndex {
+            damaged: self.damaged.clone(),
+            ..RepoIndex::default()
+        };
+        for (_, packs) in &self.files {
+            for (pack, blobs) in packs {
+                idx.add_pack(*pack, blobs);
+            }
+        }
+        idx
+    }
+}
+
+impl RepoIndex {
+    /// Reads every index file of the repository. Storage errors fail; an index file that
+    /// is damaged or breaks a bound is left out and recorded in [`RepoIndex::damaged`].
+    pub(crate) fn load(store: &Arc<dyn ObjectStore>, crypto: &Crypto) -> Result<Self> {
+        Ok(IndexFiles::load(store, crypto)?.index())
     }
 
     /// Adds the (checked) blobs of one pack.

@@ -180,6 +180,14 @@ pub(crate) enum KeyOpen {
     WrongPassword,
 }
 
+/// The KDF parameters of a key file, checked, without deriving anything.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn key_params(json: &[u8]) -> std::result::Result<KdfParams, String> {
+    let file: KeyFileJson =
+        serde_json::from_slice(json).map_err(|e| format!("not a key file: {e}"))?;
+    check_file(&file)
+}
+
 fn check_file(file: &KeyFileJson) -> std::result::Result<KdfParams, String> {
     if file.kdf != "scrypt" {
         return Err(format!("unknown key derivation function {:?}", file.kdf));
@@ -281,6 +289,7 @@ mod tests {
             open_key_file(&json, "wrong").unwrap(),
             KeyOpen::WrongPassword
         ));
+        assert_eq!(key_params(&json).unwrap(), FAST);
         // rustic_core (and restic) read the parameters from the file
         let parsed: rustic_core::repofile::KeyFile = serde_json::from_slice(&json).unwrap();
         assert_eq!(parsed.n, 1024);

@@ -148,6 +148,69 @@ impl SealedPack {
     }
 }
 
+/// The size of a pack holding exactly these blobs: the blobs, the encrypted header
+/// (37 bytes per entry, 41 for a compressed blob) and the header's length.
+pub(crate) fn expected_size(entries: &[IndexEntry]) -> u64 {
+    let blobs: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
+    let header: u64 = entries
+        .iter()
+        .map(|e| {
+            if e.uncompressed_length.is_some() {
+                41
+            } else {
+                37
+            }
+        })
+        .sum();
+    blobs + header + OVERHEAD as u64 + 4
+}
+
+/// Checks one stored blob (its encrypted bytes as in the pack) without changing them:
+/// authentication, decompression to the recorded length, SHA-256 against its id.
+/// `scratch` is reused between calls.
+pub(crate) fn verify_blob(
+    crypto: &Crypto,
+    zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+    e: &IndexEntry,
+    enc: &[u8],
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    if enc.len() != e.length as usize {
+        return Err(format!(
+            "{} bytes where the index says {}",
+            enc.len(),
+            e.length
+        ));
+    }
+    scratch.clear();
+    scratch.extend_from_slice(enc);
+    let r = crypto.open_in_place(scratch).map_err(|e| e.to_string())?;
+    let ok = match e.uncompressed_length {
+        Some(u) if u > 0 => {
+            let z = match zstd {
+                Some(z) => z,
+                None => {
+                    zstd.insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?)
+                }
+            };
+            // the index's length was checked against the bound
+            let plain = z
+                .decompress(&scratch[r], u as usize)
+                .map_err(|e| format!("decompression failed: {e}"))?;
+            if plain.len() != u as usize {
+                return Err("decompresses to the wrong length".into());
+            }
+            hash(&plain) == e.id
+        }
+        _ => hash(&scratch[r]) == e.id,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("its content does not match its id (SHA-256)".into())
+    }
+}
+
 /// Reads `length` bytes at `offset` of a pack. A pack that is missing or shorter than
 /// that is damage in the repository ([`Error::Corrupt`], naming the pack), not a storage
 /// failure to retry.
@@ -188,7 +251,6 @@ pub(crate) fn read_range(
 
 /// The length of the encrypted header of a pack of `pack_size` bytes, from the pack's
 /// last four bytes; checked against the pack size and [`limits::PACK_HEADER`].
-#[allow(dead_code)] // check and repair read pack headers (next commit)
 pub(crate) fn header_length(last4: [u8; 4], pack_size: u64) -> Result<u32, String> {
     let len = u32::from_le_bytes(last4);
     if u64::from(len) + 4 > pack_size {
@@ -205,13 +267,22 @@ pub(crate) fn header_length(last4: [u8; 4], pack_size: u64) -> Result<u32, Strin
 /// Decrypts and parses a pack header (`enc`: the encrypted header, without its length
 /// field) of a pack of `pack_size` bytes: the blobs it lists, with their offsets. The
 /// blobs must exactly fill the pack before the header.
-#[allow(dead_code)] // check and repair read pack headers (next commit)
 pub(crate) fn parse_header(
     crypto: &Crypto,
     enc: &[u8],
     pack_size: u64,
 ) -> Result<Vec<IndexEntry>, String> {
     let plain = crypto.open(enc).map_err(|e| format!("header: {e}"))?;
+    parse_plain_header(&plain, enc.len() as u64, pack_size)
+}
+
+/// [`parse_header`] after decryption: `plain` is the header's plaintext, `enc_len` the
+/// length of its encrypted form.
+pub(crate) fn parse_plain_header(
+    plain: &[u8],
+    enc_len: u64,
+    pack_size: u64,
+) -> Result<Vec<IndexEntry>, String> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let mut offset = 0u64;
@@ -246,7 +317,7 @@ pub(crate) fn parse_header(
         out.push(e);
         pos += need;
     }
-    let expected = offset + enc.len() as u64 + 4;
+    let expected = offset + enc_len + 4;
     if expected != pack_size {
         return Err(format!(
             "the header lists {offset} bytes of blobs; with the header that is {expected} \
@@ -257,7 +328,6 @@ pub(crate) fn parse_header(
 }
 
 /// Splits a whole pack into its header's entries (checked against the pack's length).
-#[allow(dead_code)] // check and repair read pack headers (next commit)
 pub(crate) fn read_header(crypto: &Crypto, pack: &[u8]) -> Result<Vec<IndexEntry>, String> {
     let size = pack.len() as u64;
     let last4: [u8; 4] = pack
