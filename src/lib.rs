@@ -11,6 +11,8 @@ pub mod controller;
 pub mod crd;
 pub mod db;
 pub mod drill;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
