@@ -16,6 +16,7 @@ use super::{
     backend::{ObjectStore, RepoBackend},
     backup,
     format::crypto::Crypto,
+    lock::PendingLock,
     progress::TermProgress,
     restore,
 };
@@ -203,6 +204,7 @@ pub(crate) fn backup_paths(
     ctx: &EngineCtx,
     req: &PathBackup,
     snap: SnapshotFile,
+    lock: PendingLock,
 ) -> Result<(SnapshotFile, Vec<String>)> {
     // Sorted and without nested duplicates: the pipeline builds trees from a walk in
     // path order.
@@ -228,7 +230,7 @@ pub(crate) fn backup_paths(
                 }
             });
         }
-        backup::backup(ctx, &src, &paths, snap, &opts)
+        backup::backup(ctx, &src, &paths, snap, &opts, Some(lock))
     });
     progress.finish();
     let (sn, stats) = result?;

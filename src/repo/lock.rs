@@ -16,7 +16,7 @@ use std::{
         mpsc::{self, RecvTimeoutError},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -246,6 +246,89 @@ fn find_conflict(
         .find(|l| exclusive || l.info.exclusive))
 }
 
+/// A lock written but not yet confirmed: the first half of restic's protocol (check,
+/// write). [`PendingLock::confirm`] waits out the rest of the re-check delay and checks
+/// again. Between the two the caller may read the repository (index, snapshots, parent
+/// trees), so the wait costs nothing: no exclusive holder was there at the first check,
+/// and one that starts now sees our lock and backs off, or we see its lock at the
+/// re-check and discard what we read. Nothing may be written before `confirm`.
+/// Dropped unconfirmed, it removes its lock file.
+#[derive(Debug)]
+pub(crate) struct PendingLock {
+    store: Arc<dyn ObjectStore>,
+    key: Crypto,
+    exclusive: bool,
+    info: LockInfo,
+    /// `None` once confirmed (the guard owns the file then)
+    id: Option<String>,
+    written: Instant,
+}
+
+impl PendingLock {
+    /// Looks for conflicting locks and writes ours.
+    pub(crate) fn begin(
+        store: Arc<dyn ObjectStore>,
+        master: &Crypto,
+        exclusive: bool,
+    ) -> Result<Self, LockError> {
+        let key = master.clone();
+        if let Some(l) = find_conflict(store.as_ref(), &key, exclusive, None)? {
+            return Err(conflict(l));
+        }
+        let info = LockInfo::mine(exclusive);
+        let id = write_lock(store.as_ref(), &key, &info)?;
+        Ok(Self {
+            store,
+            key,
+            exclusive,
+            info,
+            id: Some(id),
+            written: Instant::now(),
+        })
+    }
+
+    /// Waits until the re-check delay has passed since the lock was written, looks for
+    /// conflicting locks again, and holds the lock (refreshed) if there is none.
+    pub(crate) fn confirm(self) -> Result<LockGuard, LockError> {
+        self.confirm_with_refresh(REFRESH_EVERY)
+    }
+
+    fn confirm_with_refresh(mut self, refresh: Duration) -> Result<LockGuard, LockError> {
+        let id = self.id.clone().expect("an unconfirmed lock has its file");
+        if let Some(rest) = RECHECK_DELAY.checked_sub(self.written.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        // on error, drop removes the lock file
+        if let Some(l) = find_conflict(self.store.as_ref(), &self.key, self.exclusive, Some(&id))? {
+            return Err(conflict(l));
+        }
+        self.id = None;
+        tracing::debug!(lock = %id, exclusive = self.exclusive, "repository lock taken");
+        Ok(LockGuard::start(
+            id,
+            self.info.clone(),
+            self.key.clone(),
+            self.store.clone(),
+            refresh,
+        ))
+    }
+}
+
+impl Drop for PendingLock {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = self.store.delete(&format!("locks/{id}"));
+        }
+    }
+}
+
+fn conflict(l: FoundLock) -> LockError {
+    LockError::Conflict {
+        holder: l.info.describe(),
+        stale: l.stale,
+    }
+}
+
 /// A held lock; refreshed in the background, removed on drop.
 #[derive(Debug)]
 pub struct LockGuard {
@@ -262,39 +345,27 @@ impl LockGuard {
         master: &Crypto,
         exclusive: bool,
     ) -> Result<Self, LockError> {
-        Self::acquire_with_refresh(store, master, exclusive, REFRESH_EVERY)
+        PendingLock::begin(store, master, exclusive)?.confirm()
     }
 
     /// [`LockGuard::acquire`] with another refresh interval (tests).
+    #[cfg(test)]
     pub(crate) fn acquire_with_refresh(
         store: Arc<dyn ObjectStore>,
         master: &Crypto,
         exclusive: bool,
         refresh: Duration,
     ) -> Result<Self, LockError> {
-        let key = master.clone();
-        let conflict = |l: FoundLock| LockError::Conflict {
-            holder: l.info.describe(),
-            stale: l.stale,
-        };
-        if let Some(l) = find_conflict(store.as_ref(), &key, exclusive, None)? {
-            return Err(conflict(l));
-        }
-        let info = LockInfo::mine(exclusive);
-        let id = write_lock(store.as_ref(), &key, &info)?;
-        std::thread::sleep(RECHECK_DELAY);
-        match find_conflict(store.as_ref(), &key, exclusive, Some(&id)) {
-            Ok(None) => {}
-            Ok(Some(l)) => {
-                let _ = store.delete(&format!("locks/{id}"));
-                return Err(conflict(l));
-            }
-            Err(e) => {
-                let _ = store.delete(&format!("locks/{id}"));
-                return Err(e.into());
-            }
-        }
-        tracing::debug!(lock = %id, exclusive, "repository lock taken");
+        PendingLock::begin(store, master, exclusive)?.confirm_with_refresh(refresh)
+    }
+
+    fn start(
+        id: String,
+        info: LockInfo,
+        key: Crypto,
+        store: Arc<dyn ObjectStore>,
+        refresh: Duration,
+    ) -> Self {
         let state = Arc::new(Mutex::new(id));
         let (tx, rx) = mpsc::channel::<()>();
         let refresher = {
@@ -324,12 +395,12 @@ impl LockGuard {
                 })
                 .ok()
         };
-        Ok(Self {
+        Self {
             state,
             store,
             stop: Some(tx),
             refresher,
-        })
+        }
     }
 
     /// The current lock file's ID.
@@ -379,6 +450,41 @@ mod tests {
         let err = LockGuard::acquire(store.clone(), &mk, false).unwrap_err();
         assert!(err.to_string().contains("exclusive lock by PID"), "{err}");
         drop(x);
+        assert!(store.list("locks").unwrap().is_empty());
+    }
+
+    #[test]
+    fn pending_lock_loses_to_an_exclusive_lock_written_before_its_recheck() {
+        let (_d, store, mk) = setup();
+        let pending = PendingLock::begin(store.clone(), &mk, false).unwrap();
+        // a prune elsewhere that checked before our lock existed writes its own
+        let mut other = LockInfo::mine(true);
+        other.hostname = "another-host".into();
+        let theirs = write_lock(store.as_ref(), &mk, &other).unwrap();
+        let err = pending.confirm().unwrap_err();
+        assert!(err.to_string().contains("exclusive lock"), "{err}");
+        // ours is gone, theirs stays
+        let left: Vec<String> = list_locks(store.as_ref(), &mk)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(left, vec![theirs]);
+    }
+
+    #[test]
+    fn pending_lock_dropped_unconfirmed_removes_its_file_and_confirmed_holds_it() {
+        let (_d, store, mk) = setup();
+        let pending = PendingLock::begin(store.clone(), &mk, true).unwrap();
+        assert_eq!(store.list("locks").unwrap().len(), 1);
+        drop(pending);
+        assert!(store.list("locks").unwrap().is_empty());
+        let pending = PendingLock::begin(store.clone(), &mk, true).unwrap();
+        let guard = pending.confirm().unwrap();
+        assert_eq!(store.list("locks").unwrap().len(), 1);
+        // held: a shared lock is refused while it lives
+        assert!(LockGuard::acquire(store.clone(), &mk, false).is_err());
+        drop(guard);
         assert!(store.list("locks").unwrap().is_empty());
     }
 

@@ -526,8 +526,9 @@ impl Repo {
                 .map_err(|e| Error::io(format!("source path {}", p.display()), e))?;
         }
         let snap = self.new_snapshot(meta)?;
-        let _lock = self.lock(false)?;
-        let (sn, skipped) = engine::backup_paths(&self.ctx, &req, snap)?;
+        // confirmed by the engine once it has read the index and the parent
+        let lock = lock::PendingLock::begin(self.store().clone(), &self.ctx.crypto, false)?;
+        let (sn, skipped) = engine::backup_paths(&self.ctx, &req, snap, lock)?;
         Ok(BackupOutcome {
             snapshot: SnapshotInfo::from_file(&sn),
             skipped,

@@ -173,7 +173,15 @@ fn run_backup(
         .host(Some("test-host".to_string()))
         .to_snapshot()
         .unwrap();
-    backup(&t.ctx, &source, &paths, snap, &BackupOptions::default()).unwrap()
+    backup(
+        &t.ctx,
+        &source,
+        &paths,
+        snap,
+        &BackupOptions::default(),
+        None,
+    )
+    .unwrap()
 }
 
 fn count(dir: &Path, tpe: FileType) -> usize {
@@ -418,8 +426,15 @@ fn failed_upload_leaves_no_snapshot_and_a_consistent_repository() {
     )
     .unwrap();
     let snap = SnapshotOptions::default().to_snapshot().unwrap();
-    let err = backup(&t.ctx, &source, &paths, snap, &BackupOptions::default())
-        .expect_err("the injected failure must fail the backup");
+    let err = backup(
+        &t.ctx,
+        &source,
+        &paths,
+        snap,
+        &BackupOptions::default(),
+        None,
+    )
+    .expect_err("the injected failure must fail the backup");
     assert!(err.to_string().contains("injected failure"), "{err}");
     assert_eq!(
         count(&dir, FileType::Snapshot),
@@ -465,16 +480,30 @@ fn command_stream_is_committed_only_when_the_caller_says_so() {
 
     // a dump that fails halfway: data may be stored, but no snapshot is written
     let src = dump("yes 'INSERT INTO t VALUES (1);' | head -c 3000000; exit 3");
-    let pending =
-        super::backup::prepare(&t.ctx, &src, &paths, snap(), &BackupOptions::default()).unwrap();
+    let pending = super::backup::prepare(
+        &t.ctx,
+        &src,
+        &paths,
+        snap(),
+        &BackupOptions::default(),
+        None,
+    )
+    .unwrap();
     assert!(src.finish().is_err(), "exit code 3 must be reported");
     drop(pending);
     assert_eq!(count(&t.dir, FileType::Snapshot), 0);
 
     // a dump that succeeds: one file of the stream's bytes, committed
     let src = dump("yes 'INSERT INTO t VALUES (2);' | head -c 30000000");
-    let pending =
-        super::backup::prepare(&t.ctx, &src, &paths, snap(), &BackupOptions::default()).unwrap();
+    let pending = super::backup::prepare(
+        &t.ctx,
+        &src,
+        &paths,
+        snap(),
+        &BackupOptions::default(),
+        None,
+    )
+    .unwrap();
     src.finish().unwrap();
     let (_, stats) = pending.commit().unwrap();
     assert!(stats.skipped.is_empty());

@@ -189,7 +189,7 @@ pub(crate) fn backup_stream(
     };
     let progress = ctx.progress.progress(ProgressType::Bytes, "backing up...");
     let opts = backup_options(progress.clone());
-    let prepared = super::prepare(ctx, &src, &[main_path], snap, &opts);
+    let prepared = super::prepare(ctx, &src, &[main_path], snap, &opts, None);
     progress.finish();
     // A pipeline error is the cause (the stream then stopped early); then the stream's
     // own failure; only a stream read to its end with every extra file gets a snapshot.
