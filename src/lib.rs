@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod db;
 pub mod drill;
+pub mod evidence;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
