@@ -18,6 +18,7 @@ pub mod ops;
 pub mod output;
 pub mod reference;
 pub mod repo_cmd;
+pub mod reports;
 pub mod restore;
 pub mod snapshots;
 pub mod unlock;

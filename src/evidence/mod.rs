@@ -12,6 +12,7 @@
 pub mod anchor;
 pub mod keys;
 pub mod objects;
+pub mod seal;
 pub mod signature;
 
 use crate::repo::StoreError;
