@@ -95,6 +95,10 @@ const PERMANENT: &[&str] = &[
     "ToolMissing",
     // The manifest mover retries passing API faults itself; what it reports is final.
     "ApplyFailed",
+    // Damaged repository data fails the same way every time (the mover names the pack
+    // and the files; `lifeboat repair packs` and a new backup heal it).
+    "RepositoryCorrupted",
+    "UnsupportedRepository",
 ];
 
 /// Everything the plan looks at. The caller reads it with consistent LIST calls.

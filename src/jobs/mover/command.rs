@@ -80,6 +80,9 @@ pub(crate) enum MoverCommand {
     Check(CheckCommand),
     /// `mover report`: a finished drill run's evidence report.
     Report(WriteReport),
+    /// `mover verify`: check a repository (with a share of its data), so damage is found
+    /// before a restore needs the data.
+    Verify(VerifyRepository),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +178,10 @@ pub(crate) struct RestoreRun {
 pub(crate) struct RestoreVolume {
     /// Where the target volume is mounted (read-write).
     pub(crate) target: PathBuf,
+    /// Create device nodes and keep set-user-ID / set-group-ID bits recorded in the
+    /// snapshot (`--devices-and-setid`); off: a snapshot is input from whoever can write
+    /// the repository.
+    pub(crate) devices_and_setid: bool,
     pub(crate) run: RestoreRun,
 }
 
@@ -284,6 +291,14 @@ pub(crate) struct CheckHttp {
 pub(crate) struct WriteReport {
     /// The DrillRun.
     pub(crate) run: NamespacedName,
+}
+
+/// Check a store's repository: its structure, and the data of a subset of its packs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VerifyRepository {
+    /// Which packs to read: `10%`, `1/5` (bucket 1 of 5: run `n/5` on day n to read all
+    /// of it every five runs) or `500MiB`; `None`: structure only.
+    pub(crate) read_data_subset: Option<String>,
 }
 
 /// Defaults of flags the controllers always render (hand-run movers may omit them).
@@ -450,6 +465,7 @@ impl MoverCommand {
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {
                 let mut a = Argv::new(&["mover", "restore", "volume"]);
                 a.path("target", &c.target);
+                a.switch("devices-and-setid", c.devices_and_setid);
                 a.restore_run(&c.run);
                 a
             }
@@ -521,6 +537,11 @@ impl MoverCommand {
             MoverCommand::Report(c) => {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
+                a
+            }
+            MoverCommand::Verify(c) => {
+                let mut a = Argv::new(&["mover", "verify"]);
+                a.opt("read-data-subset", c.read_data_subset.as_ref());
                 a
             }
         };

@@ -254,7 +254,15 @@ fn only_an_empty_volume_or_our_own_retry_is_restored_into() {
         volume_occupied(p, "other").unwrap().is_some(),
         "an unfinished restore of another snapshot"
     );
+    // what an interrupted attempt of the same snapshot wrote: the retry continues
     std::fs::write(p.join("db.sqlite"), "x").unwrap();
+    assert_eq!(volume_occupied(p, "abc").unwrap(), None);
+    let why = volume_occupied(p, "other").unwrap().unwrap();
+    assert!(
+        why.contains("db.sqlite") && why.contains("another snapshot"),
+        "{why}"
+    );
+    std::fs::remove_file(p.join(VOLUME_MARKER)).unwrap();
     let why = volume_occupied(p, "abc").unwrap().unwrap();
     assert!(
         why.contains("db.sqlite") && why.contains("never overwrites"),

@@ -429,6 +429,8 @@ pub(super) fn volume_job(
 ) -> Job {
     let command = RestoreCommand::Volume(RestoreVolume {
         target: "/data".into(),
+        // A Restore has no field to ask for devices and setuid bits yet: off.
+        devices_and_setid: false,
         run: restore_run(o, entry),
     });
     let mut m = common_job(o, policy, store, entry, target, command);

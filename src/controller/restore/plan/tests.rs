@@ -1732,6 +1732,34 @@ fn a_policy_deleted_mid_restore_fails_what_is_left_to_start() {
 }
 
 #[test]
+fn damaged_repository_data_fails_the_source_at_the_first_pod() {
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.step();
+    w.jobs = vec![job(VOL_JOB, None)];
+    let message = "repository data is damaged: blob 1a2b3c4d: authentication failed (in pack \
+                   1a2b...); affected: /data/orders.db";
+    w.pods = vec![mover_pod(
+        VOL_JOB,
+        "Failed",
+        Some(failed("RepositoryCorrupted", message)),
+        None,
+    )];
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("RepositoryCorrupted"));
+    assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
+    assert!(
+        w.source("data")
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.message.contains("/data/orders.db")),
+        "the files the damage affects reach the Restore's status"
+    );
+}
+
+#[test]
 fn a_permanent_mover_failure_is_not_retried() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
