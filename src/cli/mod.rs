@@ -11,6 +11,7 @@ pub mod check;
 pub mod controller;
 pub mod db;
 pub mod drill;
+pub mod evidence;
 pub mod exit;
 pub mod forget;
 pub mod mover;
@@ -97,6 +98,8 @@ pub enum Command {
     Crd(controller::CrdArgs),
     /// DR drills: start a run now, print a run's report, verify a drill's hash chain.
     Drill(drill::DrillCmd),
+    /// Evidence of drills: export a bundle for auditors, verify one offline.
+    Evidence(evidence::EvidenceCmd),
     /// Policies, drills and stores of a namespace (or all, -A): last runs, RPO and RTO
     /// against their objectives, next runs.
     Status(ops::StatusArgs),
@@ -334,6 +337,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
         Command::Drill(c) => drill::run(c, &repo, json),
+        Command::Evidence(c) => evidence::run(c, &repo, json),
         Command::Status(a) => ops::status(a, json),
         Command::Mover(c) => mover::run(c, &repo),
     }

@@ -6,7 +6,6 @@
 //!
 //! Reports are plain objects: reading them never needs the repository password.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,9 +16,8 @@ use kube::{Client, ResourceExt};
 
 use super::{CliError, RepoArgs};
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
-use crate::crd::dr_drill::DrillRun;
 use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
-use crate::drill::chain::{AnchorInput, RunRecord};
+use crate::drill::chain::AnchorInput;
 use crate::drill::store::{ReportStore, base_location};
 use crate::evidence::keys::PublicKey;
 use crate::evidence::objects;
@@ -328,24 +326,4 @@ pub(crate) async fn anchor(
     })
 }
 
-/// The records of a drill's runs, by name.
-pub(crate) fn run_records<'a>(
-    runs: impl IntoIterator<Item = &'a DrillRun>,
-    drill: &str,
-) -> BTreeMap<String, RunRecord> {
-    runs.into_iter()
-        .filter(|r| r.spec.drill_ref.name == drill)
-        .map(|r| {
-            let s = r.status.as_ref();
-            (
-                r.name_any(),
-                RunRecord {
-                    uid: r.metadata.uid.clone(),
-                    created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    start_time: s.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
-                    report_sha256: s.and_then(|s| s.report.as_ref()).map(|r| r.sha256.clone()),
-                },
-            )
-        })
-        .collect()
-}
+pub(crate) use crate::evidence::bundle::run_records;

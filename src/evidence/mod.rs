@@ -10,6 +10,7 @@
 //! verify-chain`) read and write the objects.
 
 pub mod anchor;
+pub mod bundle;
 pub mod keys;
 pub mod objects;
 pub mod seal;
@@ -35,6 +36,9 @@ pub enum Error {
     /// A stored report that is not what the run recorded: not signed.
     #[error("refusing to sign: {0}")]
     NotAsRecorded(String),
+    /// An export bundle that cannot be written or read.
+    #[error("bundle: {0}")]
+    Bundle(String),
     /// The report store could not be read or written.
     #[error("report store: {0}")]
     Store(#[from] StoreError),
@@ -49,6 +53,7 @@ impl Error {
             Error::Anchor(_) => "AnchorInvalid",
             Error::Fork(_) => "ChainFork",
             Error::NotAsRecorded(_) => "ReportNotAsRecorded",
+            Error::Bundle(_) => "BundleInvalid",
             Error::Store(e) => crate::repo::Error::Storage(e.clone()).category(),
         }
     }

@@ -711,4 +711,4 @@ fn check_drill_head(head: Option<&str>, links: &[Link], problems: &mut Vec<Probl
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

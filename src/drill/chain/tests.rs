@@ -18,7 +18,7 @@ use crate::evidence::signature::ReportStatement;
 
 const DIR: &str = "lifeboat-reports/shop/orders";
 
-fn start(i: usize) -> Timestamp {
+pub(crate) fn start(i: usize) -> Timestamp {
     "2026-11-22T15:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(24 * i as i64)
 }
 
@@ -42,10 +42,10 @@ fn key_of(run: &DrillRun) -> String {
 /// Stored reports, their pages and signatures, as the report writer and the controller's
 /// seal make them.
 #[derive(Clone)]
-struct Chain {
-    reports: Vec<Stored>,
-    objects: HashMap<String, Vec<u8>>,
-    shas: Vec<String>,
+pub(crate) struct Chain {
+    pub(crate) reports: Vec<Stored>,
+    pub(crate) objects: HashMap<String, Vec<u8>>,
+    pub(crate) shas: Vec<String>,
 }
 
 /// Writes the reports of `runs` in order, each linked to the one before; signs them with
@@ -112,15 +112,15 @@ fn write(runs: &[DrillRun], key: Option<&SigningKey>, signer: Option<Signer>) ->
 }
 
 /// The installation: its key, a signed chain of `n` runs, the anchor and the records.
-struct World {
-    key: SigningKey,
-    runs: Vec<DrillRun>,
-    chain: Chain,
-    anchor: Envelope,
+pub(crate) struct World {
+    pub(crate) key: SigningKey,
+    pub(crate) runs: Vec<DrillRun>,
+    pub(crate) chain: Chain,
+    pub(crate) anchor: Envelope,
 }
 
 impl World {
-    fn new(n: usize) -> World {
+    pub(crate) fn new(n: usize) -> World {
         let key = SigningKey::generate().unwrap();
         let runs: Vec<DrillRun> = (1..=n).map(run).collect();
         let chain = write(&runs, Some(&key), Some(signer_of(&key)));
@@ -151,7 +151,7 @@ impl World {
         }
     }
 
-    fn trust(&self) -> Trust {
+    pub(crate) fn trust(&self) -> Trust {
         Trust {
             keys: vec![self.key.public().clone()],
             anchor: AnchorInput::Present(self.anchor.clone()),
