@@ -216,3 +216,128 @@ fn check_pages(store: &ReportStore, r: &Report) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::crd::dr_drill::ReportRef;
+    use crate::drill::chain::tests::{run, start};
+    use crate::drill::chain::{self, AnchorInput, Trust};
+    use crate::drill::store::WriteOptions;
+    use crate::repo::backend::local::LocalStore;
+
+    /// Writes run `i`'s report as the report Job will (naming the signer, linked to the
+    /// anchored head) and records it on the run as the controller does.
+    fn written(
+        store: &ReportStore,
+        key: &SigningKey,
+        i: usize,
+        after: Option<&Anchor>,
+    ) -> DrillRun {
+        let mut r = run(i);
+        let w = store
+            .write_as(
+                &r,
+                start(i) + jiff::SignedDuration::from_secs(90),
+                &WriteOptions {
+                    signer: Some(signer_of(key)),
+                    after: after.map(|a| store.key_of(&a.head_location).unwrap()),
+                },
+            )
+            .unwrap();
+        r.status.as_mut().unwrap().report = Some(ReportRef {
+            location: w.location,
+            page_location: Some(w.page_location),
+            sha256: w.sha256,
+            previous_sha256: w.previous_sha256,
+        });
+        r
+    }
+
+    #[test]
+    fn sealing_signs_what_the_run_recorded_and_advances_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReportStore::new(
+            Arc::new(LocalStore::new(dir.path().to_path_buf())),
+            "file:///repo".into(),
+        );
+        let key = SigningKey::generate().unwrap();
+        let r1 = written(&store, &key, 1, None);
+        let s1 = seal(&store, &r1, &key, None, start(1)).unwrap();
+        assert!(s1.signature_written);
+        assert_eq!((s1.anchor.sequence, s1.anchor.signed_since), (1, 1));
+        // Idempotent: the signature is reused, the anchor stays.
+        let again = seal(&store, &r1, &key, Some(&s1.anchor), start(2)).unwrap();
+        assert!(!again.signature_written);
+        assert_eq!(again.anchor, s1.anchor);
+
+        let r2 = written(&store, &key, 2, Some(&s1.anchor));
+        let s2 = seal(&store, &r2, &key, Some(&s1.anchor), start(2)).unwrap();
+        assert_eq!(s2.anchor.sequence, 2);
+        assert_eq!(s2.anchor.last_run, "orders-2");
+
+        // What was sealed verifies, signatures and anchor included.
+        let trust = Trust {
+            keys: vec![key.public().clone()],
+            anchor: AnchorInput::Present(s2.anchor_envelope.clone()),
+            ..Trust::default()
+        };
+        let v = chain::verify(
+            "shop",
+            "orders",
+            store.load("shop", "orders").unwrap(),
+            &mut |k| store.get(k).ok().flatten(),
+            &trust,
+        );
+        assert!(v.intact(), "{v:#?}");
+        assert_eq!(v.links.iter().filter(|l| l.signed_by.is_some()).count(), 2);
+
+        // A run sealed against an older anchor would fork the chain.
+        let r3 = written(&store, &key, 3, Some(&s2.anchor));
+        assert!(matches!(
+            seal(&store, &r3, &key, Some(&s1.anchor), start(3)),
+            Err(Error::Fork(_))
+        ));
+        // A stored report edited after the run recorded it is not signed.
+        let k3 = store
+            .key_of(
+                &r3.status
+                    .as_ref()
+                    .unwrap()
+                    .report
+                    .as_ref()
+                    .unwrap()
+                    .location,
+            )
+            .unwrap();
+        let text = String::from_utf8(store.get(&k3).unwrap().unwrap()).unwrap();
+        store
+            .put(
+                &k3,
+                text.replacen("\"Passed\"", "\"Failed\"", 1).into_bytes(),
+            )
+            .unwrap();
+        let e = seal(&store, &r3, &key, Some(&s2.anchor), start(3)).unwrap_err();
+        assert!(matches!(e, Error::NotAsRecorded(_)), "{e}");
+        assert_eq!(e.category(), "ReportNotAsRecorded");
+        // A report consistent with a digest the run never recorded (status and report
+        // forged together) differs from the run's record.
+        let mut forged = r3.clone();
+        forged
+            .status
+            .as_mut()
+            .unwrap()
+            .report
+            .as_mut()
+            .unwrap()
+            .sha256 = crate::drill::report::sha256(&store.get(&k3).unwrap().unwrap());
+        let e = seal(&store, &forged, &key, Some(&s2.anchor), start(3)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("differs from the run's record in outcome"),
+            "{e}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ pub(crate) fn start(i: usize) -> Timestamp {
     "2026-11-22T15:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(24 * i as i64)
 }
 
-fn run(i: usize) -> DrillRun {
+pub(crate) fn run(i: usize) -> DrillRun {
     let name = format!("orders-{i}");
     let mut r = report::tests::run(&name, DrillOutcome::Passed, Some(60.0 + i as f64));
     r.metadata.creation_timestamp = Some(Time(start(i) - SignedDuration::from_secs(1)));
