@@ -211,3 +211,25 @@ fn csv_fields_are_quoted() {
     assert_eq!(csv("say \"x\""), "\"say \"\"x\"\"\"");
     assert_eq!(csv("plain"), "plain");
 }
+
+/// A year of daily signed runs: the bundle's size and the offline verification's time,
+/// bounded so that a regression (quadratic verification, uncompressed pages) fails.
+#[test]
+fn a_year_of_daily_runs_packs_small_and_verifies_fast() {
+    let w = World::new(365);
+    let b = bundle(&w, None);
+    let packed = b.to_tar_gz(start(400)).unwrap();
+    let t0 = std::time::Instant::now();
+    let v = verify(&Bundle::from_tar_gz(&packed).unwrap(), &w);
+    let took = t0.elapsed();
+    assert!(v.verdict.intact(), "{:?}", v.verdict.all_problems().next());
+    let raw: usize = b.files.values().map(Vec::len).sum();
+    println!(
+        "365 runs: {} files, {raw} bytes, {} bytes as .tar.gz, verified in {:.2}s",
+        b.files.len(),
+        packed.len(),
+        took.as_secs_f64()
+    );
+    assert!(packed.len() < 16 << 20, "{} bytes", packed.len());
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+}
