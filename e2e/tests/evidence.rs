@@ -10,7 +10,8 @@
 //!   report, an edited anchor and the wrong public key;
 //! - a namespace editor can neither read the signing key nor write an anchor there;
 //! - the report's HTML page is in the store, self-contained (a Content-Security-Policy
-//!   forbidding every load, no URL), with its digest as the report says.
+//!   forbidding every load, no URL), with its digest as the report says, and a real
+//!   headless Chromium renders it (DOM and screenshot).
 //!
 //! The controller signing on its own, and the e2e attacks through the mover's identity,
 //! are phase 2 (docs/evidence-wiring.md).
@@ -122,6 +123,76 @@ async fn seal_run(
         }
     }
     Ok(sealed.anchor)
+}
+
+/// Opens `page` in a real headless Chromium (installed by e2e/setup): the DOM it renders
+/// has the report's sections and charts and no URL, and a screenshot is drawn.
+fn headless_chromium(page: &str, run: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("report.html");
+    std::fs::write(&file, page)?;
+    let chromium = |extra: &[&str]| -> anyhow::Result<std::process::Output> {
+        let profile = dir.path().join("profile");
+        let mut c = Command::new("chromium");
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", file.display()));
+        c.output()
+            .context("running chromium (installed by e2e/setup)")
+    };
+    let out = chromium(&["--dump-dom"])?;
+    ensure!(
+        out.status.success(),
+        "chromium --dump-dom: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8(out.stdout)?;
+    for want in [
+        "DR drill report",
+        run,
+        "<svg",
+        "Chain and signature",
+        "Controls",
+        "ISO/IEC 27001",
+    ] {
+        ensure!(dom.contains(want), "the rendered DOM lacks {want:?}");
+    }
+    for banned in ["http://", "https://"] {
+        ensure!(
+            !dom.contains(banned),
+            "the rendered DOM contains {banned:?}"
+        );
+    }
+    let shot = dir.path().join("report.png");
+    let out = chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400",
+    ])?;
+    ensure!(
+        out.status.success(),
+        "chromium --screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot)?;
+    ensure!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a drawn page ({} bytes)",
+        png.len()
+    );
+    if let Ok(keep) = std::env::var("LIFEBOAT_E2E_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep)?;
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -256,6 +327,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     for banned in ["http://", "https://", "<script", " src="] {
         ensure!(!page.contains(banned), "the page contains {banned:?}");
     }
+    headless_chromium(&page, "orders-2")?;
 
     // The export, then an offline verify (no KUBECONFIG at all).
     let dir = tempfile::tempdir()?;
