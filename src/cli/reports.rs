@@ -251,6 +251,14 @@ fn forbidden_hint(what: &str, controller_namespace: &str, e: kube::Error) -> Cli
     err
 }
 
+/// The note when the evidence objects may not be read: the chain is still checked against
+/// what the user may read, and the verdict says what was not checked and how to get it.
+fn forbidden_note(controller_namespace: &str) -> String {
+    format!(
+        "the evidence key and anchors (ConfigMaps in {controller_namespace}) may not be read with your rights: signatures and the anchor were not checked; ask for get and list on configmaps there, or pass --public-key FILE"
+    )
+}
+
 /// The installation's trusted public keys: from `--public-key FILE` when given, else
 /// from the ConfigMap the controller publishes. Empty (with a note) when the
 /// installation publishes none; an error when it cannot be read.
@@ -268,6 +276,9 @@ pub(crate) async fn public_keys(
     let cms = match cms {
         Ok(l) => l.items,
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Ok((Vec::new(), Some(forbidden_note(controller_namespace))));
+        }
         Err(e) => {
             return Err(forbidden_hint(
                 "reading the evidence public key",
@@ -306,10 +317,16 @@ pub(crate) async fn anchor(
     drill: &str,
 ) -> Result<AnchorInput, CliError> {
     let name = objects::anchor_name(namespace, drill);
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), controller_namespace)
+    let cm = match Api::<ConfigMap>::namespaced(client.clone(), controller_namespace)
         .get_opt(&name)
         .await
-        .map_err(|e| forbidden_hint("reading the drill's anchor", controller_namespace, e))?;
+    {
+        // The verdict notes that no anchor was consulted.
+        Err(kube::Error::Api(s)) if s.code == 403 => return Ok(AnchorInput::NotConsulted),
+        r => {
+            r.map_err(|e| forbidden_hint("reading the drill's anchor", controller_namespace, e))?
+        }
+    };
     Ok(match cm {
         None => AnchorInput::Missing,
         Some(cm) => match objects::anchor_envelope_of(&cm) {

@@ -229,7 +229,7 @@ pub fn verify(
             "the installation signs evidence, but no anchor records this drill's chain: the newest reports cannot be checked against it".into(),
         )),
         (AnchorInput::Missing, true) => {
-            notes.push("no anchor: the installation has no evidence key".into())
+            notes.push("no anchor and no public key of the installation: the anchor was not checked".into())
         }
         (AnchorInput::NotConsulted, false) => notes.push(
             "no anchor was consulted: removing the newest reports, or rewriting the whole chain with their signatures removed, is not detected without it".into(),
@@ -237,8 +237,9 @@ pub fn verify(
         (AnchorInput::NotConsulted, true) => {}
     }
     if trust.keys.is_empty() {
-        notes
-            .push("signatures were not checked: the installation publishes no evidence key".into());
+        notes.push(
+            "signatures were not checked: no public key of the installation was available".into(),
+        );
     }
     let signed_since = anchor.as_ref().map(|a| a.signed_since);
 
