@@ -8,6 +8,7 @@
 //! - `evidence export` writes the bundle; `evidence verify` checks it with no cluster
 //!   (another KUBECONFIG-less process), and names an edited report, a removed newest
 //!   report, an edited anchor and the wrong public key;
+//! - a deleted DRDrill is named by verify-chain and by the offline verify of a new export;
 //! - a namespace editor can neither read the signing key nor write an anchor there, and
 //!   their `verify-chain` says that it could not check signatures and the anchor;
 //! - the report's HTML page is in the store, self-contained (a Content-Security-Policy
@@ -544,5 +545,64 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
             )),
         "{out}"
     );
+
+    // The DRDrill deleted (its DrillRuns go with it): the anchor still names it, so
+    // verify-chain fails naming the deletion instead of passing with nothing to check,
+    // and an export still carries its evidence, which then verifies to the same finding.
+    drills.delete("orders", &DeleteParams::default()).await?;
+    wait_for(
+        "the DRDrill to be gone",
+        Duration::from_secs(30),
+        || async { Ok(drills.get_opt("orders").await?.is_none().then_some(())) },
+    )
+    .await?;
+    let (code, out, err) = cli(
+        &[
+            "drill",
+            "verify-chain",
+            "orders",
+            "-n",
+            p.name(),
+            "--controller-namespace",
+            ctl,
+        ],
+        kc,
+    )?;
+    println!("deleted drill:\n{out}{err}");
+    ensure!(code == 43, "{code} {out} {err}");
+    ensure!(
+        out.contains("DrillDeleted")
+            && out.contains("anchor records 2 report(s), the last of run orders-2"),
+        "{out}"
+    );
+    let tgz2 = dir.path().join("after-delete.tar.gz");
+    let (code, out, err) = cli(
+        &[
+            "evidence",
+            "export",
+            "-n",
+            p.name(),
+            "-o",
+            tgz2.to_str().unwrap(),
+            "--controller-namespace",
+            ctl,
+        ],
+        kc,
+    )?;
+    ensure!(
+        code == 0 && out.contains("Exported 1 drill(s), 2 report(s)"),
+        "{code} {out} {err}"
+    );
+    let (code, out, _) = cli(
+        &[
+            "evidence",
+            "verify",
+            tgz2.to_str().unwrap(),
+            "--public-key",
+            pem.to_str().unwrap(),
+        ],
+        None,
+    )?;
+    ensure!(code == 43 && out.contains("DrillDeleted"), "{code} {out}");
     Ok(())
 }
