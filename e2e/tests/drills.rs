@@ -451,7 +451,11 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     let report2: Report = serde_json::from_slice(&bytes2)?;
     ensure!(report2.trend.len() == 1 && report2.trend[0].run == "shop-drill-1");
 
-    // The CLI verifies the chain and prints the report after checking its digest.
+    // The CLI verifies the chain and prints the report after checking its digest. The
+    // chain ends at the DRDrill's last report, which its controller records a moment
+    // after the run completed: wait for it (on a loaded machine verify-chain could
+    // otherwise see the first run's report as the last).
+    drill_after(&p, "shop-drill", "shop-drill-2").await?;
     let (code, out, err) = cli(&["drill", "verify-chain", "shop-drill", "-n", p.name()])?;
     println!("{out}");
     ensure!(code == 0, "verify-chain: {code} {out} {err}");

@@ -74,6 +74,10 @@ pub mod annotations {
     /// UID of that DrillRun: a sandbox left by an earlier run of the same name is not
     /// mistaken for the current run's.
     pub const DRILL_RUN_UID: &str = "lifeboat.dev/drill-run-uid";
+    /// UID of the run object (in another namespace) an object in the controller's
+    /// namespace was made for: an owner reference cannot cross namespaces, so the run's
+    /// clean-up finds and checks its objects by this.
+    pub const OWNER_UID: &str = "lifeboat.dev/owner-uid";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

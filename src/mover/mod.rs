@@ -27,7 +27,7 @@ pub(crate) use error::Error;
 
 use crate::crd::common::Failure;
 use crate::jobs::mover::TERMINATION_LOG;
-use crate::jobs::mover::command::{BackupRun, MoverCommand, NamespacedName};
+use crate::jobs::mover::command::{BackupRun, MoverCommand};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 use crate::repo::SnapshotInfo;
 
@@ -59,8 +59,6 @@ pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
 pub struct RunRef {
     pub namespace: String,
     pub policy: String,
-    /// Plural of the run object's kind (`backups`, `restores`, `drillruns`).
-    pub run_plural: &'static str,
     pub run: String,
 }
 
@@ -70,18 +68,7 @@ impl RunRef {
         RunRef {
             namespace: run.policy.namespace.clone(),
             policy: run.policy.name.clone(),
-            run_plural: "backups",
             run: run.backup.clone(),
-        }
-    }
-
-    /// A Restore (restores carry no policy tags).
-    pub(crate) fn for_restore(restore: &NamespacedName) -> Self {
-        RunRef {
-            namespace: restore.namespace.clone(),
-            policy: String::new(),
-            run_plural: "restores",
-            run: restore.name.clone(),
         }
     }
 }
@@ -187,7 +174,7 @@ mod tests {
     #[test]
     fn run_refs_and_tags() {
         let r = RunRef::for_backup(&BackupRun {
-            policy: NamespacedName::new("shop", "orders"),
+            policy: crate::jobs::mover::command::NamespacedName::new("shop", "orders"),
             backup: "orders-202601010010".into(),
         });
         assert_eq!(
@@ -198,11 +185,6 @@ mod tests {
                 "source=volume/data",
                 "backup=orders-202601010010"
             ]
-        );
-        let r = RunRef::for_restore(&NamespacedName::new("shop", "r1"));
-        assert_eq!(
-            (r.namespace.as_str(), r.run_plural, r.run.as_str()),
-            ("shop", "restores", "r1")
         );
         let t = r.tags("database", "pg");
         assert_eq!(tags::value(&t, "source"), Some("database/pg"));

@@ -25,8 +25,8 @@ use kube::discovery::{ApiResource, Discovery, Scope};
 use serde_json::{Map, Value, json};
 
 use super::env::db_login;
-use super::progress::{Reporter, run_api};
-use super::{Error, RepoAccess, RunRef, write_result};
+use super::progress::Reporter;
+use super::{Error, RepoAccess, write_result};
 use crate::crd::restore::RowCounts;
 use crate::db::{self, Connection, DumpMetadata, RestoreOptions};
 use crate::jobs::mover::command::{
@@ -201,7 +201,6 @@ pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<Strin
 
 fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
     let RestoreVolume { target, run } = a;
-    let run_ref = RunRef::for_restore(&run.restore);
     if !target.is_dir() {
         return Err(Error::TargetNotFound(format!(
             "volume mount {} is not a directory",
@@ -220,7 +219,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
     // The volume mover backs up its mount point; restore that directory's content into
     // ours (not the path itself), whatever the mount point was.
     let sub = sn.paths.first().cloned().unwrap_or_default();
-    let reporter = Reporter::start(run_ref, run.source.clone(), sink);
+    let reporter = Reporter::start(run.source.clone(), sink);
     let outcome = repo.restore_with(
         &sn.id,
         &SnapshotFilter::default(),
@@ -335,7 +334,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
         wait_seconds,
         run,
     } = a;
-    let run_ref = RunRef::for_restore(&run.restore);
     let wait_seconds = wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS);
     if let Some(d) = &database {
         db::validate_name(d)?;
@@ -384,7 +382,7 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     }
     let target_db = single.then(|| targets[0].0.clone());
     sink.total.store(meta.dump_bytes, Ordering::Relaxed);
-    let reporter = Reporter::start(run_ref.clone(), run.source.clone(), sink.clone());
+    let reporter = Reporter::start(run.source.clone(), sink.clone());
     let id = sn.id.clone();
     let file = meta.dump_file.clone();
     let outcome = adapter.restore(
@@ -414,14 +412,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     let mismatches = count_mismatches(&restored, &backup);
     let tables: usize = restored.values().map(BTreeMap::len).sum();
     let rows: u64 = restored.values().flat_map(|t| t.values()).sum();
-    let reported = report_row_counts(
-        &run_ref,
-        &run.source,
-        &RowCounts {
-            restored: restored.clone(),
-            backup,
-        },
-    );
     let mut r = base_result(&sn, started);
     r.bytes_read = Some(meta.dump_bytes);
     let d = &mut r.details;
@@ -437,7 +427,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     d.insert("tables".into(), tables.into());
     d.insert("rows".into(), rows.into());
     d.insert("rowCountsMatch".into(), mismatches.is_empty().into());
-    d.insert("rowCountsReported".into(), reported.into());
     if !mismatches.is_empty() {
         d.insert(
             "rowCountMismatches".into(),
@@ -449,55 +438,20 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
                 .into(),
         );
     }
-    // The per-table counts ride along when they fit; the status map always has them.
+    // The per-table counts ride along when they fit (the controller records them in the
+    // Restore's status); the verdict and the mismatches above always do. A mover writes no
+    // status itself: what decides an outcome comes only from this message.
     let mut with_counts = r.clone();
     with_counts
         .details
-        .insert("rowCounts".into(), json!(restored));
+        .insert("rowCounts".into(), json!(RowCounts { restored, backup }));
     // Leave room for the times `run` adds.
-    if with_counts.to_message().len() + 120 < TERMINATION_MESSAGE_LIMIT {
+    let fits = with_counts.to_message().len() + 120 < TERMINATION_MESSAGE_LIMIT;
+    if fits {
         r = with_counts;
     }
+    r.details.insert("rowCountsReported".into(), fits.into());
     Ok(r)
-}
-
-/// Merge-patches `status.rowCounts.<source>` of the Restore (complete counts of any size;
-/// the termination message could not hold them). Returns whether it worked.
-fn report_row_counts(run: &RunRef, source: &str, counts: &RowCounts) -> bool {
-    let body = json!({ "status": { "rowCounts": { source: counts } } });
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!(error = %e, "no runtime to report row counts");
-            return false;
-        }
-    };
-    rt.block_on(async {
-        let client = match kube::Client::try_default().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!(error = %e, "not in a cluster: row counts are not reported");
-                return false;
-            }
-        };
-        let api = run_api(client, run);
-        for attempt in 1..=3 {
-            match api
-                .patch_status(&run.run, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-            {
-                Ok(_) => return true,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "could not report row counts");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-        false
-    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -82,6 +82,19 @@ pub(crate) enum MoverCommand {
     Report(WriteReport),
 }
 
+impl MoverCommand {
+    /// Whether the mover talks to the API server: only manifest movers (they read or write
+    /// the namespace's objects, through a RoleBinding of their run). The others get no
+    /// ServiceAccount token at all.
+    pub(crate) fn needs_api(&self) -> bool {
+        matches!(
+            self,
+            MoverCommand::Backup(BackupCommand::Manifests(_))
+                | MoverCommand::Restore(RestoreCommand::Manifests(_))
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum BackupCommand {
     Volume(BackupVolume),
@@ -284,6 +297,9 @@ pub(crate) struct CheckHttp {
 pub(crate) struct WriteReport {
     /// The DrillRun.
     pub(crate) run: NamespacedName,
+    /// The run's record as the controller read it from the API (a JSON DrillRun, mounted
+    /// from a ConfigMap): the mover reads nothing from the API itself.
+    pub(crate) record: std::path::PathBuf,
 }
 
 /// Defaults of flags the controllers always render (hand-run movers may omit them).
@@ -521,6 +537,7 @@ impl MoverCommand {
             MoverCommand::Report(c) => {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
+                a.path("record", &c.record);
                 a
             }
         };

@@ -3,6 +3,7 @@
 //! next reconcile would read it.
 
 use super::*;
+use crate::controller::access::observe::testing::{owned_by, uid};
 use crate::crd::backup::{BackedUpDatabase, BackedUpVolume, BackupSpec, BackupStatus, PolicyRef};
 use crate::crd::backup_policy::{BackupPolicySpec, DatabaseSource, Sources, StoreRef};
 use crate::crd::common::ScheduleSpec;
@@ -174,6 +175,7 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            uid: Some(uid(name)),
             ..ObjectMeta::default()
         },
         spec: None,
@@ -192,6 +194,10 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
 }
 
 fn mover_pod(job: &str, phase: &str, message: Option<String>, waiting: Option<&str>) -> Pod {
+    owned_by(mover_pod_of(job, phase, message, waiting), job)
+}
+
+fn mover_pod_of(job: &str, phase: &str, message: Option<String>, waiting: Option<&str>) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(format!("{job}-x")),
@@ -1015,18 +1021,6 @@ fn a_spec_selecting_nothing_fails_with_nothing_to_restore() {
     assert_eq!(reason(&w.step()).as_deref(), Some("NothingToRestore"));
 }
 
-#[test]
-fn a_blocked_store_or_missing_policy_fails_the_start() {
-    let mut w = World::everything();
-    w.blocker = Some(failure("StoreNotReady", "BucketNotFound: NoSuchBucket"));
-    let p = w.step();
-    assert_eq!(reason(&p).as_deref(), Some("StoreNotReady"));
-    assert!(p.create_jobs.is_empty());
-    let mut w = World::everything();
-    w.policy = None;
-    assert_eq!(reason(&w.step()).as_deref(), Some("PolicyNotFound"));
-}
-
 // ---------------------------------------------------------------------------------------
 // Databases
 
@@ -1645,20 +1639,6 @@ fn a_manifest_restore_that_applied_some_objects_reports_them_and_fails() {
 }
 
 #[test]
-fn a_vanished_job_fails_its_source_instead_of_running_forever() {
-    let mut w = World::new(RestoreSpec {
-        source: by_backup("app-1"),
-        ..RestoreSpec::default()
-    });
-    w.step();
-    w.target_pvcs = vec![pvc("data", "5Gi", true)];
-    let p = w.step();
-    let f = p.status.sources[0].failure.as_ref().unwrap();
-    assert_eq!(f.reason, "JobVanished");
-    assert_eq!(p.status.phase, Some(RestorePhase::Failed));
-}
-
-#[test]
 fn a_mover_that_cannot_start_fails_fast_with_the_kubelet_reason() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
@@ -1867,3 +1847,5 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
     let p = w.step();
     assert_job("restore-manifests", &find(&p, MAN_JOB));
 }
+
+mod store;

@@ -241,8 +241,11 @@ impl MoverCommand {
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
             "report" => {
-                let mut f = Flags::parse("report", rest, &[&[("run", One)]])?;
-                MoverCommand::Report(WriteReport { run: f.key("run")? })
+                let mut f = Flags::parse("report", rest, &[&[("run", One), ("record", One)]])?;
+                MoverCommand::Report(WriteReport {
+                    run: f.key("run")?,
+                    record: f.one("record")?.into(),
+                })
             }
             other => {
                 return Err(ArgvError::UnknownCommand {

@@ -228,6 +228,7 @@ fn samples() -> Vec<MoverCommand> {
         })),
         M::Report(WriteReport {
             run: NamespacedName::new("shop", "nightly-20260101"),
+            record: "/etc/lifeboat/record/drillrun.json".into(),
         }),
     ]
 }
