@@ -811,3 +811,83 @@ async fn the_mover_service_account_is_no_tool_for_an_editor() -> anyhow::Result<
     );
     p.cleanup().await
 }
+
+/// Item 3 (its restore half): a restore opens only snapshots of its restore point's
+/// policy. The controller names the Restore's own `NAMESPACE/POLICY` to the mover (unit
+/// tests of the restore plan pin it); here the real mover, given a snapshot ID of another
+/// namespace's policy in a shared repository (what a forged Backup record would hold),
+/// refuses it with `SnapshotNotAllowed` (exit code 68) and writes nothing.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_restore_opens_no_snapshot_of_another_namespaces_policy() -> anyhow::Result<()> {
+    let p = bare_tenant("sec-snaptag").await?;
+    let shared = Shared::create(&[p.name()]).await?;
+    let editor = Editor::of(&p).await?;
+    editor.must_apply(policy(
+        json!({"kind": "ClusterBackupStore", "name": shared.name}),
+    ))?;
+    editor.must_apply(backup("theirs"))?;
+    let b = finished(&p, "theirs").await?;
+    ensure!(
+        phase(&b) == Some(BackupPhase::Succeeded),
+        "backup: {:?}",
+        b.status
+    );
+    let id = b
+        .status
+        .as_ref()
+        .and_then(|s| s.sources.first())
+        .and_then(|s| s.snapshot_id.clone())
+        .context("the backup's snapshot ID")?;
+    let dir = tempfile::tempdir()?;
+    let target = dir.path().join("data");
+    std::fs::create_dir(&target)?;
+    let log = dir.path().join("termination-log");
+    let restore = |policy: &str| {
+        Command::new(env("LIFEBOAT_BIN"))
+            .args(["mover", "restore", "volume", "--target"])
+            .arg(&target)
+            .args(["--restore", "bank/r1", "--policy", policy])
+            .args(["--snapshot", &id, "--source", "data"])
+            .env(
+                "LIFEBOAT_REPOSITORY",
+                format!(
+                    "s3:{}/{}/shared",
+                    env("LIFEBOAT_TEST_S3_ENDPOINT"),
+                    shared.name
+                ),
+            )
+            .env("LIFEBOAT_PASSWORD", &shared.password)
+            .env("AWS_ACCESS_KEY_ID", env("LIFEBOAT_TEST_S3_ACCESS_KEY"))
+            .env("AWS_SECRET_ACCESS_KEY", env("LIFEBOAT_TEST_S3_SECRET_KEY"))
+            .env("LIFEBOAT_NO_CACHE", "1")
+            .env("LIFEBOAT_TERMINATION_LOG", &log)
+            .env("POD_NAMESPACE", "bank")
+            .output()
+    };
+    // Namespace `bank`'s restore, handed the tenant's snapshot ID.
+    let out = restore("bank/app")?;
+    let result = std::fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        out.status.code() == Some(68)
+            && result.contains("SnapshotNotAllowed")
+            && result.contains(&format!("policy {}/app, not bank/app", p.name())),
+        "a restore of policy bank/app opened snapshot {id} of {}/app: exit {:?}, result {result}, stderr {}",
+        p.name(),
+        out.status.code(),
+        text(&out.stderr)
+    );
+    ensure!(
+        std::fs::read_dir(&target)?.next().is_none(),
+        "the refused restore wrote into its target"
+    );
+    // The same snapshot opens for its own policy (the check is not a blanket refusal).
+    let out = restore(&format!("{}/app", p.name()))?;
+    ensure!(
+        out.status.success() && target.join("hello.txt").is_file(),
+        "the snapshot's own policy could not restore it: {}",
+        text(&out.stderr)
+    );
+    shared.delete().await?;
+    p.cleanup().await
+}

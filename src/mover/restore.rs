@@ -30,7 +30,7 @@ use super::{Error, RepoAccess, write_result};
 use crate::crd::restore::RowCounts;
 use crate::db::{self, Connection, DumpMetadata, RestoreOptions};
 use crate::jobs::mover::command::{
-    RestoreCommand, RestoreDatabase, RestoreManifests, RestoreVolume,
+    NamespacedName, RestoreCommand, RestoreDatabase, RestoreManifests, RestoreRun, RestoreVolume,
 };
 use crate::jobs::result::{MoverResult, RESULT_VERSION, TERMINATION_MESSAGE_LIMIT};
 use crate::repo::{self, ProgressSink, Repo, SnapshotFilter, SnapshotInfo, engine::RestoreTarget};
@@ -119,13 +119,29 @@ pub(crate) fn run(cmd: RestoreCommand, repo_args: &RepoAccess) -> Result<(), Err
 /// `SnapshotMissing`, not a generic not-found.
 fn open_snapshot(
     repo_args: &RepoAccess,
-    id: &str,
+    run: &RestoreRun,
 ) -> Result<(Repo, Arc<ProgressSink>, SnapshotInfo), Error> {
     let (repo, sink) = super::backup::open_with_sink(repo_args)?;
     let sn = repo
-        .find_snapshot(id, &SnapshotFilter::default())
+        .find_snapshot(&run.snapshot, &SnapshotFilter::default())
         .map_err(snapshot_error)?;
+    of_policy(&sn, &run.policy)?;
     Ok((repo, sink, sn))
+}
+
+/// A restore reads only snapshots of the policy its restore point names: a snapshot ID
+/// is input from the Restore's namespace (a Backup's status, a drill's restore point),
+/// and in a shared repository another namespace's snapshot would open just as well.
+pub(crate) fn of_policy(sn: &SnapshotInfo, policy: &NamespacedName) -> Result<(), Error> {
+    let want = format!("{}/{}", policy.namespace, policy.name);
+    match super::tags::value(&sn.tags, "policy") {
+        Some(got) if got == want => Ok(()),
+        got => Err(Error::SnapshotNotAllowed(format!(
+            "snapshot {} belongs to policy {}, not {want}: a restore reads only the snapshots of its restore point's policy",
+            sn.short_id,
+            got.unwrap_or("(none)")
+        ))),
+    }
 }
 
 fn snapshot_error(e: repo::Error) -> Error {
@@ -209,7 +225,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
         .into());
     }
     let started = Instant::now();
-    let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, sink, sn) = open_snapshot(repo_args, &run)?;
     if let Some(why) = volume_occupied(&target, &sn.id)? {
         return Err(Error::TargetExists(why).into());
     }
@@ -348,7 +364,7 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
         dump_args: Vec::new(),
     };
     let adapter = db::adapter(engine, conn);
-    let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, sink, sn) = open_snapshot(repo_args, &run)?;
     let (_, meta) = db::read_metadata(&repo, &sn.id, &SnapshotFilter::default())?;
     if meta.engine != engine {
         return Err(Error::InvalidInput(format!(
@@ -578,11 +594,22 @@ pub fn transform(
             saved_ns.as_deref(),
             obj.get_mut("subjects").and_then(Value::as_array_mut),
         )
+        && saved != target_ns
     {
+        // Into another namespace, a binding keeps only the saved namespace's own
+        // ServiceAccounts (now the target's): users, groups and other namespaces'
+        // accounts were given rights in the saved namespace, not in this one.
+        subjects.retain(|s| {
+            s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                && s.get("namespace").and_then(Value::as_str) == Some(saved)
+        });
         for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
-            if s.get("namespace").and_then(Value::as_str) == Some(saved) {
-                s.insert("namespace".into(), target_ns.into());
-            }
+            s.insert("namespace".into(), target_ns.into());
+        }
+        if subjects.is_empty() {
+            return Ok(Disposition::Drop(
+                "a RoleBinding whose subjects all belong outside the saved namespace",
+            ));
         }
     }
     Ok(Disposition::Apply(obj))
@@ -773,7 +800,7 @@ fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult,
         .into());
     }
     let started = Instant::now();
-    let (repo, _sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, _sink, sn) = open_snapshot(repo_args, &run)?;
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .map_err(|e| Error::io(format!("clearing {}", staging.display()), e))?;

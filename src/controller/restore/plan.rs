@@ -83,6 +83,7 @@ const PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff"];
 /// Mover failures that no retry of the pod can fix: the unit fails at the first one.
 const PERMANENT: &[&str] = &[
     "SnapshotMissing",
+    "SnapshotNotAllowed",
     "TargetExists",
     "TargetNotFound",
     "InvalidInput",

@@ -175,8 +175,10 @@ pub(crate) enum RestoreCommand {
 /// The run a restore mover works for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RestoreRun {
-    /// The Restore: progress and row counts are reported on its status.
+    /// The Restore (for the mover's log).
     pub(crate) restore: NamespacedName,
+    /// The restore point's policy: the snapshot must carry its `policy=NS/NAME` tag.
+    pub(crate) policy: NamespacedName,
     /// ID of the snapshot to restore.
     pub(crate) snapshot: String,
     /// Source name (the status entry and progress key).
@@ -404,6 +406,7 @@ impl Argv {
 
     fn restore_run(&mut self, r: &RestoreRun) {
         self.value("restore", &r.restore);
+        self.value("policy", &r.policy);
         self.value("snapshot", &r.snapshot);
         self.value("source", &r.source);
     }

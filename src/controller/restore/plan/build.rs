@@ -317,6 +317,13 @@ pub(super) fn common_job(
         .as_deref()
         .and_then(|d| duration::parse(d).ok())
         .unwrap_or(DEFAULT_DEADLINE);
+    // Into another namespace the source policy's choices do not travel: the target runs
+    // the installation's image, on its own default placement (a policy's author may not
+    // pick what runs, or where, in a namespace that only invited a restore).
+    let mover_spec = match foreign(o, target) {
+        None => policy.spec.mover.clone(),
+        Some(_) => Default::default(),
+    };
     MoverJob {
         name: job_name(&r.name_any(), entry.kind, &entry.name),
         namespace: target.into(),
@@ -324,9 +331,7 @@ pub(super) fn common_job(
         owner: r
             .controller_owner_ref(&())
             .expect("a stored Restore has a name and uid"),
-        image: policy
-            .spec
-            .mover
+        image: mover_spec
             .image
             .clone()
             .unwrap_or_else(|| o.config.mover_image.clone()),
@@ -337,10 +342,10 @@ pub(super) fn common_job(
         store: store.clone(),
         mounts: vec![],
         node_name: None,
-        // The policy's placement applies to its restores too: the nodes that may
-        // reach the store are the same in both directions.
-        node_selector: policy.spec.mover.node_selector.clone(),
-        tolerations: policy.spec.mover.tolerations.clone(),
+        // In its own namespace the policy's placement applies to its restores too: the
+        // nodes that may reach the store are the same in both directions.
+        node_selector: mover_spec.node_selector.clone(),
+        tolerations: mover_spec.tolerations.clone(),
         active_deadline_seconds: deadline.as_secs().max(1) as i64,
         // Every restore mover can resume: a volume keeps its marker, a database its
         // empty target, manifests re-apply their own objects.
@@ -350,11 +355,18 @@ pub(super) fn common_job(
     }
 }
 
+/// `Some(target)` when the Restore writes into another namespace than its own.
+pub(super) fn foreign<'t>(o: &Observed<'_>, target: &'t str) -> Option<&'t str> {
+    (o.restore.namespace().as_deref() != Some(target)).then_some(target)
+}
+
 /// The run a restore mover reports to.
 fn restore_run(o: &Observed<'_>, entry: &RestoredSource) -> RestoreRun {
     let r = o.restore;
     RestoreRun {
         restore: NamespacedName::new(r.namespace().unwrap_or_default(), r.name_any()),
+        // The restore point's policy lives in the Restore's namespace.
+        policy: NamespacedName::new(r.namespace().unwrap_or_default(), policy_name(o)),
         snapshot: entry.snapshot_id.clone().unwrap_or_default(),
         source: entry.name.clone(),
     }
@@ -452,6 +464,7 @@ pub(super) fn database_job(
         .mover
         .image
         .clone()
+        .filter(|_| foreign(o, target).is_none())
         .unwrap_or_else(|| o.config.mover_db_image.clone());
     m.env = env;
     build_job(o, m, target)

@@ -749,7 +749,7 @@ fn a_volume_is_restored_into_a_new_pvc_shaped_like_the_source() {
     );
     let a = args(j);
     assert!(
-        a.starts_with("mover restore volume --target /data --restore shop/r1 --snapshot vvvv1111 --source data"),
+        a.starts_with("mover restore volume --target /data --restore shop/r1 --policy shop/app --snapshot vvvv1111 --source data"),
         "{a}"
     );
     let pod = pod_spec(j);
@@ -1126,7 +1126,7 @@ fn an_ephemeral_server_is_started_first_and_the_mover_follows_once_ready() {
     let a = args(j);
     assert!(
         a.starts_with(&format!(
-            "mover restore database --engine postgres --host {SERVER}.shop-copy.svc --port 5432 --database orders --create-database --no-owner --restore shop/r1 --snapshot dddd2222 --source pg"
+            "mover restore database --engine postgres --host {SERVER}.shop-copy.svc --port 5432 --database orders --create-database --no-owner --restore shop/r1 --policy shop/app --snapshot dddd2222 --source pg"
         )),
         "{a}"
     );
@@ -1391,7 +1391,7 @@ fn manifests_wait_until_every_volume_is_done() {
         .unwrap();
     let a = args(j);
     assert!(
-        a.starts_with("mover restore manifests --namespace shop --suppress-side-effects --restore shop/r1 --snapshot mmmm3333 --source manifests"),
+        a.starts_with("mover restore manifests --namespace shop --suppress-side-effects --restore shop/r1 --policy shop/app --snapshot mmmm3333 --source manifests"),
         "{a}"
     );
     assert_eq!(w.source("manifests").phase, SourcePhase::Running);

@@ -48,6 +48,7 @@ fn backup_run() -> BackupRun {
 fn restore_run() -> RestoreRun {
     RestoreRun {
         restore: NamespacedName::new("shop", "r1"),
+        policy: NamespacedName::new("shop", "app"),
         snapshot: "0123abcd".into(),
         source: "data".into(),
     }
@@ -298,6 +299,8 @@ fn hand_written_forms_parse_too() {
         "Service",
         "--restore",
         "shop/r1",
+        "--policy",
+        "shop/app",
         "--snapshot",
         "ab",
         "--namespace",
