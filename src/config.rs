@@ -41,6 +41,9 @@ pub struct Config {
     /// identity (IRSA, pod identity, instance roles). ClusterBackupStores always may:
     /// cluster administrators write them.
     pub allow_ambient_credentials: bool,
+    /// The Pod Security level the controller labels its own namespace with at start-up
+    /// (`restricted` in the chart); `None` leaves the namespace's labels alone.
+    pub own_namespace_pod_security: Option<String>,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             leader_lease: None,
             identity: "test".into(),
             allow_ambient_credentials: false,
+            own_namespace_pod_security: None,
         }
     }
 }

@@ -15,6 +15,9 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod mover;
+// The engine's visibility is its facade (src/repo/mod.rs): nothing inside is `pub`
+// unless the facade re-exports it.
+#[warn(unreachable_pub)]
 pub mod repo;
 pub mod schedule;
 pub mod telemetry;

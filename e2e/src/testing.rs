@@ -30,15 +30,32 @@ pub struct TestNs {
 }
 
 impl TestNs {
-    /// Creates `<prefix>-<random>`.
+    /// Creates `<prefix>-<random>`, enforcing the `baseline` Pod Security level (and
+    /// warning at `restricted`): an application namespace whose volumes are backed up runs
+    /// Lifeboat's volume mover, which reads files of every owner as root.
     pub async fn create(prefix: &str) -> anyhow::Result<Self> {
+        Self::create_with_pod_security(prefix, "baseline").await
+    }
+
+    /// Creates `<prefix>-<random>` enforcing Pod Security level `level` (`restricted`,
+    /// `baseline` or `privileged`), so that a pod breaking it fails the test instead of
+    /// passing unnoticed.
+    pub async fn create_with_pod_security(prefix: &str, level: &str) -> anyhow::Result<Self> {
         let client = client().await?;
         let suffix: u32 = rand::random();
         let name = format!("{prefix}-{:08x}", suffix);
+        let labels = [
+            ("lifeboat.dev/e2e", "true"),
+            ("pod-security.kubernetes.io/enforce", level),
+            ("pod-security.kubernetes.io/warn", "restricted"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("lifeboat.dev/e2e".to_string(), "true".to_string())].into()),
+                labels: Some(labels),
                 ..Default::default()
             },
             ..Default::default()

@@ -1052,7 +1052,7 @@ async fn restore_with_obstacles(src: &mut Source) -> anyhow::Result<()> {
 #[tokio::test]
 #[ignore = "needs e2e/local"]
 async fn a_restore_of_a_missing_backup_fails_with_restore_point_not_found() -> anyhow::Result<()> {
-    let ns = TestNs::create("e2e-rst-missing").await?;
+    let ns = TestNs::create_with_pod_security("e2e-rst-missing", "restricted").await?;
     let api: Api<Restore> = ns.api();
     let result = async {
         create(
@@ -1350,7 +1350,8 @@ const MARIADB_FINGERPRINT: &str = "SELECT CONCAT((SELECT COUNT(*) FROM accounts)
 #[ignore = "needs e2e/local"]
 async fn a_mariadb_database_restores_into_an_ephemeral_server_of_its_version() -> anyhow::Result<()>
 {
-    let ns = TestNs::create("e2e-rst-maria").await?;
+    // Database movers and the throwaway server need nothing beyond `restricted`.
+    let ns = TestNs::create_with_pod_security("e2e-rst-maria", "restricted").await?;
     let id = suffix();
     let (bucket, db) = (format!("e2e-restore-{id}"), format!("e2e_restore_{id}"));
     let result = mariadb_scenario(&ns, &bucket, &db).await;

@@ -85,6 +85,10 @@ pub struct ControllerArgs {
     /// namespace editor could otherwise point that identity at any bucket.
     #[arg(long, env = "LIFEBOAT_ALLOW_AMBIENT_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     allow_ambient_credentials: bool,
+    /// Pod Security level to enforce on the controller's own namespace, set at start-up
+    /// (`restricted`, `baseline`); empty leaves the namespace's labels alone.
+    #[arg(long, env = "LIFEBOAT_OWN_NAMESPACE_POD_SECURITY", default_value = "", value_parser = ["", "restricted", "baseline"])]
+    own_namespace_pod_security: String,
 }
 
 impl ControllerArgs {
@@ -106,6 +110,7 @@ impl ControllerArgs {
             leader_elect,
             leader_lease,
             allow_ambient_credentials,
+            own_namespace_pod_security,
         } = self;
         let identity = identity.unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -136,6 +141,8 @@ impl ControllerArgs {
             leader_lease: leader_elect.then_some(leader_lease),
             identity,
             allow_ambient_credentials,
+            own_namespace_pod_security: (!own_namespace_pod_security.is_empty())
+                .then_some(own_namespace_pod_security),
         })
     }
 }

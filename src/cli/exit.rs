@@ -97,6 +97,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         "`repo init` found an existing repository",
     ),
     (
+        "UnsupportedRepository",
+        14,
+        "the repository uses a format, chunker or key parameters Lifeboat does not read or write (the message says what to do)",
+    ),
+    (
         "StorageAuthFailed",
         20,
         "S3 rejected the credentials (SignatureDoesNotMatch, InvalidAccessKeyId, ...)",
@@ -147,6 +152,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         "a client program (pg_dump, psql, mariadb-dump, ...) is not installed",
     ),
     ("CheckFailed", 40, "`check` found errors in the repository"),
+    (
+        "RepositoryCorrupted",
+        44,
+        "repository data is damaged or malformed (the message names the pack or file and what needs it)",
+    ),
     (
         "NotFound",
         41,
@@ -319,7 +329,9 @@ mod tests {
                 first: String::new(),
             },
             Error::io("x", std::io::Error::other("y")),
-            Error::Engine(String::new()),
+            Error::Internal(String::new()),
+            Error::corrupt("pack 00000000", "x"),
+            Error::Unsupported(String::new()),
         ];
         for e in repo_errors {
             let c = e.category();

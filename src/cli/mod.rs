@@ -81,6 +81,8 @@ pub enum Command {
     Dump(restore::DumpArgs),
     /// Verify the repository (structure, and with --read-data[-subset] the data).
     Check(check::CheckArgs),
+    /// Repair a damaged repository (`repair packs`: salvage damaged packs).
+    Repair(check::RepairCmd),
     /// Remove snapshots by keep-rules (plan first; `--dry-run` shows it), optionally prune.
     Forget(forget::ForgetArgs),
     /// Remove stale locks (or all locks with --remove-all).
@@ -324,6 +326,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore(c) => ops::restore(c, &repo, &out),
         Command::Dump(a) => restore::run_dump(a, &repo),
         Command::Check(a) => check::run(a, &repo, &out),
+        Command::Repair(c) => check::run_repair(c, &repo, &out),
         Command::Forget(a) => forget::run(a, &repo, &out),
         Command::Unlock(a) => unlock::run(a, &repo, &out),
         Command::Db(c) => db::run(c, &repo, &out),

@@ -27,7 +27,21 @@ pub fn render(crds: &[CustomResourceDefinition]) -> String {
          `lifeboat` category (`kubectl get lifeboat` lists them all). `kubectl explain \
          <kind>.spec` shows the same descriptions. Paths use `[]` for list items and \
          `<key>` for map values; *required* fields must be set, every other field may be \
-         left out (its default applies).\n\n",
+         left out (its default applies).\n\n\
+         Beyond types, patterns and lengths, each kind lists its **validation rules**: CEL \
+         expressions (`x-kubernetes-validations`) the API server evaluates before it stores \
+         an object, so `kubectl apply` refuses a bad spec with the field's path and the \
+         message shown. Rules using `oldSelf` are transition rules: they compare an update \
+         with the stored object (records and identity fields are immutable); status writes \
+         are not affected. A rule added by an upgrade does not block edits of an object \
+         stored before it as long as the value where the rule sits is unchanged \
+         (ratcheting, [install.md](install.md#upgrading)). What only the controller can \
+         know (a missing Secret, an unreachable bucket, a cron expression, a time zone, \
+         names that must exist in the policy) is reported as a condition instead. The \
+         `test` column names the e2e test (e2e/tests/admission/) that applies a \
+         violation of every rule of the kind as a namespace editor (cluster administrator \
+         for ClusterBackupStore; DrillRun updates, which editors may not make, as the \
+         administrator too) and checks the refusal and its message.\n\n",
     );
     for crd in crds {
         let k = &crd.spec.names.kind;
@@ -81,6 +95,9 @@ fn render_crd(s: &mut String, crd: &CustomResourceDefinition) {
         let Some(sub) = schema.pointer(&format!("/properties/{part}")) else {
             continue;
         };
+        if part == "status" {
+            render_rules(s, &names.kind, &schema);
+        }
         let _ = writeln!(s, "### {}.{part}\n", names.kind);
         s.push_str("| field | type | description |\n|---|---|---|\n");
         let mut rows = Vec::new();
@@ -89,6 +106,85 @@ fn render_crd(s: &mut String, crd: &CustomResourceDefinition) {
             let _ = writeln!(s, "| `{path}` | {ty} | {} |", cell(&desc));
         }
         s.push('\n');
+    }
+}
+
+/// The e2e test that exercises every validation rule of a kind.
+fn admission_test(kind: &str) -> String {
+    let name = match kind {
+        "BackupStore" => "backup_store_rules",
+        "ClusterBackupStore" => "cluster_backup_store_rules",
+        "BackupPolicy" => "backup_policy_rules",
+        "Backup" => "backup_rules",
+        "Restore" => "restore_rules",
+        "DRDrill" => "drill_rules",
+        "DrillRun" => "drill_run_rules",
+        other => panic!("no admission test for {other}"),
+    };
+    format!("`admission::{name}`")
+}
+
+/// The table of a kind's CEL rules: where each sits, the rule, its message.
+fn render_rules(s: &mut String, kind: &str, schema: &Value) {
+    let mut rows = Vec::new();
+    collect_rules("", schema, &mut rows);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "### {kind} validation rules\n");
+    s.push_str("| field | rule | message | test |\n|---|---|---|---|\n");
+    let test = admission_test(kind);
+    for (path, rule, message) in rows {
+        let _ = writeln!(
+            s,
+            "| `{path}` | `{}` | {} | {test} |",
+            cell(&one_line(&rule)),
+            cell(&message)
+        );
+    }
+    s.push('\n');
+}
+
+/// `(path, rule, message)` of every rule at or below `node`, in schema order; a rule's
+/// `fieldPath` is appended to its path.
+fn collect_rules(path: &str, node: &Value, rows: &mut Vec<(String, String, String)>) {
+    for r in node
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let at = match r.get("fieldPath").and_then(Value::as_str) {
+            Some(f) => format!("{path}{f}"),
+            None => path.to_string(),
+        };
+        rows.push((
+            at,
+            r.get("rule").and_then(Value::as_str).unwrap_or("").into(),
+            r.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .into(),
+        ));
+    }
+    for (name, child) in node
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let p = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        collect_rules(&p, child, rows);
+    }
+    if let Some(items) = node.get("items") {
+        collect_rules(&format!("{path}[]"), items, rows);
+    }
+    if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
+        collect_rules(&format!("{path}.<key>"), values, rows);
     }
 }
 
@@ -240,7 +336,9 @@ mod tests {
             "| `status.conditions` | []Condition (meta/v1) |",
             "| `spec.checks[].sql.matchesBackup` | boolean, default `false` |",
             "| `spec.sandbox.resourceQuota` | map[string]integer or string |",
-            "| `spec.objectives.rpo` | duration string (`90s`, `15m`, `1h30m`, `7d`) |",
+            "| `spec.objectives.rpo` | duration string (`90s`, `15m`, `1h30m`, `7d`), at most 32 characters |",
+            "| `spec.storeRef` | `self == oldSelf` | storeRef is immutable:",
+            "| `spec.repositoryPassword.namespace` | `!has(self.__namespace__)` |",
             "| `status.lastSuccessfulBackupTime` | string (date-time) |",
         ] {
             assert!(doc.contains(line), "missing {line}");

@@ -10,7 +10,7 @@ use super::{
     output::{Output, bytes},
     snapshots::split_tags,
 };
-use crate::repo::{RestoreStats, SnapshotFilter, SnapshotInfo};
+use crate::repo::{RestoreStats, RestoreTarget, SnapshotFilter, SnapshotInfo};
 
 /// Which snapshot `latest` means.
 #[derive(Args, Debug, Clone)]
@@ -52,6 +52,10 @@ pub struct RestoreArgs {
     /// Delete files in the target that are not in the snapshot.
     #[arg(long)]
     delete: bool,
+    /// Create device nodes and keep set-user-ID / set-group-ID bits recorded in the
+    /// snapshot (only for snapshots you trust: by default neither is restored).
+    #[arg(long)]
+    devices_and_setid: bool,
     #[command(flatten)]
     latest: LatestFilter,
 }
@@ -80,6 +84,7 @@ pub fn run_restore(a: RestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result
         target,
         path,
         delete,
+        devices_and_setid,
         latest,
     } = a;
     let (Some(snapshot), Some(target)) = (snapshot, target) else {
@@ -93,7 +98,17 @@ pub fn run_restore(a: RestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result
     }
     let sub = path.as_deref().or(spec_path).unwrap_or("");
     let repo = repo_args.open(out.json)?;
-    let (sn, stats) = repo.restore(id, &latest.filter(), sub, &target, delete)?;
+    let (sn, stats) = repo.restore_with(
+        id,
+        &latest.filter(),
+        &RestoreTarget {
+            path: sub.to_string(),
+            target: target.clone(),
+            delete,
+            numeric_ids: false,
+            devices_and_setid,
+        },
+    )?;
     let o = RestoreOut {
         snapshot: &sn,
         path: sub,
@@ -102,7 +117,7 @@ pub fn run_restore(a: RestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result
     };
     out.emit(&o, || {
         format!(
-            "restored snapshot {}{} to {}: {} files ({}), {} unchanged",
+            "restored snapshot {}{} to {}: {} files ({}){}{}",
             sn.short_id,
             if sub.is_empty() {
                 String::new()
@@ -112,7 +127,19 @@ pub fn run_restore(a: RestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result
             target.display(),
             stats.files_restored,
             bytes(stats.bytes_restored),
-            stats.files_unchanged
+            if stats.deleted > 0 {
+                format!(", {} entries removed", stats.deleted)
+            } else {
+                String::new()
+            },
+            if stats.devices_skipped > 0 {
+                format!(
+                    ", {} device nodes not created (see --devices-and-setid)",
+                    stats.devices_skipped
+                )
+            } else {
+                String::new()
+            }
         )
     })
 }

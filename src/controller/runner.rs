@@ -65,6 +65,32 @@ async fn check_crds(client: &Client) -> Result<(), RunError> {
     }
 }
 
+/// Enforces Pod Security `level` on the controller's own namespace, so that nothing in it
+/// (the controller, and any pod someone adds) runs with more than that level allows. A
+/// server-side apply of three labels under a field manager of its own: the namespace's
+/// other labels are left alone. Failing to label is logged, not fatal: the controller
+/// works without it (the chart grants `patch` on this one namespace only).
+async fn label_own_namespace(client: &Client, namespace: &str, level: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+    let patch = serde_json::json!({
+    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/warn": level,
+        "pod-security.kubernetes.io/audit": level,
+    }}});
+    let pp = PatchParams::apply("lifeboat-namespace").force();
+    match kube::Api::<Namespace>::all(client.clone())
+        .patch(namespace, &pp, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => tracing::info!(%namespace, %level, "own namespace enforces Pod Security level"),
+        Err(e) => {
+            tracing::warn!(%namespace, %level, error = %e, "could not label the own namespace with its Pod Security level")
+        }
+    }
+}
+
 /// Runs the controller until SIGTERM (Ok) or a fatal error.
 pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), RunError> {
     tracing::info!(
@@ -75,6 +101,9 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     );
     let client = Client::try_default().await.map_err(RunError::Client)?;
     check_crds(&client).await?;
+    if let Some(level) = &config.own_namespace_pod_security {
+        label_own_namespace(&client, &config.namespace, level).await;
+    }
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     let addr = config.metrics_addr;

@@ -61,7 +61,10 @@ fn invalid(reason: &'static str, message: String) -> Problem {
     }
 }
 
-/// Checks the shape of the sources (what the 1.20 OpenAPI schema cannot express).
+/// Checks the shape of the sources. The CRD's CEL rules refuse most of this at admission
+/// now (no source, pvcName and selector, duplicate names, an empty host); this stays as
+/// defence in depth for objects stored before the rules, or a CRD installed without them.
+/// Selectors are checked only here.
 pub fn validate(sources: &Sources) -> Result<(), Problem> {
     let Sources {
         volumes,

@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::backup_policy::DatabaseEngine;
 use super::common::Failure;
+use super::rules::immutable;
 
-/// One backup run of a policy.
+/// One backup run of a policy. The spec is immutable: a Backup is the record of one run.
 #[skip_serializing_none]
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -48,6 +49,7 @@ use super::common::Failure;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = immutable("spec", "a Backup is the record of one run; create a new Backup instead"))]
 pub struct BackupSpec {
     /// The policy whose sources, store and settings this run uses.
     pub policy_ref: PolicyRef,

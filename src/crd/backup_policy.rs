@@ -2,18 +2,23 @@
 //! where to, how long to keep it, and the recovery-point objective.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::common::{
-    ConcurrencyPolicy, DatabaseCredentialsRef, DeletionPolicy, Retention, ScheduleSpec,
+    ConcurrencyPolicy, DURATION_PATTERN, DatabaseCredentialsRef, DeletionPolicy, Retention,
+    ScheduleSpec,
+};
+use super::rules::{
+    MAX_DURATION_LENGTH, at_least, exactly_one_of, immutable, not_blank, port, positive_duration,
+    unique,
 };
 
 /// Scheduled protection of a namespace's data.
 #[skip_serializing_none]
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -53,7 +58,14 @@ use super::common::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicySpec {
-    /// The store (repository) the backups go to.
+    /// The store (repository) the backups go to. Immutable: it is the policy's identity
+    /// in the repository. Its snapshots, retention, `deletionPolicy`, the restore points
+    /// of its Backups and the drills of the policy all live in that store; pointing the
+    /// policy elsewhere would strand them. To move, create a new policy.
+    #[x_kube(validation = immutable(
+        "storeRef",
+        "the policy's snapshots and restore points live in that store; create a new policy to use another",
+    ))]
     pub store_ref: StoreRef,
     /// When backups run.
     pub schedule: ScheduleSpec,
@@ -61,8 +73,11 @@ pub struct BackupPolicySpec {
     /// with the policy and the source name.
     pub sources: Sources,
     /// How many restore points to keep. Applied after each successful backup (forget and
-    /// prune), one maintenance Job per repository at a time. Default: keep everything.
-    #[serde(default)]
+    /// prune), one maintenance Job per repository at a time. Omit it to keep everything;
+    /// `retention: {}` is refused (it would read as a policy that forgets).
+    // Never serialized empty: the rule on `Retention` refuses `{}`, and a schema default
+    // of `{}` would put it into every stored object.
+    #[serde(default, skip_serializing_if = "Retention::is_empty")]
     pub retention: Retention,
     /// Recovery objectives this policy is measured against.
     #[serde(default)]
@@ -71,9 +86,15 @@ pub struct BackupPolicySpec {
     /// `Forbid`: the run is skipped and the skip recorded.
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
-    /// Finished successful Backup objects to keep. Default 3.
+    /// Finished successful Backup objects to keep, at least 1 (they are the restore points
+    /// Restores and drills choose from). Default 3.
+    #[x_kube(validation = at_least(
+        "successfulBackupsHistoryLimit",
+        1,
+        " (successful Backups are the restore points)",
+    ))]
     pub successful_backups_history_limit: Option<u32>,
-    /// Finished failed Backup objects to keep. Default 3.
+    /// Finished failed Backup objects to keep; 0 keeps none. Default 3.
     pub failed_backups_history_limit: Option<u32>,
     /// What happens to this policy's snapshots in the repository when the policy is
     /// deleted. Default `Retain`: deleting a policy never deletes backups.
@@ -105,16 +126,22 @@ pub enum StoreKind {
     ClusterBackupStore,
 }
 
-/// Everything a policy backs up.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+/// Everything a policy backs up: at least one volume, database or `manifests`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.volumes) && size(self.volumes) > 0) || (has(self.databases) && size(self.databases) > 0) || has(self.manifests)"
+).message("sources must name at least one of volumes, databases and manifests").reason(Reason::FieldValueRequired))]
 pub struct Sources {
-    /// PersistentVolumeClaims to back up, by name or label selector.
+    /// PersistentVolumeClaims to back up, by name or label selector. At most 64 entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub volumes: Vec<VolumeSource>,
     /// Databases to dump logically (pg_dump, mariadb-dump) and stream into the
-    /// repository.
+    /// repository. Names are unique; at most 32 entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = unique("databases", "name"))]
     pub databases: Vec<DatabaseSource>,
     /// The namespace's Kubernetes objects, stored as YAML in their own snapshot so the
     /// namespace can be rebuilt.
@@ -124,8 +151,9 @@ pub struct Sources {
 
 /// One or more PVCs and how to read them consistently.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = exactly_one_of(&["pvcName", "selector"], "volumes[]"))]
 pub struct VolumeSource {
     /// Name of one PVC. Exactly one of `pvcName` and `selector` is set.
     pub pvc_name: Option<String>,
@@ -160,7 +188,7 @@ pub enum CopyMethod {
 
 /// A database dumped logically into the repository.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSource {
     /// Name of this source, unique in the policy (lowercase letters, digits, `-`). It
@@ -170,8 +198,11 @@ pub struct DatabaseSource {
     /// `postgres` or `mysql` (MySQL and MariaDB).
     pub engine: DatabaseEngine,
     /// Host name or Service DNS name of the server.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = not_blank("host"))]
     pub host: String,
     /// Port. Default 5432 for postgres, 3306 for mysql.
+    #[x_kube(validation = port("port"))]
     pub port: Option<u16>,
     /// Database to dump. Omit to dump every database of the server.
     pub database: Option<String>,
@@ -229,18 +260,19 @@ pub struct ManifestSource {
 
 /// Objectives a policy is measured against.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyObjectives {
     /// Recovery point objective: the newest successful restore point must never be
-    /// older than this (e.g. `1h`). Sets the `RPOMet` condition.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// older than this (e.g. `1h`; not zero). Sets the `RPOMet` condition.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("rpo"))]
     pub rpo: Option<String>,
 }
 
 /// Settings of the mover Jobs.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MoverSpec {
     /// Mover image. Default: the operator's configured mover image (the database
@@ -248,10 +280,13 @@ pub struct MoverSpec {
     pub image: Option<String>,
     /// Compute resources of the mover container.
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// Give up on a run after this long (e.g. `6h`). Default `6h`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Give up on a run after this long (e.g. `6h`; not zero). Default `6h`.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("activeDeadline"))]
     pub active_deadline: Option<String>,
-    /// Retries of a failed mover pod before the source counts as failed. Default 1.
+    /// Retries of a failed mover pod before the source counts as failed; 0 for none.
+    /// Default 1.
+    #[x_kube(validation = at_least("backoffLimit", 0, ""))]
     pub backoff_limit: Option<i32>,
     /// Node labels mover pods must match (e.g. to keep them off database nodes).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -2,9 +2,12 @@
 //! errors and condition vocabulary. Plain data: no client calls and no logic beyond
 //! serde defaults.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
+
+use super::rules::{MAX_DURATION_LENGTH, at_least};
 
 /// A Go-style duration such as `90s`, `15m`, `1h30m` or `7d` (`d` = 24 hours).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$";
@@ -18,8 +21,8 @@ pub struct SecretKeyRef {
     pub name: String,
     /// Key within the Secret.
     pub key: String,
-    /// Namespace of the Secret. Only a ClusterBackupStore may name one; namespaced
-    /// objects always read Secrets from their own namespace.
+    /// Namespace of the Secret. Required in a ClusterBackupStore; refused everywhere
+    /// else: namespaced objects always read Secrets from their own namespace.
     pub namespace: Option<String>,
 }
 
@@ -30,7 +33,8 @@ pub struct SecretKeyRef {
 pub struct S3CredentialsRef {
     /// Name of the Secret.
     pub name: String,
-    /// Namespace of the Secret. Only a ClusterBackupStore may name one.
+    /// Namespace of the Secret. Required in a ClusterBackupStore, refused in a
+    /// BackupStore.
     pub namespace: Option<String>,
     /// Key holding the access key ID. Default `AWS_ACCESS_KEY_ID`.
     pub access_key_id_key: Option<String>,
@@ -98,8 +102,8 @@ pub struct ScheduleSpec {
     pub time_zone: Option<String>,
     /// Delay each run by a stable pseudo-random amount below this duration (derived from
     /// the object's identity and the slot), so many objects on one schedule do not start
-    /// together. Example: `5m`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// together. Example: `5m`; `0s` means no jitter.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
     pub jitter: Option<String>,
     /// Stop creating new runs. Runs already started finish.
     #[serde(default)]
@@ -107,25 +111,40 @@ pub struct ScheduleSpec {
 }
 
 /// How many restore points to keep, by the rules of restic's `forget` (grandfather,
-/// father, son). A snapshot is kept when any rule keeps it. With no rule set, nothing
-/// is ever forgotten.
+/// father, son). A snapshot is kept when any rule keeps it. Omit `retention` to keep
+/// everything; when given, it sets at least one rule, each at least 1.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "has(self.keepLast) || has(self.keepHourly) || has(self.keepDaily) || has(self.keepWeekly) || has(self.keepMonthly) || has(self.keepYearly)"
+).message(
+    "retention must set at least one of keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly and keepYearly; omit retention to keep every restore point"
+).reason(Reason::FieldValueRequired))]
 pub struct Retention {
     /// Keep the newest N restore points.
+    #[x_kube(validation = at_least("keepLast", 1, KEEP_WHY))]
     pub keep_last: Option<u32>,
     /// Keep the newest restore point of each of the last N hours that have one.
+    #[x_kube(validation = at_least("keepHourly", 1, KEEP_WHY))]
     pub keep_hourly: Option<u32>,
     /// Keep the newest restore point of each of the last N days that have one.
+    #[x_kube(validation = at_least("keepDaily", 1, KEEP_WHY))]
     pub keep_daily: Option<u32>,
     /// Keep the newest restore point of each of the last N weeks that have one.
+    #[x_kube(validation = at_least("keepWeekly", 1, KEEP_WHY))]
     pub keep_weekly: Option<u32>,
     /// Keep the newest restore point of each of the last N months that have one.
+    #[x_kube(validation = at_least("keepMonthly", 1, KEEP_WHY))]
     pub keep_monthly: Option<u32>,
     /// Keep the newest restore point of each of the last N years that have one.
+    #[x_kube(validation = at_least("keepYearly", 1, KEEP_WHY))]
     pub keep_yearly: Option<u32>,
 }
+
+/// Why a keep rule of 0 is refused: alone it would forget every restore point, including
+/// the one just made; next to other rules it means nothing.
+const KEEP_WHY: &str = " (a rule of 0 keeps nothing: leave the rule out instead)";
 
 impl Retention {
     /// True when no rule is set, which means "keep everything".

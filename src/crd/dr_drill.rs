@@ -5,17 +5,21 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
-use super::common::{Failure, ScheduleSpec};
+use super::common::{DURATION_PATTERN, Failure, ScheduleSpec};
 use super::restore::{EphemeralDatabase, LocalRef};
+use super::rules::{
+    MAX_DURATION_LENGTH, MAX_TIME_LENGTH, at_least, exactly_one_of, immutable, number,
+    positive_duration, rfc3339_time, unique, without_rules,
+};
 
 /// A scheduled disaster-recovery drill of a BackupPolicy.
 #[skip_serializing_none]
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -44,7 +48,13 @@ use super::restore::{EphemeralDatabase, LocalRef};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DRDrillSpec {
-    /// The BackupPolicy whose restore points are drilled.
+    /// The BackupPolicy whose restore points are drilled. Immutable: it is the drill's
+    /// identity. Its runs, their hash-chained evidence reports, `RTODemonstrated` and
+    /// `DrillOverdue` are all about that policy; a drill of another policy is a new drill.
+    #[x_kube(validation = immutable(
+        "policyRef",
+        "a drill's runs and its chain of evidence reports are about one policy; create a new DRDrill to drill another",
+    ))]
     pub policy_ref: LocalRef,
     /// When drills run.
     pub schedule: ScheduleSpec,
@@ -57,36 +67,49 @@ pub struct DRDrillSpec {
     /// What is restored.
     #[serde(default)]
     pub restore: DrillRestore,
-    /// Checks that must pass for the run to pass.
+    /// Checks that must pass for the run to pass. Names are unique; at most 64 checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = unique("checks", "name"))]
     pub checks: Vec<Check>,
     /// Recovery objectives the runs are measured against.
     #[serde(default)]
     pub objectives: DrillObjectives,
-    /// Finished DrillRuns to keep. Default 10. Reports stay in the store regardless.
+    /// Finished DrillRuns to keep, at least 1 (and at least `objectives.rtoWindow`, which
+    /// the controller checks). Default 10. Reports stay in the store regardless.
+    #[x_kube(validation = at_least("historyLimit", 1, " (finished DrillRuns are the drill's evidence)"))]
     pub history_limit: Option<u32>,
     /// Give up on a run that is still provisioning, restoring or verifying this long after
     /// it started. Default `2h`. Reporting and cleanup have their own limits (10 minutes
-    /// each), so a run always ends with its report and a clean sandbox.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// each), so a run always ends with its report and a clean sandbox. Not zero.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("runDeadline"))]
     pub run_deadline: Option<String>,
     /// The drill is overdue (condition `DrillOverdue`) when no run has passed for this
     /// long. Default: twice the schedule's interval (e.g. 14 days for a weekly drill),
     /// counted from the last pass or, before the first pass, from the drill's creation.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Not zero.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("overdueAfter"))]
     pub overdue_after: Option<String>,
 }
 
 /// Which restore point a run restores.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.strategy) && self.strategy == 'PointInTime') == has(self.time)")
+    .message("restorePoint.time is required with strategy PointInTime and only used with it")
+    .reason(Reason::FieldValueInvalid))]
 pub struct RestorePointSelector {
     /// `Latest` (default), `Oldest` and `Random` (prove that older retained copies still
     /// restore), or `PointInTime`.
     #[serde(default)]
     pub strategy: RestorePointStrategy,
-    /// RFC 3339 time for `PointInTime`: the newest restore point at or before it.
+    /// RFC 3339 time for `PointInTime` (e.g. `2026-01-31T23:00:00Z`): the newest restore
+    /// point at or before it. Only with `PointInTime`.
+    #[schemars(length(max = MAX_TIME_LENGTH))]
+    #[x_kube(validation = rfc3339_time("time"))]
     pub time: Option<String>,
 }
 
@@ -106,29 +129,69 @@ pub enum RestorePointStrategy {
 
 /// The scratch namespace of a run.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Sandbox {
     /// Prefix of the sandbox namespace's name; the run's namespace and name are appended
     /// (after a `-` unless the prefix ends with one). Lowercase letters, digits and `-`, at most 20
     /// characters. Default `drill-`.
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][-a-z0-9]*$')")
+        .message("namespacePrefix must be 1-20 lowercase letters, digits or '-', not starting with '-'")
+        .reason(Reason::FieldValueInvalid))]
     pub namespace_prefix: Option<String>,
     /// How long a sandbox kept after a failed run (`keepOnFailure`) lives after the run
-    /// finished; then it is deleted. Default `1h`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// finished; then it is deleted. Not zero. Default `1h`.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("ttl"))]
     pub ttl: Option<String>,
     /// Keep the sandbox of a failed run (until its TTL) for investigation.
     #[serde(default)]
     pub keep_on_failure: bool,
-    /// Hard limits of the sandbox's ResourceQuota, e.g. `{cpu: "4", memory: 8Gi}`.
-    /// Default: no quota.
+    /// Hard limits of the sandbox's ResourceQuota, e.g. `{cpu: "4", memory: 8Gi}`, each
+    /// a positive quantity; at most 32. Default: no quota.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = quota_limits)]
+    #[x_kube(validation = Rule::new("self.all(k, isQuantity(string(self[k])) && quantity(string(self[k])).isGreaterThan(quantity('0')))")
+        .message("resourceQuota: every limit must be a positive quantity such as 4, 500m or 8Gi")
+        .reason(Reason::FieldValueInvalid))]
     pub resource_quota: BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
     /// `DenyAll` (default): a NetworkPolicy that denies all ingress and all egress except
     /// DNS and the sandbox itself, so restored applications cannot reach production.
     /// `None`: no NetworkPolicy.
     #[serde(default)]
     pub network_policy: SandboxNetworkPolicy,
+    /// The Pod Security Standards level restored workloads are held to: `Restricted`
+    /// (default) or `Baseline`, never more permissive than the level the drill's own
+    /// namespace enforces (a stricter source level wins). A restored workload whose pods
+    /// break the level fails the run's `pod-security` check, naming each violation. The
+    /// sandbox namespace enforces this level, or `baseline` while volumes are restored
+    /// into it (the volume mover writes files of every owner); see docs/drills.md.
+    #[serde(default)]
+    pub pod_security: SandboxPodSecurity,
+}
+
+/// The Pod Security Standards level of a sandbox.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum SandboxPodSecurity {
+    /// Kubernetes' `restricted` level: non-root, no privilege escalation, all
+    /// capabilities dropped, a seccomp profile, and the restricted volume types.
+    #[default]
+    Restricted,
+    /// Kubernetes' `baseline` level: no privileged containers, host namespaces, host
+    /// paths or ports, or capabilities beyond the default set.
+    Baseline,
+}
+
+/// Bounds the quota map (its rule visits every entry and parses each value).
+fn quota_limits(schema: &mut schemars::Schema) {
+    schema.insert("maxProperties".into(), 32.into());
+    if let Some(values) = schema
+        .get_mut("additionalProperties")
+        .and_then(|v| v.as_object_mut())
+    {
+        values.insert("maxLength".into(), 64.into());
+    }
 }
 
 /// Network isolation of a sandbox.
@@ -143,14 +206,17 @@ pub enum SandboxNetworkPolicy {
 
 /// What a drill restores.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillRestore {
     /// Restore the policy's volumes into the sandbox. Default true.
     pub volumes: Option<bool>,
     /// Database sources to restore into an ephemeral server started in the sandbox.
     /// Default: every database source, with the default image for its engine and version.
+    /// Each source at most once; at most 32 entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = unique("databases", "source"))]
     pub databases: Vec<DrillDatabase>,
     /// Re-apply the saved manifests (side effects always suppressed: CronJobs
     /// suspended, LoadBalancer/NodePort Services turned into ClusterIP, Ingresses dropped).
@@ -164,7 +230,8 @@ pub struct DrillRestore {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillDatabase {
-    /// The database source's name in the policy.
+    /// The database source's name in the policy (at most 40 characters, as there).
+    #[schemars(length(max = 40))]
     pub source: String,
     /// The throwaway server.
     #[serde(default)]
@@ -173,8 +240,9 @@ pub struct DrillDatabase {
 
 /// One check. Set `name` and exactly one of the check kinds.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = exactly_one_of(&["sql", "files", "command", "http", "freshness"], "checks[]"))]
 pub struct Check {
     /// Unique name, shown in the run record and report.
     #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
@@ -190,15 +258,25 @@ pub struct Check {
     /// Query the newest business timestamp of a restored database; the real RPO of the
     /// restored data is measured from it.
     pub freshness: Option<FreshnessCheck>,
-    /// Give up on this check after this long. Default `5m`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Give up on this check after this long (not zero). Default `5m`.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("timeout"))]
     pub timeout: Option<String>,
 }
 
-/// A SQL check.
+/// A SQL check: a `query` with an `expect`ation, or `matchesBackup`.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.query) != (has(self.matchesBackup) && self.matchesBackup)")
+        .message("sql: set either query (with expect) or matchesBackup: true")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("has(self.expect) == has(self.query)")
+        .message("sql.expect goes with query: a query needs one, matchesBackup takes none")
+        .field_path(".expect")
+        .reason(Reason::FieldValueInvalid),
+)]
 pub struct SqlCheck {
     /// The database source's name in the policy.
     pub database: String,
@@ -215,40 +293,55 @@ pub struct SqlCheck {
 /// A comparison of an observed value. Numbers compare numerically, anything else as
 /// text. Set exactly one.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = exactly_one_of(&["equals", "atLeast", "atMost"], "expect"))]
 pub struct Expectation {
     /// The value equals this.
     pub equals: Option<String>,
-    /// The value is a number at least this.
+    /// The value is a number at least this (a number, e.g. `1000` or `0.5`).
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = number("atLeast"))]
     pub at_least: Option<String>,
-    /// The value is a number at most this.
+    /// The value is a number at most this (a number).
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = number("atMost"))]
     pub at_most: Option<String>,
 }
 
-/// A files check.
+/// A files check: at least one path under `exist` or `checksums`.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.exist) && size(self.exist) > 0) || (has(self.checksums) && size(self.checksums) > 0)")
+    .message("files: list at least one path under exist or checksums")
+    .reason(Reason::FieldValueRequired))]
 pub struct FilesCheck {
     /// The source PVC's name (its restored copy is checked).
     pub volume: String,
     /// Paths (relative to the volume root) that must exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exist: Vec<String>,
-    /// Files whose content must hash as given, or as recorded in the snapshot.
+    /// Files whose content must hash as given, or as recorded in the snapshot. At most
+    /// 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub checksums: Vec<FileChecksum>,
 }
 
 /// A file whose content is verified.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FileChecksum {
     /// Path relative to the volume root.
     pub path: String,
-    /// Expected SHA-256, hex. Omit to compare with the content stored in the snapshot.
+    /// Expected SHA-256, 64 hexadecimal digits. Omit to compare with the content stored
+    /// in the snapshot.
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{64}$')")
+        .message("sha256 must be 64 hexadecimal digits")
+        .reason(Reason::FieldValueInvalid))]
     pub sha256: Option<String>,
 }
 
@@ -276,13 +369,20 @@ pub struct CommandCheck {
 
 /// An HTTP check.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpCheck {
     /// URL inside the sandbox, e.g. `http://web:8080/healthz` (Service names resolve in
-    /// the sandbox namespace).
+    /// the sandbox namespace). `http://` only: a sandbox has no certificates to trust.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'http' && url(self).getHostname() != ''")
+        .message("url must be an http:// URL with a host (a sandbox has no certificates to trust)")
+        .reason(Reason::FieldValueInvalid))]
     pub url: String,
-    /// Expected HTTP status. Default 200.
+    /// Expected HTTP status, 100 to 599. Default 200.
+    #[x_kube(validation = Rule::new("self >= 100 && self <= 599")
+        .message("expectStatus must be an HTTP status, 100 to 599")
+        .reason(Reason::FieldValueInvalid))]
     pub expect_status: Option<u16>,
 }
 
@@ -299,16 +399,20 @@ pub struct FreshnessCheck {
 
 /// Objectives a drill is measured against.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillObjectives {
-    /// Recovery time objective: start of restore to all checks passing, e.g. `30m`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Recovery time objective: start of restore to all checks passing, e.g. `30m`; not
+    /// zero.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("rto"))]
     pub rto: Option<String>,
-    /// Recovery point objective: how old the restored data may be, e.g. `1h`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Recovery point objective: how old the restored data may be, e.g. `1h`; not zero.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("rpo"))]
     pub rpo: Option<String>,
-    /// Runs considered for `RTODemonstrated`. Default 3.
+    /// Runs considered for `RTODemonstrated`, at least 1. Default 3.
+    #[x_kube(validation = at_least("rtoWindow", 1, ""))]
     pub rto_window: Option<u32>,
 }
 
@@ -359,9 +463,10 @@ pub enum DrillOutcome {
     Failed,
 }
 
-/// One execution of a drill. Never changed once finished.
+/// One execution of a drill. The spec is immutable; the status never changes once the run
+/// finished.
 #[skip_serializing_none]
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -383,6 +488,7 @@ pub enum DrillOutcome {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = immutable("spec", "a DrillRun is the record of one run; start a new run instead"))]
 pub struct DrillRunSpec {
     /// The drill this run executes (its spec as of the run's start is what counts).
     pub drill_ref: LocalRef,
@@ -444,7 +550,9 @@ pub struct DrillRunStatus {
     /// The Restore (in the drill's namespace) that restored into the sandbox.
     pub restore: Option<String>,
     /// The drill's spec when the run started: what this run restores, checks and is
-    /// measured against, whatever the drill says later.
+    /// measured against, whatever the drill says later. A record: the drill's rules are
+    /// not applied to it (the controller copies the spec as it was).
+    #[schemars(transform = without_rules)]
     pub drill_spec: Option<DRDrillSpec>,
     /// When the run started.
     pub start_time: Option<Time>,

@@ -1,8 +1,12 @@
 //! API types of `lifeboat.dev/v1alpha1`: the CRDs generated from them, committed under
 //! `crds/`. Types only: no client calls, no logic beyond defaults and small accessors.
 //!
-//! NB: the API server we test against is 1.20 (no CEL), so every rule that the OpenAPI
-//! schema cannot express is validated by the controllers and reported as a condition.
+//! Bad specs are refused at admission where the CRD can say so: OpenAPI constraints and
+//! CEL rules (`x-kubernetes-validations`, see `rules`), listed in docs/reference.md. What
+//! only the controller can know (a missing Secret, a bucket, a cron expression, a time
+//! zone) is reported as a condition; the controllers also keep their own checks of what
+//! the rules now refuse, as defence in depth (objects stored before a rule existed, or a
+//! CRD installed without the rules).
 
 // NB: kube's `printcolumn(name = .., type_ = ..)` repeats argument names across
 // columns, which clippy mistakes for duplicated attributes.
@@ -13,6 +17,7 @@ pub mod backup_policy;
 pub mod common;
 pub mod dr_drill;
 pub mod restore;
+pub(crate) mod rules;
 pub mod store;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -64,6 +69,10 @@ pub mod labels {
     pub const DRILL_RUN: &str = "lifeboat.dev/drill-run";
     /// `true` on the sandbox namespaces of DR drills (what the sandbox sweep selects).
     pub const SANDBOX: &str = "lifeboat.dev/sandbox";
+    /// On Lifeboat's pods in a drill sandbox that must reach the store: a value derived
+    /// from the sandbox namespace's UID, which no restored object can know in advance.
+    /// The sandbox's mover NetworkPolicy selects it.
+    pub const SANDBOX_TOKEN: &str = "lifeboat.dev/sandbox-token";
 }
 
 /// Annotation keys Lifeboat puts on the objects it creates.

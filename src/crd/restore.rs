@@ -4,22 +4,27 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::backup::{Progress, SourceKind, SourcePhase};
 use super::backup_policy::DatabaseEngine;
-use super::common::{DatabaseCredentialsRef, Failure};
+use super::common::{DURATION_PATTERN, DatabaseCredentialsRef, Failure};
+use super::rules::{
+    MAX_DURATION_LENGTH, MAX_TIME_LENGTH, exactly_one_of, immutable, not_blank, port,
+    positive_duration, rfc3339_time, unique,
+};
 
 /// Namespaces other than the Restore's own accept restores only when they carry this
 /// annotation listing the namespaces allowed to restore into them (`*` for any).
 pub const ALLOW_RESTORE_FROM: &str = "lifeboat.dev/allow-restore-from";
 
-/// A restore of some or all sources of a restore point.
+/// A restore of some or all sources of a restore point. The spec is immutable: a Restore
+/// is the record of one recovery.
 #[skip_serializing_none]
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[kube(
     group = "lifeboat.dev",
     version = "v1alpha1",
@@ -53,35 +58,52 @@ pub const ALLOW_RESTORE_FROM: &str = "lifeboat.dev/allow-restore-from";
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = immutable("spec", "a Restore is the record of one recovery; create a new Restore instead"))]
 pub struct RestoreSpec {
     /// Which restore point.
     pub source: RestoreSource,
     /// Namespace to restore into. Default: the Restore's own namespace. Another namespace
     /// must exist and carry the annotation `lifeboat.dev/allow-restore-from` listing this
     /// namespace (or `*`), so a Restore can never write where it was not invited.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("!format.dns1123Label().validate(self).hasValue()")
+        .message("targetNamespace must be a namespace name: lowercase letters, digits and '-', at most 63")
+        .reason(Reason::FieldValueInvalid))]
     pub target_namespace: Option<String>,
     /// Which volumes, and how. Omit to restore every volume of the restore point;
     /// `skip: true` restores none.
     pub volumes: Option<VolumeRestore>,
-    /// Which databases, and where to. Omit to restore none.
+    /// Which databases, and where to. Omit to restore none. Each source at most once; at
+    /// most 32 entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = unique("databases", "source"))]
     pub databases: Vec<DatabaseRestore>,
     /// Re-apply the saved manifests. Omit to restore none.
     pub manifests: Option<ManifestRestore>,
 }
 
 /// A restore point: a Backup by name, or a policy's newest restore point at or before a
-/// time.
+/// time. Set exactly one of `backupRef` and `policyRef`.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = exactly_one_of(&["backupRef", "policyRef"], "source"),
+    validation = Rule::new("!has(self.pointInTime) || has(self.policyRef)")
+        .message("source.pointInTime needs policyRef: a Backup is one restore point already")
+        .field_path(".pointInTime")
+        .reason(Reason::FieldValueForbidden),
+)]
 pub struct RestoreSource {
     /// A Backup in this namespace.
     pub backup_ref: Option<LocalRef>,
     /// A BackupPolicy in this namespace; with `pointInTime`, its newest successful restore
     /// point at or before that time, otherwise its newest.
     pub policy_ref: Option<LocalRef>,
-    /// RFC 3339 time; only with `policyRef`.
+    /// RFC 3339 time, e.g. `2026-01-31T23:00:00Z`; only with `policyRef`.
+    #[schemars(length(max = MAX_TIME_LENGTH))]
+    #[x_kube(validation = rfc3339_time("pointInTime"))]
     pub point_in_time: Option<String>,
 }
 
@@ -113,10 +135,12 @@ pub struct VolumeRestore {
 
 /// Where one database source is restored.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = exactly_one_of(&["target", "ephemeral"], "databases[]"))]
 pub struct DatabaseRestore {
-    /// The database source's name in the policy.
+    /// The database source's name in the policy (at most 40 characters, as there).
+    #[schemars(length(max = 40))]
     pub source: String,
     /// An existing server to restore into.
     pub target: Option<DatabaseTarget>,
@@ -127,12 +151,15 @@ pub struct DatabaseRestore {
 
 /// An existing database server.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseTarget {
     /// Host name or Service DNS name.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = not_blank("host"))]
     pub host: String,
     /// Port. Default: the engine's.
+    #[x_kube(validation = port("port"))]
     pub port: Option<u16>,
     /// Database to restore into. Default: the dumped database's name.
     pub database: Option<String>,
@@ -147,7 +174,7 @@ pub struct DatabaseTarget {
 
 /// A throwaway database server started for the restore.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EphemeralDatabase {
     /// Server image. Default: the engine's official image at the server version recorded
@@ -155,8 +182,9 @@ pub struct EphemeralDatabase {
     pub image: Option<String>,
     /// Compute resources of the server.
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// Give up if the server is not ready after this long. Default `5m`.
-    #[schemars(pattern(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"))]
+    /// Give up if the server is not ready after this long (not zero). Default `5m`.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("startupTimeout"))]
     pub startup_timeout: Option<String>,
 }
 

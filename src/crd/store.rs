@@ -2,12 +2,13 @@
 //! restic-format repository lives in S3-compatible storage and how to open it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
 use super::common::{S3CredentialsRef, SecretKeyRef};
+use super::rules::{cluster_secret_refs, namespaced_secret_refs};
 
 /// A repository in an S3 bucket that BackupPolicies in this namespace write to.
 #[skip_serializing_none]
@@ -50,12 +51,14 @@ use super::common::{S3CredentialsRef, SecretKeyRef};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = namespaced_secret_refs)]
 pub struct BackupStoreSpec {
     /// The S3-compatible bucket and how to reach it.
     pub s3: S3Spec,
     /// The repository password (encryption key material). Keep a copy outside the
     /// cluster: without it no backup can ever be read, by Lifeboat or by restic.
-    /// A namespaced store reads it from its own namespace.
+    /// A namespaced store reads it from its own namespace and may not set `namespace`; a
+    /// ClusterBackupStore must.
     pub repository_password: SecretKeyRef,
     /// Whether the controller creates the repository when none exists at the location.
     /// An existing repository is never overwritten.
@@ -103,6 +106,7 @@ pub struct BackupStoreSpec {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = cluster_secret_refs)]
 pub struct ClusterBackupStoreSpec {
     /// The repository location and secrets, as for a BackupStore, except that every
     /// Secret reference must name its namespace.
@@ -121,11 +125,15 @@ pub struct ClusterBackupStoreSpec {
 
 /// Bucket location and client settings.
 #[skip_serializing_none]
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Spec {
     /// Endpoint URL, e.g. `https://s3.eu-central-1.amazonaws.com` or
     /// `http://minio.storage.svc:9000`. Default: AWS's endpoint for the region.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+        .message("endpoint must be an http:// or https:// URL with a host, e.g. https://s3.eu-central-1.amazonaws.com")
+        .reason(Reason::FieldValueInvalid))]
     pub endpoint: Option<String>,
     /// Bucket name. The bucket must exist; Lifeboat never creates or deletes buckets.
     pub bucket: String,
@@ -137,10 +145,12 @@ pub struct S3Spec {
     /// servers need this. Default `true` when an endpoint is set, `false` for AWS.
     pub path_style: Option<bool>,
     /// Credentials. Omit to use the ambient AWS credential chain of the mover pods
-    /// (e.g. IRSA or instance roles).
+    /// (e.g. IRSA or instance roles). `namespace` is refused in a BackupStore and required
+    /// in a ClusterBackupStore.
     pub credentials: Option<S3CredentialsRef>,
     /// PEM bundle of certificate authorities to trust for the endpoint, in addition to
-    /// the system roots.
+    /// the system roots. `namespace` is refused in a BackupStore and required in a
+    /// ClusterBackupStore.
     pub ca_bundle: Option<SecretKeyRef>,
     /// When the client adds and checks payload checksums. `WhenSupported` (the default)
     /// gives end-to-end CRC32; `WhenRequired` suits S3-compatible servers that reject

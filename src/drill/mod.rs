@@ -8,5 +8,6 @@ pub mod chain;
 pub mod checks;
 pub mod expect;
 pub mod measure;
+pub mod pod_security;
 pub mod report;
 pub mod store;

@@ -5,6 +5,7 @@
 
 pub mod mover;
 pub mod result;
+pub(crate) mod security;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,21 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::crd::labels;
+
+/// The token of the drill sandbox whose namespace has UID `uid`: the value of the
+/// `lifeboat.dev/sandbox-token` label that the sandbox's mover NetworkPolicy lets out.
+/// Derived from the UID, which did not exist when any restored backup was taken.
+pub(crate) fn sandbox_token(uid: &str) -> String {
+    let digest = Sha256::digest(format!("lifeboat-sandbox:{uid}"));
+    hex::encode(&digest[..8])
+}
+
+/// The token of `ns` when it is a drill sandbox, for builders of pods that go there.
+pub(crate) fn sandbox_token_of(ns: &k8s_openapi::api::core::v1::Namespace) -> Option<String> {
+    let l = ns.metadata.labels.as_ref()?;
+    (l.get(labels::SANDBOX).map(String::as_str) == Some("true"))
+        .then(|| ns.metadata.uid.as_deref().map(sandbox_token))?
+}
 
 /// Longest name most kinds accept (DNS-1123 subdomain is 253, but Job names end up in
 /// a pod label, `job-name`, capped at 63).

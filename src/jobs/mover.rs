@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SecretKeySelector, SecretVolumeSource, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::crd::store::{BackupStoreSpec, ChecksumMode};
+pub(crate) use crate::jobs::security::{self, Privilege};
 
 /// Where the repository is and which Secrets open it, as seen from the mover's namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,13 +166,10 @@ pub struct MoverJob {
     pub active_deadline_seconds: i64,
     pub backoff_limit: i32,
     pub resources: Option<ResourceRequirements>,
-    /// Volume movers read and restore files of any owner, so they run as root by default;
-    /// database and manifest movers do not need to.
-    pub run_as_root: bool,
+    /// What the pod needs beyond an unprivileged process: volume movers read and restore
+    /// files of any owner; database, manifest and report movers need nothing.
+    pub(crate) privilege: Privilege,
 }
-
-/// The UID non-root movers run as (the distroless `nonroot` user).
-pub const NONROOT_UID: i64 = 65532;
 
 /// Where the mover writes its result (Kubernetes' default termination message path).
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -315,7 +313,6 @@ pub fn build(m: &MoverJob) -> Job {
     env.push(plain_env("HOME", "/tmp"));
     env.push(plain_env("LIFEBOAT_CACHE_DIR", "/tmp/cache"));
     env.extend(m.env.iter().cloned());
-    let uid = if m.run_as_root { 0 } else { NONROOT_UID };
     let container = Container {
         name: "mover".into(),
         image: Some(m.image.clone()),
@@ -326,14 +323,7 @@ pub fn build(m: &MoverJob) -> Job {
         resources: m.resources.clone(),
         termination_message_path: Some(TERMINATION_LOG.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_user: Some(uid),
-            run_as_group: Some(uid),
-            run_as_non_root: Some(!m.run_as_root),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security::container(m.privilege, None)),
         ..Container::default()
     };
     let meta = ObjectMeta {
@@ -363,10 +353,7 @@ pub fn build(m: &MoverJob) -> Job {
                     tolerations: (!m.tolerations.is_empty()).then(|| m.tolerations.clone()),
                     containers: vec![container],
                     volumes: Some(volumes),
-                    security_context: Some(PodSecurityContext {
-                        fs_group: (!m.run_as_root).then_some(NONROOT_UID),
-                        ..PodSecurityContext::default()
-                    }),
+                    security_context: Some(security::pod(m.privilege, None)),
                     ..PodSpec::default()
                 }),
             },
@@ -421,6 +408,7 @@ pub(crate) mod snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::security::NONROOT_UID;
 
     fn store() -> StoreTarget {
         StoreTarget {
@@ -486,7 +474,7 @@ mod tests {
             active_deadline_seconds: 3600,
             backoff_limit: 1,
             resources: None,
-            run_as_root: true,
+            privilege: Privilege::ReadAnyOwner,
         }
     }
 
@@ -613,9 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn every_mover_meets_the_pod_security_level_of_its_privilege() {
+        use crate::drill::pod_security::{Level, violations};
+        for p in [
+            Privilege::Unprivileged,
+            Privilege::ReadAnyOwner,
+            Privilege::WriteAnyOwner,
+        ] {
+            let mut m = job();
+            m.privilege = p;
+            let pod = build(&m).spec.unwrap().template.spec.unwrap();
+            assert_eq!(violations(&pod, p.level()), Vec::<String>::new(), "{p:?}");
+            if p.level() == Level::Baseline {
+                assert!(!violations(&pod, Level::Restricted).is_empty(), "{p:?}");
+            }
+        }
+    }
+
+    #[test]
     fn non_root_movers_get_the_nonroot_uid() {
         let mut m = job();
-        m.run_as_root = false;
+        m.privilege = Privilege::Unprivileged;
         let pod = build(&m).spec.unwrap().template.spec.unwrap();
         let sc = pod.containers[0].security_context.clone().unwrap();
         assert_eq!(

@@ -18,6 +18,7 @@ pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod restore;
 pub(crate) mod retention;
+pub(crate) mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
         MoverCommand::Restore(r) => restore::run(r, repo),
         MoverCommand::Check(c) => check::run(c, repo),
         MoverCommand::Report(r) => report::run(r, repo),
+        MoverCommand::Verify(v) => verify::run(v, repo),
     }
 }
 

@@ -33,7 +33,7 @@ use crate::jobs::mover::command::{
     NamespacedName, RestoreCommand, RestoreDatabase, RestoreManifests, RestoreRun, RestoreVolume,
 };
 use crate::jobs::result::{MoverResult, RESULT_VERSION, TERMINATION_MESSAGE_LIMIT};
-use crate::repo::{self, ProgressSink, Repo, SnapshotFilter, SnapshotInfo, engine::RestoreTarget};
+use crate::repo::{self, ProgressSink, Repo, RestoreTarget, SnapshotFilter, SnapshotInfo};
 
 /// Field manager of every object a manifest restore applies.
 pub const FIELD_MANAGER: &str = "lifeboat-restore";
@@ -167,11 +167,14 @@ fn base_result(sn: &SnapshotInfo, started: Instant) -> MoverResult {
 // Volumes
 
 /// Why a volume may not be restored into: `None` when it is empty (apart from a file
-/// system's `lost+found`), or holds only our marker for this very snapshot (a retry).
+/// system's `lost+found`), or holds our marker for this very snapshot: a retry of an
+/// interrupted restore of the same snapshot continues over what the earlier attempt
+/// wrote (the restorer replaces entries in its way; it never follows them).
 pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<String>, Error> {
     let io = |e: std::io::Error| Error::io(format!("reading {}", dir.display()), e);
     let mut others = Vec::new();
     let mut marker_ok = false;
+    let mut has_marker = false;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let name = entry
             .map_err(io)?
@@ -182,7 +185,9 @@ pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<Strin
             continue;
         }
         if name == VOLUME_MARKER {
-            let content = std::fs::read_to_string(dir.join(VOLUME_MARKER)).unwrap_or_default();
+            // the volume is the tenant's: a marker that is a symlink is not ours
+            let content = read_no_follow(&dir.join(VOLUME_MARKER)).unwrap_or_default();
+            has_marker = true;
             marker_ok = content.trim() == snapshot;
             if !marker_ok {
                 others.push(name);
@@ -191,7 +196,7 @@ pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<Strin
         }
         others.push(name);
     }
-    if others.is_empty() {
+    if others.is_empty() || marker_ok {
         return Ok(None);
     }
     others.sort();
@@ -207,16 +212,50 @@ pub(crate) fn volume_occupied(dir: &Path, snapshot: &str) -> Result<Option<Strin
         } else {
             ""
         },
-        if marker_ok {
-            " next to an unfinished restore"
+        if has_marker {
+            " next to an unfinished restore of another snapshot"
         } else {
             ""
         }
     )))
 }
 
+fn read_no_follow(path: &Path) -> std::io::Result<String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let mut s = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?
+        .take(256)
+        .read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Writes the marker as a regular file of ours: whatever has its name is replaced, and a
+/// symlink there is never written through (the mover runs as root on a tenant's volume).
+fn write_no_follow(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)?,
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(_) => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(content)
+}
+
 fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Failed> {
-    let RestoreVolume { target, run } = a;
+    let RestoreVolume {
+        target,
+        devices_and_setid,
+        run,
+    } = a;
     if !target.is_dir() {
         return Err(Error::TargetNotFound(format!(
             "volume mount {} is not a directory",
@@ -230,7 +269,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
         return Err(Error::TargetExists(why).into());
     }
     let marker = target.join(VOLUME_MARKER);
-    std::fs::write(&marker, format!("{}\n", sn.id))
+    write_no_follow(&marker, format!("{}\n", sn.id).as_bytes())
         .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
     // The volume mover backs up its mount point; restore that directory's content into
     // ours (not the path itself), whatever the mount point was.
@@ -244,6 +283,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
             target: target.clone(),
             delete: false,
             numeric_ids: true,
+            devices_and_setid,
         },
     );
     reporter.stop();
@@ -540,7 +580,26 @@ pub fn transform(
                 "Ingresses are dropped with suppressSideEffects",
             ));
         }
-        ("CronJob", Some(spec)) if opts.suppress_side_effects => {
+        // A DaemonSet runs a pod on every node of the cluster, not in a sandbox.
+        ("DaemonSet", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "DaemonSets are dropped with suppressSideEffects",
+            ));
+        }
+        // NetworkPolicies only ever allow more: a restored one could open a way out of the
+        // restore's own isolation (a drill sandbox denies everything else).
+        ("NetworkPolicy", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "NetworkPolicies are dropped with suppressSideEffects",
+            ));
+        }
+        // A PodDisruptionBudget would hold up node drains for pods nobody depends on.
+        ("PodDisruptionBudget", _) if opts.suppress_side_effects => {
+            return Ok(Disposition::Drop(
+                "PodDisruptionBudgets are dropped with suppressSideEffects",
+            ));
+        }
+        ("CronJob" | "Job", Some(spec)) if opts.suppress_side_effects && group == "batch" => {
             spec.insert("suspend".into(), true.into());
         }
         ("Service", Some(spec)) if opts.suppress_side_effects => {
@@ -814,6 +873,7 @@ fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult,
             target: staging.clone(),
             delete: false,
             numeric_ids: false,
+            devices_and_setid: false,
         },
     )?;
     let opts = TransformOptions {

@@ -8,7 +8,7 @@ use std::io;
 use rustic_core::RusticError;
 
 use super::{
-    backend::{CommitVetoed, StoreError, StoreErrorKind},
+    backend::{StoreError, StoreErrorKind},
     lock::LockError,
     stream::CommandFailed,
 };
@@ -77,9 +77,48 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Any other engine failure.
+    /// Repository data is damaged or malformed: it failed authentication, does not
+    /// match its id, does not parse, breaks a bound, or a tree names something a restore
+    /// must not create. Never retried: the same bytes fail the same way.
     #[error("{0}")]
-    Engine(String),
+    Corrupt(Box<Corruption>),
+    /// The repository uses something Lifeboat does not read or write (a format version,
+    /// a chunker, key parameters beyond the bounds); the message says what to do.
+    #[error("unsupported repository: {0}")]
+    Unsupported(String),
+    /// A bug, or an engine failure without a better category.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What is damaged in a repository, named so that an operator can act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The damaged object: `pack 1a2b3c4d`, `tree 5e6f7a8b`, `index/<id>`, ...
+    pub object: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// The pack file holding the damaged data (full id), when known.
+    pub pack: Option<String>,
+    /// Files of the snapshot that need the damaged data (the first few).
+    pub files: Vec<String>,
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "repository data is damaged: {}: {}",
+            self.object, self.problem
+        )?;
+        if let Some(p) = &self.pack {
+            write!(f, " (in pack {p})")?;
+        }
+        if !self.files.is_empty() {
+            write!(f, "; affected: {}", self.files.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 /// Result alias.
@@ -107,7 +146,9 @@ impl Error {
             Self::SnapshotNotFound(_) | Self::PathNotFound { .. } => "NotFound",
             Self::CheckFailed { .. } => "CheckFailed",
             Self::Io { .. } => "LocalIo",
-            Self::Engine(_) => "Internal",
+            Self::Corrupt(_) => "RepositoryCorrupted",
+            Self::Unsupported(_) => "UnsupportedRepository",
+            Self::Internal(_) => "Internal",
         }
     }
 
@@ -118,6 +159,30 @@ impl Error {
             Self::Storage(e) if e.is_transient() => RetryClass::Transient,
             _ => RetryClass::Permanent,
         }
+    }
+
+    /// Damage in `object` (no pack known).
+    pub(crate) fn corrupt(object: impl std::fmt::Display, problem: impl Into<String>) -> Self {
+        Self::Corrupt(Box::new(Corruption {
+            object: object.to_string(),
+            problem: problem.into(),
+            pack: None,
+            files: Vec::new(),
+        }))
+    }
+
+    /// Damage in `object`, stored in `pack`.
+    pub(crate) fn corrupt_in_pack(
+        object: impl std::fmt::Display,
+        pack: &rustic_core::Id,
+        problem: impl Into<String>,
+    ) -> Self {
+        Self::Corrupt(Box::new(Corruption {
+            object: object.to_string(),
+            problem: problem.into(),
+            pack: Some(pack.to_hex().as_str().to_string()),
+            files: Vec::new(),
+        }))
     }
 
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
@@ -134,9 +199,6 @@ impl Error {
             if let Some(s) = c.downcast_ref::<StoreError>() {
                 return Self::Storage(s.clone());
             }
-            if let Some(v) = c.downcast_ref::<CommitVetoed>() {
-                return Self::StreamFailed(v.0.clone());
-            }
             if let Some(io) = c.downcast_ref::<io::Error>()
                 && let Some(f) = io.get_ref().and_then(|e| e.downcast_ref::<CommandFailed>())
             {
@@ -147,7 +209,7 @@ impl Error {
         if err.is_incorrect_password() {
             return Self::WrongPassword(String::new());
         }
-        Self::Engine(one_line(&err.to_string()))
+        Self::Internal(one_line(&err.to_string()))
     }
 }
 
@@ -224,7 +286,9 @@ mod tests {
             Error::NotFound("x".into()),
             Error::WrongPassword("x".into()),
             Error::Locked("x".into()),
-            Error::Engine("x".into()),
+            Error::Internal("x".into()),
+            Error::corrupt("pack 00000000", "x"),
+            Error::Unsupported("x".into()),
         ];
         for e in samples {
             let c = e.category();

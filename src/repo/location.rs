@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Where a repository lives (before S3 settings such as credentials are added).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// A local directory.
     Local(PathBuf),
     /// A bucket, with the endpoint URL (`None` for AWS) and a key prefix.
@@ -20,7 +20,7 @@ pub enum Location {
 }
 
 /// Parses a location. Errors are plain strings naming what is wrong.
-pub fn parse(input: &str) -> Result<Location, String> {
+pub(crate) fn parse(input: &str) -> Result<Location, String> {
     let input = input.trim();
     if input.is_empty() {
         return Err("the repository location is empty".into());

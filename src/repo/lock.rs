@@ -21,19 +21,22 @@ use std::{
 
 use bytes::Bytes;
 use jiff::Timestamp;
-use rustic_core::{Id, repofile::MasterKey};
+use rustic_core::Id;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
     backend::{ObjectStore, StoreError},
-    crypto::{CryptoKey, decode_unpacked},
+    format::{
+        crypto::Crypto,
+        files::{Unpacked, decode},
+    },
 };
 
 /// How long an unrefreshed lock stays valid (restic: 30 minutes).
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How often a held lock is refreshed (restic: 5 minutes).
-pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 const RECHECK_DELAY: Duration = Duration::from_millis(200);
 
 /// The lock file content (restic's JSON field names).
@@ -165,20 +168,25 @@ pub struct FoundLock {
 
 /// Reads every lock; locks that cannot be read or decrypted are skipped (restic does the
 /// same: they may belong to another repository key generation or be half-written).
-pub fn list_locks(store: &dyn ObjectStore, key: &CryptoKey) -> Result<Vec<FoundLock>, StoreError> {
+pub(crate) fn list_locks(
+    store: &dyn ObjectStore,
+    key: &Crypto,
+) -> Result<Vec<FoundLock>, StoreError> {
     let now = Timestamp::now();
     let me = hostname();
     let mut out = Vec::new();
-    for (name, _) in store.list("locks")? {
+    for (name, size) in store.list("locks")? {
+        if size > Unpacked::Lock.stored_max() {
+            tracing::debug!(lock = %name, size, "ignoring an oversized lock file");
+            continue;
+        }
         let data = match store.get(&format!("locks/{name}"), None) {
             Ok(d) => d,
             Err(e) if e.kind == super::backend::StoreErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let Some(info) = key
-            .decrypt(&data)
+        let Some(info) = decode(key, Unpacked::Lock, &data)
             .ok()
-            .and_then(decode_unpacked)
             .and_then(|plain| serde_json::from_slice::<LockInfo>(&plain).ok())
         else {
             tracing::debug!(lock = %name, "ignoring unreadable lock file");
@@ -196,9 +204,9 @@ pub fn list_locks(store: &dyn ObjectStore, key: &CryptoKey) -> Result<Vec<FoundL
 
 /// Removes locks: the stale ones, or all of them with `all` (restic's `unlock
 /// --remove-all`). Returns the removed locks.
-pub fn remove_locks(
+pub(crate) fn remove_locks(
     store: &dyn ObjectStore,
-    key: &CryptoKey,
+    key: &Crypto,
     all: bool,
 ) -> Result<Vec<FoundLock>, StoreError> {
     let mut removed = Vec::new();
@@ -213,11 +221,11 @@ pub fn remove_locks(
 
 fn write_lock(
     store: &dyn ObjectStore,
-    key: &CryptoKey,
+    key: &Crypto,
     info: &LockInfo,
 ) -> Result<String, StoreError> {
     let json = serde_json::to_vec(info).expect("lock info serialises");
-    let data = key.encrypt(&json);
+    let data = key.seal(&json);
     let id = Id::new(Sha256::digest(&data).into())
         .to_hex()
         .as_str()
@@ -228,7 +236,7 @@ fn write_lock(
 
 fn find_conflict(
     store: &dyn ObjectStore,
-    key: &CryptoKey,
+    key: &Crypto,
     exclusive: bool,
     own: Option<&str>,
 ) -> Result<Option<FoundLock>, StoreError> {
@@ -249,29 +257,22 @@ pub struct LockGuard {
 
 impl LockGuard {
     /// Takes a lock, following restic's check / write / wait / re-check protocol.
-    pub fn acquire(
+    pub(crate) fn acquire(
         store: Arc<dyn ObjectStore>,
-        master: &MasterKey,
+        master: &Crypto,
         exclusive: bool,
     ) -> Result<Self, LockError> {
         Self::acquire_with_refresh(store, master, exclusive, REFRESH_EVERY)
     }
 
     /// [`LockGuard::acquire`] with another refresh interval (tests).
-    pub fn acquire_with_refresh(
+    pub(crate) fn acquire_with_refresh(
         store: Arc<dyn ObjectStore>,
-        master: &MasterKey,
+        master: &Crypto,
         exclusive: bool,
         refresh: Duration,
     ) -> Result<Self, LockError> {
-        let key = CryptoKey::from_master(master).map_err(|e| {
-            StoreError::new(
-                super::backend::StoreErrorKind::Other,
-                "LOCK",
-                "locks",
-                e.to_string(),
-            )
-        })?;
+        let key = master.clone();
         let conflict = |l: FoundLock| LockError::Conflict {
             holder: l.info.describe(),
             stale: l.stale,
@@ -355,11 +356,11 @@ mod tests {
     use super::*;
     use crate::repo::backend::local::LocalStore;
 
-    fn setup() -> (tempfile::TempDir, Arc<dyn ObjectStore>, MasterKey) {
+    fn setup() -> (tempfile::TempDir, Arc<dyn ObjectStore>, Crypto) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()));
         store.create().unwrap();
-        (dir, store, MasterKey::new())
+        (dir, store, Crypto::random())
     }
 
     #[test]
@@ -384,7 +385,7 @@ mod tests {
     #[test]
     fn dead_process_lock_is_stale_and_removable() {
         let (_d, store, mk) = setup();
-        let key = CryptoKey::from_master(&mk).unwrap();
+        let key = mk.clone();
         let mut info = LockInfo::mine(true);
         info.pid = 0x3fff_fff0; // no such process
         write_lock(store.as_ref(), &key, &info).unwrap();
@@ -407,7 +408,7 @@ mod tests {
     #[test]
     fn live_foreign_lock_is_kept_unless_remove_all() {
         let (_d, store, mk) = setup();
-        let key = CryptoKey::from_master(&mk).unwrap();
+        let key = mk.clone();
         let mut other = LockInfo::mine(false);
         other.hostname = "another-host".into();
         write_lock(store.as_ref(), &key, &other).unwrap();
@@ -422,7 +423,7 @@ mod tests {
     #[test]
     fn held_lock_is_refreshed_and_removed_on_drop() {
         let (_d, store, mk) = setup();
-        let key = CryptoKey::from_master(&mk).unwrap();
+        let key = mk.clone();
         let guard =
             LockGuard::acquire_with_refresh(store.clone(), &mk, false, Duration::from_millis(150))
                 .unwrap();

@@ -13,19 +13,21 @@
 //! - A stream backup whose source fails leaves no snapshot.
 //! - Destructive operations are plan → execute: [`Repo::plan_forget`] then [`Repo::forget`].
 
-pub mod backend;
-pub mod crypto;
-pub mod engine;
-pub mod error;
-pub mod fast;
-pub mod format;
-pub mod location;
-pub mod lock;
-pub mod log_bridge;
-pub mod progress;
-pub mod retention;
-pub mod snapshot;
-pub mod stream;
+pub(crate) mod backend;
+pub(crate) mod backup;
+pub(crate) mod check;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod format;
+pub(crate) mod location;
+pub(crate) mod lock;
+pub(crate) mod log_bridge;
+pub(crate) mod progress;
+pub(crate) mod repair;
+pub(crate) mod restore;
+pub(crate) mod retention;
+pub(crate) mod snapshot;
+pub(crate) mod stream;
 
 use std::{
     io::Write,
@@ -34,9 +36,8 @@ use std::{
 };
 
 use rustic_core::{
-    CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions,
-    ReadSubsetOption, Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions,
-    repofile::{MasterKey, SnapshotFile, SnapshotId},
+    ConfigOptions, Credentials, FileType, KeyOptions, PruneOptions, Repository, RepositoryBackends,
+    RepositoryOptions, SnapshotOptions, repofile::SnapshotFile,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -45,17 +46,20 @@ pub use backend::{
     ObjectStore, StoreError, StoreErrorKind,
     s3::{ChecksumMode, S3Config, S3Credentials},
 };
-pub use crypto::KdfParams;
-pub use engine::{ExtraFile, PathBackup, RestoreStats, StreamBackup};
-pub use error::{Error, Result, RetryClass};
+pub use check::CheckReport;
+pub use engine::{ExtraFile, PathBackup, RestoreStats, RestoreTarget, StreamBackup};
+pub use error::{Corruption, Error, Result, RetryClass};
+pub use format::key::KdfParams;
 pub use lock::FoundLock;
 pub use progress::ProgressSink;
+pub use repair::RepairReport;
 pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
 pub use snapshot::{SnapshotFilter, SnapshotInfo, SnapshotStats};
 pub use stream::{CommandFailed, CommandStream};
 
 use backend::{RepoBackend, local::LocalStore, s3::S3Store};
 use engine::EngineCtx;
+use format::{crypto::Crypto, files, index::RepoIndex, object_path};
 use progress::TermProgress;
 
 /// The program name recorded in snapshots (`program_version`).
@@ -271,28 +275,6 @@ pub struct CheckRequest {
     pub read_data_subset: Option<String>,
 }
 
-/// What `check` found.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CheckReport {
-    /// Problems that make data unreadable.
-    pub errors: Vec<String>,
-    /// Harmless findings (unreferenced packs from an interrupted backup, ...).
-    pub warnings: Vec<String>,
-}
-
-impl CheckReport {
-    /// `Err(CheckFailed)` when there are errors.
-    pub fn into_result(self) -> Result<Self> {
-        match self.errors.first() {
-            None => Ok(self),
-            Some(first) => Err(Error::CheckFailed {
-                count: self.errors.len(),
-                first: first.clone(),
-            }),
-        }
-    }
-}
-
 /// What `prune` did (or would do).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
@@ -325,12 +307,6 @@ fn short(id: &str) -> String {
 }
 
 impl Repo {
-    fn backends(store: Arc<dyn ObjectStore>) -> (RepoBackend, RepositoryBackends) {
-        let backend = RepoBackend::new(store);
-        let backends = RepositoryBackends::new(Arc::new(backend.clone()), None);
-        (backend, backends)
-    }
-
     /// Creates a new repository (format v2, compression on) with one key for `password`.
     pub fn init(opts: &RepoOptions, password: &Secret, init: &InitOptions) -> Result<Self> {
         init.kdf.validate().map_err(Error::InvalidInput)?;
@@ -347,7 +323,7 @@ impl Repo {
                 "{location} (it has key files but no config: an interrupted init? remove keys/ first)"
             )));
         }
-        let master = MasterKey::new();
+        let master = Crypto::random();
         let user = nix::unistd::User::from_uid(nix::unistd::getuid())
             .ok()
             .flatten()
@@ -355,34 +331,24 @@ impl Repo {
         let host = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok());
-        let (_, json) = crypto::make_key_file(&master, password.expose(), init.kdf, host, user)
-            .map_err(Error::Engine)?;
+        let json = format::key::make_key_file(&master, password.expose(), init.kdf, host, user)
+            .map_err(Error::Internal)?;
         // Key first, config last: the config's presence is what makes it a repository.
         store.put(&format!("keys/{}", sha256_hex(&json)), vec![json.into()])?;
-        let (backend, backends) = Self::backends(store);
         let mut config = ConfigOptions::default().set_version(2u32);
         if let Some(level) = init.compression {
             config = config.set_compression(level);
         }
         let repo_opts = opts.rustic_options();
         let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
-        let created = Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
-            .init(
-                &Credentials::Masterkey(master.clone()),
-                &KeyOptions::default(),
-                &config,
-            )?;
-        let id = created.config().id.to_hex().as_str().to_string();
-        Ok(Self {
-            ctx: EngineCtx {
-                backend,
-                key: master,
-                repo_opts,
-                progress,
-            },
-            location,
-            id,
-        })
+        // rustic_core writes the config (a random chunker polynomial and repository id).
+        let backends = RepositoryBackends::new(Arc::new(RepoBackend::new(store.clone())), None);
+        Repository::new_with_progress(&repo_opts, &backends, progress.clone())?.init(
+            &Credentials::Masterkey(master.to_master_key()),
+            &KeyOptions::default(),
+            &config,
+        )?;
+        Self::finish_open(store, master, repo_opts, progress, location)
     }
 
     /// Opens an existing repository.
@@ -397,24 +363,39 @@ impl Repo {
                 _ => Error::NotFound(location),
             });
         }
-        let (backend, backends) = Self::backends(store);
+        let keys = store.list("keys")?;
+        let master = format::key::find_master_key(&keys, password.expose(), &location, |name| {
+            Ok(store.get(&format!("keys/{name}"), None)?.to_vec())
+        })?;
         let repo_opts = opts.rustic_options();
         let progress = TermProgress::new(opts.progress, opts.progress_sink.clone());
-        let repo: Repository<OpenStatus> =
-            Repository::new_with_progress(&repo_opts, &backends, progress.clone())?
-                .open(&Credentials::password(password.expose()))
-                .map_err(|e| match Error::from_rustic(&e) {
-                    Error::WrongPassword(_) => Error::WrongPassword(location.clone()),
-                    other => other,
-                })?;
-        let key = repo.key();
-        let id = repo.config().id.to_hex().as_str().to_string();
+        Self::finish_open(store, master, repo_opts, progress, location)
+    }
+
+    fn finish_open(
+        store: Arc<dyn ObjectStore>,
+        crypto: Crypto,
+        repo_opts: RepositoryOptions,
+        progress: TermProgress,
+        location: String,
+    ) -> Result<Self> {
+        let config = files::load_config(store.as_ref(), &crypto).map_err(|e| match e {
+            // the config is encrypted with the master key: a key that opens but does not
+            // decrypt the config belongs to another repository
+            Error::Corrupt(c) if c.problem.contains("authentication") => Error::corrupt(
+                "config",
+                "it does not decrypt with the master key of the repository's key file",
+            ),
+            other => other,
+        })?;
+        let id = config.id.to_hex().as_str().to_string();
         Ok(Self {
             ctx: EngineCtx {
-                backend,
-                key,
-                repo_opts,
+                store,
+                crypto,
+                config,
                 progress,
+                repo_opts,
             },
             location,
             id,
@@ -432,14 +413,9 @@ impl Repo {
         &self.location
     }
 
-    /// The engine context (for alternative engine implementations and tests).
-    pub fn engine(&self) -> &EngineCtx {
-        &self.ctx
-    }
-
     /// Adds a key for another password (e.g. rotating to a new KDF preset).
     pub fn add_key(&self, password: &Secret, kdf: KdfParams) -> Result<String> {
-        let (_, json) = crypto::make_key_file(&self.ctx.key, password.expose(), kdf, None, None)
+        let json = format::key::make_key_file(&self.ctx.crypto, password.expose(), kdf, None, None)
             .map_err(Error::InvalidInput)?;
         let id = sha256_hex(&json);
         self.store().put(&format!("keys/{id}"), vec![json.into()])?;
@@ -447,20 +423,20 @@ impl Repo {
     }
 
     fn store(&self) -> &Arc<dyn ObjectStore> {
-        self.ctx.backend.store()
+        &self.ctx.store
     }
 
     /// Takes a lock for the duration of the returned guard.
     pub fn lock(&self, exclusive: bool) -> Result<lock::LockGuard> {
         Ok(lock::LockGuard::acquire(
             self.store().clone(),
-            &self.ctx.key,
+            &self.ctx.crypto,
             exclusive,
         )?)
     }
 
     fn all_snapshot_files(&self) -> Result<Vec<SnapshotFile>> {
-        Ok(self.ctx.open()?.get_all_snapshots()?)
+        files::load_snapshots(self.store(), &self.ctx.crypto)
     }
 
     /// Lists snapshots matching `filter`, oldest first.
@@ -551,9 +527,7 @@ impl Repo {
         }
         let snap = self.new_snapshot(meta)?;
         let _lock = self.lock(false)?;
-        let collector = log_bridge::WarningCollector::start();
-        let (sn, mut skipped) = engine::backup_paths(&self.ctx, &req, snap)?;
-        skipped.extend(collector.finish());
+        let (sn, skipped) = engine::backup_paths(&self.ctx, &req, snap)?;
         Ok(BackupOutcome {
             snapshot: SnapshotInfo::from_file(&sn),
             skipped,
@@ -585,21 +559,22 @@ impl Repo {
         self.restore_with(
             snapshot,
             filter,
-            &engine::RestoreTarget {
+            &RestoreTarget {
                 path: path.to_string(),
                 target: target.to_path_buf(),
                 delete,
                 numeric_ids: false,
+                devices_and_setid: false,
             },
         )
     }
 
-    /// [`Repo::restore`] with every option of the engine (e.g. numeric owners).
+    /// [`Repo::restore`] with every option of the engine (numeric owners, devices).
     pub fn restore_with(
         &self,
         snapshot: &str,
         filter: &SnapshotFilter,
-        target: &engine::RestoreTarget,
+        target: &RestoreTarget,
     ) -> Result<(SnapshotInfo, RestoreStats)> {
         let _lock = self.lock(false)?;
         let sn = self.resolve(snapshot, filter)?;
@@ -616,41 +591,44 @@ impl Repo {
         out: &mut dyn Write,
     ) -> Result<u64> {
         let _lock = self.lock(false)?;
-        self.dump_unlocked(snapshot, filter, path, out)
-    }
-
-    fn dump_unlocked(
-        &self,
-        snapshot: &str,
-        filter: &SnapshotFilter,
-        path: &str,
-        out: &mut dyn Write,
-    ) -> Result<u64> {
         let sn = self.resolve(snapshot, filter)?;
-        let repo = self.ctx.open()?.to_indexed()?;
+        let index = RepoIndex::load(self.store(), &self.ctx.crypto)?;
         let inner = path.trim_start_matches('/');
-        let not_found = || Error::PathNotFound {
-            snapshot: short(sn.id.to_hex().as_str()),
-            path: path.to_string(),
-        };
-        let node = repo.node_from_snapshot_and_path(&sn, inner).map_err(|e| {
-            match Error::from_rustic(&e) {
-                s @ Error::Storage(_) => s,
-                _ => not_found(),
-            }
-        })?;
-        if inner.is_empty() || !node.is_file() {
+        let node = restore::find_node(self.store(), &self.ctx.crypto, &index, &sn.tree, inner)?
+            .filter(|_| !inner.is_empty())
+            .ok_or_else(|| Error::PathNotFound {
+                snapshot: short(sn.id.to_hex().as_str()),
+                path: path.to_string(),
+            })?;
+        if !node.is_file() {
             return Err(Error::InvalidInput(format!(
                 "{path:?} in snapshot {} is not a file",
                 short(sn.id.to_hex().as_str())
             )));
         }
-        let mut counter = CountingWriter { inner: out, n: 0 };
-        repo.dump(&node, &mut counter)?;
-        counter
-            .flush()
-            .map_err(|e| Error::io("writing the dump", e))?;
-        Ok(counter.n)
+        let mut n = 0u64;
+        let mut buf = Vec::new();
+        for id in node.content.iter().flatten() {
+            restore::read_blob(
+                self.store().as_ref(),
+                &self.ctx.crypto,
+                &index,
+                id,
+                &mut buf,
+            )
+            .map_err(|e| match e {
+                Error::Corrupt(mut c) => {
+                    c.files.push(path.to_string());
+                    Error::Corrupt(c)
+                }
+                other => other,
+            })?;
+            out.write_all(&buf)
+                .map_err(|e| Error::io("writing the dump", e))?;
+            n += buf.len() as u64;
+        }
+        out.flush().map_err(|e| Error::io("writing the dump", e))?;
+        Ok(n)
     }
 
     /// Reads one (small) file of a snapshot into memory.
@@ -661,29 +639,23 @@ impl Repo {
     }
 
     /// Verifies the repository structure, optionally reading (a subset of) the data.
+    /// Damage is named (pack, blob, the files that need it) with what to do about it.
     pub fn check(&self, req: &CheckRequest) -> Result<CheckReport> {
+        let read = match (&req.read_data_subset, req.read_data) {
+            (Some(s), _) => check::ReadData::parse(s).map_err(Error::InvalidInput)?,
+            (None, true) => check::ReadData::All,
+            (None, false) => check::ReadData::None,
+        };
         let _lock = self.lock(false)?;
-        let mut opts =
-            CheckOptions::default().read_data(req.read_data || req.read_data_subset.is_some());
-        if let Some(s) = &req.read_data_subset {
-            let subset: ReadSubsetOption = s.parse().map_err(|_| {
-                Error::InvalidInput(format!(
-                    "invalid --read-data-subset {s:?} (use 10%, 1/5 or 500MiB)"
-                ))
-            })?;
-            opts = opts.read_data_subset(subset);
-        }
-        let results = self.ctx.open()?.check(opts)?;
-        let mut report = CheckReport::default();
-        for (level, err) in results.0 {
-            let text = error::one_line(&err.to_string());
-            if format!("{level:?}") == "Error" {
-                report.errors.push(text);
-            } else {
-                report.warnings.push(text);
-            }
-        }
-        Ok(report)
+        check::check(&self.ctx, read)
+    }
+
+    /// Salvages damaged packs (ids or unique prefixes; none: every pack whose data does
+    /// not verify) and takes them out of the repository, under an exclusive lock. See
+    /// `repair.rs`.
+    pub fn repair_packs(&self, packs: &[String]) -> Result<RepairReport> {
+        let _lock = self.lock(true)?;
+        repair::repair_packs(&self.ctx, packs)
     }
 
     /// Plans which snapshots `policy` removes (no change is made).
@@ -705,24 +677,20 @@ impl Repo {
             return Ok(ids);
         }
         let _lock = self.lock(true)?;
-        let parsed = ids
-            .iter()
-            .map(|id| {
-                id.parse::<rustic_core::Id>()
-                    .map(SnapshotId::from)
-                    .map_err(|_| Error::InvalidInput(format!("invalid snapshot id {id}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let existing: std::collections::BTreeSet<String> = self
-            .all_snapshot_files()?
-            .iter()
-            .map(|s| s.id.to_hex().as_str().to_string())
-            .collect();
-        let parsed: Vec<SnapshotId> = parsed
-            .into_iter()
-            .filter(|id| existing.contains(id.to_hex().as_str()))
-            .collect();
-        self.ctx.open()?.delete_snapshots(&parsed)?;
+        let existing: std::collections::BTreeSet<String> =
+            files::list(self.store().as_ref(), FileType::Snapshot)?
+                .into_iter()
+                .map(|(id, _)| id.to_hex().as_str().to_string())
+                .collect();
+        for id in &ids {
+            let parsed: rustic_core::Id = id
+                .parse()
+                .map_err(|_| Error::InvalidInput(format!("invalid snapshot id {id}")))?;
+            if existing.contains(id) {
+                self.store()
+                    .delete(&object_path(FileType::Snapshot, &parsed))?;
+            }
+        }
         Ok(ids)
     }
 
@@ -732,7 +700,7 @@ impl Repo {
         // Deleting at once is safe here because we hold an exclusive lock (restic's model);
         // rustic's two-phase delete is for lock-free operation.
         let opts = PruneOptions::default().instant_delete(true);
-        let repo = self.ctx.open()?;
+        let repo = self.ctx.open_rustic()?;
         let plan = repo.prune_plan(&opts)?;
         let stats = &plan.stats;
         let sizes = stats.size_sum();
@@ -751,16 +719,16 @@ impl Repo {
 
     /// Lists the locks in the repository (without taking one).
     pub fn locks(&self) -> Result<Vec<FoundLock>> {
-        let key = crypto::CryptoKey::from_master(&self.ctx.key)
-            .map_err(|e| Error::Engine(e.to_string()))?;
-        Ok(lock::list_locks(self.store().as_ref(), &key)?)
+        Ok(lock::list_locks(self.store().as_ref(), &self.ctx.crypto)?)
     }
 
     /// Removes stale locks, or every lock with `all`; returns the removed ones.
     pub fn unlock(&self, all: bool) -> Result<Vec<FoundLock>> {
-        let key = crypto::CryptoKey::from_master(&self.ctx.key)
-            .map_err(|e| Error::Engine(e.to_string()))?;
-        Ok(lock::remove_locks(self.store().as_ref(), &key, all)?)
+        Ok(lock::remove_locks(
+            self.store().as_ref(),
+            &self.ctx.crypto,
+            all,
+        )?)
     }
 }
 
@@ -773,21 +741,11 @@ pub struct SnapshotMeta {
     pub tags: Vec<String>,
 }
 
-struct CountingWriter<'a> {
-    inner: &'a mut dyn Write,
-    n: u64,
-}
-
-impl Write for CountingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_corruption;
+#[cfg(test)]
+mod tests_hostile;
+#[cfg(test)]
+mod tests_interop;

@@ -25,14 +25,14 @@ pub struct ProgressSink {
 
 /// Progress bars on stderr, or hidden; plus an optional sink.
 #[derive(Clone, Debug)]
-pub struct TermProgress {
+pub(crate) struct TermProgress {
     enabled: bool,
     sink: Option<Arc<ProgressSink>>,
 }
 
 impl TermProgress {
     /// Shows progress only if `wanted` and stderr is a terminal; feeds `sink` either way.
-    pub fn new(wanted: bool, sink: Option<Arc<ProgressSink>>) -> Self {
+    pub(crate) fn new(wanted: bool, sink: Option<Arc<ProgressSink>>) -> Self {
         Self {
             enabled: wanted && std::io::stderr().is_terminal(),
             sink,

@@ -203,7 +203,7 @@ fn to_snapshot_file(sn: &SnapshotInfo) -> Result<SnapshotFile, String> {
 }
 
 /// Applies `policy` to `snapshots` at time `now`.
-pub fn plan(
+pub(crate) fn plan(
     snapshots: Vec<SnapshotInfo>,
     policy: &RetentionPolicy,
     group_by: GroupBy,

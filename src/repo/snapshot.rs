@@ -127,11 +127,11 @@ mod time_with_offset {
     use super::{RusticTime, Zoned};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub fn serialize<S: Serializer>(t: &Zoned, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(t: &Zoned, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&RusticTime::to_string(t))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zoned, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zoned, D::Error> {
         let s = String::deserialize(d)?;
         RusticTime::parse_utc(&s).map_err(D::Error::custom)
     }

@@ -30,7 +30,7 @@ pub struct CommandFailed {
 }
 
 /// Describes an exit status for messages.
-pub fn describe_status(status: &ExitStatus) -> (String, Option<i32>) {
+pub(crate) fn describe_status(status: &ExitStatus) -> (String, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => (format!("exited with code {c}"), Some(c)),
@@ -42,11 +42,11 @@ pub fn describe_status(status: &ExitStatus) -> (String, Option<i32>) {
 /// Keeps the last bytes written to a command's stderr, drained on a thread so a chatty
 /// command never blocks on a full pipe.
 #[derive(Debug, Clone, Default)]
-pub struct StderrTail(Arc<Mutex<VecDeque<u8>>>);
+pub(crate) struct StderrTail(Arc<Mutex<VecDeque<u8>>>);
 
 impl StderrTail {
     /// Starts draining `pipe`.
-    pub fn drain(pipe: impl Read + Send + 'static) -> (Self, JoinHandle<()>) {
+    pub(crate) fn drain(pipe: impl Read + Send + 'static) -> (Self, JoinHandle<()>) {
         let tail = Self::default();
         let buf = tail.0.clone();
         let handle = std::thread::spawn(move || {
@@ -68,7 +68,7 @@ impl StderrTail {
     }
 
     /// The tail as one trimmed line (newlines become ` | `).
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let b = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (a, c) = b.as_slices();
         let s = String::from_utf8_lossy(&[a, c].concat()).into_owned();

@@ -11,9 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
-use lifeboat::crd::backup::{Backup, BackupPhase};
+use kube::api::{Patch, PatchParams, PostParams};
+use lifeboat::crd::backup::{Backup, BackupPhase, BackupSpec, PolicyRef};
 use lifeboat::crd::backup_policy::BackupPolicy;
+use lifeboat::crd::dr_drill::{DrillPhase, DrillRun, DrillRunSpec};
+use lifeboat::crd::restore::LocalRef;
 use lifeboat::crd::store::BackupStore;
 use lifeboat_e2e::testing::{self, TestNs, wait_for};
 use serde_json::json;
@@ -477,4 +479,94 @@ pub fn hex_sha256(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+// --- Drills ----------------------------------------------------------------------------
+
+/// Longest a drill run may take here (an ephemeral PostgreSQL, restores, checks, report,
+/// namespace deletion).
+pub const DRILL: Duration = Duration::from_secs(300);
+
+/// Takes an on-demand Backup of policy `shop` and waits for it to succeed.
+pub async fn backup_now(p: &Protected, name: &str) -> anyhow::Result<Backup> {
+    let api: Api<Backup> = p.ns.api();
+    let mut b = Backup::new(
+        name,
+        BackupSpec {
+            policy_ref: PolicyRef {
+                name: "shop".into(),
+            },
+            ..BackupSpec::default()
+        },
+    );
+    b.metadata.namespace = Some(p.name().into());
+    api.create(&PostParams::default(), &b).await?;
+    let b = p.backup_finished(name, Duration::from_secs(180)).await?;
+    let st = b.status.as_ref().context("backup status")?;
+    ensure!(
+        st.phase == Some(BackupPhase::Succeeded),
+        "backup {name}: {:?} {:?}",
+        st.phase,
+        st.sources
+    );
+    Ok(b)
+}
+
+pub fn drill_json(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "DRDrill", "metadata": {"name": name},
+           "spec": spec})
+}
+
+/// Starts a run by hand (what `lifeboat drill now` does) and waits until it completed.
+pub async fn run_drill(p: &Protected, drill: &str, run: &str) -> anyhow::Result<DrillRun> {
+    let api: Api<DrillRun> = p.ns.api();
+    let mut r = DrillRun::new(
+        run,
+        DrillRunSpec {
+            drill_ref: LocalRef { name: drill.into() },
+            ..DrillRunSpec::default()
+        },
+    );
+    r.metadata.namespace = Some(p.name().into());
+    api.create(&PostParams::default(), &r).await?;
+    completed(p, run).await
+}
+
+pub async fn completed(p: &Protected, run: &str) -> anyhow::Result<DrillRun> {
+    let api: Api<DrillRun> = p.ns.api();
+    let last = std::sync::Mutex::new(String::new());
+    let res = wait_for(&format!("DrillRun {run} to complete"), DRILL, || async {
+        let r = api.get_opt(run).await?;
+        if let Some(s) = r.as_ref().and_then(|r| r.status.as_ref()) {
+            *last.lock().unwrap() = format!("{:?}", s.phase);
+        }
+        Ok(r.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(DrillPhase::Completed)))
+    })
+    .await;
+    let r = res.with_context(|| format!("last phase {}", last.lock().unwrap()))?;
+    let s = r.status.clone().unwrap_or_default();
+    println!(
+        "{run}: {:?}{} RTO {} RPO {} timeline {:?}",
+        s.outcome,
+        s.failure
+            .as_ref()
+            .map(|f| format!(
+                " at {}: {}: {}",
+                f.step, f.failure.reason, f.failure.message
+            ))
+            .unwrap_or_default(),
+        s.rto
+            .as_ref()
+            .and_then(|m| m.measured.clone())
+            .unwrap_or_default(),
+        s.rpo
+            .as_ref()
+            .and_then(|m| m.measured.clone())
+            .unwrap_or_default(),
+        s.timeline
+            .iter()
+            .map(|t| format!("{:?} {:.2}s", t.phase, t.duration_seconds.unwrap_or(-1.0)))
+            .collect::<Vec<_>>()
+    );
+    Ok(r)
 }

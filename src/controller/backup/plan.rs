@@ -40,7 +40,7 @@ use crate::jobs::mover::command::{
     ApplyRetention, BackupCommand, BackupDatabase, BackupManifests, BackupRun, BackupVolume,
     MoverCommand, NamespacedName,
 };
-use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
+use crate::jobs::mover::{self, DataMount, MoverJob, Privilege, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
 use crate::schedule::duration;
@@ -171,10 +171,10 @@ fn unit_job(
     };
     let mut env: Vec<EnvVar> = vec![];
     let mut image = o.config.mover_image.clone();
-    let mut run_as_root = false;
+    let mut privilege = Privilege::Unprivileged;
     let command = match unit {
         Unit::Volume { pvc, source } => {
-            run_as_root = true;
+            privilege = Privilege::ReadAnyOwner;
             BackupCommand::Volume(BackupVolume {
                 source: pvc.clone(),
                 path: "/data".into(),
@@ -231,7 +231,7 @@ fn unit_job(
         active_deadline_seconds: deadline.as_secs().max(1) as i64,
         backoff_limit: policy.spec.mover.backoff_limit.unwrap_or(1),
         resources: policy.spec.mover.resources.clone(),
-        run_as_root,
+        privilege,
     })
 }
 
@@ -941,7 +941,7 @@ fn retention(o: &Observed<'_>, p: &mut Plan) {
                 active_deadline_seconds: DEFAULT_DEADLINE.as_secs() as i64,
                 backoff_limit: 1,
                 resources: policy.spec.mover.resources.clone(),
-                run_as_root: false,
+                privilege: Privilege::Unprivileged,
             }));
             set(
                 p,

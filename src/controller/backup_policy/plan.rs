@@ -131,6 +131,8 @@ fn readiness(o: &Observed<'_>) -> Result<Schedule, NotReady> {
     };
     let sched = Schedule::new(&policy.spec.schedule, &identity)
         .map_err(|e| permanent(e.category(), e.to_string()))?;
+    // The CRD's rules refuse malformed and zero durations at admission; parsing them here
+    // stays as defence in depth (objects stored before the rules).
     if let Some(rpo) = &policy.spec.objectives.rpo {
         schedule::duration::parse(rpo)
             .map_err(|e| permanent("InvalidObjective", format!("spec.objectives.rpo: {e}")))?;

@@ -260,7 +260,12 @@ fn validate_check(
     Ok(())
 }
 
-/// Everything that must hold before the drill may run, with a precise reason.
+/// Everything that must hold before the drill may run, with a precise reason. The CRD's
+/// CEL rules refuse the shape errors at admission now (durations, restore point, sandbox
+/// prefix, one check kind, unique names, sql/files/http forms); these checks stay as
+/// defence in depth for objects stored before the rules, or a CRD installed without them.
+/// What refers to the policy (its sources and volumes) and `historyLimit` against
+/// `rtoWindow` are checked only here.
 pub fn validate(drill: &DRDrill, policy: Option<&BackupPolicy>) -> Result<Schedule, NotReady> {
     let spec = &drill.spec;
     let identity = format!(

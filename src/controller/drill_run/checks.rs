@@ -30,7 +30,7 @@ use crate::drill::measure;
 use crate::jobs::mover::command::{
     CheckCommand, CheckFiles, CheckFreshness, CheckHttp, CheckSql, DbTarget, MoverCommand, SqlTest,
 };
-use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
+use crate::jobs::mover::{self, DataMount, MoverJob, Privilege, StoreTarget, security};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
 use crate::schedule::duration;
@@ -252,10 +252,19 @@ pub fn check_job(
     dbs: &BTreeMap<String, RestoredDb>,
     vols: &BTreeMap<String, String>,
     policy: Option<&crate::crd::backup_policy::BackupPolicy>,
+    sandbox_token: Option<&str>,
 ) -> Job {
     let name = check_job_name(&run.name_any(), &c.name);
     let timeout = check_timeout(c);
-    let mut lbl = run_labels(run, "mover");
+    // Checks are sandbox pods like any other: the sandbox's isolation applies to them
+    // (an HTTP check reaches only the sandbox). Only a check that reads the repository
+    // carries the token that lets it out (see drill_run::sandbox).
+    let mut lbl = run_labels(run, "drill-check");
+    if let (Some(sql), Some(t)) = (&c.sql, sandbox_token)
+        && sql.matches_backup
+    {
+        lbl.insert(labels::SANDBOX_TOKEN.into(), t.into());
+    }
     lbl.insert(labels::JOB_TYPE.into(), "check".into());
     lbl.insert(labels::SOURCE.into(), jobs::label_value(&c.name));
     let ann = run_annotations(run);
@@ -355,7 +364,11 @@ pub fn check_job(
         active_deadline_seconds: deadline,
         backoff_limit: 0,
         resources: None,
-        run_as_root: root,
+        privilege: if root {
+            Privilege::ReadAnyOwner
+        } else {
+            Privilege::Unprivileged
+        },
     });
     // NB: an owner in another namespace is not allowed (the garbage collector would delete
     // the Job at once); the sandbox's deletion removes it.
@@ -375,8 +388,8 @@ fn command_job(
     dbs: &BTreeMap<String, RestoredDb>,
     vols: &BTreeMap<String, String>,
 ) -> Job {
-    // Not a Lifeboat mover: the sandbox's network isolation applies to it.
-    lbl.insert(labels::COMPONENT.into(), "drill-check".into());
+    // The user's program: the sandbox's network isolation applies to it, always.
+    lbl.remove(labels::SANDBOX_TOKEN);
     let mut env = Vec::new();
     for (source, db) in dbs {
         let n = env_name(source);
@@ -423,6 +436,10 @@ fn command_job(
         env: Some(env),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // A command check is the user's own program: it runs unprivileged, as a pod of a
+        // `restricted` sandbox must (a program that needs root fails, with the pod's
+        // reason, instead of lowering the sandbox's level).
+        security_context: Some(security::container(Privilege::Unprivileged, None)),
         ..Container::default()
     };
     Job {
@@ -444,6 +461,7 @@ fn command_job(
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     automount_service_account_token: Some(false),
+                    security_context: Some(security::pod(Privilege::Unprivileged, None)),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()

@@ -12,6 +12,7 @@
 pub mod checks;
 pub mod limits;
 pub mod plan;
+pub mod sandbox;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
+use self::sandbox::Workload;
 use super::access::{self, rbac};
 use super::backup_policy::lookup_policy;
 use super::{Context, Error, Result, apply_own_status, error_policy, instrumented};
@@ -39,6 +41,7 @@ use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
 use crate::crd::labels;
 use crate::crd::restore::Restore;
+use crate::drill::pod_security::Level;
 use crate::jobs;
 use crate::metrics::{DrillGauges, DrillLabels};
 
@@ -179,6 +182,22 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         None => None,
     };
     let sandbox = plan::sandbox_state(sandbox_ns.as_ref(), run);
+    let sandbox_uid = match sandbox {
+        SandboxState::Ours { .. } => sandbox_ns.as_ref().and_then(|n| n.metadata.uid.clone()),
+        _ => None,
+    };
+    // The level the drill's own namespace enforces caps its sandbox's (read only while
+    // the sandbox is being made).
+    let source_level = if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning) {
+        let own = Api::<Namespace>::all(client.clone()).get_opt(&ns).await?;
+        Level::from_label(
+            own.as_ref()
+                .and_then(|n| n.labels().get(sandbox::PSA_ENFORCE))
+                .map(String::as_str),
+        )
+    } else {
+        Level::Privileged
+    };
     let restore = Api::<Restore>::namespaced(client.clone(), &ns)
         .get_opt(&name)
         .await?;
@@ -206,6 +225,27 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
                 .items,
         );
     }
+    // The restored workloads, for the pod-security check of a manifests restore.
+    let sandbox_verdict = Level::from_label(
+        sandbox_ns
+            .as_ref()
+            .and_then(|n| n.labels().get(sandbox::PSA_WARN))
+            .map(String::as_str),
+    );
+    let restores_manifests = status
+        .drill_spec
+        .as_ref()
+        .is_some_and(|s| s.restore.manifests);
+    let workloads = match (&sandbox_name, sandbox, phase) {
+        (Some(sb), SandboxState::Ours { terminating: false }, DrillPhase::Verifying)
+            if restores_manifests =>
+        {
+            let run_uid = run.metadata.uid.clone().unwrap_or_default();
+            let restore_uid = restore.as_ref().and_then(|r| r.metadata.uid.clone());
+            Some(restored_workloads(client, sb, &run_uid, restore_uid.as_deref()).await?)
+        }
+        _ => None,
+    };
     let plan = plan::plan(&Observed {
         run,
         drill: drill.as_ref(),
@@ -214,6 +254,10 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         runs: &runs,
         store: store.clone(),
         sandbox,
+        sandbox_uid,
+        source_level,
+        sandbox_verdict,
+        workloads: workloads.as_deref(),
         restore: restore.as_ref(),
         jobs: &jobs_list,
         pods: &pods,
@@ -581,4 +625,105 @@ pub async fn run(ctx: Arc<Context>) {
         }
     })
     .await;
+}
+
+/// The pod templates of what a manifests restore put into a sandbox: Deployments,
+/// StatefulSets, CronJobs, Jobs and bare Pods, except what this run made there: its
+/// check Jobs (annotated with the run's UID) and its Restore's servers and movers
+/// (labelled with the Restore's UID). NB: both UIDs were made after the backup was
+/// taken, so no restored object can pass for Lifeboat's by copying a label.
+async fn restored_workloads(
+    client: &Client,
+    sandbox: &str,
+    run_uid: &str,
+    restore_uid: Option<&str>,
+) -> Result<Vec<Workload>> {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::batch::v1::CronJob;
+    let lp = ListParams::default();
+    let ours = |m: &kube::api::ObjectMeta| {
+        let by_run = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::DRILL_RUN_UID))
+            .is_some_and(|u| u == run_uid);
+        let by_restore = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::RESTORE_UID))
+            .is_some_and(|u| Some(u.as_str()) == restore_uid);
+        by_run || by_restore
+    };
+    let mut out = Vec::new();
+    let named = |kind: &str, name: String| format!("{kind}/{name}");
+    for d in Api::<Deployment>::namespaced(client.clone(), sandbox)
+        .list(&lp)
+        .await?
+    {
+        if ours(&d.metadata) {
+            continue;
+        }
+        if let Some(spec) = d.spec.as_ref().and_then(|s| s.template.spec.clone()) {
+            out.push(Workload {
+                name: named("Deployment", d.name_any()),
+                spec,
+            });
+        }
+    }
+    for s in Api::<StatefulSet>::namespaced(client.clone(), sandbox)
+        .list(&lp)
+        .await?
+    {
+        if let Some(spec) = s.spec.as_ref().and_then(|x| x.template.spec.clone()) {
+            out.push(Workload {
+                name: named("StatefulSet", s.name_any()),
+                spec,
+            });
+        }
+    }
+    for c in Api::<CronJob>::namespaced(client.clone(), sandbox)
+        .list(&lp)
+        .await?
+    {
+        let spec = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.job_template.spec.as_ref())
+            .and_then(|j| j.template.spec.clone());
+        if let Some(spec) = spec {
+            out.push(Workload {
+                name: named("CronJob", c.name_any()),
+                spec,
+            });
+        }
+    }
+    for j in Api::<Job>::namespaced(client.clone(), sandbox)
+        .list(&lp)
+        .await?
+    {
+        // A CronJob's Jobs are judged with their CronJob.
+        if j.owner_references().is_empty()
+            && !ours(&j.metadata)
+            && let Some(spec) = j.spec.as_ref().and_then(|s| s.template.spec.clone())
+        {
+            out.push(Workload {
+                name: named("Job", j.name_any()),
+                spec,
+            });
+        }
+    }
+    for pod in Api::<Pod>::namespaced(client.clone(), sandbox)
+        .list(&lp)
+        .await?
+    {
+        if pod.owner_references().is_empty()
+            && let Some(spec) = pod.spec.clone()
+        {
+            out.push(Workload {
+                name: named("Pod", pod.name_any()),
+                spec,
+            });
+        }
+    }
+    Ok(out)
 }

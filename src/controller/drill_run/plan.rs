@@ -26,18 +26,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, ResourceQuotaSpec};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    Condition, LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time,
-};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, OwnerReference, Time};
 use kube::{Resource, ResourceExt};
 
 use super::checks::{check_inputs_missing, check_job, check_job_name, check_type, judge, restored};
+use super::sandbox::{self, Workload, sandbox_objects};
 use crate::config::Config;
 use crate::controller::access::observe::{job_failed_reason, job_finished, stuck, terminated};
 use crate::controller::conditions::{self, Desired};
@@ -48,18 +43,18 @@ use crate::crd::common::{Failure, condition};
 use crate::crd::dr_drill::{
     CheckResult, CheckVerdict, DRDrill, DRDrillSpec, DrillFailure, DrillOutcome, DrillPhase,
     DrillRestorePoint, DrillRun, DrillRunStatus, PhaseSpan, RestorePointStrategy,
-    SandboxNetworkPolicy,
 };
 use crate::crd::labels;
 use crate::crd::restore::{
-    ALLOW_RESTORE_FROM, DatabaseRestore, LocalRef, ManifestRestore, Restore, RestorePhase,
-    RestoreSource, RestoreSpec, VolumeRestore,
+    DatabaseRestore, LocalRef, ManifestRestore, Restore, RestorePhase, RestoreSource, RestoreSpec,
+    VolumeRestore,
 };
 use crate::crd::store::BackupStoreSpec;
 use crate::drill::checks::summarise;
 use crate::drill::measure;
+use crate::drill::pod_security::Level;
 use crate::jobs::mover::command::{MoverCommand, NamespacedName, WriteReport};
-use crate::jobs::mover::{self, MoverJob, StoreTarget};
+use crate::jobs::mover::{self, MoverJob, Privilege, StoreTarget};
 use crate::jobs::result::MoverResult;
 use crate::jobs::{self, MAX_NAME};
 use crate::schedule::duration;
@@ -81,12 +76,6 @@ pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
 /// Waiting for the sandbox namespace to go away; afterwards the run completes anyway and
 /// the sandbox sweep keeps trying.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
-/// Name of the ResourceQuota in a sandbox.
-pub const QUOTA_NAME: &str = "lifeboat-sandbox";
-/// NetworkPolicy isolating a sandbox.
-pub const ISOLATION_POLICY: &str = "lifeboat-sandbox-isolation";
-/// NetworkPolicy letting Lifeboat's own movers reach the store.
-pub const MOVER_POLICY: &str = "lifeboat-sandbox-movers";
 
 /// What the run's sandbox namespace is, as far as this run is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +169,14 @@ pub struct Observed<'a> {
     pub runs: &'a [DrillRun],
     pub store: Option<StoreInfo>,
     pub sandbox: SandboxState,
+    /// The sandbox namespace's UID, once it exists (its token lets movers out).
+    pub sandbox_uid: Option<String>,
+    /// The Pod Security level the drill's own namespace enforces (no label: privileged).
+    pub source_level: Level,
+    /// The level restored workloads are judged against (the sandbox's `warn` label).
+    pub sandbox_verdict: Level,
+    /// Restored workloads in the sandbox, listed while verifying a manifests restore.
+    pub workloads: Option<&'a [Workload]>,
     pub restore: Option<&'a Restore>,
     /// Jobs of this run: checks (in the sandbox) and the report (drill's namespace).
     pub jobs: &'a [Job],
@@ -535,97 +532,6 @@ pub fn choose_restore_point(
     })
 }
 
-/// The namespace, quota and network policies of a run's sandbox.
-pub fn sandbox_objects(run: &DrillRun, spec: &DRDrillSpec, name: &str) -> Provision {
-    let mut lbl = run_labels(run, "drill-sandbox");
-    lbl.insert(labels::SANDBOX.into(), "true".into());
-    let mut ann = run_annotations(run);
-    ann.insert(
-        ALLOW_RESTORE_FROM.into(),
-        run.namespace().unwrap_or_default(),
-    );
-    let meta = |n: &str| ObjectMeta {
-        name: Some(n.into()),
-        namespace: Some(name.into()),
-        labels: Some(run_labels(run, "drill-sandbox")),
-        ..ObjectMeta::default()
-    };
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(lbl),
-            annotations: Some(ann),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    let quota = (!spec.sandbox.resource_quota.is_empty()).then(|| ResourceQuota {
-        metadata: meta(QUOTA_NAME),
-        spec: Some(ResourceQuotaSpec {
-            hard: Some(spec.sandbox.resource_quota.clone()),
-            ..ResourceQuotaSpec::default()
-        }),
-        status: None,
-    });
-    let limit_range = super::limits::for_quota(&spec.sandbox.resource_quota, meta(""));
-    let mut network_policies = Vec::new();
-    if spec.sandbox.network_policy == SandboxNetworkPolicy::DenyAll {
-        let same_ns = NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector::default()),
-            ..NetworkPolicyPeer::default()
-        };
-        let dns = |protocol: &str| NetworkPolicyPort {
-            protocol: Some(protocol.into()),
-            port: Some(IntOrString::Int(53)),
-            ..NetworkPolicyPort::default()
-        };
-        network_policies.push(NetworkPolicy {
-            metadata: meta(ISOLATION_POLICY),
-            spec: Some(NetworkPolicySpec {
-                pod_selector: Some(LabelSelector::default()),
-                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-                ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![same_ns.clone()]),
-                    ..NetworkPolicyIngressRule::default()
-                }]),
-                egress: Some(vec![
-                    NetworkPolicyEgressRule {
-                        to: Some(vec![same_ns]),
-                        ..NetworkPolicyEgressRule::default()
-                    },
-                    NetworkPolicyEgressRule {
-                        ports: Some(vec![dns("UDP"), dns("TCP")]),
-                        ..NetworkPolicyEgressRule::default()
-                    },
-                ]),
-            }),
-        });
-        // Lifeboat's restore and check movers must reach the store (and nothing restored
-        // carries these labels unless its original did).
-        network_policies.push(NetworkPolicy {
-            metadata: meta(MOVER_POLICY),
-            spec: Some(NetworkPolicySpec {
-                pod_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([
-                        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-                        (labels::COMPONENT.to_string(), "mover".to_string()),
-                    ])),
-                    ..LabelSelector::default()
-                }),
-                policy_types: Some(vec!["Egress".into()]),
-                egress: Some(vec![NetworkPolicyEgressRule::default()]),
-                ..NetworkPolicySpec::default()
-            }),
-        });
-    }
-    Provision {
-        namespace,
-        quota,
-        limit_range,
-        network_policies,
-    }
-}
-
 /// The database sources a drill restores: those it names, else every one of the policy.
 pub fn restored_database_sources(spec: &DRDrillSpec, policy: &BackupPolicy) -> Vec<String> {
     if spec.restore.databases.is_empty() {
@@ -785,6 +691,16 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
         }
         Some(_) => {}
     }
+    let restores_volumes =
+        spec.restore.volumes.unwrap_or(true) && !policy.spec.sources.volumes.is_empty();
+    let levels = match sandbox::levels(spec.sandbox.pod_security, o.source_level, restores_volumes)
+    {
+        Ok(l) => l,
+        Err(f) => {
+            fail(p, "Provisioning", f, now);
+            return;
+        }
+    };
     let sandbox = p.status.sandbox_namespace.clone().unwrap_or_else(|| {
         sandbox_name(
             spec.sandbox.namespace_prefix.as_deref(),
@@ -814,12 +730,19 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
             now,
         ),
         SandboxState::Absent => {
-            p.provision = Some(sandbox_objects(run, &spec, &sandbox));
+            p.provision = Some(sandbox_objects(run, &spec, &sandbox, levels, None));
             p.requeue = Some(Duration::from_secs(1));
         }
         SandboxState::Ours { terminating: false } => {
-            // Idempotent: completes whatever an interrupted attempt left undone.
-            p.provision = Some(sandbox_objects(run, &spec, &sandbox));
+            // Idempotent: completes whatever an interrupted attempt left undone, and now
+            // that the namespace has a UID, lets the movers out.
+            p.provision = Some(sandbox_objects(
+                run,
+                &spec,
+                &sandbox,
+                levels,
+                o.sandbox_uid.as_deref(),
+            ));
             let rp = p.status.restore_point.clone().expect("chosen above");
             p.create_restore = Some(restore_object(run, &spec, policy, &rp, &sandbox));
             p.events.push(PlannedEvent {
@@ -976,6 +899,28 @@ fn verifying(o: &Observed<'_>, p: &mut Plan) {
     let store = sandbox_store(o);
     let mut results: Vec<CheckResult> = Vec::new();
     let mut waiting = false;
+    if spec.restore.manifests {
+        let done = p
+            .status
+            .checks
+            .iter()
+            .find(|r| r.name == sandbox::POD_SECURITY_CHECK);
+        match (done, o.workloads) {
+            (Some(r), _) => results.push(r.clone()),
+            (None, Some(w)) => {
+                let r = sandbox::pod_security_check(w, o.sandbox_verdict, now);
+                if r.result != CheckVerdict::Passed {
+                    p.events.push(PlannedEvent {
+                        warning: true,
+                        reason: "CheckFailed",
+                        note: format!("{}: {}", r.name, r.observed.as_deref().unwrap_or("")),
+                    });
+                }
+                results.push(r);
+            }
+            (None, None) => waiting = true,
+        }
+    }
     for c in &spec.checks {
         if let Some(done) = p.status.checks.iter().find(|r| r.name == c.name) {
             results.push(done.clone());
@@ -1031,8 +976,18 @@ fn verifying(o: &Observed<'_>, p: &mut Plan) {
                     });
                     continue;
                 };
+                let token = o.sandbox_uid.as_deref().map(jobs::sandbox_token);
                 p.create_jobs.push(check_job(
-                    o.run, o.config, c, &sandbox, store, &rp, &dbs, &vols, o.policy,
+                    o.run,
+                    o.config,
+                    c,
+                    &sandbox,
+                    store,
+                    &rp,
+                    &dbs,
+                    &vols,
+                    o.policy,
+                    token.as_deref(),
                 ));
                 waiting = true;
             }

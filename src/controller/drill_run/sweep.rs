@@ -188,7 +188,18 @@ mod tests {
     }
 
     fn sandbox_of(r: &DrillRun) -> Namespace {
-        plan::sandbox_objects(r, &DRDrillSpec::default(), "drill-orders-202611221500").namespace
+        let levels = crate::controller::drill_run::sandbox::Levels {
+            verdict: crate::drill::pod_security::Level::Restricted,
+            enforce: crate::drill::pod_security::Level::Restricted,
+        };
+        crate::controller::drill_run::sandbox::sandbox_objects(
+            r,
+            &DRDrillSpec::default(),
+            "drill-orders-202611221500",
+            levels,
+            None,
+        )
+        .namespace
     }
 
     #[test]

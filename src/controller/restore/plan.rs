@@ -97,6 +97,10 @@ const PERMANENT: &[&str] = &[
     "ToolMissing",
     // The manifest mover retries passing API faults itself; what it reports is final.
     "ApplyFailed",
+    // Damaged repository data fails the same way every time (the mover names the pack
+    // and the files; `lifeboat repair packs` and a new backup heal it).
+    "RepositoryCorrupted",
+    "UnsupportedRepository",
 ];
 
 /// Everything the plan looks at. The caller reads it with consistent LIST calls.
@@ -208,7 +212,10 @@ pub fn check_target(r: &Restore, ns: Option<&Namespace>) -> Result<String, Failu
     }
 }
 
-/// Checks what the OpenAPI schema of Kubernetes 1.20 cannot express.
+/// Checks the spec. The CRD's CEL rules refuse most of this at admission now (one-of
+/// source, pointInTime, one-of target, duplicate sources, empty hosts); this stays as
+/// defence in depth for objects stored before the rules, or a CRD installed without them.
+/// The `volumes.rename` targets are checked only here.
 pub fn validate(r: &Restore) -> Result<(), Failure> {
     let invalid = |m: String| Err(failure("InvalidSpec", m));
     let s = &r.spec;

@@ -80,6 +80,9 @@ pub(crate) enum MoverCommand {
     Check(CheckCommand),
     /// `mover report`: a finished drill run's evidence report.
     Report(WriteReport),
+    /// `mover verify`: check a repository (with a share of its data), so damage is found
+    /// before a restore needs the data.
+    Verify(VerifyRepository),
 }
 
 impl MoverCommand {
@@ -190,6 +193,10 @@ pub(crate) struct RestoreRun {
 pub(crate) struct RestoreVolume {
     /// Where the target volume is mounted (read-write).
     pub(crate) target: PathBuf,
+    /// Create device nodes and keep set-user-ID / set-group-ID bits recorded in the
+    /// snapshot (`--devices-and-setid`); off: a snapshot is input from whoever can write
+    /// the repository.
+    pub(crate) devices_and_setid: bool,
     pub(crate) run: RestoreRun,
 }
 
@@ -302,6 +309,14 @@ pub(crate) struct WriteReport {
     /// The run's record as the controller read it from the API (a JSON DrillRun, mounted
     /// from a ConfigMap): the mover reads nothing from the API itself.
     pub(crate) record: std::path::PathBuf,
+}
+
+/// Check a store's repository: its structure, and the data of a subset of its packs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VerifyRepository {
+    /// Which packs to read: `10%`, `1/5` (bucket 1 of 5: run `n/5` on day n to read all
+    /// of it every five runs) or `500MiB`; `None`: structure only.
+    pub(crate) read_data_subset: Option<String>,
 }
 
 /// Defaults of flags the controllers always render (hand-run movers may omit them).
@@ -469,6 +484,7 @@ impl MoverCommand {
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {
                 let mut a = Argv::new(&["mover", "restore", "volume"]);
                 a.path("target", &c.target);
+                a.switch("devices-and-setid", c.devices_and_setid);
                 a.restore_run(&c.run);
                 a
             }
@@ -541,6 +557,11 @@ impl MoverCommand {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
                 a.path("record", &c.record);
+                a
+            }
+            MoverCommand::Verify(c) => {
+                let mut a = Argv::new(&["mover", "verify"]);
+                a.opt("read-data-subset", c.read_data_subset.as_ref());
                 a
             }
         };

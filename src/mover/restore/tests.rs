@@ -91,6 +91,33 @@ fn side_effects_are_suppressed_only_when_asked() {
 }
 
 #[test]
+fn a_sandbox_gets_no_daemonsets_network_policies_or_disruption_budgets_and_jobs_wait() {
+    for (api, kind, plural) in [
+        ("apps/v1", "DaemonSet", "DaemonSets"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "NetworkPolicies"),
+        ("policy/v1", "PodDisruptionBudget", "PodDisruptionBudgets"),
+    ] {
+        let o = json!({"apiVersion": api, "kind": kind, "metadata": {"name": "x"}, "spec": {}});
+        match transform(o.clone(), "t", &suppress()) {
+            Ok(Disposition::Drop(why)) => assert!(why.starts_with(plural), "{why}"),
+            other => panic!("{kind} not dropped: {other:?}"),
+        }
+        applied(transform(o, "t", &TransformOptions::default()));
+    }
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"template": {}}});
+    assert_eq!(
+        applied(transform(job.clone(), "t", &suppress()))["spec"]["suspend"],
+        true
+    );
+    assert!(
+        applied(transform(job, "t", &TransformOptions::default()))["spec"]
+            .get("suspend")
+            .is_none()
+    );
+}
+
+#[test]
 fn scale_to_zero_touches_replicated_workloads_only() {
     let opts = TransformOptions {
         suppress_side_effects: false,
@@ -243,7 +270,15 @@ fn only_an_empty_volume_or_our_own_retry_is_restored_into() {
         volume_occupied(p, "other").unwrap().is_some(),
         "an unfinished restore of another snapshot"
     );
+    // what an interrupted attempt of the same snapshot wrote: the retry continues
     std::fs::write(p.join("db.sqlite"), "x").unwrap();
+    assert_eq!(volume_occupied(p, "abc").unwrap(), None);
+    let why = volume_occupied(p, "other").unwrap().unwrap();
+    assert!(
+        why.contains("db.sqlite") && why.contains("another snapshot"),
+        "{why}"
+    );
+    std::fs::remove_file(p.join(VOLUME_MARKER)).unwrap();
     let why = volume_occupied(p, "abc").unwrap().unwrap();
     assert!(
         why.contains("db.sqlite") && why.contains("never overwrites"),

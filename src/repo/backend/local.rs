@@ -19,14 +19,14 @@ const TMP_DIR: &str = ".lifeboat-tmp";
 
 /// A repository rooted at a local directory.
 #[derive(Debug)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     root: PathBuf,
     counter: AtomicU64,
 }
 
 impl LocalStore {
     /// A store rooted at `root` (which need not exist yet: `create` makes it).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             counter: AtomicU64::new(0),

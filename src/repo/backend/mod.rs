@@ -1,7 +1,7 @@
 //! Storage backends: a small blocking object-store interface ([`ObjectStore`]) with two
-//! implementations (local directory, S3), and [`RepoBackend`], the one place that maps the
-//! restic repository layout (`config`, `keys/`, `snapshots/`, `index/`, `data/xx/`,
-//! `locks/`) onto object names and implements rustic_core's backend traits on top.
+//! implementations (local directory, S3), and [`RepoBackend`], rustic_core's backend
+//! traits on top of a store (the restic layout's object names are
+//! [`crate::repo::format::object_path`]).
 //!
 //! Invariants:
 //! - Every object write is all-or-nothing: a crash leaves either the whole object or none
@@ -10,14 +10,12 @@
 //!   the facade can still tell `NoSuchBucket` from a refused connection.
 //! - No secret ever appears in a `location()`, an error or a log line.
 
-pub mod local;
-pub mod s3;
+pub(crate) mod local;
+pub(crate) mod s3;
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex},
-};
+use std::{fmt, sync::Arc};
 
+use crate::repo::format::object_path;
 use bytes::Bytes;
 use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
@@ -120,92 +118,17 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     fn delete(&self, path: &str) -> Result<(), StoreError>;
 }
 
-/// The object name of a repository file in the restic layout.
-pub fn object_path(tpe: FileType, id: &Id) -> String {
-    let hex = id.to_hex();
-    let hex = hex.as_str();
-    match tpe {
-        FileType::Config => "config".to_string(),
-        FileType::Pack => format!("data/{}/{hex}", &hex[..2]),
-        other => format!("{}/{hex}", other.dirname()),
-    }
-}
-
-/// Lets one operation control snapshot writes: a stream backup whose command failed must not
-/// leave a snapshot behind, but rustic_core saves the snapshot after skipping unreadable
-/// files. Vetoing the snapshot write turns that into an error before anything looks complete.
-/// In capture mode snapshot writes are swallowed: the caller finishes the snapshot itself.
-#[derive(Debug, Default)]
-pub struct CommitGate {
-    veto: Mutex<Option<String>>,
-    capture: std::sync::atomic::AtomicBool,
-}
-
-impl CommitGate {
-    /// Swallow snapshot writes (they report success but write nothing).
-    pub fn set_capture(&self, on: bool) {
-        self.capture.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn capturing(&self) -> bool {
-        self.capture.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Forbids snapshot writes until [`CommitGate::clear`], giving the reason.
-    pub fn veto(&self, reason: impl Into<String>) {
-        let mut slot = self.veto.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(reason.into());
-        }
-    }
-
-    /// Allows snapshot writes again.
-    pub fn clear(&self) {
-        *self.veto.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// The current veto reason, if any.
-    pub fn reason(&self) -> Option<String> {
-        self.veto.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Raised (inside rustic_core's error chain) when a snapshot write was vetoed.
-#[derive(Debug, thiserror::Error)]
-#[error("snapshot not committed: {0}")]
-pub struct CommitVetoed(pub String);
-
-/// The restic repository layout on an [`ObjectStore`]; implements rustic_core's backend
-/// traits and gives the lock code raw access to `locks/`.
+/// The restic repository layout on an [`ObjectStore`], as rustic_core's backend traits,
+/// for what still runs on rustic_core (`init`, `prune`; see docs/engine.md).
 #[derive(Clone, Debug)]
-pub struct RepoBackend {
+pub(crate) struct RepoBackend {
     store: Arc<dyn ObjectStore>,
-    gate: Arc<CommitGate>,
 }
 
 impl RepoBackend {
     /// Wraps a store.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            store,
-            gate: Arc::default(),
-        }
-    }
-
-    /// The underlying store (for locks and for other engines working on the same format).
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    /// The snapshot commit gate of this backend.
-    pub fn gate(&self) -> &Arc<CommitGate> {
-        &self.gate
-    }
-
-    /// Whether reads cross a network (anything but a local directory): such reads spend
-    /// most of their time waiting, so more of them are kept in flight.
-    pub fn is_remote(&self) -> bool {
-        !self.store.location().starts_with("local:")
+    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
     }
 }
 
@@ -296,18 +219,6 @@ impl WriteBackend for RepoBackend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        if tpe == FileType::Snapshot {
-            if let Some(reason) = self.gate.reason() {
-                return Err(RusticError::with_source(
-                    ErrorKind::Backend,
-                    "snapshot write refused",
-                    CommitVetoed(reason),
-                ));
-            }
-            if self.gate.capturing() {
-                return Ok(());
-            }
-        }
         self.store
             .put(&object_path(tpe, id), content.into_vec())
             .map_err(to_rustic)
@@ -315,45 +226,5 @@ impl WriteBackend for RepoBackend {
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         self.store.delete(&object_path(tpe, id)).map_err(to_rustic)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layout_matches_restic() {
-        let id: Id = "ab01000000000000000000000000000000000000000000000000000000000000"
-            .parse()
-            .unwrap();
-        assert_eq!(object_path(FileType::Config, &id), "config");
-        assert_eq!(
-            object_path(FileType::Pack, &id),
-            format!("data/ab/{}", id.to_hex().as_str())
-        );
-        assert_eq!(
-            object_path(FileType::Snapshot, &id),
-            format!("snapshots/{}", id.to_hex().as_str())
-        );
-        assert_eq!(
-            object_path(FileType::Key, &id),
-            format!("keys/{}", id.to_hex().as_str())
-        );
-        assert_eq!(
-            object_path(FileType::Index, &id),
-            format!("index/{}", id.to_hex().as_str())
-        );
-    }
-
-    #[test]
-    fn gate_keeps_first_reason_until_cleared() {
-        let gate = CommitGate::default();
-        assert_eq!(gate.reason(), None);
-        gate.veto("first");
-        gate.veto("second");
-        assert_eq!(gate.reason().as_deref(), Some("first"));
-        gate.clear();
-        assert_eq!(gate.reason(), None);
     }
 }

@@ -175,7 +175,7 @@ impl Drop for RuntimeRef {
 type PendingUpload = (String, JoinHandle<Result<(), StoreError>>);
 
 /// An S3 repository store.
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: Client,
     config: S3Config,
     rt: RuntimeRef,
@@ -196,7 +196,7 @@ impl S3Store {
     /// on that runtime; otherwise it starts a two-thread runtime of its own. Must be called
     /// outside of an async context when `handle` is `None`... and every store method must
     /// always be called outside of one (they block).
-    pub fn new(
+    pub(crate) fn new(
         config: S3Config,
         handle: Option<tokio::runtime::Handle>,
     ) -> Result<Self, StoreError> {
@@ -265,7 +265,7 @@ impl S3Store {
 
     /// Waits for every queued pack upload; the first failure is returned (the others are
     /// still awaited so nothing is left running unobserved).
-    pub fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if pending.is_empty() {
             return Ok(());

@@ -96,7 +96,7 @@ pub(super) fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
         active_deadline_seconds: REPORTING_TIMEOUT.as_secs() as i64,
         backoff_limit: 1,
         resources: None,
-        run_as_root: false,
+        privilege: Privilege::Unprivileged,
     });
     // NB: an owner in another namespace is not allowed (the garbage collector would delete
     // the Job at once); the run's clean-up removes it.

@@ -5,6 +5,10 @@
 use super::*;
 use crate::controller::access::observe::testing::{owned_by, uid};
 use crate::controller::drill_run::checks::{env_name, parse_db_target};
+use crate::controller::drill_run::sandbox::{
+    ISOLATION_POLICY, MOVER_POLICY, POD_SECURITY_CHECK, PSA_AUDIT, PSA_ENFORCE, PSA_WARN,
+    QUOTA_NAME, Workload, token,
+};
 use crate::crd::backup::{BackupSpec, BackupStatus, PolicyRef, SourceResult};
 use crate::crd::backup_policy::DatabaseEngine;
 use crate::crd::backup_policy::{
@@ -15,6 +19,8 @@ use crate::crd::dr_drill::{
     Check, CommandCheck, DrillObjectives, DrillRunSpec, FileChecksum, FilesCheck, FreshnessCheck,
     RestorePointSelector, Sandbox, SqlCheck,
 };
+use crate::crd::dr_drill::{SandboxNetworkPolicy, SandboxPodSecurity};
+use crate::crd::restore::ALLOW_RESTORE_FROM;
 use crate::crd::restore::{RestoreStatus, RestoredDatabase, RestoredSource};
 use crate::crd::store::S3Spec;
 use crate::jobs::result::RESULT_VERSION;
@@ -22,6 +28,7 @@ use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -347,6 +354,9 @@ struct World {
     runs: Vec<DrillRun>,
     store: Option<StoreInfo>,
     sandbox: SandboxState,
+    sandbox_uid: Option<String>,
+    source_level: Level,
+    workloads: Vec<Workload>,
     restore: Option<Restore>,
     jobs: Vec<Job>,
     pods: Vec<Pod>,
@@ -381,6 +391,9 @@ impl World {
             ],
             store: Some(store()),
             sandbox: SandboxState::Absent,
+            sandbox_uid: None,
+            source_level: Level::Privileged,
+            workloads: vec![],
             restore: None,
             jobs: vec![],
             pods: vec![],
@@ -398,6 +411,10 @@ impl World {
             runs: &self.runs,
             store: self.store.clone(),
             sandbox: self.sandbox,
+            sandbox_uid: self.sandbox_uid.clone(),
+            source_level: self.source_level,
+            sandbox_verdict: Level::Restricted,
+            workloads: Some(&self.workloads),
             restore: self.restore.as_ref(),
             jobs: &self.jobs,
             pods: &self.pods,
@@ -492,9 +509,24 @@ fn a_new_run_records_its_spec_and_restore_point_and_creates_a_labelled_sandbox()
     assert_eq!(ns.labels()[labels::MANAGED_BY], "lifeboat");
     assert_eq!(ns.annotations()[ALLOW_RESTORE_FROM], "shop");
     assert_eq!(ns.annotations()[annotations::DRILL_RUN_UID], "run-uid");
-    assert!(prov.quota.is_none(), "no quota unless asked for");
+    // The policy backs up a volume: the volume mover (baseline) restores into the
+    // sandbox, while restored workloads are held to restricted.
+    assert_eq!(
+        (
+            ns.labels()[PSA_ENFORCE].as_str(),
+            ns.labels()[PSA_WARN].as_str(),
+            ns.labels()[PSA_AUDIT].as_str()
+        ),
+        ("baseline", "restricted", "restricted")
+    );
+    let quota = prov.quota.as_ref().expect("a default quota");
+    assert_eq!(
+        quota.spec.as_ref().unwrap().hard.as_ref().unwrap()["services.nodeports"].0,
+        "0"
+    );
+    // The movers' way out needs the namespace's UID: not before it exists.
     let names: Vec<_> = prov.network_policies.iter().map(|n| n.name_any()).collect();
-    assert_eq!(names, [ISOLATION_POLICY, MOVER_POLICY]);
+    assert_eq!(names, [ISOLATION_POLICY]);
     let deny = prov.network_policies[0].spec.as_ref().unwrap();
     assert_eq!(
         deny.pod_selector,
@@ -505,6 +537,17 @@ fn a_new_run_records_its_spec_and_restore_point_and_creates_a_labelled_sandbox()
         deny.egress.as_ref().unwrap().len(),
         2,
         "same namespace + DNS only"
+    );
+    let dns = &deny.egress.as_ref().unwrap()[1].to.as_ref().unwrap()[0];
+    assert_eq!(
+        dns.pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["k8s-app"],
+        "kube-dns",
+        "DNS only to the cluster's DNS pods"
     );
     assert!(
         p.create_restore.is_none(),
@@ -760,6 +803,21 @@ fn a_successful_restore_starts_one_job_per_check_in_the_sandbox() {
             format!("shop/{RUN}")
         );
         assert_eq!(j.spec.as_ref().unwrap().backoff_limit, Some(0));
+        // Every check pod meets `restricted` but the files check, which reads files of
+        // every owner (baseline, DAC_OVERRIDE).
+        use crate::drill::pod_security::{Level, violations};
+        let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let level = if j.name_any() == check_job_name(RUN, "files") {
+            Level::Baseline
+        } else {
+            Level::Restricted
+        };
+        assert_eq!(
+            violations(pod, level),
+            Vec::<String>::new(),
+            "{}",
+            j.name_any()
+        );
     }
     let c = |i: usize| {
         p.create_jobs[i]
@@ -1368,3 +1426,90 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
 }
 
 mod report;
+#[test]
+fn the_movers_way_out_selects_the_sandbox_token_once_the_namespace_exists() {
+    let mut w = World::new(drill_spec());
+    w.step();
+    w.sandbox = SandboxState::Ours { terminating: false };
+    w.sandbox_uid = Some("ns-uid-1".into());
+    let p = w.at("2026-11-22T15:00:02Z").step();
+    let prov = p.provision.as_ref().unwrap();
+    let movers = prov
+        .network_policies
+        .iter()
+        .find(|n| n.name_any() == MOVER_POLICY)
+        .expect("the mover policy");
+    let sel = movers.spec.as_ref().unwrap().pod_selector.clone().unwrap();
+    assert_eq!(
+        sel.match_labels.unwrap(),
+        BTreeMap::from([(labels::SANDBOX_TOKEN.to_string(), token("ns-uid-1"))]),
+        "only the token, which no restored object can carry"
+    );
+}
+
+#[test]
+fn a_sandbox_is_never_more_permissive_than_the_drills_namespace() {
+    // The drill asks for baseline, its namespace enforces restricted, no volumes: the
+    // sandbox is restricted.
+    let mut spec = drill_spec();
+    spec.sandbox.pod_security = SandboxPodSecurity::Baseline;
+    spec.restore.volumes = Some(false);
+    let mut w = World::new(spec);
+    w.source_level = Level::Restricted;
+    let p = w.step();
+    let ns = &p.provision.as_ref().unwrap().namespace;
+    assert_eq!(ns.labels()[PSA_ENFORCE], "restricted");
+    assert_eq!(ns.labels()[PSA_WARN], "restricted");
+    // With volumes to restore, the volume mover would need baseline: the run fails
+    // with the reason, before anything is created.
+    let mut w = World::new(drill_spec());
+    w.source_level = Level::Restricted;
+    let p = w.step();
+    assert!(p.provision.is_none());
+    let f = p.status.failure.as_ref().unwrap();
+    assert_eq!(
+        (f.step.as_str(), f.failure.reason.as_str()),
+        ("Provisioning", "SandboxPodSecurity")
+    );
+}
+
+#[test]
+fn a_restored_workload_that_breaks_the_sandbox_level_fails_the_pod_security_check() {
+    let mut spec = drill_spec();
+    spec.restore.manifests = true;
+    let mut w = World::new(spec);
+    w.workloads = vec![Workload {
+        name: "Deployment/agent".into(),
+        spec: serde_json::from_value(serde_json::json!({"hostPID": true,
+            "containers": [{"name": "a", "securityContext": {"privileged": true}}]}))
+        .unwrap(),
+    }];
+    w.run_to_verifying();
+    w.finish_checks(&[
+        ("rows", "Passed", "ok"),
+        ("fresh", "Passed", "2026-11-22T14:00:00Z"),
+        ("files", "Passed", "ok"),
+        ("app", "Passed", "ok"),
+    ]);
+    let p = w.at("2026-11-22T15:01:45Z").step();
+    let r = p
+        .status
+        .checks
+        .iter()
+        .find(|c| c.name == POD_SECURITY_CHECK)
+        .expect("the automatic check");
+    assert_eq!(r.result, CheckVerdict::Failed);
+    assert_eq!(
+        r.observed.as_deref(),
+        Some(
+            "Deployment/agent: allowPrivilegeEscalation != false in container \"a\", capabilities not dropping ALL in container \"a\", hostPID=true, privileged container \"a\", runAsNonRoot != true in container \"a\", seccompProfile not RuntimeDefault or Localhost in container \"a\""
+        )
+    );
+    let f = p.status.failure.as_ref().unwrap();
+    assert_eq!(f.step, format!("check/{POD_SECURITY_CHECK}"));
+    // Without manifests there is nothing to judge and no such check.
+    let mut w = World::new(drill_spec());
+    w.run_to_verifying();
+    let p = w.plan();
+    assert!(p.status.checks.iter().all(|c| c.name != POD_SECURITY_CHECK));
+}

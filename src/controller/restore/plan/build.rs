@@ -7,6 +7,7 @@ use crate::jobs::mover::command::{
     MoverCommand, NamespacedName, RestoreCommand, RestoreDatabase, RestoreManifests, RestoreRun,
     RestoreVolume,
 };
+use crate::jobs::security::{self, DATABASE_UID, Privilege};
 
 /// Annotation on mover Jobs and ephemeral servers: when the controller created them.
 pub const STARTED_AT: &str = "lifeboat.dev/started-at";
@@ -116,7 +117,7 @@ pub(super) fn server_deployment(
         ),
         (SERVER_LABEL.to_string(), server.to_string()),
     ]);
-    let (env, data_dir) = match db.engine {
+    let (env, data_dir, run_dir) = match db.engine {
         DatabaseEngine::Postgres => (
             vec![
                 secret_env("POSTGRES_USER", server, "username"),
@@ -124,11 +125,13 @@ pub(super) fn server_deployment(
                 plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
             ],
             "/var/lib/postgresql/data",
+            "/var/run/postgresql",
         ),
         // MYSQL_ROOT_PASSWORD is read by the mysql image and (as an alias) by mariadb.
         DatabaseEngine::Mysql => (
             vec![secret_env("MYSQL_ROOT_PASSWORD", server, "password")],
             "/var/lib/mysql",
+            "/run/mysqld",
         ),
     };
     let resources = o
@@ -180,18 +183,40 @@ pub(super) fn server_deployment(
                             ..Probe::default()
                         }),
                         resources,
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "data".into(),
-                            mount_path: data_dir.into(),
-                            ..VolumeMount::default()
-                        }]),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: "data".into(),
+                                mount_path: data_dir.into(),
+                                ..VolumeMount::default()
+                            },
+                            VolumeMount {
+                                name: "run".into(),
+                                mount_path: run_dir.into(),
+                                ..VolumeMount::default()
+                            },
+                            VolumeMount {
+                                name: "tmp".into(),
+                                mount_path: "/tmp".into(),
+                                ..VolumeMount::default()
+                            },
+                        ]),
+                        security_context: Some(server_security()),
                         ..Container::default()
                     }],
-                    volumes: Some(vec![Volume {
-                        name: "data".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        ["data", "run", "tmp"]
+                            .into_iter()
+                            .map(|name| Volume {
+                                name: name.into(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Volume::default()
+                            })
+                            .collect(),
+                    ),
+                    security_context: Some(security::pod(
+                        Privilege::Unprivileged,
+                        Some(DATABASE_UID),
+                    )),
                     automount_service_account_token: Some(false),
                     ..PodSpec::default()
                 }),
@@ -200,6 +225,14 @@ pub(super) fn server_deployment(
         }),
         status: None,
     }
+}
+
+/// The throwaway server runs as the images' own database user (999) from the start, so it
+/// needs no root to drop from and meets the `restricted` level; its writable places are
+/// emptyDirs (data, the socket directory and /tmp), so the root file system stays
+/// read-only. The official postgres and mariadb images support running this way.
+fn server_security() -> k8s_openapi::api::core::v1::SecurityContext {
+    security::container(Privilege::Unprivileged, Some(DATABASE_UID))
 }
 
 pub(super) fn server_service(
@@ -324,10 +357,15 @@ pub(super) fn common_job(
         None => policy.spec.mover.clone(),
         Some(_) => Default::default(),
     };
+    let mut labels = labels_for(r, &policy.name_any(), "mover", Some(&entry.name));
+    // Into a drill sandbox: the token that lets the mover through its NetworkPolicy.
+    if let Some(t) = o.target_namespace.and_then(jobs::sandbox_token_of) {
+        labels.insert(crate::crd::labels::SANDBOX_TOKEN.into(), t);
+    }
     MoverJob {
         name: job_name(&r.name_any(), entry.kind, &entry.name),
         namespace: target.into(),
-        labels: labels_for(r, &policy.name_any(), "mover", Some(&entry.name)),
+        labels,
         owner: r
             .controller_owner_ref(&())
             .expect("a stored Restore has a name and uid"),
@@ -351,7 +389,7 @@ pub(super) fn common_job(
         // empty target, manifests re-apply their own objects.
         backoff_limit: policy.spec.mover.backoff_limit.unwrap_or(2),
         resources: policy.spec.mover.resources.clone(),
-        run_as_root: false,
+        privilege: Privilege::Unprivileged,
     }
 }
 
@@ -403,11 +441,13 @@ pub(super) fn volume_job(
 ) -> Job {
     let command = RestoreCommand::Volume(RestoreVolume {
         target: "/data".into(),
+        // A Restore has no field to ask for devices and setuid bits yet: off.
+        devices_and_setid: false,
         run: restore_run(o, entry),
     });
     let mut m = common_job(o, policy, store, entry, target, command);
     // Files of any owner are written with their recorded owner and mode.
-    m.run_as_root = true;
+    m.privilege = Privilege::WriteAnyOwner;
     m.mounts = vec![DataMount {
         claim: pvc.into(),
         mount_path: "/data".into(),

@@ -1086,6 +1086,13 @@ fn an_ephemeral_server_is_started_first_and_the_mover_follows_once_ready() {
         .containers[0];
     assert_eq!(c.image.as_deref(), Some("postgres:15"));
     assert!(c.readiness_probe.as_ref().unwrap().tcp_socket.is_some());
+    // The throwaway server runs as the image's own user and meets `restricted`.
+    let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        crate::drill::pod_security::violations(pod, crate::drill::pod_security::Level::Restricted),
+        Vec::<String>::new()
+    );
+    assert_eq!(c.security_context.as_ref().unwrap().run_as_user, Some(999));
     let env = c.env.as_ref().unwrap();
     let pw = env.iter().find(|e| e.name == "POSTGRES_PASSWORD").unwrap();
     assert_eq!(
@@ -1705,6 +1712,34 @@ fn a_policy_deleted_mid_restore_fails_what_is_left_to_start() {
 }
 
 #[test]
+fn damaged_repository_data_fails_the_source_at_the_first_pod() {
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.step();
+    w.jobs = vec![job(VOL_JOB, None)];
+    let message = "repository data is damaged: blob 1a2b3c4d: authentication failed (in pack \
+                   1a2b...); affected: /data/orders.db";
+    w.pods = vec![mover_pod(
+        VOL_JOB,
+        "Failed",
+        Some(failed("RepositoryCorrupted", message)),
+        None,
+    )];
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("RepositoryCorrupted"));
+    assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
+    assert!(
+        w.source("data")
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.message.contains("/data/orders.db")),
+        "the files the damage affects reach the Restore's status"
+    );
+}
+
+#[test]
 fn a_permanent_mover_failure_is_not_retried() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
@@ -1849,3 +1884,43 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
 }
 
 mod store;
+#[test]
+fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
+    let mut w = World::everything().elsewhere();
+    let p = w.step();
+    assert!(!p.create_jobs.is_empty());
+    for j in &p.create_jobs {
+        assert!(
+            !j.labels().contains_key(labels::SANDBOX_TOKEN),
+            "not a sandbox: no token"
+        );
+    }
+    let mut w = World::everything().elsewhere();
+    let sb = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    sb.metadata.uid = Some("sandbox-uid".into());
+    sb.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    let p = w.step();
+    assert!(!p.create_jobs.is_empty());
+    for j in &p.create_jobs {
+        let pod_labels = j
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone();
+        assert_eq!(
+            pod_labels.unwrap().get(labels::SANDBOX_TOKEN),
+            Some(&crate::jobs::sandbox_token("sandbox-uid")),
+            "{}",
+            j.name_any()
+        );
+    }
+}

@@ -240,7 +240,11 @@ impl MoverCommand {
                 });
             }
         };
-        let (cmd, rest) = word(args, "mover", "backup, restore, retention, check, report")?;
+        let (cmd, rest) = word(
+            args,
+            "mover",
+            "backup, restore, retention, check, report, verify",
+        )?;
         Ok(match cmd {
             "backup" => MoverCommand::Backup(backup(rest)?),
             "restore" => MoverCommand::Restore(restore(rest)?),
@@ -253,10 +257,16 @@ impl MoverCommand {
                     record: f.one("record")?.into(),
                 })
             }
+            "verify" => {
+                let mut f = Flags::parse("verify", rest, &[&[("read-data-subset", One)]])?;
+                MoverCommand::Verify(VerifyRepository {
+                    read_data_subset: f.opt("read-data-subset"),
+                })
+            }
             other => {
                 return Err(ArgvError::UnknownCommand {
                     after: "mover",
-                    expected: "backup, restore, retention, check, report",
+                    expected: "backup, restore, retention, check, report, verify",
                     got: other.to_string(),
                 });
             }
@@ -381,9 +391,17 @@ fn restore(args: &[String]) -> Result<RestoreCommand, ArgvError> {
     let (kind, rest) = word(args, "mover restore", KINDS)?;
     Ok(match kind {
         "volume" => {
-            let mut f = Flags::parse("restore volume", rest, &[&[("target", One)], &RESTORE_RUN])?;
+            let mut f = Flags::parse(
+                "restore volume",
+                rest,
+                &[
+                    &[("target", One), ("devices-and-setid", Switch)],
+                    &RESTORE_RUN,
+                ],
+            )?;
             RestoreCommand::Volume(RestoreVolume {
                 target: f.one("target")?.into(),
+                devices_and_setid: f.switch("devices-and-setid"),
                 run: f.restore_run()?,
             })
         }

@@ -20,10 +20,11 @@ fn leaf(c: &MoverCommand) -> &'static str {
         MoverCommand::Check(CheckCommand::Files(_)) => "check files",
         MoverCommand::Check(CheckCommand::Http(_)) => "check http",
         MoverCommand::Report(_) => "report",
+        MoverCommand::Verify(_) => "verify",
     }
 }
 
-const ALL: [&str; 12] = [
+const ALL: [&str; 13] = [
     "backup volume",
     "backup database",
     "backup manifests",
@@ -36,6 +37,7 @@ const ALL: [&str; 12] = [
     "check files",
     "check http",
     "report",
+    "verify",
 ];
 
 fn backup_run() -> BackupRun {
@@ -136,6 +138,12 @@ fn samples() -> Vec<MoverCommand> {
         }),
         M::Restore(RestoreCommand::Volume(RestoreVolume {
             target: "/data".into(),
+            devices_and_setid: false,
+            run: restore_run(),
+        })),
+        M::Restore(RestoreCommand::Volume(RestoreVolume {
+            target: "/restore".into(),
+            devices_and_setid: true,
             run: restore_run(),
         })),
         M::Restore(RestoreCommand::Database(RestoreDatabase {
@@ -230,6 +238,12 @@ fn samples() -> Vec<MoverCommand> {
         M::Report(WriteReport {
             run: NamespacedName::new("shop", "nightly-20260101"),
             record: "/etc/lifeboat/record/drillrun.json".into(),
+        }),
+        M::Verify(VerifyRepository {
+            read_data_subset: Some("2/7".into()),
+        }),
+        M::Verify(VerifyRepository {
+            read_data_subset: None,
         }),
     ]
 }

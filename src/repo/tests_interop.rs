@@ -1,7 +1,8 @@
-//! Interop and safety tests of the hot path against real tools: Debian's `restic`
-//! (list, `check --read-data`, restore byte-identically, chunk compatibility, restoring
-//! what restic wrote) and rustic_core (reads back and checks what we wrote). restic must
-//! be installed (`apt-get install restic`); the tests fail, not skip, without it.
+//! Interop and safety tests of the backup pipeline and the restorer against real tools:
+//! Debian's `restic` (list, `check --read-data`, restore byte-identically, chunk
+//! compatibility, restoring what restic wrote) and rustic_core (checks what we wrote).
+//! restic must be installed (`apt-get install restic`); the tests fail, not skip,
+//! without it.
 
 use std::{
     collections::BTreeMap,
@@ -17,14 +18,17 @@ use std::{
 
 use bytes::Bytes;
 use rustic_core::{
-    BytesList, CheckOptions, ConfigOptions, Credentials, Excludes, FileType, Id, KeyOptions,
-    LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, OpenStatus, ReadBackend,
-    Repository, RepositoryBackends, RepositoryOptions, RusticResult, SnapshotOptions, WriteBackend,
+    CheckOptions, Excludes, FileType, LocalSource, LocalSourceFilterOptions,
+    LocalSourceSaveOptions, SnapshotOptions,
 };
 
 use super::{
+    InitOptions, Repo, RepoOptions, Secret, Storage,
+    backend::{ObjectStore, StoreError, local::LocalStore},
     backup::{BackupOptions, backup},
-    local::LocalDir,
+    engine::EngineCtx,
+    format::files,
+    kdf,
     restore::{RestoreOptions, restore},
 };
 
@@ -119,39 +123,34 @@ fn snapshot_of(root: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>, u32)> {
 
 struct TestRepo {
     dir: PathBuf,
-    be: Arc<dyn WriteBackend>,
-    repo: Repository<OpenStatus>,
+    ctx: EngineCtx,
+}
+
+fn options(dir: &Path) -> RepoOptions {
+    RepoOptions::new(Storage::Local(dir.to_path_buf()))
 }
 
 fn open(dir: &Path) -> TestRepo {
-    let be: Arc<dyn WriteBackend> = Arc::new(LocalDir::new(dir).with_sync(false));
-    open_with(dir, be)
-}
-
-fn open_with(dir: &Path, be: Arc<dyn WriteBackend>) -> TestRepo {
-    let backends = RepositoryBackends::new(be.clone(), None);
-    let repo = Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
-        .unwrap()
-        .open(&Credentials::password(PASSWORD))
-        .unwrap();
+    let repo = Repo::open(&options(dir), &Secret::new(PASSWORD)).unwrap();
     TestRepo {
         dir: dir.to_path_buf(),
-        be,
-        repo,
+        ctx: repo.ctx,
     }
 }
 
+/// The repository at `dir` with its objects written through `store`.
+fn open_with(dir: &Path, store: Arc<dyn ObjectStore>) -> TestRepo {
+    let mut t = open(dir);
+    t.ctx.store = store;
+    t
+}
+
 fn init(dir: &Path) -> TestRepo {
-    let be: Arc<dyn WriteBackend> = Arc::new(LocalDir::new(dir).with_sync(false));
-    let backends = RepositoryBackends::new(be, None);
-    Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
-        .unwrap()
-        .init(
-            &Credentials::password(PASSWORD),
-            &KeyOptions::default(),
-            &ConfigOptions::default(),
-        )
-        .unwrap();
+    let init = InitOptions {
+        kdf: kdf::RANDOM_SECRET,
+        compression: None,
+    };
+    Repo::init(&options(dir), &Secret::new(PASSWORD), &init).unwrap();
     open(dir)
 }
 
@@ -174,19 +173,28 @@ fn run_backup(
         .host(Some("test-host".to_string()))
         .to_snapshot()
         .unwrap();
-    backup(
-        &t.repo,
-        &t.be,
-        &source,
-        &paths,
-        snap,
-        &BackupOptions::default(),
-    )
-    .unwrap()
+    backup(&t.ctx, &source, &paths, snap, &BackupOptions::default()).unwrap()
 }
 
 fn count(dir: &Path, tpe: FileType) -> usize {
-    LocalDir::new(dir).list(tpe).unwrap().len()
+    files::list(&LocalStore::new(dir), tpe).unwrap().len()
+}
+
+fn restore_into(
+    t: &TestRepo,
+    tree: &rustic_core::TreeId,
+    target: &Path,
+) -> super::restore::RestoreStats {
+    restore(
+        &t.ctx.store,
+        &t.ctx.crypto,
+        tree,
+        "",
+        target,
+        &RestoreOptions::default(),
+    )
+    .unwrap()
+    .expect("the whole tree is there")
 }
 
 #[test]
@@ -251,35 +259,15 @@ fn our_chunks_are_restics_chunks() {
 }
 
 #[test]
-fn rustic_core_reads_back_and_checks_what_we_wrote() {
+fn rustic_core_checks_what_we_wrote() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_source(&src);
     let t = init(&tmp.path().join("repo"));
     run_backup(&t, &src);
-    let repo = open(&t.dir).repo;
+    let repo = open(&t.dir).ctx.open_rustic().unwrap();
     let check = repo.check(CheckOptions::default().read_data(true)).unwrap();
     assert!(check.is_ok().is_ok(), "rustic_core check: {check:?}");
-    let repo = repo.to_indexed().unwrap();
-    let node = repo.node_from_snapshot_path("latest", |_| true).unwrap();
-    let ls = rustic_core::LsOptions::default().recursive(true);
-    let target = tmp.path().join("rustic-restore");
-    let dest = rustic_core::LocalDestination::new(target.to_str().unwrap(), true, false).unwrap();
-    let ropts = rustic_core::RestoreOptions::default();
-    let plan = repo
-        .prepare_restore(&ropts, repo.ls(&node, &ls).unwrap(), &dest, false)
-        .unwrap();
-    repo.restore(plan, &ropts, repo.ls(&node, &ls).unwrap(), &dest)
-        .unwrap();
-    let restored = target.join(src.strip_prefix("/").unwrap());
-    let (a, b) = (snapshot_of(&src), snapshot_of(&restored));
-    // rustic_core restores the same bytes and links; compare content and kind
-    let strip = |m: BTreeMap<PathBuf, (String, Vec<u8>, u32)>| {
-        m.into_iter()
-            .map(|(k, (t, c, _))| (k, (t, c)))
-            .collect::<BTreeMap<_, _>>()
-    };
-    assert_eq!(strip(a), strip(b));
 }
 
 #[test]
@@ -292,17 +280,11 @@ fn we_restore_what_restic_wrote_and_what_we_wrote() {
     restic(&["init"], &rdir);
     restic(&["backup", src.to_str().unwrap()], &rdir);
     let t = open(&rdir);
-    let snap = t.repo.get_snapshot_from_str("latest", |_| true).unwrap();
+    let snap = files::load_snapshots(&t.ctx.store, &t.ctx.crypto)
+        .unwrap()
+        .remove(0);
     let target = tmp.path().join("from-restic");
-    restore(
-        &t.repo,
-        &t.be,
-        &snap.tree,
-        "",
-        &target,
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_into(&t, &snap.tree, &target);
     let restored = target.join(src.strip_prefix("/").unwrap());
     assert_eq!(snapshot_of(&src), snapshot_of(&restored));
 
@@ -310,15 +292,7 @@ fn we_restore_what_restic_wrote_and_what_we_wrote() {
     let t = init(&tmp.path().join("repo"));
     let (snap, _) = run_backup(&t, &src);
     let target = tmp.path().join("from-us");
-    let stats = restore(
-        &t.repo,
-        &t.be,
-        &snap.tree,
-        "",
-        &target,
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    let stats = restore_into(&t, &snap.tree, &target);
     assert_eq!(
         stats.bytes,
         (40 << 20) + fs::metadata(src.join("a/b/text.txt")).unwrap().len() + 13
@@ -378,42 +352,45 @@ fn unchanged_backup_reuses_everything_and_changes_are_found() {
 }
 
 /// Fails every pack write after the first `ok` ones, like a store that goes away.
+#[derive(Debug)]
 struct FailingPacks {
-    inner: LocalDir,
+    inner: LocalStore,
     ok: usize,
     packs: AtomicUsize,
 }
 
-impl ReadBackend for FailingPacks {
+impl ObjectStore for FailingPacks {
     fn location(&self) -> String {
         self.inner.location()
     }
-    fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
-        self.inner.list_with_size(tpe)
+    fn create(&self) -> Result<(), StoreError> {
+        self.inner.create()
     }
-    fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
-        self.inner.read_full(tpe, id)
+    fn check_root(&self) -> Result<(), StoreError> {
+        self.inner.check_root()
     }
-    fn read_partial(&self, tpe: FileType, id: &Id, c: bool, o: u32, l: u32) -> RusticResult<Bytes> {
-        self.inner.read_partial(tpe, id, c, o, l)
+    fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.list(dir)
     }
-    fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
-        self.inner.warmup_path(tpe, id)
+    fn size(&self, path: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.size(path)
     }
-}
-
-impl WriteBackend for FailingPacks {
-    fn write_bytes(&self, tpe: FileType, id: &Id, c: bool, data: BytesList) -> RusticResult<()> {
-        if tpe == FileType::Pack && self.packs.fetch_add(1, Ordering::SeqCst) >= self.ok {
-            return Err(rustic_core::RusticError::new(
-                rustic_core::ErrorKind::Backend,
+    fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<Bytes, StoreError> {
+        self.inner.get(path, range)
+    }
+    fn put(&self, path: &str, data: Vec<Bytes>) -> Result<(), StoreError> {
+        if path.starts_with("data/") && self.packs.fetch_add(1, Ordering::SeqCst) >= self.ok {
+            return Err(StoreError::new(
+                super::backend::StoreErrorKind::Other,
+                "PUT",
+                path,
                 "injected failure",
             ));
         }
-        self.inner.write_bytes(tpe, id, c, data)
+        self.inner.put(path, data)
     }
-    fn remove(&self, tpe: FileType, id: &Id, c: bool) -> RusticResult<()> {
-        self.inner.remove(tpe, id, c)
+    fn delete(&self, path: &str) -> Result<(), StoreError> {
+        self.inner.delete(path)
     }
 }
 
@@ -427,7 +404,7 @@ fn failed_upload_leaves_no_snapshot_and_a_consistent_repository() {
     let dir = tmp.path().join("repo");
     init(&dir);
     let failing = Arc::new(FailingPacks {
-        inner: LocalDir::new(&dir).with_sync(false),
+        inner: LocalStore::new(&dir),
         ok: 1,
         packs: AtomicUsize::new(0),
     });
@@ -441,15 +418,8 @@ fn failed_upload_leaves_no_snapshot_and_a_consistent_repository() {
     )
     .unwrap();
     let snap = SnapshotOptions::default().to_snapshot().unwrap();
-    let err = backup(
-        &t.repo,
-        &t.be,
-        &source,
-        &paths,
-        snap,
-        &BackupOptions::default(),
-    )
-    .expect_err("the injected failure must fail the backup");
+    let err = backup(&t.ctx, &source, &paths, snap, &BackupOptions::default())
+        .expect_err("the injected failure must fail the backup");
     assert!(err.to_string().contains("injected failure"), "{err}");
     assert_eq!(
         count(&dir, FileType::Snapshot),
@@ -495,32 +465,18 @@ fn command_stream_is_committed_only_when_the_caller_says_so() {
 
     // a dump that fails halfway: data may be stored, but no snapshot is written
     let src = dump("yes 'INSERT INTO t VALUES (1);' | head -c 3000000; exit 3");
-    let pending = super::backup::prepare(
-        &t.repo,
-        &t.be,
-        &src,
-        &paths,
-        snap(),
-        &BackupOptions::default(),
-    )
-    .unwrap();
+    let pending =
+        super::backup::prepare(&t.ctx, &src, &paths, snap(), &BackupOptions::default()).unwrap();
     assert!(src.finish().is_err(), "exit code 3 must be reported");
     drop(pending);
     assert_eq!(count(&t.dir, FileType::Snapshot), 0);
 
     // a dump that succeeds: one file of the stream's bytes, committed
     let src = dump("yes 'INSERT INTO t VALUES (2);' | head -c 30000000");
-    let pending = super::backup::prepare(
-        &t.repo,
-        &t.be,
-        &src,
-        &paths,
-        snap(),
-        &BackupOptions::default(),
-    )
-    .unwrap();
+    let pending =
+        super::backup::prepare(&t.ctx, &src, &paths, snap(), &BackupOptions::default()).unwrap();
     src.finish().unwrap();
-    let (_, stats) = pending.commit(&*t.be).unwrap();
+    let (_, stats) = pending.commit().unwrap();
     assert!(stats.skipped.is_empty());
     let out = restic(&["dump", "latest", "/db.sql"], &t.dir);
     assert_eq!(out.stdout.len(), 30_000_000);

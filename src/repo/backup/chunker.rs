@@ -14,11 +14,11 @@ use std::io::{self, Read};
 use rustic_cdc::{Polynom, Polynom64, Rabin64};
 
 /// Rolling-hash window in bytes (restic's `windowSize`).
-pub const WINDOW: usize = 64;
+pub(crate) const WINDOW: usize = 64;
 
 /// Chunking parameters and the precomputed Rabin tables for one polynomial.
 #[derive(Clone)]
-pub struct Cdc {
+pub(crate) struct Cdc {
     out: Box<[u64; 256]>,
     modt: Box<[u64; 256]>,
     shift: u32,
@@ -39,7 +39,7 @@ impl std::fmt::Debug for Cdc {
 
 /// Why chunking parameters were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CdcParamError {
+pub(crate) enum CdcParamError {
     /// The average size must be a power of two (the split mask is `avg - 1`).
     #[error("average chunk size {0} is not a power of two")]
     AvgNotPowerOfTwo(usize),
@@ -57,7 +57,12 @@ impl Cdc {
     ///
     /// # Errors
     /// If the sizes are inconsistent or the polynomial's degree is not in 9..=63.
-    pub fn new(poly: u64, min: usize, avg: usize, max: usize) -> Result<Self, CdcParamError> {
+    pub(crate) fn new(
+        poly: u64,
+        min: usize,
+        avg: usize,
+        max: usize,
+    ) -> Result<Self, CdcParamError> {
         if !avg.is_power_of_two() {
             return Err(CdcParamError::AvgNotPowerOfTwo(avg));
         }
@@ -83,20 +88,9 @@ impl Cdc {
     ///
     /// # Errors
     /// If the polynomial's degree is unsupported.
-    pub fn restic(poly: u64) -> Result<Self, CdcParamError> {
+    #[cfg(test)]
+    pub(crate) fn restic(poly: u64) -> Result<Self, CdcParamError> {
         Self::new(poly, 512 << 10, 1 << 20, 8 << 20)
-    }
-
-    /// Minimum chunk size.
-    #[must_use]
-    pub const fn min_size(&self) -> usize {
-        self.min
-    }
-
-    /// Maximum chunk size.
-    #[must_use]
-    pub const fn max_size(&self) -> usize {
-        self.max
     }
 
     /// Fingerprint of `win` (exactly [`WINDOW`] bytes), the value restic's rolling hash
@@ -114,7 +108,7 @@ impl Cdc {
     /// has the low bits of the split mask all zero, i.e. the first candidate cut.
     /// Requires `from >= 64` and `to <= data.len() + 1`.
     #[must_use]
-    pub fn first_candidate(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+    pub(crate) fn first_candidate(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
         debug_assert!(from >= WINDOW && to <= data.len() + 1);
         // lanes of this many positions each are hashed in lock-step
         const LANE: usize = 16 << 10;
@@ -191,7 +185,7 @@ impl Cdc {
 /// files: allocating and zeroing ~9 MiB per file showed up as a quarter of all backup
 /// CPU in the profile); each chunk is returned as its own exactly-sized allocation so
 /// it can travel down the pipeline alone.
-pub struct ChunkReader<'a, R> {
+pub(crate) struct ChunkReader<'a, R> {
     cdc: &'a Cdc,
     reader: R,
     buf: &'a mut Vec<u8>,
@@ -208,7 +202,7 @@ const READ_SIZE: usize = 256 << 10;
 impl<'a, R: Read> ChunkReader<'a, R> {
     /// Chunks `reader` with `cdc`, reading through `buf` (any contents are discarded;
     /// it grows to `max_size + 1 MiB` once and can be reused for the next file).
-    pub fn new(cdc: &'a Cdc, reader: R, buf: &'a mut Vec<u8>) -> Self {
+    pub(crate) fn new(cdc: &'a Cdc, reader: R, buf: &'a mut Vec<u8>) -> Self {
         Self {
             cdc,
             reader,
@@ -251,7 +245,7 @@ impl<'a, R: Read> ChunkReader<'a, R> {
     ///
     /// # Errors
     /// Read errors of the underlying reader.
-    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
+    pub(crate) fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
         let (min, max) = (self.cdc.min, self.cdc.max);
         loop {
             let avail = self.end - self.start;

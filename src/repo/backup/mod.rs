@@ -25,54 +25,60 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use rustic_core::{
-    FileType, Id, Open, ReadSource, ReadSourceEntry, ReadSourceOpen, Repository, StringList,
-    WriteBackend,
+    FileType, Id, ReadSource, ReadSourceEntry, ReadSourceOpen, StringList,
     repofile::{BlobType, ConfigFile, Node, NodeType, SnapshotFile, SnapshotSummary, Tree},
 };
 
 use super::{
-    FastError,
-    chunker::{Cdc, ChunkReader},
-    crypto::Crypto,
-    hash,
-    index::{IndexEntry, IndexWriter, RepoIndex},
-    pack::{MAX_BLOBS, PackBuilder, SealedPack, target_size},
-    trees::TreeLoader,
-    treewalk::{Event, TreeEvents},
+    Error, Result,
+    backend::ObjectStore,
+    engine::EngineCtx,
+    format::{
+        crypto::Crypto,
+        files, hash,
+        index::{IndexEntry, IndexWriter, RepoIndex},
+        object_path,
+        pack::{MAX_BLOBS, PackBuilder, SealedPack, target_size},
+        tree::TreeLoader,
+    },
 };
+use chunker::{Cdc, ChunkReader};
+use treewalk::{Event, TreeEvents};
+
+pub(crate) mod chunker;
+pub(crate) mod stream;
+pub(crate) mod treewalk;
 
 /// Which snapshot unchanged files are taken from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ParentChoice {
+pub(crate) enum ParentChoice {
     /// The latest snapshot with the same host name and paths (restic's default).
     #[default]
     Latest,
-    /// A snapshot given by id or id prefix.
-    Snapshot(String),
     /// No parent: read every file.
     None,
 }
 
 /// Tuning and behaviour of [`backup`].
 #[derive(Debug, Clone)]
-pub struct BackupOptions {
+pub(crate) struct BackupOptions {
     /// Parent snapshot selection.
-    pub parent: ParentChoice,
+    pub(crate) parent: ParentChoice,
     /// Treat a changed ctime as unchanged (restic `--ignore-ctime`).
-    pub ignore_ctime: bool,
+    pub(crate) ignore_ctime: bool,
     /// Treat a changed inode as unchanged (restic `--ignore-inode`).
-    pub ignore_inode: bool,
+    pub(crate) ignore_inode: bool,
     /// zstd level for data blobs; `None` takes the repository's setting (0 = zstd's
     /// default, level 3).
-    pub compression_level: Option<i32>,
+    pub(crate) compression_level: Option<i32>,
     /// Threads reading, chunking, hashing, compressing and encrypting (one file each;
     /// an idle thread compresses blobs of another's file, so a single large file or
     /// stream still uses them all).
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Threads uploading packs (raise for high-latency object stores).
-    pub upload_workers: usize,
+    pub(crate) upload_workers: usize,
     /// Bytes of file content processed (read, or taken unchanged from the parent).
-    pub progress: Option<rustic_core::Progress>,
+    pub(crate) progress: Option<rustic_core::Progress>,
 }
 
 impl Default for BackupOptions {
@@ -92,18 +98,18 @@ impl Default for BackupOptions {
 
 /// What a backup did, beyond the snapshot's own summary.
 #[derive(Debug, Clone, Default)]
-pub struct BackupStats {
+pub(crate) struct BackupStats {
     /// Id of the snapshot written.
-    pub snapshot: Id,
+    pub(crate) snapshot: Id,
     /// Entries skipped because they could not be read: `(path, reason)`.
-    pub skipped: Vec<(String, String)>,
+    pub(crate) skipped: Vec<(String, String)>,
     /// Data packs and tree packs uploaded.
-    pub packs_written: u64,
+    pub(crate) packs_written: u64,
     /// Index files written.
-    pub index_files_written: u64,
+    pub(crate) index_files_written: u64,
     /// Seconds spent loading the index and the parent snapshot, in the pipeline (walk,
     /// read, pack, upload), and committing (index files and snapshot).
-    pub phase_secs: [f64; 3],
+    pub(crate) phase_secs: [f64; 3],
 }
 
 /// A file to read, and where its content ids go.
@@ -131,7 +137,8 @@ struct PlainBlob {
 struct SealedBlob {
     id: Id,
     data: Vec<u8>,
-    plain_len: u32,
+    /// Plaintext length of a compressed blob (`None`: stored uncompressed).
+    plain_len: Option<u32>,
 }
 
 /// A directory being assembled.
@@ -185,7 +192,6 @@ impl Pool {
 }
 
 /// Packs uploaded so far and the index files written for them.
-#[derive(Default)]
 struct Committed {
     idx: IndexWriter,
     packs: u64,
@@ -196,13 +202,7 @@ struct Committed {
 }
 
 impl Committed {
-    fn record(
-        &mut self,
-        be: &dyn WriteBackend,
-        crypto: &Crypto,
-        id: Id,
-        entries: Vec<IndexEntry>,
-    ) -> Result<(), FastError> {
+    fn record(&mut self, id: Id, entries: Vec<IndexEntry>) -> Result<()> {
         self.packs += 1;
         for e in &entries {
             self.added += u64::from(e.uncompressed_length.unwrap_or(e.length));
@@ -212,22 +212,22 @@ impl Committed {
                 BlobType::Tree => self.tree_blobs += 1,
             }
         }
-        self.idx.add_pack(be, crypto, id, entries)
+        self.idx.add_pack(id, entries)
     }
 }
 
 /// The first error of any stage; later errors are consequences.
 #[derive(Default)]
-struct FirstError(Mutex<Option<FastError>>);
+struct FirstError(Mutex<Option<Error>>);
 
 impl FirstError {
-    fn set(&self, e: FastError) {
+    fn set(&self, e: Error) {
         let mut g = self.0.lock().expect("error slot");
         if g.is_none() {
             *g = Some(e);
         }
     }
-    fn take(&self) -> Option<FastError> {
+    fn take(&self) -> Option<Error> {
         self.0.lock().expect("error slot").take()
     }
 }
@@ -236,131 +236,109 @@ impl FirstError {
 /// written: the caller decides (for example only if a dump command exited 0).
 /// Dropping it leaves only unreferenced, indexed packs, which prune removes.
 #[derive(Debug)]
-pub struct PendingSnapshot {
+pub(crate) struct PendingSnapshot {
     snap: SnapshotFile,
     stats: BackupStats,
+    store: Arc<dyn ObjectStore>,
     crypto: Crypto,
+    version: u32,
     started: Instant,
 }
 
 impl PendingSnapshot {
-    /// The snapshot as it will be written (no id yet).
-    #[must_use]
-    pub const fn snapshot(&self) -> &SnapshotFile {
-        &self.snap
-    }
-
     /// Entries left out because they could not be read: `(path, reason)`.
     #[must_use]
-    pub fn skipped(&self) -> &[(String, String)] {
+    pub(crate) fn skipped(&self) -> &[(String, String)] {
         &self.stats.skipped
     }
 
     /// Writes the snapshot file: the commit point of the backup.
-    ///
-    /// # Errors
-    /// If serialising or writing the snapshot fails.
-    pub fn commit(
-        mut self,
-        be: &dyn WriteBackend,
-    ) -> Result<(SnapshotFile, BackupStats), FastError> {
+    pub(crate) fn commit(mut self) -> Result<(SnapshotFile, BackupStats)> {
         let clock = Instant::now();
         if let Some(summary) = self.snap.summary.as_mut() {
             summary.total_duration = self.started.elapsed().as_secs_f64();
         }
-        let json = serde_json::to_vec(&self.snap)
-            .map_err(|e| FastError::Internal(format!("serialising snapshot: {e}")))?;
-        let enc = self.crypto.seal_file(&json, 3)?;
-        let id = hash(&enc);
-        be.write_bytes(FileType::Snapshot, &id, true, enc.into())?;
-        self.snap.id = id.into();
-        self.stats.snapshot = id;
+        let snap =
+            files::save_snapshot(self.store.as_ref(), &self.crypto, self.version, self.snap)?;
+        self.stats.snapshot = *snap.id;
         self.stats.phase_secs[2] += clock.elapsed().as_secs_f64();
-        Ok((self.snap, self.stats))
+        Ok((snap, self.stats))
     }
 }
 
-/// Backs up the entries of `src` into `repo` and writes a snapshot: [`prepare`] then
+/// Backs up the entries of `src` and writes a snapshot: [`prepare`] then
 /// [`PendingSnapshot::commit`].
-///
-/// # Errors
-/// As [`prepare`] and [`PendingSnapshot::commit`].
-pub fn backup<S, R>(
-    repo: &Repository<S>,
-    be: &Arc<dyn WriteBackend>,
+pub(crate) fn backup<R>(
+    ctx: &EngineCtx,
     src: &R,
     backup_paths: &[PathBuf],
     snap: SnapshotFile,
     opts: &BackupOptions,
-) -> Result<(SnapshotFile, BackupStats), FastError>
+) -> Result<(SnapshotFile, BackupStats)>
 where
-    S: Open,
     R: ReadSource,
     R::Open: Send,
 {
-    prepare(repo, be, src, backup_paths, snap, opts)?.commit(&**be)
+    prepare(ctx, src, backup_paths, snap, opts)?.commit()
 }
 
-/// Backs up the entries of `src` into `repo`: data packs, then index files; the
-/// snapshot is returned uncommitted.
+/// Backs up the entries of `src`: data packs, then index files; the snapshot is
+/// returned uncommitted.
 ///
-/// `snap` is the prefilled snapshot (host, tags, time, ...), as for rustic_core's
-/// `Repository::archive`; `backup_paths` become its `paths`. `be` must be the backend
-/// `repo` was opened on: packs, index files and the snapshot are written to it directly.
+/// `snap` is the prefilled snapshot (host, tags, time, ...); `backup_paths` become its
+/// `paths` (as text: a path that is not UTF-8 is recorded with U+FFFD in place of the
+/// bytes that are not, as restic records it; the names inside the trees are exact).
 ///
-/// # Errors
-/// Repository, backend or internal errors; unreadable source entries are not errors but
-/// are left out of the snapshot and listed in [`BackupStats::skipped`].
+/// Unreadable source entries are not errors: they are left out of the snapshot and
+/// listed in [`BackupStats::skipped`].
 #[allow(clippy::too_many_lines)]
-pub fn prepare<S, R>(
-    repo: &Repository<S>,
-    be: &Arc<dyn WriteBackend>,
+pub(crate) fn prepare<R>(
+    ctx: &EngineCtx,
     src: &R,
     backup_paths: &[PathBuf],
     mut snap: SnapshotFile,
     opts: &BackupOptions,
-) -> Result<PendingSnapshot, FastError>
+) -> Result<PendingSnapshot>
 where
-    S: Open,
     R: ReadSource,
     R::Open: Send,
 {
     let start = Instant::now();
-    let config = repo.config().clone();
-    let crypto = Crypto::from_master_key(&repo.key())?;
+    let config = ctx.config.clone();
+    let crypto = ctx.crypto.clone();
+    let be = &ctx.store;
     let cdc = chunker_for(&config)?;
+    // `None`: blobs are stored uncompressed (format v1, or v2 with compression off)
     let level = match opts.compression_level {
         Some(l) => Some(l),
-        None => config.zstd()?,
-    };
-    let Some(level) = level else {
-        return Err(FastError::Unsupported(
-            "the hot path writes compressed (v2) repositories only".into(),
-        ));
+        None => ctx.compression(),
     };
 
     let mut paths = StringList::default();
     for p in backup_paths {
-        paths.add(
-            p.to_str()
-                .ok_or_else(|| FastError::Unsupported(format!("non-UTF-8 path {}", p.display())))?
-                .to_string(),
-        );
+        paths.add(p.to_string_lossy().into_owned());
     }
     snap.paths = paths;
 
     let mut clock = Instant::now();
-    let index = RepoIndex::load(repo)?;
-    let parent_snap = find_parent(repo, &snap, &opts.parent)?;
-    if let Some(p) = &parent_snap {
+    let index = RepoIndex::load(&ctx.store, &ctx.crypto)?;
+    let parent_snap = find_parent(ctx, &snap, &opts.parent)?;
+    let mut trees = TreeLoader::new(be.clone(), crypto.clone(), &index);
+    // a parent whose root tree cannot be read only costs reading every file again
+    let parent_root = match &parent_snap {
+        Some(p) => match trees.load(&p.tree) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, parent = %p.id, "parent snapshot not used");
+                None
+            }
+        },
+        None => None,
+    };
+    if let (Some(p), Some(_)) = (&parent_snap, &parent_root) {
         snap.parent = Some(p.id);
         snap.parents = vec![p.id];
     }
-    let mut trees = TreeLoader::new(be.clone(), crypto.clone(), &index);
-    let parent_root = match &parent_snap {
-        Some(p) => Some(trees.load(&p.tree)?),
-        None => None,
-    };
 
     let errors = FirstError::default();
     let new_blobs: Mutex<HashSet<Id>> = Mutex::default();
@@ -377,7 +355,14 @@ where
     let sealed_pool = Pool::new();
     let (free_pack_tx, free_pack_rx) = unbounded::<bytes::BytesMut>();
     let (written_tx, written_rx) = unbounded::<(Id, Vec<IndexEntry>)>();
-    let mut committed = Committed::default();
+    let mut committed = Committed {
+        idx: IndexWriter::new(ctx.store.clone(), crypto.clone(), ctx.config.version),
+        packs: 0,
+        data_blobs: 0,
+        tree_blobs: 0,
+        added: 0,
+        added_packed: 0,
+    };
     let shared = Shared {
         cdc: &cdc,
         index: &index,
@@ -393,7 +378,7 @@ where
 
     let t_setup = clock.elapsed().as_secs_f64();
     clock = Instant::now();
-    let root_tree = thread::scope(|s| -> Result<Option<Id>, FastError> {
+    let root_tree = thread::scope(|s| -> Result<Option<Id>> {
         for _ in 0..workers {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             let (help_tx, help_rx, sealed_tx) =
@@ -437,14 +422,18 @@ where
             tree_bytes: index.tree_bytes,
             config: &config,
             crypto: &crypto,
-            zstd: zstd::bulk::Compressor::new(level)
-                .map_err(|e| FastError::Internal(format!("zstd: {e}")))?,
+            zstd: match level {
+                Some(l) => Some(
+                    zstd::bulk::Compressor::new(l)
+                        .map_err(|e| Error::Internal(format!("zstd: {e}")))?,
+                ),
+                None => None,
+            },
             pack_tx: Some(pack_tx),
             opts,
             summary: &mut summary,
             skipped: &mut stats.skipped,
             root: None,
-            be: &**be,
             written: &written_rx,
             committed: &mut committed,
         };
@@ -466,9 +455,9 @@ where
     // all stages have ended; index what was uploaded even on failure, so a retry reuses
     // the packs instead of uploading them again
     for (id, entries) in written_rx {
-        committed.record(&**be, &crypto, id, entries)?;
+        committed.record(id, entries)?;
     }
-    committed.idx.flush(&**be, &crypto)?;
+    committed.idx.flush()?;
     stats.packs_written = committed.packs;
     stats.index_files_written = committed.idx.written().len() as u64;
     summary.data_blobs = committed.data_blobs;
@@ -478,7 +467,7 @@ where
     if let Some(e) = errors.take() {
         return Err(e);
     }
-    let root = root_tree.ok_or_else(|| FastError::Internal("no root tree".into()))?;
+    let root = root_tree.ok_or_else(|| Error::Internal("no root tree".into()))?;
 
     summary.backup_end = jiff::Zoned::now();
     summary.backup_duration = start.elapsed().as_secs_f64();
@@ -489,44 +478,54 @@ where
     Ok(PendingSnapshot {
         snap,
         stats,
+        store: ctx.store.clone(),
         crypto,
+        version: ctx.config.version,
         started: start,
     })
 }
 
-/// The repository's chunker.
-///
-/// # Errors
-/// If the repository uses fixed-size chunking or invalid parameters.
-pub fn chunker_for(config: &ConfigFile) -> Result<Cdc, FastError> {
+/// The repository's chunker: restic's content-defined chunking with the repository's
+/// polynomial. rustic's fixed-size chunker is refused (restic cannot write such a
+/// repository either); restoring from one works.
+pub(crate) fn chunker_for(config: &ConfigFile) -> Result<Cdc> {
     if config.chunker() != rustic_core::repofile::Chunker::Rabin {
-        return Err(FastError::Unsupported(
-            "only Rabin chunking is supported".into(),
+        return Err(Error::Unsupported(
+            "the repository uses rustic's fixed-size chunker; Lifeboat backs up into \
+             restic-compatible repositories (Rabin chunker): initialise a new one with \
+             `lifeboat repo init`"
+                .into(),
         ));
     }
+    let poly = config
+        .poly()
+        .map_err(|e| Error::corrupt("config", format!("chunker polynomial: {e}")))?;
     Cdc::new(
-        config.poly()?,
+        poly,
         config.chunk_min_size(),
         config.chunk_size(),
         config.chunk_max_size(),
     )
-    .map_err(|e| FastError::Unsupported(e.to_string()))
+    .map_err(|e| Error::Unsupported(format!("chunker settings: {e}")))
 }
 
-fn find_parent<S: Open>(
-    repo: &Repository<S>,
+fn find_parent(
+    ctx: &EngineCtx,
     snap: &SnapshotFile,
     choice: &ParentChoice,
-) -> Result<Option<SnapshotFile>, FastError> {
+) -> Result<Option<SnapshotFile>> {
+    if *choice == ParentChoice::None {
+        return Ok(None);
+    }
+    let all = files::load_snapshots(&ctx.store, &ctx.crypto)?;
     Ok(match choice {
         ParentChoice::None => None,
-        ParentChoice::Snapshot(id) => Some(repo.get_snapshot_from_str(id, |_| true)?),
-        ParentChoice::Latest => repo
-            // rustic's default grouping for parents: host, label and paths
-            .get_matching_snapshots(|s| {
-                s.hostname == snap.hostname && s.label == snap.label && s.paths == snap.paths
-            })?
+        // rustic's default grouping for parents: host, label and paths
+        ParentChoice::Latest => all
             .into_iter()
+            .filter(|s| {
+                s.hostname == snap.hostname && s.label == snap.label && s.paths == snap.paths
+            })
             .max_by(|a, b| a.time.cmp(&b.time)),
     })
 }
@@ -537,7 +536,7 @@ struct Shared<'a> {
     index: &'a RepoIndex,
     new_blobs: &'a Mutex<HashSet<Id>>,
     crypto: &'a Crypto,
-    level: i32,
+    level: Option<i32>,
     errors: &'a FirstError,
     sealed_pool: &'a Pool,
     progress: Option<&'a rustic_core::Progress>,
@@ -551,7 +550,8 @@ struct Shared<'a> {
 /// Per-thread tools of a worker.
 struct Tools {
     buf: Vec<u8>,
-    zstd: zstd::bulk::Compressor<'static>,
+    /// `None` when blobs are stored uncompressed.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 /// Reads files (chunk, hash, dedup, compress, encrypt) and, when idle, compresses
@@ -564,15 +564,16 @@ fn worker<O: ReadSourceOpen>(
     help_rx: &Receiver<PlainBlob>,
     sealed: &Sender<SealedBlob>,
 ) {
-    let mut tools = match zstd::bulk::Compressor::new(sh.level) {
-        Ok(zstd) => Tools {
-            buf: Vec::new(),
-            zstd,
-        },
+    let zstd = match sh.level.map(zstd::bulk::Compressor::new).transpose() {
+        Ok(z) => z,
         Err(e) => {
             sh.busy.fetch_sub(1, Ordering::SeqCst);
-            return sh.errors.set(FastError::Internal(format!("zstd: {e}")));
+            return sh.errors.set(Error::Internal(format!("zstd: {e}")));
         }
+    };
+    let mut tools = Tools {
+        buf: Vec::new(),
+        zstd,
     };
     let mut jobs_open = true;
     loop {
@@ -671,17 +672,25 @@ fn run_job<O: ReadSourceOpen>(
 /// is gone.
 fn seal_and_send(
     sh: &Shared<'_>,
-    zstd: &mut zstd::bulk::Compressor<'static>,
+    zstd: &mut Option<zstd::bulk::Compressor<'static>>,
     id: Id,
     plain: &[u8],
     sealed: &Sender<SealedBlob>,
 ) -> bool {
     let mut out = sh.sealed_pool.take();
-    if let Err(e) = sh.crypto.seal_compressed_append(zstd, plain, &mut out) {
-        sh.errors.set(e);
-        return false;
-    }
-    let plain_len = u32::try_from(plain.len()).expect("chunks are below 4 GiB");
+    let plain_len = match zstd {
+        Some(z) => {
+            if let Err(e) = sh.crypto.seal_compressed_append(z, plain, &mut out) {
+                sh.errors.set(e);
+                return false;
+            }
+            Some(u32::try_from(plain.len()).expect("chunks are below 4 GiB"))
+        }
+        None => {
+            sh.crypto.seal_append(plain, &mut out);
+            None
+        }
+    };
     sealed
         .send(SealedBlob {
             id,
@@ -771,7 +780,7 @@ fn packer(
     let mut target = target_size(config, BlobType::Data, stored);
     let mut pack = PackBuilder::new(BlobType::Data, fresh(free, target));
     for b in sealed {
-        pack.add(b.id, &b.data, Some(b.plain_len));
+        pack.add(b.id, &b.data, b.plain_len);
         pool.give(b.data);
         if pack.size() >= target || pack.len() >= MAX_BLOBS {
             stored += pack.size();
@@ -793,13 +802,13 @@ fn packer(
 fn uploader(
     packs: &Receiver<SealedPack>,
     written: &Sender<(Id, Vec<IndexEntry>)>,
-    be: &dyn WriteBackend,
+    be: &dyn ObjectStore,
     errors: &FirstError,
     free: &Sender<bytes::BytesMut>,
 ) {
     for pack in packs {
         let id = pack.id();
-        if let Err(e) = be.write_bytes(FileType::Pack, &id, false, pack.bytes_list()) {
+        if let Err(e) = be.put(&object_path(FileType::Pack, &id), vec![pack.data.clone()]) {
             return errors.set(e.into());
         }
         let SealedPack { tpe, data, entries } = pack;
@@ -825,13 +834,12 @@ struct Walk<'a> {
     tree_bytes: u64,
     config: &'a ConfigFile,
     crypto: &'a Crypto,
-    zstd: zstd::bulk::Compressor<'static>,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
     pack_tx: Option<Sender<SealedPack>>,
     opts: &'a BackupOptions,
     summary: &'a mut SnapshotSummary,
     skipped: &'a mut Vec<(String, String)>,
     root: Option<Id>,
-    be: &'a dyn WriteBackend,
     written: &'a Receiver<(Id, Vec<IndexEntry>)>,
     committed: &'a mut Committed,
 }
@@ -858,7 +866,7 @@ impl Walk<'_> {
         done: &Receiver<FileDone>,
         parent_root: Option<Arc<Tree>>,
         trees: &mut TreeLoader<'_>,
-    ) -> Result<(), FastError>
+    ) -> Result<()>
     where
         R: ReadSource,
     {
@@ -891,7 +899,7 @@ impl Walk<'_> {
                 self.file_done(d)?;
             }
             while let Ok((id, entries)) = self.written.try_recv() {
-                self.committed.record(self.be, self.crypto, id, entries)?;
+                self.committed.record(id, entries)?;
             }
             match ev {
                 Event::Enter { path, node } => self.enter(path, node, trees)?,
@@ -908,29 +916,29 @@ impl Walk<'_> {
     }
 
     /// Waits for the files still being read.
-    fn drain(&mut self, done: &Receiver<FileDone>) -> Result<(), FastError> {
+    fn drain(&mut self, done: &Receiver<FileDone>) -> Result<()> {
         while self.outstanding > 0 {
             let d = done
                 .recv()
-                .map_err(|_| FastError::Internal("file workers stopped early".into()))?;
+                .map_err(|_| Error::Internal("file workers stopped early".into()))?;
             self.file_done(d)?;
         }
         Ok(())
     }
 
     /// Closes the root tree and sends the last tree pack.
-    fn finish(&mut self) -> Result<(), FastError> {
+    fn finish(&mut self) -> Result<()> {
         let root = self
             .stack
             .pop()
-            .ok_or_else(|| FastError::Internal("no root".into()))?;
+            .ok_or_else(|| Error::Internal("no root".into()))?;
         if !self.stack.is_empty() {
-            return Err(FastError::Internal("unbalanced walk".into()));
+            return Err(Error::Internal("unbalanced walk".into()));
         }
         self.frame(root).closed = true;
         self.maybe_finish(root)?;
         if self.root.is_none() {
-            return Err(FastError::Internal("root tree not finished".into()));
+            return Err(Error::Internal("root tree not finished".into()));
         }
         if !self.tree_pack.is_empty() {
             let pack = std::mem::replace(
@@ -942,21 +950,16 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn send_pack(&mut self, pack: PackBuilder) -> Result<(), FastError> {
+    fn send_pack(&mut self, pack: PackBuilder) -> Result<()> {
         let sealed = pack.seal(self.crypto);
         self.pack_tx
             .as_ref()
-            .ok_or_else(|| FastError::Internal("uploaders gone".into()))?
+            .ok_or_else(|| Error::Internal("uploaders gone".into()))?
             .send(sealed)
-            .map_err(|_| FastError::Internal("uploaders stopped".into()))
+            .map_err(|_| Error::Internal("uploaders stopped".into()))
     }
 
-    fn enter(
-        &mut self,
-        path: PathBuf,
-        node: Node,
-        trees: &mut TreeLoader<'_>,
-    ) -> Result<(), FastError> {
+    fn enter(&mut self, path: PathBuf, node: Node, trees: &mut TreeLoader<'_>) -> Result<()> {
         let cur = *self.stack.last().expect("root frame");
         let parent_sub = find_in_parent(self.frame(cur), &node.name)
             .filter(|p| p.is_dir())
@@ -989,7 +992,7 @@ impl Walk<'_> {
         mut node: Node,
         open: Option<O>,
         jobs: &Sender<FileJob<O>>,
-    ) -> Result<(), FastError> {
+    ) -> Result<()> {
         let cur = *self.stack.last().expect("root frame");
         let (ignore_ctime, ignore_inode) = (self.opts.ignore_ctime, self.opts.ignore_inode);
         let index = self.index;
@@ -1049,10 +1052,10 @@ impl Walk<'_> {
             path: full,
             open,
         })
-        .map_err(|_| FastError::Internal("file workers stopped".into()))
+        .map_err(|_| Error::Internal("file workers stopped".into()))
     }
 
-    fn file_done(&mut self, d: FileDone) -> Result<(), FastError> {
+    fn file_done(&mut self, d: FileDone) -> Result<()> {
         self.outstanding -= 1;
         let f = self.frame(d.frame);
         match d.result {
@@ -1074,7 +1077,7 @@ impl Walk<'_> {
     }
 
     /// Finishes frame `i` and every ancestor that becomes complete with it.
-    fn maybe_finish(&mut self, mut i: usize) -> Result<(), FastError> {
+    fn maybe_finish(&mut self, mut i: usize) -> Result<()> {
         loop {
             let f = self.frame(i);
             if !f.closed || f.pending > 0 {
@@ -1103,10 +1106,10 @@ impl Walk<'_> {
         }
     }
 
-    fn save_tree(&mut self, tree: &Tree, path: &std::path::Path) -> Result<Id, FastError> {
-        let (json, id) = tree.serialize().map_err(|e| {
-            FastError::Internal(format!("serialising tree {}: {e}", path.display()))
-        })?;
+    fn save_tree(&mut self, tree: &Tree, path: &std::path::Path) -> Result<Id> {
+        let (json, id) = tree
+            .serialize()
+            .map_err(|e| Error::Internal(format!("serialising tree {}: {e}", path.display())))?;
         let id: Id = *id;
         self.summary.total_dirs_processed += 1;
         self.summary.total_dirsize_processed += json.len() as u64;
@@ -1116,11 +1119,20 @@ impl Walk<'_> {
         }
         self.summary.dirs_new += 1;
         let mut out = Vec::new();
-        self.crypto
-            .seal_compressed_append(&mut self.zstd, &json, &mut out)?;
-        let plain = u32::try_from(json.len())
-            .map_err(|_| FastError::Unsupported("tree larger than 4 GiB".into()))?;
-        self.tree_pack.add(id, &out, Some(plain));
+        let plain = match &mut self.zstd {
+            Some(z) => {
+                self.crypto.seal_compressed_append(z, &json, &mut out)?;
+                Some(
+                    u32::try_from(json.len())
+                        .map_err(|_| Error::Internal(format!("tree of {} bytes", json.len())))?,
+                )
+            }
+            None => {
+                self.crypto.seal_append(&json, &mut out);
+                None
+            }
+        };
+        self.tree_pack.add(id, &out, plain);
         if self.tree_pack.size() >= self.tree_target || self.tree_pack.len() >= MAX_BLOBS {
             let pack = std::mem::replace(
                 &mut self.tree_pack,
