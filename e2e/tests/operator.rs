@@ -450,6 +450,19 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
             "store {store}: no Warning Event {reason}: {w:?}"
         );
     }
+    // The missing bucket is named, so the reader knows what to create.
+    let ready = stores
+        .get("no-bucket")
+        .await?
+        .status
+        .unwrap_or_default()
+        .conditions;
+    let ready = ready.iter().find(|c| c.type_ == "Ready").context("Ready")?;
+    ensure!(
+        ready.message.contains("\"lifeboat-missing-bucket\""),
+        "BucketNotFound does not name the bucket: {}",
+        ready.message
+    );
 
     // Policies, each wrong in one way; `good` is valid.
     let base = |name: &str, store: &str| {
