@@ -703,7 +703,7 @@ pub fn kind_selected(wanted: &[String], dir: &str) -> bool {
 }
 
 /// The saved YAML files under `root`: `(Kind[.group] directory, file)`, sorted.
-fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+pub(crate) fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let io = |e: std::io::Error| Error::io(format!("reading {}", root.display()), e);
     let mut out = Vec::new();
     for dir in std::fs::read_dir(root).map_err(io)? {

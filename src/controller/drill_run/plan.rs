@@ -693,8 +693,11 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
     }
     let restores_volumes =
         spec.restore.volumes.unwrap_or(true) && !policy.spec.sources.volumes.is_empty();
-    let levels = match sandbox::levels(spec.sandbox.pod_security, o.source_level, restores_volumes)
-    {
+    let levels = match sandbox::levels(
+        spec.sandbox.pod_security.unwrap_or_default(),
+        o.source_level,
+        restores_volumes,
+    ) {
         Ok(l) => l,
         Err(f) => {
             fail(p, "Provisioning", f, now);

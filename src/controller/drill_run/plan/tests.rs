@@ -1452,7 +1452,7 @@ fn a_sandbox_is_never_more_permissive_than_the_drills_namespace() {
     // The drill asks for baseline, its namespace enforces restricted, no volumes: the
     // sandbox is restricted.
     let mut spec = drill_spec();
-    spec.sandbox.pod_security = SandboxPodSecurity::Baseline;
+    spec.sandbox.pod_security = Some(SandboxPodSecurity::Baseline);
     spec.restore.volumes = Some(false);
     let mut w = World::new(spec);
     w.source_level = Level::Restricted;
