@@ -17,7 +17,8 @@ use crate::mover::restore::{Disposition, TransformOptions, saved_files, transfor
 pub enum ManifestsCmd {
     /// Rewrite saved manifests (`<Kind[.group]>/<name>.yaml` files, as `restic restore`
     /// leaves them under tmp/lifeboat-manifests/<namespace>) for another namespace:
-    /// namespace, RoleBinding subjects of the saved namespace, node ports, cluster fields.
+    /// namespace, RoleBinding subjects of the saved namespace (other subjects dropped, a
+    /// binding left without any not written), node ports, cluster fields.
     Rewrite(RewriteArgs),
 }
 
