@@ -393,9 +393,26 @@ pub(super) fn common_job(
     }
 }
 
-/// `Some(target)` when the Restore writes into another namespace than its own.
+/// `Some(target)` when the Restore writes into another namespace than its own. A drill
+/// sandbox made for the Restore's namespace counts as its own: the same team's policy
+/// chose the image and placement, and a drill measures the restore as it would run.
+/// Only the controller labels a namespace as a sandbox (tenants cannot edit Namespaces).
 pub(super) fn foreign<'t>(o: &Observed<'_>, target: &'t str) -> Option<&'t str> {
-    (o.restore.namespace().as_deref() != Some(target)).then_some(target)
+    let own = o.restore.namespace();
+    if own.as_deref() == Some(target) {
+        return None;
+    }
+    let own_sandbox = o.target_namespace.is_some_and(|ns| {
+        let label = |k: &str| ns.labels().get(k).map(String::as_str);
+        label(crate::crd::labels::SANDBOX) == Some("true")
+            && label(crate::crd::labels::MANAGED_BY) == Some(crate::crd::labels::MANAGER)
+            && ns
+                .annotations()
+                .get(crate::crd::restore::ALLOW_RESTORE_FROM)
+                .map(String::as_str)
+                == own.as_deref()
+    });
+    (!own_sandbox).then_some(target)
 }
 
 /// The run a restore mover reports to.

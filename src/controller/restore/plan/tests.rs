@@ -682,6 +682,51 @@ fn another_namespace_must_exist_and_invite_the_restore() {
 }
 
 #[test]
+fn another_namespace_gets_the_installations_mover_but_the_drills_own_sandbox_the_policys() {
+    use crate::crd::labels;
+    let db_image = |w: &mut World| {
+        let mut policy = w.policy.clone().unwrap();
+        policy.spec.mover.image = Some("registry.example/team-mover:1".into());
+        w.policy = Some(policy);
+        w.step();
+        w.deployments = vec![deployment(SERVER, 1)];
+        w.now = ts("2026-01-01T00:10:44Z");
+        let p = w.step();
+        let j = p
+            .create_jobs
+            .iter()
+            .find(|j| j.name_any() == DB_JOB)
+            .cloned();
+        j.map(|j| pod_spec(&j).containers[0].image.clone().unwrap())
+    };
+    // An inviting namespace: the installation's image, whatever the policy says.
+    let mut w = ephemeral_only();
+    let image = db_image(&mut w).unwrap();
+    assert_eq!(image, w.config.mover_db_image);
+    // A sandbox the controller made for this namespace: the policy's own choice.
+    let mut w = ephemeral_only();
+    let ns = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    ns.metadata.labels = Some(BTreeMap::from([
+        (labels::SANDBOX.into(), "true".into()),
+        (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+    ]));
+    assert_eq!(db_image(&mut w).unwrap(), "registry.example/team-mover:1");
+    // The sandbox label without the controller's manager label is just another namespace.
+    let mut w = ephemeral_only();
+    let ns = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    ns.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    assert_eq!(db_image(&mut w).unwrap(), w.config.mover_db_image);
+}
+
+#[test]
 fn an_uninvited_target_fails_the_restore_and_creates_nothing() {
     let mut w = World::everything();
     w.restore.spec.target_namespace = Some("prod".into());
