@@ -14,6 +14,7 @@ pub mod drill;
 pub mod evidence;
 pub mod exit;
 pub mod forget;
+pub mod manifests;
 pub mod mover;
 pub mod ops;
 pub mod output;
@@ -91,6 +92,10 @@ pub enum Command {
     Unlock(unlock::UnlockArgs),
     /// Database dumps and restores (PostgreSQL, MariaDB/MySQL).
     Db(db::DbCmd),
+    /// Saved manifests: `manifests rewrite` makes files restored with stock restic
+    /// applicable in another namespace.
+    #[command(subcommand)]
+    Manifests(manifests::ManifestsCmd),
     /// Run the Kubernetes operator.
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them with --out DIR, or print their
@@ -334,6 +339,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Forget(a) => forget::run(a, &repo, &out),
         Command::Unlock(a) => unlock::run(a, &repo, &out),
         Command::Db(c) => db::run(c, &repo, &out),
+        Command::Manifests(c) => manifests::run(c, &out),
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
         Command::Drill(c) => drill::run(c, &repo, json),

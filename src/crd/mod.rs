@@ -90,6 +90,10 @@ pub mod annotations {
     pub const DRILL_RUN_UID: &str = "lifeboat.dev/drill-run-uid";
     /// `NAMESPACE/NAME` of the DRDrill an evidence anchor is the head of.
     pub const DRILL_REF: &str = "lifeboat.dev/drill-ref";
+    /// UID of the run object (in another namespace) an object in the controller's
+    /// namespace was made for: an owner reference cannot cross namespaces, so the run's
+    /// clean-up finds and checks its objects by this.
+    pub const OWNER_UID: &str = "lifeboat.dev/owner-uid";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).
