@@ -287,7 +287,8 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
     let policy_name = match (phase, &status.restore_point) {
         (RestorePhase::Pending, _) => match plan::resolve_point(r, &backups) {
             Resolution::Found(b) => Some(b.spec.policy_ref.name.clone()),
-            _ => None,
+            // Looked up so that a Restore naming a policy that does not exist says so.
+            _ => r.spec.source.policy_ref.as_ref().map(|p| p.name.clone()),
         },
         (p, Some(rp)) if !p.is_finished() => Some(rp.policy.clone()),
         _ => None,

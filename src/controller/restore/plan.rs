@@ -621,6 +621,16 @@ fn start(o: &Observed<'_>, p: &mut Plan) -> Start {
     let backup = match resolve_point(r, o.backups) {
         Resolution::Found(b) => b,
         Resolution::Wait(m) => return Start::Waiting(m),
+        // No restore point because there is no such policy: say that, not "no Backup".
+        Resolution::Missing(_)
+            if o.policy.is_none()
+                && let Some(p) = &r.spec.source.policy_ref =>
+        {
+            return Start::Failed(failure(
+                "PolicyNotFound",
+                format!("BackupPolicy {:?} does not exist in this namespace", p.name),
+            ));
+        }
         Resolution::Missing(f) => return Start::Failed(f),
     };
     let Some(policy) = o.policy else {

@@ -740,3 +740,18 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
 }
 
 mod store;
+
+#[test]
+fn retention_says_pruned_only_when_it_pruned() {
+    assert_eq!(
+        retention_message(Some(0), None),
+        "every snapshot is still kept by the rules: nothing forgotten, no prune"
+    );
+    let m = retention_message(Some(2), Some(3 * 1024 * 1024));
+    assert!(m.starts_with("forgot 2 snapshot(s) and pruned 3"), "{m}");
+    assert_eq!(
+        retention_message(Some(1), None),
+        "forgot 1 snapshot(s) and pruned unreferenced data"
+    );
+    assert!(retention_message(None, None).contains("no figures"));
+}

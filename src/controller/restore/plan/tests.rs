@@ -465,6 +465,28 @@ fn a_missing_backup_fails_precisely_and_writes_nothing() {
 }
 
 #[test]
+fn a_policy_that_does_not_exist_is_named_as_such() {
+    let spec = RestoreSpec {
+        source: RestoreSource {
+            policy_ref: Some(LocalRef {
+                name: "ghost".into(),
+            }),
+            ..RestoreSource::default()
+        },
+        ..RestoreSpec::default()
+    };
+    let mut w = World::new(spec.clone());
+    w.policy = None;
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("PolicyNotFound"));
+    assert!(p.status.failure.unwrap().message.contains("\"ghost\""));
+    // The policy exists but has no Backup: that is a missing restore point.
+    let mut w = World::new(spec);
+    w.backups.clear();
+    assert_eq!(reason(&w.step()).as_deref(), Some("RestorePointNotFound"));
+}
+
+#[test]
 fn a_backup_still_running_is_waited_for() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
