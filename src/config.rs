@@ -19,12 +19,12 @@ pub struct Config {
     pub watch_namespaces: Vec<String>,
     /// ServiceAccount mover pods run as, created per namespace by the controller.
     pub mover_service_account: String,
-    /// ClusterRole every mover is bound to in its namespace (report progress on the run
-    /// objects). The chart installs it; the controller only creates RoleBindings to it,
+    /// ClusterRole bound, for one run, to movers that save a namespace's manifests (read
+    /// access). The chart installs it; the controller only creates RoleBindings to it,
     /// which needs `bind` on it rather than holding its rules.
-    pub mover_cluster_role: String,
-    /// ClusterRole bound to movers that save a namespace's manifests (read access).
     pub mover_read_cluster_role: String,
+    /// ClusterRole bound, for one run, to manifests movers whose policy saves Secrets.
+    pub mover_read_secrets_cluster_role: String,
     /// ClusterRole bound to movers that restore manifests into a namespace (write access).
     pub mover_restore_cluster_role: String,
     /// Reconciliations running at once, per controller.
@@ -37,6 +37,10 @@ pub struct Config {
     pub leader_lease: Option<String>,
     /// This process's identity in leader election and Events.
     pub identity: String,
+    /// Whether a namespaced BackupStore without credentials may use the ambient cloud
+    /// identity (IRSA, pod identity, instance roles). ClusterBackupStores always may:
+    /// cluster administrators write them.
+    pub allow_ambient_credentials: bool,
     /// The Pod Security level the controller labels its own namespace with at start-up
     /// (`restricted` in the chart); `None` leaves the namespace's labels alone.
     pub own_namespace_pod_security: Option<String>,
@@ -52,14 +56,15 @@ impl Config {
             namespace: "lifeboat-system".into(),
             watch_namespaces: Vec::new(),
             mover_service_account: "lifeboat-mover".into(),
-            mover_cluster_role: "lifeboat-mover".into(),
             mover_read_cluster_role: "lifeboat-mover-read".into(),
+            mover_read_secrets_cluster_role: "lifeboat-mover-read-secrets".into(),
             mover_restore_cluster_role: "lifeboat-mover-restore".into(),
             concurrency: 8,
             store_probe_interval: Duration::from_secs(300),
             metrics_addr: "127.0.0.1:0".parse().expect("valid address"),
             leader_lease: None,
             identity: "test".into(),
+            allow_ambient_credentials: false,
             own_namespace_pod_security: None,
         }
     }

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod db;
 pub mod drill;
+pub mod evidence;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod http;

@@ -189,6 +189,65 @@ async fn scheduled_backups_restore_with_restic_and_retention_keeps_the_newest() 
     );
     ensure!(root.join("empty-dir").is_dir(), "empty directory kept");
 
+    // The README's restic-only path for manifests into another namespace: restic restores
+    // the files, `lifeboat manifests rewrite` maps them, the API server takes them
+    // (server-side dry run: nothing of the shop starts twice). Unrewritten, it refuses them.
+    let man = tempfile::tempdir()?;
+    restic(
+        &p.bucket,
+        &p.prefix,
+        &[
+            "restore",
+            "latest",
+            "--tag",
+            &format!("{tag},source=manifests/{}", p.name()),
+            "--target",
+            man.path().to_str().unwrap(),
+        ],
+    )?;
+    let saved = man.path().join("tmp/lifeboat-manifests").join(p.name());
+    let other = lifeboat_e2e::testing::TestNs::create("e2e-rewrite").await?;
+    let apply = |dir: &std::path::Path| {
+        std::process::Command::new("kubectl")
+            .args(["apply", "--dry-run=server", "-R", "-n", &other.name, "-f"])
+            .arg(dir)
+            .output()
+    };
+    let refused = apply(&saved)?;
+    ensure!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("does not match the namespace"),
+        "saved manifests applied to another namespace unchanged: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let rewritten = man.path().join("rewritten");
+    lifeboat(
+        &p.bucket,
+        &p.prefix,
+        &[
+            "manifests",
+            "rewrite",
+            saved.to_str().unwrap(),
+            "-n",
+            &other.name,
+            "-o",
+            rewritten.to_str().unwrap(),
+        ],
+        &[],
+    )?;
+    let applied = apply(&rewritten)?;
+    ensure!(
+        applied.status.success(),
+        "rewritten manifests: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    ensure!(
+        String::from_utf8_lossy(&applied.stdout).contains("persistentvolumeclaim/data"),
+        "the saved claims are among them: {}",
+        String::from_utf8_lossy(&applied.stdout)
+    );
+    other.delete().await?;
+
     // Both database dumps restore into fresh databases with identical rows.
     let pg_id = snapshot_of(&first, "pg")?;
     let restored_pg = format!("{}_restored", p.db);
@@ -391,6 +450,19 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
             "store {store}: no Warning Event {reason}: {w:?}"
         );
     }
+    // The missing bucket is named, so the reader knows what to create.
+    let ready = stores
+        .get("no-bucket")
+        .await?
+        .status
+        .unwrap_or_default()
+        .conditions;
+    let ready = ready.iter().find(|c| c.type_ == "Ready").context("Ready")?;
+    ensure!(
+        ready.message.contains("\"lifeboat-missing-bucket\""),
+        "BucketNotFound does not name the bucket: {}",
+        ready.message
+    );
 
     // Policies, each wrong in one way; `good` is valid.
     let base = |name: &str, store: &str| {

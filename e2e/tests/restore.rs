@@ -1051,7 +1051,7 @@ async fn restore_with_obstacles(src: &mut Source) -> anyhow::Result<()> {
 
 #[tokio::test]
 #[ignore = "needs e2e/local"]
-async fn a_restore_of_a_missing_backup_fails_with_restore_point_not_found() -> anyhow::Result<()> {
+async fn a_restore_of_a_missing_backup_or_policy_fails_naming_which() -> anyhow::Result<()> {
     let ns = TestNs::create_with_pod_security("e2e-rst-missing", "restricted").await?;
     let api: Api<Restore> = ns.api();
     let result = async {
@@ -1075,6 +1075,25 @@ async fn a_restore_of_a_missing_backup_fails_with_restore_point_not_found() -> a
         ensure!(f.message.contains("does-not-exist"), "{f:?}");
         let c = st.conditions.iter().find(|c| c.type_ == "Complete").context("Complete")?;
         ensure!(c.status == "True" && c.reason == "Failed");
+        // A policy that does not exist is named as such, not as a missing restore point.
+        create(
+            &api,
+            json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore", "metadata": {"name": "no-policy"},
+                   "spec": {"source": {"policyRef": {"name": "ghost"}}}}),
+        )
+        .await?;
+        let r = wait_for("Restore no-policy to finish", LONG, || async {
+            Ok(api.get_opt("no-policy").await?.filter(|r| {
+                r.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished())
+            }))
+        })
+        .await?;
+        let f = r.status.clone().unwrap_or_default().failure.context("failure")?;
+        ensure!(
+            f.reason == "PolicyNotFound" && f.message.contains("\"ghost\""),
+            "{}",
+            describe(&r)
+        );
         Ok(())
     }
     .await;

@@ -590,11 +590,18 @@ async fn with_cluster_stores(
                 json!({"metadata": {"labels": {"upgraded": "yes"}}}),
             )?,
         );
+        // The controller's write (the administrator impersonating it): the chart's
+        // run-records policy refuses anyone else on a finished run (docs/security.md).
         f.accepted(
             &format!("{resource}/{name}: status write"),
             kubectl(
                 &admin(),
                 &[
+                    "--as",
+                    &format!(
+                        "system:serviceaccount:{}:lifeboat-controller",
+                        common::OPERATOR_NS
+                    ),
                     "-n",
                     &ns,
                     "patch",

@@ -40,20 +40,20 @@ pub struct ControllerArgs {
         default_value = "lifeboat-mover"
     )]
     mover_service_account: String,
-    /// ClusterRole bound to every mover.
-    #[arg(
-        long,
-        env = "LIFEBOAT_MOVER_CLUSTER_ROLE",
-        default_value = "lifeboat-mover"
-    )]
-    mover_cluster_role: String,
-    /// ClusterRole bound to movers that read manifests.
+    /// ClusterRole bound, for one run, to movers that read manifests.
     #[arg(
         long,
         env = "LIFEBOAT_MOVER_READ_CLUSTER_ROLE",
         default_value = "lifeboat-mover-read"
     )]
     mover_read_cluster_role: String,
+    /// ClusterRole bound, for one run, to manifests movers that save Secrets too.
+    #[arg(
+        long,
+        env = "LIFEBOAT_MOVER_READ_SECRETS_CLUSTER_ROLE",
+        default_value = "lifeboat-mover-read-secrets"
+    )]
+    mover_read_secrets_cluster_role: String,
     /// ClusterRole bound to movers that restore manifests.
     #[arg(
         long,
@@ -80,6 +80,11 @@ pub struct ControllerArgs {
         default_value = "lifeboat-controller"
     )]
     leader_lease: String,
+    /// Let namespaced BackupStores without credentials use the controller's and movers'
+    /// ambient cloud identity (IRSA, pod identity, instance roles). Off by default: a
+    /// namespace editor could otherwise point that identity at any bucket.
+    #[arg(long, env = "LIFEBOAT_ALLOW_AMBIENT_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    allow_ambient_credentials: bool,
     /// Pod Security level to enforce on the controller's own namespace, set at start-up
     /// (`restricted`, `baseline`); empty leaves the namespace's labels alone.
     #[arg(long, env = "LIFEBOAT_OWN_NAMESPACE_POD_SECURITY", default_value = "", value_parser = ["", "restricted", "baseline"])]
@@ -96,14 +101,15 @@ impl ControllerArgs {
             image_pull_policy,
             watch_namespaces,
             mover_service_account,
-            mover_cluster_role,
             mover_read_cluster_role,
+            mover_read_secrets_cluster_role,
             mover_restore_cluster_role,
             concurrency,
             store_probe_interval,
             metrics_addr,
             leader_elect,
             leader_lease,
+            allow_ambient_credentials,
             own_namespace_pod_security,
         } = self;
         let identity = identity.unwrap_or_else(|| {
@@ -125,8 +131,8 @@ impl ControllerArgs {
                 .filter(|n| !n.is_empty())
                 .collect(),
             mover_service_account,
-            mover_cluster_role,
             mover_read_cluster_role,
+            mover_read_secrets_cluster_role,
             mover_restore_cluster_role,
             concurrency: concurrency.max(1),
             store_probe_interval: duration::parse(&store_probe_interval)
@@ -134,6 +140,7 @@ impl ControllerArgs {
             metrics_addr,
             leader_lease: leader_elect.then_some(leader_lease),
             identity,
+            allow_ambient_credentials,
             own_namespace_pod_security: (!own_namespace_pod_security.is_empty())
                 .then_some(own_namespace_pod_security),
         })

@@ -1,35 +1,35 @@
 //! `lifeboat drill report RUN` (fetch a run's evidence report from the store, verify its
 //! SHA-256 against the DrillRun, print or save it) and `lifeboat drill verify-chain DRILL`
-//! (walk every report of a drill, check each digest and every chain link, print a verdict,
-//! exit non-zero on a break). Kubeconfig-aware like kubectl (`KUBECONFIG`, `--context`,
-//! `-n`, the context's namespace by default).
+//! (walk every report of a drill and check its signature, its link and place in the
+//! chain, its pages and its run; check the newest against the installation's signed
+//! anchor; print a verdict naming every problem; exit non-zero on any). Kubeconfig-aware
+//! like kubectl (`KUBECONFIG`, `--context`, `-n`, the context's namespace by default).
 //!
-//! The store is found through the cluster (run → drill → policy → store), and its
-//! credentials are read from the store's Secret unless `--s3-access-key-id` (or the AWS
-//! environment, with `--s3-env-credentials`) is given; `--repo` overrides the location,
-//! for a store whose in-cluster endpoint is not reachable from where the command runs.
-//! Reports are plain objects: reading them never needs the repository password.
+//! The store is found through the cluster (run → drill → policy → store; for a deleted
+//! drill, the policy its anchor names), and its credentials are read from the store's
+//! Secret unless `--s3-access-key-id` (or the AWS environment, with
+//! `--s3-env-credentials`) is given; `--repo` overrides the location, for a store whose
+//! in-cluster endpoint is not reachable from where the command runs. The trusted keys and
+//! anchors are in the controller's namespace (`--controller-namespace`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::config::KubeConfigOptions;
-use kube::{Client, ResourceExt};
 
+use super::reports::{
+    TempCa, anchor, broken, client, get, kube_err, not_found, open_reports, public_keys,
+    run_records, runtime, store_access,
+};
 use super::{CliError, RepoArgs};
-use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::dr_drill::{DRDrill, DrillRun};
 use crate::crd::labels;
-use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore};
-use crate::drill::chain::{self, Anchors};
+use crate::drill::chain::{self, AnchorInput, Trust};
 use crate::drill::report::{self, Report};
-use crate::drill::store::{ReportStore, base_location};
+use crate::evidence::anchor::Anchor;
 use crate::jobs;
-use crate::repo::{ObjectStore, RepoOptions, S3Credentials, Secret, Storage};
 
 /// `drill` subcommands.
 #[derive(Args, Debug)]
@@ -46,6 +46,17 @@ pub struct DrillCmd {
     /// store's Secret.
     #[arg(long, global = true)]
     s3_env_credentials: bool,
+    /// The controller's namespace, which holds the evidence public key and anchors.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_CONTROLLER_NAMESPACE",
+        default_value = "lifeboat-system"
+    )]
+    controller_namespace: String,
+    /// Trust these public keys (PEM) instead of the ones the controller publishes.
+    #[arg(long, global = true, env = "LIFEBOAT_EVIDENCE_PUBLIC_KEY")]
+    public_key: Option<PathBuf>,
 }
 
 /// Where to find the cluster and how to reach the store.
@@ -53,6 +64,8 @@ struct KubeArgs {
     namespace: Option<String>,
     context: Option<String>,
     s3_env_credentials: bool,
+    controller_namespace: String,
+    public_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,223 +104,6 @@ struct ReportArgs {
 struct VerifyArgs {
     /// The DRDrill.
     drill: String,
-}
-
-fn kube_err(what: &str, e: kube::Error) -> CliError {
-    let category = match &e {
-        kube::Error::Api(s) if s.code == 403 => "Forbidden",
-        kube::Error::Api(s) if s.code == 404 => "NotFound",
-        kube::Error::Api(_) => "KubernetesApi",
-        _ => "KubernetesClient",
-    };
-    CliError {
-        category,
-        message: format!("{what}: {e}"),
-    }
-}
-
-fn not_found(message: String) -> CliError {
-    CliError {
-        category: "NotFound",
-        message,
-    }
-}
-
-fn broken(message: String) -> CliError {
-    CliError {
-        category: "ChainBroken",
-        message,
-    }
-}
-
-async fn client(context: Option<String>) -> Result<Client, CliError> {
-    let opts = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    let config = match kube::Config::from_kubeconfig(&opts).await {
-        Ok(c) => c,
-        // No kubeconfig: inside a pod, the in-cluster configuration.
-        Err(_) if opts.context.is_none() => kube::Config::infer().await.map_err(|e| CliError {
-            category: "KubernetesClient",
-            message: format!("no Kubernetes configuration (KUBECONFIG or in-cluster): {e}"),
-        })?,
-        Err(e) => {
-            return Err(CliError {
-                category: "KubernetesClient",
-                message: format!("reading the kubeconfig: {e}"),
-            });
-        }
-    };
-    Client::try_from(config).map_err(|e| kube_err("building a Kubernetes client", e))
-}
-
-/// What the store's Secrets hold, for a client outside the cluster.
-struct StoreAccess {
-    spec: BackupStoreSpec,
-    access_key: Option<(String, Secret, Option<Secret>)>,
-    ca_bundle: Option<Vec<u8>>,
-}
-
-async fn secret_value(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    key: &str,
-    optional: bool,
-) -> Result<Option<Vec<u8>>, CliError> {
-    let s = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .map_err(|e| kube_err(&format!("reading Secret {ns}/{name}"), e))?;
-    let v = s.and_then(|s| s.data).and_then(|mut d| d.remove(key));
-    match v {
-        Some(b) => Ok(Some(b.0)),
-        None if optional => Ok(None),
-        None => Err(not_found(format!("Secret {ns}/{name} has no key {key:?}"))),
-    }
-}
-
-async fn store_access(
-    client: &Client,
-    ns: &str,
-    policy_name: &str,
-    env_credentials: bool,
-) -> Result<StoreAccess, CliError> {
-    let policy = Api::<BackupPolicy>::namespaced(client.clone(), ns)
-        .get_opt(policy_name)
-        .await
-        .map_err(|e| kube_err("reading the BackupPolicy", e))?
-        .ok_or_else(|| not_found(format!("BackupPolicy {ns}/{policy_name} does not exist")))?;
-    let store = &policy.spec.store_ref;
-    let (spec, secret_ns) = match store.kind {
-        StoreKind::BackupStore => {
-            let s = Api::<BackupStore>::namespaced(client.clone(), ns)
-                .get_opt(&store.name)
-                .await
-                .map_err(|e| kube_err("reading the BackupStore", e))?
-                .ok_or_else(|| {
-                    not_found(format!("BackupStore {ns}/{} does not exist", store.name))
-                })?;
-            (s.spec, Some(ns.to_string()))
-        }
-        StoreKind::ClusterBackupStore => {
-            let s = Api::<ClusterBackupStore>::all(client.clone())
-                .get_opt(&store.name)
-                .await
-                .map_err(|e| kube_err("reading the ClusterBackupStore", e))?
-                .ok_or_else(|| {
-                    not_found(format!("ClusterBackupStore {} does not exist", store.name))
-                })?;
-            (s.spec.store, None)
-        }
-    };
-    let ns_of = |explicit: &Option<String>| {
-        explicit
-            .clone()
-            .or(secret_ns.clone())
-            .unwrap_or_else(|| ns.to_string())
-    };
-    let mut access_key = None;
-    if let (Some(c), false) = (&spec.s3.credentials, env_credentials) {
-        let sns = ns_of(&c.namespace);
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).trim().to_string();
-        let id = secret_value(client, &sns, &c.name, c.access_key_id_key(), false).await?;
-        let key = secret_value(client, &sns, &c.name, c.secret_access_key_key(), false).await?;
-        let token = secret_value(client, &sns, &c.name, c.session_token_key(), true).await?;
-        access_key = Some((
-            text(id.unwrap_or_default()),
-            Secret::new(text(key.unwrap_or_default())),
-            token.map(|t| Secret::new(text(t))),
-        ));
-    }
-    let ca_bundle = match &spec.s3.ca_bundle {
-        Some(ca) => secret_value(client, &ns_of(&ca.namespace), &ca.name, &ca.key, false).await?,
-        None => None,
-    };
-    Ok(StoreAccess {
-        spec,
-        access_key,
-        ca_bundle,
-    })
-}
-
-/// A private temporary file for the store's CA bundle, removed when dropped.
-struct TempCa(Option<PathBuf>);
-
-impl Drop for TempCa {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Opens the reports of a store. Blocking: call outside the async runtime.
-fn open_reports(
-    access: StoreAccess,
-    repo: &RepoArgs,
-    ca_file: &mut TempCa,
-) -> Result<ReportStore, CliError> {
-    let spec = &access.spec;
-    let mut repo = repo.clone();
-    if repo.repository.is_none() {
-        let target = crate::jobs::mover::StoreTarget::from_spec(spec, None);
-        repo.repository = Some(target.repository);
-        repo.s3.s3_region = Some(target.region);
-        repo.s3.s3_path_style = target.path_style;
-    }
-    let mut opts: RepoOptions = repo.options(true)?;
-    if let Storage::S3(c) = &mut opts.storage {
-        if repo.s3.s3_access_key_id.is_none()
-            && let Some((id, key, token)) = access.access_key
-        {
-            c.credentials = S3Credentials::Static {
-                access_key_id: id,
-                secret_access_key: key,
-                session_token: token,
-            };
-        }
-        if c.ca_bundle.is_none()
-            && let Some(pem) = &access.ca_bundle
-        {
-            let path = std::env::temp_dir().join(format!(
-                "lifeboat-drill-ca-{}-{:08x}.pem",
-                std::process::id(),
-                rand::random::<u32>()
-            ));
-            ca_file.0 = Some(path.clone());
-            std::fs::write(&path, pem).map_err(|e| CliError {
-                category: "LocalIo",
-                message: format!("writing the store's CA bundle: {e}"),
-            })?;
-            c.ca_bundle = Some(path);
-        }
-    }
-    let store: Arc<dyn ObjectStore> = opts.object_store()?;
-    Ok(ReportStore::new(store, base_location(&opts.storage)))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError {
-            category: "Internal",
-            message: format!("no runtime: {e}"),
-        })
-}
-
-fn get(store: &ReportStore, key: &str) -> Result<Vec<u8>, CliError> {
-    store
-        .get(key)
-        .map_err(crate::repo::Error::Storage)?
-        .ok_or_else(|| {
-            not_found(format!(
-                "{} does not exist in the store",
-                store.location(key)
-            ))
-        })
 }
 
 fn report(a: ReportArgs, d: &KubeArgs, repo: &RepoArgs) -> Result<(), CliError> {
@@ -409,14 +205,38 @@ fn report(a: ReportArgs, d: &KubeArgs, repo: &RepoArgs) -> Result<(), CliError> 
 fn verify_chain(a: VerifyArgs, d: &KubeArgs, repo: &RepoArgs, json: bool) -> Result<(), CliError> {
     let ns = d.namespace.clone();
     let rt = runtime()?;
-    let (ns, drill, runs, access) = rt.block_on(async {
+    let (ns, trust, mut notes, access) = rt.block_on(async {
         let client = client(d.context.clone()).await?;
         let ns = ns.unwrap_or_else(|| client.default_namespace().to_string());
+        let cns = &d.controller_namespace;
         let drill = Api::<DRDrill>::namespaced(client.clone(), &ns)
             .get_opt(&a.drill)
             .await
-            .map_err(|e| kube_err("reading the DRDrill", e))?
-            .ok_or_else(|| not_found(format!("DRDrill {ns}/{} does not exist", a.drill)))?;
+            .map_err(|e| kube_err("reading the DRDrill", e))?;
+        let (keys, key_note) = public_keys(&client, cns, d.public_key.as_ref()).await?;
+        let anchor_input = if keys.is_empty() {
+            AnchorInput::NotConsulted
+        } else {
+            anchor(&client, cns, &ns, &a.drill).await?
+        };
+        // A deleted drill: its anchor names the policy whose store holds the reports.
+        let policy = match (&drill, &anchor_input) {
+            (Some(d), _) => d.spec.policy_ref.name.clone(),
+            (None, AnchorInput::Present(env)) => Anchor::peek(env)
+                .and_then(|a| a.policy)
+                .ok_or_else(|| {
+                    broken(format!(
+                        "DRDrill {ns}/{} does not exist, and its anchor names no policy to find its reports by",
+                        a.drill
+                    ))
+                })?,
+            (None, _) => {
+                return Err(not_found(format!(
+                    "DRDrill {ns}/{} does not exist, and no evidence anchor records it",
+                    a.drill
+                )));
+            }
+        };
         let lp = ListParams::default().labels(&format!(
             "{}={}",
             labels::DRILL,
@@ -427,14 +247,20 @@ fn verify_chain(a: VerifyArgs, d: &KubeArgs, repo: &RepoArgs, json: bool) -> Res
             .await
             .map_err(|e| kube_err("listing DrillRuns", e))?
             .items;
-        let access = store_access(
-            &client,
-            &ns,
-            &drill.spec.policy_ref.name,
-            d.s3_env_credentials,
-        )
-        .await?;
-        Ok::<_, CliError>((ns, drill, runs, access))
+        let access = store_access(&client, &ns, &policy, d.s3_env_credentials).await?;
+        let trust = Trust {
+            keys,
+            anchor: anchor_input,
+            runs: Some(run_records(&runs, &a.drill)),
+            drill_exists: Some(drill.is_some()),
+            drill_head: drill
+                .as_ref()
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.last_report.as_ref())
+                .map(|r| r.sha256.clone()),
+            window_since: None,
+        };
+        Ok::<_, CliError>((ns, trust, key_note.into_iter().collect::<Vec<_>>(), access))
     })?;
     drop(rt);
     let mut ca_file = TempCa(None);
@@ -442,48 +268,48 @@ fn verify_chain(a: VerifyArgs, d: &KubeArgs, repo: &RepoArgs, json: bool) -> Res
     let reports = store
         .load(&ns, &a.drill)
         .map_err(crate::repo::Error::Storage)?;
-    let anchors = Anchors {
-        runs: runs
-            .iter()
-            .filter(|r| r.spec.drill_ref.name == a.drill)
-            .filter_map(|r| {
-                Some((
-                    r.name_any(),
-                    r.status.as_ref()?.report.as_ref()?.sha256.clone(),
-                ))
-            })
-            .collect::<BTreeMap<_, _>>(),
-        head: drill
-            .status
-            .as_ref()
-            .and_then(|s| s.last_report.as_ref())
-            .map(|r| r.sha256.clone()),
-    };
     let v = chain::verify(
         &ns,
         &a.drill,
         reports,
         &mut |k| store.get(k).ok().flatten(),
-        &anchors,
+        &trust,
     );
-    print_verdict(&v, &ns, &a.drill, &anchors, json);
+    notes.extend(v.notes.iter().cloned());
+    print_verdict(&v, &ns, &a.drill, &trust, &notes, json);
     if v.intact() {
         Ok(())
     } else {
         let n = v.links.iter().filter(|l| !l.problems.is_empty()).count();
         Err(broken(format!(
-            "the hash chain of drill {ns}/{} does not verify: {n} report(s) with problems{}",
+            "the evidence of drill {ns}/{} does not verify: {n} report(s) with problems{}",
             a.drill,
             if v.problems.is_empty() {
                 String::new()
             } else {
-                format!("; {}", v.problems.join("; "))
+                format!(
+                    "; {}",
+                    v.problems
+                        .iter()
+                        .map(|p| p.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }
         )))
     }
 }
 
-fn print_verdict(v: &chain::Verdict, ns: &str, drill: &str, anchors: &Anchors, json: bool) {
+/// Prints a verdict: one line per report with its problems, the chain's problems, what was
+/// not checked, and the conclusion (or one JSON document).
+pub(crate) fn print_verdict(
+    v: &chain::Verdict,
+    ns: &str,
+    drill: &str,
+    trust: &Trust,
+    notes: &[String],
+    json: bool,
+) {
     let mut out = std::io::stdout().lock();
     if json {
         let links: Vec<serde_json::Value> = v
@@ -491,8 +317,8 @@ fn print_verdict(v: &chain::Verdict, ns: &str, drill: &str, anchors: &Anchors, j
             .iter()
             .map(|l| {
                 serde_json::json!({
-                    "key": l.key, "run": l.run, "sha256": l.sha256,
-                    "ok": l.problems.is_empty(), "problems": l.problems,
+                    "key": l.key, "run": l.run, "sequence": l.sequence, "sha256": l.sha256,
+                    "signedBy": l.signed_by, "ok": l.problems.is_empty(), "problems": l.problems,
                 })
             })
             .collect();
@@ -501,6 +327,11 @@ fn print_verdict(v: &chain::Verdict, ns: &str, drill: &str, anchors: &Anchors, j
             "intact": v.intact(),
             "reports": links,
             "problems": v.problems,
+            "notes": notes,
+            "anchor": v.anchor.as_ref().map(|a| serde_json::json!({
+                "sequence": a.sequence, "headSha256": a.head_sha256, "lastRun": a.last_run,
+                "signedSince": a.signed_since,
+            })),
         });
         let _ = writeln!(out, "{doc}");
         return;
@@ -510,10 +341,15 @@ fn print_verdict(v: &chain::Verdict, ns: &str, drill: &str, anchors: &Anchors, j
         let mark = if l.problems.is_empty() { "✓" } else { "✗" };
         let _ = writeln!(
             out,
-            "  {mark} {}  sha256 {}…  run {}",
+            "  {mark} {}{}  sha256 {}…  run {}{}",
+            l.sequence.map(|q| format!("#{q} ")).unwrap_or_default(),
             l.key.rsplit('/').next().unwrap_or(&l.key),
             &l.sha256[..16],
-            l.run.as_deref().unwrap_or("?")
+            l.run.as_deref().unwrap_or("?"),
+            l.signed_by
+                .as_ref()
+                .map(|k| format!("  signed by {k}"))
+                .unwrap_or_default()
         );
         for p in &l.problems {
             let _ = writeln!(out, "      {p}");
@@ -522,23 +358,35 @@ fn print_verdict(v: &chain::Verdict, ns: &str, drill: &str, anchors: &Anchors, j
     for p in &v.problems {
         let _ = writeln!(out, "  ✗ {p}");
     }
+    for n in notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
     if v.intact() {
+        let signed = v.links.iter().filter(|l| l.signed_by.is_some()).count();
+        let runs = trust.runs.as_ref();
         let _ = writeln!(
             out,
-            "VERIFIED: {} report(s), every digest and link intact; {} checked against their DrillRuns{}.",
+            "VERIFIED: {} report(s), every digest and link intact; {signed} signed by the installation's key{}; {} checked against their DrillRuns{}.",
             v.links.len(),
+            match &v.anchor {
+                Some(a) => format!(", the newest is the anchored head #{}", a.sequence),
+                None => String::new(),
+            },
             v.links
                 .iter()
-                .filter(|l| l.run.as_ref().is_some_and(|r| anchors.runs.contains_key(r)))
+                .filter(|l| l
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| runs.is_some_and(|m| m.contains_key(r))))
                 .count(),
-            if anchors.head.is_some() {
+            if v.anchor.is_none() && trust.drill_head.is_some() {
                 ", the newest against the DRDrill's record"
             } else {
                 ""
             }
         );
     } else {
-        let _ = writeln!(out, "BROKEN: the chain does not verify (see above).");
+        let _ = writeln!(out, "BROKEN: the evidence does not verify (see above).");
     }
 }
 
@@ -549,11 +397,15 @@ pub fn run(d: DrillCmd, repo: &RepoArgs, json: bool) -> Result<(), CliError> {
         namespace,
         context,
         s3_env_credentials,
+        controller_namespace,
+        public_key,
     } = d;
     let k = KubeArgs {
         namespace,
         context,
         s3_env_credentials,
+        controller_namespace,
+        public_key,
     };
     match cmd {
         DrillSub::Report(a) => report(a, &k, repo),

@@ -239,6 +239,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         67,
         "`--wait --timeout` expired before the run finished (the run continues)",
     ),
+    (
+        "SnapshotNotAllowed",
+        68,
+        "a restore's snapshot belongs to another policy than its restore point's (nothing was restored)",
+    ),
 ];
 
 /// The exit code of a category (1 for unknown ones).

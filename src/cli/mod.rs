@@ -11,13 +11,16 @@ pub mod check;
 pub mod controller;
 pub mod db;
 pub mod drill;
+pub mod evidence;
 pub mod exit;
 pub mod forget;
+pub mod manifests;
 pub mod mover;
 pub mod ops;
 pub mod output;
 pub mod reference;
 pub mod repo_cmd;
+pub mod reports;
 pub mod restore;
 pub mod snapshots;
 pub mod unlock;
@@ -89,6 +92,10 @@ pub enum Command {
     Unlock(unlock::UnlockArgs),
     /// Database dumps and restores (PostgreSQL, MariaDB/MySQL).
     Db(db::DbCmd),
+    /// Saved manifests: `manifests rewrite` makes files restored with stock restic
+    /// applicable in another namespace.
+    #[command(subcommand)]
+    Manifests(manifests::ManifestsCmd),
     /// Run the Kubernetes operator.
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions (or write them with --out DIR, or print their
@@ -96,6 +103,8 @@ pub enum Command {
     Crd(controller::CrdArgs),
     /// DR drills: start a run now, print a run's report, verify a drill's hash chain.
     Drill(drill::DrillCmd),
+    /// Evidence of drills: export a bundle for auditors, verify one offline.
+    Evidence(evidence::EvidenceCmd),
     /// Policies, drills and stores of a namespace (or all, -A): last runs, RPO and RTO
     /// against their objectives, next runs.
     Status(ops::StatusArgs),
@@ -330,9 +339,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Forget(a) => forget::run(a, &repo, &out),
         Command::Unlock(a) => unlock::run(a, &repo, &out),
         Command::Db(c) => db::run(c, &repo, &out),
+        Command::Manifests(c) => manifests::run(c, &out),
         Command::Controller(a) => controller::run(a),
         Command::Crd(a) => controller::crd(a),
         Command::Drill(c) => drill::run(c, &repo, json),
+        Command::Evidence(c) => evidence::run(c, &repo, json),
         Command::Status(a) => ops::status(a, json),
         Command::Mover(c) => mover::run(c, &repo),
     }

@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod follow;
+pub mod kpis;
 pub mod status;
 
 use std::io::{IsTerminal, Write};

@@ -25,9 +25,9 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::crd::backup::Backup;
-use crate::crd::backup_policy::{BackupPolicy, StoreKind};
+use crate::crd::backup_policy::BackupPolicy;
 use crate::crd::labels;
-use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore, StoreStatus};
+use crate::crd::store::{BackupStore, ClusterBackupStore};
 
 /// The caches, readable from any reconcile.
 #[derive(Clone)]
@@ -38,37 +38,6 @@ pub struct Caches {
     pub pods: Store<Pod>,
     pub stores: Store<BackupStore>,
     pub cluster_stores: Store<ClusterBackupStore>,
-}
-
-/// A store as a policy in some namespace sees it.
-#[derive(Clone, Debug)]
-pub struct FoundStore {
-    pub spec: BackupStoreSpec,
-    pub status: Option<StoreStatus>,
-    /// The ClusterBackupStore's name; `None` for a namespaced BackupStore.
-    pub cluster: Option<String>,
-    /// Whether the policy's namespace may use it (always true for a BackupStore).
-    pub allowed: bool,
-}
-
-impl FoundStore {
-    pub fn namespaced(s: BackupStore) -> Self {
-        FoundStore {
-            spec: s.spec,
-            status: s.status,
-            cluster: None,
-            allowed: true,
-        }
-    }
-
-    pub fn cluster(s: ClusterBackupStore, namespace: &str) -> Self {
-        FoundStore {
-            allowed: s.spec.allows(namespace),
-            cluster: Some(s.name_any()),
-            spec: s.spec.store,
-            status: s.status,
-        }
-    }
 }
 
 /// One subscriber's end of a cache: each object the cache applied a change to (or
@@ -264,20 +233,6 @@ impl Caches {
         (caches, subscriptions)
     }
 
-    /// The store `kind`/`name` as seen from `namespace`, from the cache.
-    pub fn store(&self, kind: StoreKind, namespace: &str, name: &str) -> Option<FoundStore> {
-        match kind {
-            StoreKind::BackupStore => self
-                .stores
-                .get(&reflector::ObjectRef::new(name).within(namespace))
-                .map(|s| FoundStore::namespaced(Arc::unwrap_or_clone(s))),
-            StoreKind::ClusterBackupStore => self
-                .cluster_stores
-                .get(&reflector::ObjectRef::new(name))
-                .map(|s| FoundStore::cluster(Arc::unwrap_or_clone(s), namespace)),
-        }
-    }
-
     /// Whether a maintenance Job other than `own` is still running on `repository`.
     pub fn maintenance_running(&self, repository: &str, own: &str) -> bool {
         self.jobs
@@ -286,7 +241,7 @@ impl Caches {
                 l.get(labels::REPOSITORY).map(String::as_str) == Some(repository)
                     && l.get(labels::JOB_TYPE).map(String::as_str) == Some("maintenance")
                     && j.name_any() != own
-                    && crate::controller::backup::plan::job_finished(j).is_none()
+                    && crate::controller::access::observe::job_finished(j).is_none()
             })
             .is_some()
     }
@@ -327,7 +282,6 @@ impl Caches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::store::ClusterBackupStoreSpec;
     use k8s_openapi::api::batch::v1::JobStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -395,29 +349,6 @@ mod tests {
         assert!(!c.maintenance_running("repo-a", "own"));
         assert!(c.maintenance_running("repo-b", "own"));
         assert!(c.maintenance_running("repo-a", "another"));
-    }
-
-    #[test]
-    fn a_cluster_store_is_found_with_whether_the_namespace_may_use_it() {
-        let mut s = ClusterBackupStore::new(
-            "shared",
-            ClusterBackupStoreSpec {
-                allowed_namespaces: vec!["shop".into()],
-                ..ClusterBackupStoreSpec::default()
-            },
-        );
-        s.metadata.uid = Some("u".into());
-        let c = caches(vec![], vec![s]);
-        let found = c
-            .store(StoreKind::ClusterBackupStore, "shop", "shared")
-            .unwrap();
-        assert!(found.allowed);
-        assert_eq!(found.cluster.as_deref(), Some("shared"));
-        let other = c
-            .store(StoreKind::ClusterBackupStore, "blog", "shared")
-            .unwrap();
-        assert!(!other.allowed);
-        assert!(c.store(StoreKind::BackupStore, "shop", "shared").is_none());
     }
 
     fn cm(name: &str) -> k8s_openapi::api::core::v1::ConfigMap {

@@ -2,6 +2,7 @@
 //! per-object back-off), status writes by server-side apply, Events, and leader election.
 //! One sub-module per kind holds that kind's `plan` (pure) and `apply` (writes).
 
+pub(crate) mod access;
 pub mod backup;
 pub mod backup_policy;
 pub mod cache;
@@ -48,8 +49,8 @@ pub struct Context {
     pub caches: cache::Caches,
     /// Consecutive failures per object UID, for back-off. Reset on success.
     failures: Mutex<HashMap<String, u32>>,
-    /// When the mover RBAC of a namespace was last applied, per access level.
-    rbac_applied: Mutex<HashMap<(String, u8), Instant>>,
+    /// When the mover ServiceAccount of a namespace was last applied.
+    rbac_applied: Mutex<HashMap<String, Instant>>,
     /// The drill controller's cache of DRDrills, set when that controller starts.
     pub drills: OnceLock<kube::runtime::reflector::Store<crate::crd::dr_drill::DRDrill>>,
     /// When a Secret named by a policy was last seen to exist, per namespace and name.
@@ -62,8 +63,8 @@ pub struct Context {
 /// is noticed this much later, or by the run that needs it, which fails with its reason.
 const SECRET_SEEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// How long an applied mover ServiceAccount and RoleBindings are trusted before they are
-/// applied again (someone may delete them).
+/// How long an applied mover ServiceAccount is trusted before it is applied again (someone
+/// may delete it).
 const RBAC_REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Context {
@@ -103,20 +104,20 @@ impl Context {
         map.insert((namespace.to_string(), name.to_string()), Instant::now());
     }
 
-    /// Whether the mover RBAC of `namespace` at `level` needs applying now; applying it on
-    /// every run start cost four writes per run.
-    pub fn rbac_due(&self, namespace: &str, level: u8) -> bool {
+    /// Whether the mover ServiceAccount of `namespace` needs applying now; applying it on
+    /// every run start cost a write per run.
+    pub fn rbac_due(&self, namespace: &str) -> bool {
         let map = self.rbac_applied.lock().expect("lock poisoned");
-        map.get(&(namespace.to_string(), level))
+        map.get(namespace)
             .is_none_or(|t| t.elapsed() > RBAC_REFRESH)
     }
 
-    /// Records that the mover RBAC of `namespace` at `level` was applied.
-    pub fn rbac_done(&self, namespace: &str, level: u8) {
+    /// Records that the mover ServiceAccount of `namespace` was applied.
+    pub fn rbac_done(&self, namespace: &str) {
         self.rbac_applied
             .lock()
             .expect("lock poisoned")
-            .insert((namespace.to_string(), level), Instant::now());
+            .insert(namespace.to_string(), Instant::now());
     }
 
     /// Whether objects of `namespace` are ours to reconcile (`--watch-namespaces`).

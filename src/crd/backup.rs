@@ -138,8 +138,7 @@ pub struct BackupStatus {
     pub totals: Option<Totals>,
     /// Why the run failed as a whole (e.g. the policy or store is invalid).
     pub failure: Option<Failure>,
-    /// Live progress per source, written by the movers while they run (a map, so each
-    /// mover updates only its own entry).
+    /// Not written any more: movers write no status (they log their progress).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub progress: BTreeMap<String, Progress>,
     /// `Complete` (with the phase as reason) and `RetentionApplied`.

@@ -161,17 +161,21 @@ pub struct Sandbox {
     /// `None`: no NetworkPolicy.
     #[serde(default)]
     pub network_policy: SandboxNetworkPolicy,
-    /// The Pod Security Standards level restored workloads are held to: `Restricted`
-    /// (default) or `Baseline`, never more permissive than the level the drill's own
-    /// namespace enforces (a stricter source level wins). A restored workload whose pods
-    /// break the level fails the run's `pod-security` check, naming each violation. The
-    /// sandbox namespace enforces this level, or `baseline` while volumes are restored
-    /// into it (the volume mover writes files of every owner); see docs/drills.md.
-    #[serde(default)]
-    pub pod_security: SandboxPodSecurity,
+    /// The Pod Security Standards level restored workloads are held to (see the type).
+    // The field's own doc does not reach the schema of an optional enum: the type's does.
+    // Optional and left out when unset: the spec is copied into a DrillRun's status, and a
+    // controller running against CRDs older than this field (an upgrade in progress) must
+    // still be able to write that status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<SandboxPodSecurity>,
 }
 
-/// The Pod Security Standards level of a sandbox.
+/// The Pod Security Standards level restored workloads are held to: `Restricted`
+/// (default) or `Baseline`, never more permissive than the level the drill's own
+/// namespace enforces (a stricter source level wins). A restored workload whose pods
+/// break the level fails the run's `pod-security` check, naming each violation. The
+/// sandbox namespace enforces this level, or `baseline` while volumes are restored
+/// into it (the volume mover writes files of every owner); see docs/drills.md.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum SandboxPodSecurity {
     /// Kubernetes' `restricted` level: non-root, no privilege escalation, all

@@ -73,6 +73,11 @@ pub mod labels {
     /// from the sandbox namespace's UID, which no restored object can know in advance.
     /// The sandbox's mover NetworkPolicy selects it.
     pub const SANDBOX_TOKEN: &str = "lifeboat.dev/sandbox-token";
+    /// On the evidence objects in the controller's namespace: `signing-key` (the Secret),
+    /// `public-key` (the ConfigMap everyone may read), `anchor` (a drill's chain head).
+    pub const EVIDENCE: &str = "lifeboat.dev/evidence";
+    /// On an anchor: the namespace of its drill.
+    pub const DRILL_NAMESPACE: &str = "lifeboat.dev/drill-namespace";
 }
 
 /// Annotation keys Lifeboat puts on the objects it creates.
@@ -83,6 +88,12 @@ pub mod annotations {
     /// UID of that DrillRun: a sandbox left by an earlier run of the same name is not
     /// mistaken for the current run's.
     pub const DRILL_RUN_UID: &str = "lifeboat.dev/drill-run-uid";
+    /// `NAMESPACE/NAME` of the DRDrill an evidence anchor is the head of.
+    pub const DRILL_REF: &str = "lifeboat.dev/drill-ref";
+    /// UID of the run object (in another namespace) an object in the controller's
+    /// namespace was made for: an owner reference cannot cross namespaces, so the run's
+    /// clean-up finds and checks its objects by this.
+    pub const OWNER_UID: &str = "lifeboat.dev/owner-uid";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

@@ -267,12 +267,13 @@ pub struct RestoreStatus {
     /// One entry per restored source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<RestoredSource>,
-    /// Live progress per source, written by the movers.
+    /// Not written any more: movers write no status (they log their progress).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub progress: BTreeMap<String, Progress>,
-    /// Per-table row counts of each restored database source (by source name), written
-    /// by its mover: after the restore, and as recorded at backup time. Complete however
-    /// many tables there are; the verdict is in `sources[].database.rowCountsMatch`.
+    /// Per-table row counts of each restored database source (by source name): after the
+    /// restore, and as recorded at backup time, as its mover reported them when they fit
+    /// in its result (4 KiB). The verdict is always in
+    /// `sources[].database.rowCountsMatch`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub row_counts: BTreeMap<String, RowCounts>,
     /// Why the restore failed as a whole.

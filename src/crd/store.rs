@@ -1,7 +1,7 @@
 //! `BackupStore` (namespaced) and `ClusterBackupStore` (cluster-scoped): where a
 //! restic-format repository lives in S3-compatible storage and how to open it.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -113,9 +113,14 @@ pub struct ClusterBackupStoreSpec {
     #[serde(flatten)]
     pub store: BackupStoreSpec,
     /// Namespaces whose BackupPolicies may use this store. `*` allows every namespace.
-    /// Empty: no namespace may (a safe default for a shared bucket).
+    /// Empty (and no `allowedNamespaceSelector`): no namespace may (a safe default for a
+    /// shared bucket).
     #[serde(default)]
     pub allowed_namespaces: Vec<String>,
+    /// Namespaces whose labels match this selector may use the store too, besides those
+    /// listed in `allowedNamespaces`. Checked on every run, so removing a label (or a name
+    /// from the list) stops the namespace's runs that have not finished.
+    pub allowed_namespace_selector: Option<LabelSelector>,
 }
 
 /// Bucket location and client settings.
@@ -195,7 +200,8 @@ pub struct StoreStatus {
 }
 
 impl ClusterBackupStoreSpec {
-    /// Whether policies in `namespace` may use this store.
+    /// Whether `allowedNamespaces` names `namespace` (the label selector is checked by
+    /// the controller, which reads the namespace's labels).
     pub fn allows(&self, namespace: &str) -> bool {
         self.allowed_namespaces
             .iter()

@@ -7,6 +7,8 @@
 pub mod chain;
 pub mod checks;
 pub mod expect;
+pub mod html;
+pub mod kpi;
 pub mod measure;
 pub mod pod_security;
 pub mod report;

@@ -3,8 +3,11 @@
 //! trend of the last runs as a Unicode sparkline). Pure: building, rendering and hashing.
 //!
 //! The chain: each report carries `previousSha256`, the SHA-256 of the exact bytes of the
-//! drill's previous report, and `page.sha256`, that of its own page. Changing, removing or
-//! inserting any report breaks a link (`super::chain` verifies it).
+//! drill's previous report, its `sequence` number in the chain (1 for the first), and
+//! `page.sha256` / `html.sha256`, those of its own pages. Changing, removing, reordering
+//! or inserting any report breaks a link (`super::chain` verifies it). The controller signs
+//! each report (`crate::evidence`): a signature file next to it covers its digest and its
+//! place in the chain.
 //!
 //! Reports are stored as plain (unencrypted) objects next to the repository, so that an
 //! auditor needs read access to the bucket and nothing else. They hold no secrets: check
@@ -24,8 +27,12 @@ use kube::ResourceExt;
 
 /// Value of `format` in every report.
 pub const REPORT_FORMAT: &str = "lifeboat.dev/drill-report/v1";
-/// Runs shown in a report's trend, this one included.
+/// Runs shown in a page's trend, this one included.
 pub const TREND_RUNS: usize = 12;
+/// Days of earlier runs a report carries (its KPIs look back this far).
+pub const HISTORY_DAYS: i64 = 90;
+/// At most this many earlier runs are carried (an hourly drill reaches it in 5 days).
+pub const HISTORY_RUNS: usize = 120;
 
 /// One run in the trend of a report.
 #[skip_serializing_none]
@@ -37,6 +44,20 @@ pub struct TrendPoint {
     pub outcome: Option<DrillOutcome>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
+    /// The Backup whose restore point the run restored.
+    pub restore_point: Option<String>,
+}
+
+/// The key that signs a report (the installation's; see `crate::evidence`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signer {
+    /// `Ed25519`.
+    pub algorithm: String,
+    /// First 16 hex digits of the SHA-256 of the raw public key.
+    pub key_id: String,
+    /// Base64 of the raw 32-byte public key.
+    pub public_key: String,
 }
 
 /// Where the page is and what it hashes to.
@@ -77,15 +98,25 @@ pub struct Report {
     pub rpo: Option<Measurement>,
     #[serde(default)]
     pub objectives: DrillObjectives,
-    /// The previous runs of the drill, oldest first (at most [`TREND_RUNS`] - 1).
+    /// The previous runs of the drill, oldest first: those started within
+    /// [`HISTORY_DAYS`] before this one, at most [`HISTORY_RUNS`].
     #[serde(default)]
     pub trend: Vec<TrendPoint>,
+    /// Runs passed and failed, RTO percentiles and trend over 30 and 90 days, from the
+    /// trend and this run.
+    pub kpis: Option<super::kpi::DrillKpis>,
+    /// This report's place in the drill's chain, from 1.
+    pub sequence: Option<u64>,
+    /// The key that signs this report (the signature is in `<report>.json.sig`).
+    pub signer: Option<Signer>,
     /// Object key of the drill's previous report.
     pub previous_report: Option<String>,
     /// SHA-256 of the previous report's bytes: the chain link.
     pub previous_sha256: Option<String>,
     /// The Markdown page rendered from this report.
     pub page: Option<PageRef>,
+    /// The self-contained HTML page rendered from this report.
+    pub html: Option<PageRef>,
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
@@ -109,6 +140,7 @@ pub fn point_of(r: &Report) -> TrendPoint {
         outcome: r.outcome,
         rto_seconds: r.rto.as_ref().and_then(|m| m.measured_seconds),
         rpo_seconds: r.rpo.as_ref().and_then(|m| m.measured_seconds),
+        restore_point: r.restore_point.as_ref().map(|p| p.backup.clone()),
     }
 }
 
@@ -116,16 +148,21 @@ pub fn point_of(r: &Report) -> TrendPoint {
 pub struct Previous<'a> {
     pub key: &'a str,
     pub sha256: &'a str,
+    /// Its sequence number (for a report written before sequence numbers, its position
+    /// in the drill's listing, from 1).
+    pub sequence: u64,
     /// Parsed, when it parses (its trend continues into the new one).
     pub report: Option<&'a Report>,
 }
 
-/// Builds the report of `run` (whose status is final but for the report itself). The
-/// page reference is set by the caller once the page is rendered.
+/// Builds the report of `run` (whose status is final but for the report itself), signed
+/// by `signer` when given. The page references are set by the caller once the pages are
+/// rendered.
 pub fn build(
     run: &DrillRun,
     generated_at: jiff::Timestamp,
     previous: Option<Previous<'_>>,
+    signer: Option<Signer>,
 ) -> Report {
     let s = run.status.clone().unwrap_or_default();
     let spec = s.drill_spec.clone().unwrap_or_default();
@@ -134,11 +171,14 @@ pub fn build(
         trend.extend(p.trend.iter().cloned());
         trend.push(point_of(p));
     }
-    let keep = TREND_RUNS - 1;
-    if trend.len() > keep {
-        trend.drain(..trend.len() - keep);
+    // The history is bounded by days back from this run's start, then by count.
+    let start = s.start_time.as_ref().map_or(generated_at, |t| t.0);
+    let horizon = start - jiff::SignedDuration::from_hours(24 * HISTORY_DAYS);
+    trend.retain(|p| p.start_time.as_ref().is_none_or(|t| t.0 >= horizon));
+    if trend.len() > HISTORY_RUNS {
+        trend.drain(..trend.len() - HISTORY_RUNS);
     }
-    Report {
+    let mut r = Report {
         format: REPORT_FORMAT.into(),
         namespace: run.namespace().unwrap_or_default(),
         drill: run.spec.drill_ref.name.clone(),
@@ -159,10 +199,67 @@ pub fn build(
         rpo: s.rpo,
         objectives: spec.objectives,
         trend,
+        kpis: None,
+        sequence: Some(previous.as_ref().map_or(1, |p| p.sequence + 1)),
+        signer,
         previous_report: previous.as_ref().map(|p| p.key.to_string()),
         previous_sha256: previous.as_ref().map(|p| p.sha256.to_string()),
         page: None,
-    }
+        html: None,
+    };
+    r.kpis = Some(super::kpi::of_report(&r));
+    r
+}
+
+/// How a stored report differs from what `run` recorded: empty when the report is the
+/// run's, as the report writer built it from the run's status. What is compared is what
+/// the report asserts about the run (identity, restore point, checks, measurements,
+/// outcome); the timeline may have grown since (the report is written during
+/// Reporting), so the report's phases must be the run's, in order, and every phase the
+/// report shows as ended must have ended when the run says.
+pub fn differences(r: &Report, run: &DrillRun) -> Vec<String> {
+    let s = run.status.clone().unwrap_or_default();
+    let spec = s.drill_spec.clone().unwrap_or_default();
+    let mut d = Vec::new();
+    let mut same = |what: &str, equal: bool| {
+        if !equal {
+            d.push(what.to_string());
+        }
+    };
+    same(
+        "namespace",
+        run.namespace().as_deref() == Some(r.namespace.as_str()),
+    );
+    same("drill", run.spec.drill_ref.name == r.drill);
+    same("run", run.name_any() == r.run);
+    same("runUid", run.metadata.uid == r.run_uid);
+    same(
+        "policy",
+        Some(spec.policy_ref.name.clone()).filter(|p| !p.is_empty()) == r.policy,
+    );
+    same("trigger", run.spec.trigger == r.trigger);
+    same("scheduledTime", run.spec.scheduled_time == r.scheduled_time);
+    same("outcome", s.outcome == r.outcome);
+    same("failure", s.failure == r.failure);
+    same("restorePoint", s.restore_point == r.restore_point);
+    same(
+        "sandboxNamespace",
+        s.sandbox_namespace == r.sandbox_namespace,
+    );
+    same("startTime", s.start_time == r.start_time);
+    same("checks", s.checks == r.checks);
+    same("rto", s.rto == r.rto);
+    same("rpo", s.rpo == r.rpo);
+    same("objectives", spec.objectives == r.objectives);
+    let timeline_ok = r.timeline.len() <= s.timeline.len()
+        && r.timeline.iter().zip(&s.timeline).all(|(a, b)| {
+            a.phase == b.phase
+                && a.start_time == b.start_time
+                && (a.end_time.is_none()
+                    || (a.end_time == b.end_time && a.duration_seconds == b.duration_seconds))
+        });
+    same("timeline", timeline_ok);
+    d
 }
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -228,6 +325,14 @@ fn verdict_word(v: CheckVerdict) -> &'static str {
 
 fn hhmmss(t: jiff::Timestamp) -> String {
     t.strftime("%H:%M:%S").to_string()
+}
+
+/// The runs a page shows in its trend: the last [`TREND_RUNS`], this one last.
+pub fn shown_points(r: &Report) -> Vec<TrendPoint> {
+    let mut points = r.trend.clone();
+    points.push(point_of(r));
+    let skip = points.len().saturating_sub(TREND_RUNS);
+    points.split_off(skip)
 }
 
 /// Renders the human-readable page of a report.
@@ -367,8 +472,7 @@ pub fn render_markdown(r: &Report) -> String {
         }
     }
 
-    let mut points = r.trend.clone();
-    points.push(point_of(r));
+    let points = shown_points(r);
     let _ = writeln!(w, "\n## Trend of the last {} runs\n", points.len());
     let marks: String = points
         .iter()
@@ -534,7 +638,12 @@ pub(crate) mod tests {
     #[test]
     fn reports_link_to_their_predecessor_and_carry_the_trend() {
         let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
-        let first = build(&run("r1", DrillOutcome::Passed, Some(70.0)), now, None);
+        let first = build(
+            &run("r1", DrillOutcome::Passed, Some(70.0)),
+            now,
+            None,
+            None,
+        );
         assert_eq!(first.previous_sha256, None);
         assert!(first.trend.is_empty());
         let first_bytes = to_bytes(&first);
@@ -545,8 +654,10 @@ pub(crate) mod tests {
             Some(Previous {
                 key: "lifeboat-reports/shop/orders/a.json",
                 sha256: &h1,
+                sequence: 1,
                 report: Some(&first),
             }),
+            None,
         );
         assert_eq!(second.previous_sha256.as_deref(), Some(h1.as_str()));
         assert_eq!(second.trend.len(), 1);
@@ -558,27 +669,49 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_trend_is_bounded() {
+    fn the_history_is_bounded_by_days_then_by_count() {
         let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
-        let mut prev = build(&run("r0", DrillOutcome::Passed, Some(10.0)), now, None);
-        for i in 1..30 {
+        let day0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // One run a day for 200 days, then 150 runs within one day.
+        let mut r0 = run("r0", DrillOutcome::Passed, Some(10.0));
+        r0.status.as_mut().unwrap().start_time = Some(Time(day0));
+        let mut prev = build(&r0, now, None, None);
+        for i in 1..350i64 {
             let h = sha256(&to_bytes(&prev));
+            let start = if i < 200 {
+                day0 + jiff::SignedDuration::from_hours(24 * i)
+            } else {
+                day0 + jiff::SignedDuration::from_hours(24 * 200)
+                    + jiff::SignedDuration::from_secs(60 * i)
+            };
+            let mut r = run(
+                &format!("r{i}"),
+                DrillOutcome::Passed,
+                Some(10.0 + i as f64),
+            );
+            r.status.as_mut().unwrap().start_time = Some(Time(start));
             prev = build(
-                &run(
-                    &format!("r{i}"),
-                    DrillOutcome::Passed,
-                    Some(10.0 + i as f64),
-                ),
+                &r,
                 now,
                 Some(Previous {
                     key: "k",
                     sha256: &h,
+                    sequence: i as u64,
                     report: Some(&prev),
                 }),
+                None,
             );
+            if i == 199 {
+                // 90 days back from day 199: runs of days 109..=198 (day 0 had no start).
+                assert_eq!(prev.trend.len(), 90, "by days");
+                assert_eq!(prev.trend[0].run, "r109");
+            }
         }
-        assert_eq!(prev.trend.len(), TREND_RUNS - 1);
-        assert_eq!(prev.trend.last().unwrap().run, "r28");
+        assert_eq!(prev.trend.len(), HISTORY_RUNS, "by count");
+        assert_eq!(prev.trend.last().unwrap().run, "r348");
+        assert_eq!(prev.sequence, Some(350));
+        assert_eq!(shown_points(&prev).len(), TREND_RUNS);
+        assert_eq!(shown_points(&prev).last().unwrap().run, "r349");
     }
 
     #[test]
@@ -592,7 +725,12 @@ pub(crate) mod tests {
     #[test]
     fn the_page_shows_outcome_checks_objectives_and_trend() {
         let now: jiff::Timestamp = "2026-11-22T15:02:00Z".parse().unwrap();
-        let first = build(&run("r1", DrillOutcome::Passed, Some(70.0)), now, None);
+        let first = build(
+            &run("r1", DrillOutcome::Passed, Some(70.0)),
+            now,
+            None,
+            None,
+        );
         let h1 = sha256(&to_bytes(&first));
         let second = build(
             &run("r2", DrillOutcome::Failed, None),
@@ -600,8 +738,10 @@ pub(crate) mod tests {
             Some(Previous {
                 key: "lifeboat-reports/shop/orders/r1.json",
                 sha256: &h1,
+                sequence: 1,
                 report: Some(&first),
             }),
+            None,
         );
         let page = render_markdown(&second);
         for want in [

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::chain::Stored;
-use super::report::{self, PageRef, Previous, Report};
+use super::report::{self, PageRef, Previous, Report, Signer};
 use crate::crd::dr_drill::DrillRun;
 use crate::repo::{ObjectStore, Storage, StoreError, StoreErrorKind};
 
@@ -40,6 +40,11 @@ pub fn page_key(report_key: &str) -> String {
     format!("{}.md", report_key.trim_end_matches(".json"))
 }
 
+/// The HTML page's key next to a JSON report's.
+pub fn html_key(report_key: &str) -> String {
+    format!("{}.html", report_key.trim_end_matches(".json"))
+}
+
 /// The repository's root as a location prefix for reports: `s3://bucket/prefix` or
 /// `file:///path`.
 pub fn base_location(storage: &Storage) -> String {
@@ -59,6 +64,17 @@ pub struct Written {
     pub previous_sha256: Option<String>,
     /// False when an earlier attempt had already written it (nothing was written now).
     pub created: bool,
+}
+
+/// How [`ReportStore::write_as`] writes.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// The key that will sign the report.
+    pub signer: Option<Signer>,
+    /// The key of the report to link to (the anchored head), instead of the newest one
+    /// before this run's key: a report planted between the head and this run is not
+    /// linked into the chain.
+    pub after: Option<String>,
 }
 
 /// Reports of a repository.
@@ -121,11 +137,25 @@ impl ReportStore {
         Ok(out)
     }
 
-    /// Writes the report of a finished run (status final but for the report), linked to
-    /// the drill's previous report. Idempotent: when an earlier attempt already wrote this
-    /// run's report, that one is kept and described (the first write wins, so the chain
-    /// never forks). The page is written before the JSON: a JSON report always has its page.
+    /// [`Self::write_as`] without a signer (the report Job's, until the controller signs).
     pub fn write(&self, run: &DrillRun, now: Timestamp) -> Result<Written, StoreError> {
+        self.write_as(run, now, &WriteOptions::default())
+    }
+
+    /// Writes the report of a finished run (status final but for the report), linked to
+    /// the drill's previous report (the newest before it in key order, or `o.after`),
+    /// naming `o.signer` as the key that will sign it.
+    /// Idempotent: when an earlier attempt already wrote this run's report, that one is
+    /// kept and described (the first write wins, so the chain never forks). An object at
+    /// the run's key that is *not* this run's report as recorded (planted there by
+    /// someone holding the store's credentials before the run wrote it) is replaced. The
+    /// pages are written before the JSON: a JSON report always has its pages.
+    pub fn write_as(
+        &self,
+        run: &DrillRun,
+        now: Timestamp,
+        o: &WriteOptions,
+    ) -> Result<Written, StoreError> {
         let ns = run.namespace().unwrap_or_default();
         let drill = run.spec.drill_ref.name.clone();
         let start = run
@@ -140,17 +170,37 @@ impl ReportStore {
             && let Some(bytes) = self.get(&key)?
         {
             let r: Option<Report> = serde_json::from_slice(&bytes).ok();
-            return Ok(Written {
-                location: self.location(&key),
-                page_location: self.location(&page_key(&key)),
-                sha256: report::sha256(&bytes),
-                previous_sha256: r.and_then(|r| r.previous_sha256),
-                created: false,
-            });
+            if let Some(r) = r.filter(|r| report::differences(r, run).is_empty()) {
+                return Ok(Written {
+                    location: self.location(&key),
+                    page_location: self.location(&page_key(&key)),
+                    sha256: report::sha256(&bytes),
+                    previous_sha256: r.previous_sha256,
+                    created: false,
+                });
+            }
+            tracing::warn!(
+                key,
+                "an object at the run's report key is not its report: replacing it"
+            );
         }
-        let previous_key = keys.iter().rfind(|k| **k < key).cloned();
-        let previous = match &previous_key {
-            Some(k) => self.get(k)?.map(|b| (k.clone(), b)),
+        let before: Vec<&String> = keys.iter().filter(|k| **k < key).collect();
+        let previous_key = match &o.after {
+            Some(k) => Some(k),
+            None => before.last().copied(),
+        };
+        let previous = match previous_key {
+            Some(k) => Some((
+                k.clone(),
+                self.get(k)?.ok_or_else(|| {
+                    StoreError::new(
+                        StoreErrorKind::NotFound,
+                        "GET",
+                        k.clone(),
+                        "the previous report is missing",
+                    )
+                })?,
+            )),
             None => None,
         };
         let prev_sha = previous.as_ref().map(|(_, b)| report::sha256(b));
@@ -163,17 +213,30 @@ impl ReportStore {
             previous.as_ref().map(|(k, _)| Previous {
                 key: k,
                 sha256: prev_sha.as_deref().expect("set with previous"),
+                // Reports from before sequence numbers count by their place.
+                sequence: prev_report
+                    .as_ref()
+                    .and_then(|r| r.sequence)
+                    .unwrap_or(before.len() as u64),
                 report: prev_report.as_ref(),
             }),
+            o.signer.clone(),
         );
         let page = report::render_markdown(&r).into_bytes();
+        let html = super::html::render(&r).into_bytes();
         let pk = page_key(&key);
+        let hk = html_key(&key);
         r.page = Some(PageRef {
             key: pk.clone(),
             sha256: report::sha256(&page),
         });
+        r.html = Some(PageRef {
+            key: hk.clone(),
+            sha256: report::sha256(&html),
+        });
         let bytes = report::to_bytes(&r);
         self.store.put(&pk, vec![page.into()])?;
+        self.store.put(&hk, vec![html.into()])?;
         let sha = report::sha256(&bytes);
         self.store.put(&key, vec![bytes.into()])?;
         Ok(Written {
@@ -183,6 +246,11 @@ impl ReportStore {
             previous_sha256: prev_sha,
             created: true,
         })
+    }
+
+    /// Writes an object below the root (a signature file).
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.store.put(key, vec![bytes.into()])
     }
 }
 
@@ -262,20 +330,27 @@ mod tests {
 
         let reports = store.load("shop", "orders").unwrap();
         assert_eq!(reports.len(), 2);
-        let anchors = chain::Anchors {
-            runs: [
-                ("r1".to_string(), w1.sha256.clone()),
-                ("r2".to_string(), w2.sha256.clone()),
-            ]
-            .into(),
-            head: Some(w2.sha256.clone()),
+        let rec = |h: &str| chain::RunRecord {
+            report_sha256: Some(h.to_string()),
+            ..chain::RunRecord::default()
+        };
+        let trust = chain::Trust {
+            runs: Some(
+                [
+                    ("r1".to_string(), rec(&w1.sha256)),
+                    ("r2".to_string(), rec(&w2.sha256)),
+                ]
+                .into(),
+            ),
+            drill_head: Some(w2.sha256.clone()),
+            ..chain::Trust::default()
         };
         let v = chain::verify(
             "shop",
             "orders",
             reports,
             &mut |k| store.get(k).ok().flatten(),
-            &anchors,
+            &trust,
         );
         assert!(v.intact(), "{v:#?}");
         assert_eq!(store.key_of("s3://elsewhere/x"), None);

@@ -346,6 +346,8 @@ pub fn build(m: &MoverJob) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(m.service_account.clone()),
+                    // No token unless the mover reads or writes objects (see needs_api).
+                    automount_service_account_token: Some(m.command.needs_api()),
                     node_name: m.node_name.clone(),
                     node_selector: (!m.node_selector.is_empty()).then(|| m.node_selector.clone()),
                     tolerations: (!m.tolerations.is_empty()).then(|| m.tolerations.clone()),

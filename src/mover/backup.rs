@@ -37,7 +37,7 @@ fn volume(a: BackupVolume, repo_args: &RepoAccess) -> Result<MoverResult, Error>
     }
     let started = Instant::now();
     let (repo, sink) = open_with_sink(repo_args)?;
-    let reporter = Reporter::start(run.clone(), source.clone(), sink);
+    let reporter = Reporter::start(source.clone(), sink);
     let outcome = repo.backup_paths(
         &PathBackup {
             paths: vec![path],
@@ -80,7 +80,7 @@ fn database(a: BackupDatabase, repo_args: &RepoAccess) -> Result<MoverResult, Er
     let started = Instant::now();
     let adapter = db::adapter(engine, conn);
     let (repo, sink) = open_with_sink(repo_args)?;
-    let reporter = Reporter::start(run.clone(), source.clone(), sink);
+    let reporter = Reporter::start(source.clone(), sink);
     let outcome = db::backup(
         &repo,
         adapter.as_ref(),

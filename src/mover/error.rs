@@ -44,6 +44,10 @@ pub(crate) enum Error {
     /// The restore's snapshot is no longer in the repository.
     #[error("{0}")]
     SnapshotMissing(String),
+    /// The restore's snapshot is not tagged with the policy of its restore point (a
+    /// snapshot ID of another namespace's policy, read from a forged record).
+    #[error("{0}")]
+    SnapshotNotAllowed(String),
     /// The restore's target already holds data, or lies outside the mover's namespace.
     #[error("{0}")]
     TargetExists(String),
@@ -70,6 +74,7 @@ impl Error {
         "Forbidden",
         "KubernetesApi",
         "SnapshotMissing",
+        "SnapshotNotAllowed",
         "TargetExists",
         "TargetNotFound",
         "ApplyFailed",
@@ -122,6 +127,7 @@ impl Error {
                 KubeFailure::Api => "KubernetesApi",
             },
             Self::SnapshotMissing(_) => "SnapshotMissing",
+            Self::SnapshotNotAllowed(_) => "SnapshotNotAllowed",
             Self::TargetExists(_) => "TargetExists",
             Self::TargetNotFound(_) => "TargetNotFound",
             Self::ApplyFailed(_) => "ApplyFailed",
@@ -148,6 +154,7 @@ impl Error {
                 ..
             }
             | Self::SnapshotMissing(_)
+            | Self::SnapshotNotAllowed(_)
             | Self::TargetExists(_)
             | Self::TargetNotFound(_)
             | Self::ApplyFailed(_)
@@ -180,6 +187,7 @@ mod tests {
             },
             Error::kube_api("m"),
             Error::SnapshotMissing("m".into()),
+            Error::SnapshotNotAllowed("m".into()),
             Error::TargetExists("m".into()),
             Error::TargetNotFound("m".into()),
             Error::ApplyFailed("m".into()),

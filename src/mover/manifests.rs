@@ -166,11 +166,10 @@ async fn collect(
     required: bool,
     selector: Option<&str>,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let api_err = |e: kube::Error| Error::kube_api(format!("listing objects in {namespace}: {e}"));
     let discovery = Discovery::new(client.clone())
         .run()
         .await
-        .map_err(api_err)?;
+        .map_err(|e| Error::from_kube("API discovery", e))?;
     let mut files = BTreeMap::new();
     for wanted in kinds {
         let (kind, group) = match wanted.split_once('.') {
@@ -213,7 +212,13 @@ async fn collect(
         if let Some(s) = selector {
             lp = lp.labels(s);
         }
-        for obj in api.list(&lp).await.map_err(api_err)?.items {
+        // A kind outside the mover's read role is refused (403, `Forbidden`): the chart's
+        // `mover.manifestResources` lists what manifests backups may read beyond the
+        // defaults.
+        let listed = api.list(&lp).await.map_err(|e| {
+            Error::from_kube(&format!("listing {wanted} objects in {namespace}"), e)
+        })?;
+        for obj in listed.items {
             if skip(&obj, kind) {
                 continue;
             }
@@ -282,7 +287,7 @@ pub(crate) fn backup(a: BackupManifests, repo_args: &RepoAccess) -> Result<Mover
     let root = staging.join(&namespace);
     stage(&root, &files)?;
     let (repo, sink) = open_with_sink(repo_args)?;
-    let reporter = Reporter::start(run.clone(), "manifests".into(), sink);
+    let reporter = Reporter::start("manifests".into(), sink);
     let outcome = repo.backup_paths(
         &PathBackup {
             paths: vec![root],

@@ -28,7 +28,7 @@ pub(crate) use error::Error;
 
 use crate::crd::common::Failure;
 use crate::jobs::mover::TERMINATION_LOG;
-use crate::jobs::mover::command::{BackupRun, MoverCommand, NamespacedName};
+use crate::jobs::mover::command::{BackupRun, MoverCommand};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 use crate::repo::SnapshotInfo;
 
@@ -61,8 +61,6 @@ pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
 pub struct RunRef {
     pub namespace: String,
     pub policy: String,
-    /// Plural of the run object's kind (`backups`, `restores`, `drillruns`).
-    pub run_plural: &'static str,
     pub run: String,
 }
 
@@ -72,18 +70,7 @@ impl RunRef {
         RunRef {
             namespace: run.policy.namespace.clone(),
             policy: run.policy.name.clone(),
-            run_plural: "backups",
             run: run.backup.clone(),
-        }
-    }
-
-    /// A Restore (restores carry no policy tags).
-    pub(crate) fn for_restore(restore: &NamespacedName) -> Self {
-        RunRef {
-            namespace: restore.namespace.clone(),
-            policy: String::new(),
-            run_plural: "restores",
-            run: restore.name.clone(),
         }
     }
 }
@@ -189,7 +176,7 @@ mod tests {
     #[test]
     fn run_refs_and_tags() {
         let r = RunRef::for_backup(&BackupRun {
-            policy: NamespacedName::new("shop", "orders"),
+            policy: crate::jobs::mover::command::NamespacedName::new("shop", "orders"),
             backup: "orders-202601010010".into(),
         });
         assert_eq!(
@@ -200,11 +187,6 @@ mod tests {
                 "source=volume/data",
                 "backup=orders-202601010010"
             ]
-        );
-        let r = RunRef::for_restore(&NamespacedName::new("shop", "r1"));
-        assert_eq!(
-            (r.namespace.as_str(), r.run_plural, r.run.as_str()),
-            ("shop", "restores", "r1")
         );
         let t = r.tags("database", "pg");
         assert_eq!(tags::value(&t, "source"), Some("database/pg"));

@@ -1,13 +1,12 @@
-//! `lifeboat mover report --run NS/NAME`: writes a finished drill run's evidence report
-//! (JSON and Markdown page, linked into the drill's hash chain) next to the repository,
-//! and reports its location and digests in the termination message (`details`:
-//! `location`, `pageLocation`, `sha256`, `previousSha256`).
+//! `lifeboat mover report --run NS/NAME --record FILE`: writes a finished drill run's
+//! evidence report (JSON and Markdown page, linked into the drill's hash chain) next to
+//! the repository, and reports its location and digests in the termination message
+//! (`details`: `location`, `pageLocation`, `sha256`, `previousSha256`).
 //!
-//! The run's record is read from the API (`drillruns/status`, which the mover's role may
-//! get), not passed on the command line: it is larger than any argument list should be,
-//! and reading it here means the report shows exactly what the cluster recorded.
-
-use kube::Api;
+//! The run's record is the DrillRun as the controller read it from the API when the run
+//! reached Reporting, handed over as a file (a ConfigMap the controller wrote in its own
+//! namespace, where the report mover runs): it is larger than any argument list should
+//! be, and the mover needs no API access (movers hold no rights on run objects).
 
 use super::{Error, RepoAccess};
 use crate::crd::dr_drill::DrillRun;
@@ -15,25 +14,30 @@ use crate::drill::store::{ReportStore, base_location};
 use crate::jobs::mover::command::WriteReport;
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 
-fn fetch(namespace: &str, name: &str) -> Result<DrillRun, Error> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("no runtime: {e}")))?;
-    rt.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| Error::from_kube("building a Kubernetes client", e))?;
-        Api::<DrillRun>::namespaced(client, namespace)
-            .get_status(name)
-            .await
-            .map_err(|e| Error::from_kube(&format!("reading DrillRun {namespace}/{name}"), e))
-    })
+/// Reads the run's record, and checks it is the run the command names.
+fn record(a: &WriteReport) -> Result<DrillRun, Error> {
+    let text = std::fs::read_to_string(&a.record)
+        .map_err(|e| Error::io(format!("reading {}", a.record.display()), e))?;
+    let run: DrillRun = serde_json::from_str(&text)
+        .map_err(|e| Error::input(format!("{} is not a DrillRun: {e}", a.record.display())))?;
+    let named = (
+        run.metadata.namespace.as_deref(),
+        run.metadata.name.as_deref(),
+    );
+    if named != (Some(a.run.namespace.as_str()), Some(a.run.name.as_str())) {
+        return Err(Error::input(format!(
+            "{} holds DrillRun {:?}/{:?}, not {}",
+            a.record.display(),
+            named.0,
+            named.1,
+            a.run
+        )));
+    }
+    Ok(run)
 }
 
 fn write(a: WriteReport, repo: &RepoAccess) -> Result<MoverResult, Error> {
-    let WriteReport { run } = a;
-    let run = fetch(&run.namespace, &run.name)?;
+    let run = record(&a)?;
     let opts = repo.options(true)?;
     let store = ReportStore::new(opts.object_store()?, base_location(&opts.storage));
     let w = store

@@ -25,12 +25,12 @@ use kube::discovery::{ApiResource, Discovery, Scope};
 use serde_json::{Map, Value, json};
 
 use super::env::db_login;
-use super::progress::{Reporter, run_api};
-use super::{Error, RepoAccess, RunRef, write_result};
+use super::progress::Reporter;
+use super::{Error, RepoAccess, write_result};
 use crate::crd::restore::RowCounts;
 use crate::db::{self, Connection, DumpMetadata, RestoreOptions};
 use crate::jobs::mover::command::{
-    RestoreCommand, RestoreDatabase, RestoreManifests, RestoreVolume,
+    NamespacedName, RestoreCommand, RestoreDatabase, RestoreManifests, RestoreRun, RestoreVolume,
 };
 use crate::jobs::result::{MoverResult, RESULT_VERSION, TERMINATION_MESSAGE_LIMIT};
 use crate::repo::{self, ProgressSink, Repo, RestoreTarget, SnapshotFilter, SnapshotInfo};
@@ -119,13 +119,29 @@ pub(crate) fn run(cmd: RestoreCommand, repo_args: &RepoAccess) -> Result<(), Err
 /// `SnapshotMissing`, not a generic not-found.
 fn open_snapshot(
     repo_args: &RepoAccess,
-    id: &str,
+    run: &RestoreRun,
 ) -> Result<(Repo, Arc<ProgressSink>, SnapshotInfo), Error> {
     let (repo, sink) = super::backup::open_with_sink(repo_args)?;
     let sn = repo
-        .find_snapshot(id, &SnapshotFilter::default())
+        .find_snapshot(&run.snapshot, &SnapshotFilter::default())
         .map_err(snapshot_error)?;
+    of_policy(&sn, &run.policy)?;
     Ok((repo, sink, sn))
+}
+
+/// A restore reads only snapshots of the policy its restore point names: a snapshot ID
+/// is input from the Restore's namespace (a Backup's status, a drill's restore point),
+/// and in a shared repository another namespace's snapshot would open just as well.
+pub(crate) fn of_policy(sn: &SnapshotInfo, policy: &NamespacedName) -> Result<(), Error> {
+    let want = format!("{}/{}", policy.namespace, policy.name);
+    match super::tags::value(&sn.tags, "policy") {
+        Some(got) if got == want => Ok(()),
+        got => Err(Error::SnapshotNotAllowed(format!(
+            "snapshot {} belongs to policy {}, not {want}: a restore reads only the snapshots of its restore point's policy",
+            sn.short_id,
+            got.unwrap_or("(none)")
+        ))),
+    }
 }
 
 fn snapshot_error(e: repo::Error) -> Error {
@@ -240,7 +256,6 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
         devices_and_setid,
         run,
     } = a;
-    let run_ref = RunRef::for_restore(&run.restore);
     if !target.is_dir() {
         return Err(Error::TargetNotFound(format!(
             "volume mount {} is not a directory",
@@ -249,7 +264,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
         .into());
     }
     let started = Instant::now();
-    let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, sink, sn) = open_snapshot(repo_args, &run)?;
     if let Some(why) = volume_occupied(&target, &sn.id)? {
         return Err(Error::TargetExists(why).into());
     }
@@ -259,7 +274,7 @@ fn volume(a: RestoreVolume, repo_args: &RepoAccess) -> Result<MoverResult, Faile
     // The volume mover backs up its mount point; restore that directory's content into
     // ours (not the path itself), whatever the mount point was.
     let sub = sn.paths.first().cloned().unwrap_or_default();
-    let reporter = Reporter::start(run_ref, run.source.clone(), sink);
+    let reporter = Reporter::start(run.source.clone(), sink);
     let outcome = repo.restore_with(
         &sn.id,
         &SnapshotFilter::default(),
@@ -375,7 +390,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
         wait_seconds,
         run,
     } = a;
-    let run_ref = RunRef::for_restore(&run.restore);
     let wait_seconds = wait_seconds.unwrap_or(DEFAULT_WAIT_SECONDS);
     if let Some(d) = &database {
         db::validate_name(d)?;
@@ -390,7 +404,7 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
         dump_args: Vec::new(),
     };
     let adapter = db::adapter(engine, conn);
-    let (repo, sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, sink, sn) = open_snapshot(repo_args, &run)?;
     let (_, meta) = db::read_metadata(&repo, &sn.id, &SnapshotFilter::default())?;
     if meta.engine != engine {
         return Err(Error::InvalidInput(format!(
@@ -424,7 +438,7 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     }
     let target_db = single.then(|| targets[0].0.clone());
     sink.total.store(meta.dump_bytes, Ordering::Relaxed);
-    let reporter = Reporter::start(run_ref.clone(), run.source.clone(), sink.clone());
+    let reporter = Reporter::start(run.source.clone(), sink.clone());
     let id = sn.id.clone();
     let file = meta.dump_file.clone();
     let outcome = adapter.restore(
@@ -454,14 +468,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     let mismatches = count_mismatches(&restored, &backup);
     let tables: usize = restored.values().map(BTreeMap::len).sum();
     let rows: u64 = restored.values().flat_map(|t| t.values()).sum();
-    let reported = report_row_counts(
-        &run_ref,
-        &run.source,
-        &RowCounts {
-            restored: restored.clone(),
-            backup,
-        },
-    );
     let mut r = base_result(&sn, started);
     r.bytes_read = Some(meta.dump_bytes);
     let d = &mut r.details;
@@ -477,7 +483,6 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
     d.insert("tables".into(), tables.into());
     d.insert("rows".into(), rows.into());
     d.insert("rowCountsMatch".into(), mismatches.is_empty().into());
-    d.insert("rowCountsReported".into(), reported.into());
     if !mismatches.is_empty() {
         d.insert(
             "rowCountMismatches".into(),
@@ -489,55 +494,20 @@ fn database(a: RestoreDatabase, repo_args: &RepoAccess) -> Result<MoverResult, F
                 .into(),
         );
     }
-    // The per-table counts ride along when they fit; the status map always has them.
+    // The per-table counts ride along when they fit (the controller records them in the
+    // Restore's status); the verdict and the mismatches above always do. A mover writes no
+    // status itself: what decides an outcome comes only from this message.
     let mut with_counts = r.clone();
     with_counts
         .details
-        .insert("rowCounts".into(), json!(restored));
+        .insert("rowCounts".into(), json!(RowCounts { restored, backup }));
     // Leave room for the times `run` adds.
-    if with_counts.to_message().len() + 120 < TERMINATION_MESSAGE_LIMIT {
+    let fits = with_counts.to_message().len() + 120 < TERMINATION_MESSAGE_LIMIT;
+    if fits {
         r = with_counts;
     }
+    r.details.insert("rowCountsReported".into(), fits.into());
     Ok(r)
-}
-
-/// Merge-patches `status.rowCounts.<source>` of the Restore (complete counts of any size;
-/// the termination message could not hold them). Returns whether it worked.
-fn report_row_counts(run: &RunRef, source: &str, counts: &RowCounts) -> bool {
-    let body = json!({ "status": { "rowCounts": { source: counts } } });
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!(error = %e, "no runtime to report row counts");
-            return false;
-        }
-    };
-    rt.block_on(async {
-        let client = match kube::Client::try_default().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!(error = %e, "not in a cluster: row counts are not reported");
-                return false;
-            }
-        };
-        let api = run_api(client, run);
-        for attempt in 1..=3 {
-            match api
-                .patch_status(&run.run, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-            {
-                Ok(_) => return true,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "could not report row counts");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-        false
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -683,11 +653,22 @@ pub fn transform(
             saved_ns.as_deref(),
             obj.get_mut("subjects").and_then(Value::as_array_mut),
         )
+        && saved != target_ns
     {
+        // Into another namespace, a binding keeps only the saved namespace's own
+        // ServiceAccounts (now the target's): users, groups and other namespaces'
+        // accounts were given rights in the saved namespace, not in this one.
+        subjects.retain(|s| {
+            s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                && s.get("namespace").and_then(Value::as_str) == Some(saved)
+        });
         for s in subjects.iter_mut().filter_map(Value::as_object_mut) {
-            if s.get("namespace").and_then(Value::as_str) == Some(saved) {
-                s.insert("namespace".into(), target_ns.into());
-            }
+            s.insert("namespace".into(), target_ns.into());
+        }
+        if subjects.is_empty() {
+            return Ok(Disposition::Drop(
+                "a RoleBinding whose subjects all belong outside the saved namespace",
+            ));
         }
     }
     Ok(Disposition::Apply(obj))
@@ -722,7 +703,7 @@ pub fn kind_selected(wanted: &[String], dir: &str) -> bool {
 }
 
 /// The saved YAML files under `root`: `(Kind[.group] directory, file)`, sorted.
-fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+pub(crate) fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let io = |e: std::io::Error| Error::io(format!("reading {}", root.display()), e);
     let mut out = Vec::new();
     for dir in std::fs::read_dir(root).map_err(io)? {
@@ -878,7 +859,7 @@ fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult,
         .into());
     }
     let started = Instant::now();
-    let (repo, _sink, sn) = open_snapshot(repo_args, &run.snapshot)?;
+    let (repo, _sink, sn) = open_snapshot(repo_args, &run)?;
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .map_err(|e| Error::io(format!("clearing {}", staging.display()), e))?;

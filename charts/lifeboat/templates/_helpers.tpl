@@ -72,9 +72,9 @@ app.kubernetes.io/component: controller
 {{- default (printf "%s-mover" (include "lifeboat.fullname" .)) .Values.mover.serviceAccountName }}
 {{- end }}
 
-{{/* The three ClusterRoles the controller binds mover ServiceAccounts to, per namespace. */}}
-{{- define "lifeboat.moverClusterRole" -}}
-{{- printf "%s-mover" (include "lifeboat.fullname" .) }}
+{{/* The three ClusterRoles the controller binds mover ServiceAccounts to, for one run. */}}
+{{- define "lifeboat.moverReadSecretsClusterRole" -}}
+{{- printf "%s-mover-read-secrets" (include "lifeboat.fullname" .) }}
 {{- end }}
 {{- define "lifeboat.moverReadClusterRole" -}}
 {{- printf "%s-mover-read" (include "lifeboat.fullname" .) }}

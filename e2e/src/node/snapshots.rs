@@ -2,7 +2,10 @@
 //! from the public API's field names), the default VolumeSnapshotClass, and a controller
 //! that copies a PVC's directory when a VolumeSnapshot is created, binds a
 //! VolumeSnapshotContent to it, reports readiness or an error, and deletes the copy when
-//! the snapshot goes (deletionPolicy Delete).
+//! the snapshot goes (deletionPolicy Delete). A VolumeSnapshot of a pre-provisioned
+//! VolumeSnapshotContent (`source.volumeSnapshotContentName`, the content naming an
+//! existing snapshot by `source.snapshotHandle`) is bound to it, as the CSI snapshot
+//! controller does: the snapshot handle is the name of the copy's directory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -268,7 +271,20 @@ pub async fn restore_source(ctx: &Ctx, ns: &str, name: &str) -> Result<PathBuf, 
     let content = status["boundVolumeSnapshotContentName"]
         .as_str()
         .ok_or_else(|| format!("volumesnapshot {ns}/{name} has no bound content"))?;
-    let dir = snapshot_dir(ctx, content);
+    // The copy's directory is named by the snapshot handle (the content's own name for a
+    // snapshot this node took; the original's for a pre-provisioned content).
+    let contents: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &content_resource());
+    let handle = contents
+        .get_opt(content)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|c| {
+            c.data["status"]["snapshotHandle"]
+                .as_str()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| content.to_string());
+    let dir = snapshot_dir(ctx, &handle);
     if !dir.is_dir() {
         return Err(format!(
             "the data of volumesnapshotcontent {content} is missing on this node ({})",
@@ -357,9 +373,12 @@ impl Snapshotter {
         if class.data["driver"].as_str() != Some(DRIVER) {
             return Outcome::Ignored;
         }
+        if let Some(content) = spec["source"]["volumeSnapshotContentName"].as_str() {
+            return self.bind(vs, content).await;
+        }
         let Some(claim) = spec["source"]["persistentVolumeClaimName"].as_str() else {
             return Outcome::Retry(
-                "pre-provisioned snapshots (source.volumeSnapshotContentName) are not supported by this node".into(),
+                "the snapshot names neither source.persistentVolumeClaimName nor source.volumeSnapshotContentName".into(),
             );
         };
         let pvc = match Api::<PersistentVolumeClaim>::namespaced(self.ctx.client.clone(), &ns)
@@ -499,6 +518,67 @@ impl Snapshotter {
         Outcome::Done
     }
 
+    /// Binds `vs` to the pre-provisioned content `content_name` (see [`preprovisioned`]).
+    async fn bind(&self, vs: &DynamicObject, content_name: &str) -> Outcome {
+        let ns = vs.namespace().unwrap_or_default();
+        let name = vs.name_any();
+        let contents: Api<DynamicObject> =
+            Api::all_with(self.ctx.client.clone(), &content_resource());
+        let content = match contents.get_opt(content_name).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Outcome::Retry(format!(
+                    "volumesnapshotcontent \"{content_name}\" not found"
+                ));
+            }
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        if content.data["spec"]["driver"].as_str() != Some(DRIVER) {
+            return Outcome::Ignored;
+        }
+        // The size of the original: its content is named by the handle on this node.
+        let handle = content.data["spec"]["source"]["snapshotHandle"]
+            .as_str()
+            .unwrap_or_default();
+        let original_size = match contents.get_opt(handle).await {
+            Ok(o) => o.and_then(|o| o.data["status"]["restoreSize"].as_i64()),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        let dir_exists = !handle.is_empty() && snapshot_dir(&self.ctx, handle).is_dir();
+        let now = jiff::Timestamp::now();
+        let (cpatch, spatch) = match preprovisioned(
+            &ns,
+            &name,
+            content_name,
+            &content.data,
+            dir_exists,
+            original_size,
+            now,
+        ) {
+            Ok(p) => p,
+            Err(msg) => return Outcome::Retry(msg),
+        };
+        if let Err(e) = contents
+            .patch_status(
+                content_name,
+                &PatchParams::default(),
+                &Patch::Merge(&cpatch),
+            )
+            .await
+        {
+            return Outcome::Retry(format!("updating volumesnapshotcontent status: {e}"));
+        }
+        if let Err(e) = self
+            .api(&ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&spatch))
+            .await
+        {
+            return Outcome::Retry(format!("updating volumesnapshot status: {e}"));
+        }
+        tracing::info!(snapshot = %format!("{ns}/{name}"), content = %content_name, handle, "pre-provisioned snapshot bound");
+        Outcome::Done
+    }
+
     async fn delete(&self, vs: &DynamicObject) -> Result<(), String> {
         let ns = vs.namespace().unwrap_or_default();
         let uid = vs.uid().unwrap_or_default();
@@ -578,6 +658,50 @@ impl Snapshotter {
     }
 }
 
+/// The status patches (content, snapshot) that bind VolumeSnapshot `ns/name` to the
+/// pre-provisioned content `content_name` (`content` is its data), or why they cannot:
+/// the content must name this snapshot in `volumeSnapshotRef` and an existing snapshot in
+/// `source.snapshotHandle` (`dir_exists`: its copy is on this node). The restore size is
+/// the original snapshot's, when known.
+pub fn preprovisioned(
+    ns: &str,
+    name: &str,
+    content_name: &str,
+    content: &Value,
+    dir_exists: bool,
+    original_size: Option<i64>,
+    now: jiff::Timestamp,
+) -> Result<(Value, Value), String> {
+    let spec = &content["spec"];
+    let r = &spec["volumeSnapshotRef"];
+    if r["namespace"].as_str() != Some(ns) || r["name"].as_str() != Some(name) {
+        return Err(format!(
+            "volumesnapshotcontent {content_name} is bound to volumesnapshot {}/{}, not {ns}/{name}",
+            r["namespace"].as_str().unwrap_or("?"),
+            r["name"].as_str().unwrap_or("?")
+        ));
+    }
+    let Some(handle) = spec["source"]["snapshotHandle"]
+        .as_str()
+        .filter(|h| !h.is_empty())
+    else {
+        return Err(format!(
+            "volumesnapshotcontent {content_name} is not pre-provisioned: it has no source.snapshotHandle"
+        ));
+    };
+    if !dir_exists {
+        return Err(format!(
+            "snapshot handle {handle} of volumesnapshotcontent {content_name} names no snapshot on this node"
+        ));
+    }
+    let size = original_size.unwrap_or(0);
+    let cpatch = json!({"status": {"snapshotHandle": handle, "creationTime": now.as_nanosecond() as i64,
+        "readyToUse": true, "restoreSize": size}});
+    let spatch = json!({"status": {"boundVolumeSnapshotContentName": content_name,
+        "creationTime": now.to_string(), "readyToUse": true, "restoreSize": size.to_string(), "error": null}});
+    Ok((cpatch, spatch))
+}
+
 /// Runs the snapshot controller until the agent stops.
 pub async fn run(ctx: Arc<Ctx>) {
     let recorder = Recorder::new(
@@ -648,6 +772,52 @@ mod tests {
         assert_eq!(quantity_bytes("2G"), 2_000_000_000);
         assert_eq!(quantity_bytes("1024"), 1024);
         assert_eq!(quantity_bytes("x"), 0);
+    }
+
+    #[test]
+    fn a_pre_provisioned_content_binds_its_snapshot_by_handle() {
+        let content = json!({"spec": {"driver": DRIVER, "deletionPolicy": "Retain",
+            "source": {"snapshotHandle": "snapcontent-orig"},
+            "volumeSnapshotRef": {"namespace": "lifeboat-system", "name": "copy"}}});
+        let now: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        let (c, s) = preprovisioned(
+            "lifeboat-system",
+            "copy",
+            "lb-copy",
+            &content,
+            true,
+            Some(1 << 30),
+            now,
+        )
+        .unwrap();
+        assert_eq!(c["status"]["snapshotHandle"], "snapcontent-orig");
+        assert_eq!(c["status"]["readyToUse"], true);
+        assert_eq!(s["status"]["boundVolumeSnapshotContentName"], "lb-copy");
+        assert_eq!(s["status"]["readyToUse"], true);
+        assert_eq!(s["status"]["restoreSize"], (1i64 << 30).to_string());
+        // Another snapshot may not claim the content; a handle must name a snapshot here.
+        let err =
+            preprovisioned("shop", "thief", "lb-copy", &content, true, None, now).unwrap_err();
+        assert!(
+            err.contains("bound to volumesnapshot lifeboat-system/copy"),
+            "{err}"
+        );
+        let err = preprovisioned(
+            "lifeboat-system",
+            "copy",
+            "lb-copy",
+            &content,
+            false,
+            None,
+            now,
+        )
+        .unwrap_err();
+        assert!(err.contains("names no snapshot on this node"), "{err}");
+        let dynamic = json!({"spec": {"driver": DRIVER, "source": {"volumeHandle": "pv-1"},
+            "volumeSnapshotRef": {"namespace": "lifeboat-system", "name": "copy"}}});
+        let err =
+            preprovisioned("lifeboat-system", "copy", "x", &dynamic, true, None, now).unwrap_err();
+        assert!(err.contains("not pre-provisioned"), "{err}");
     }
 
     #[test]

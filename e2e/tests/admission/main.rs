@@ -88,14 +88,22 @@ fn kubectl_apply(
     })
 }
 
-/// `kubectl patch --subresource=status` as the administrator: the controller's kind of
-/// write. Every status has `observedGeneration`.
+/// `kubectl patch --subresource=status` as the controller's ServiceAccount (the
+/// administrator impersonating it): the controller's kind of write. As anyone else, the
+/// chart's `run-records` ValidatingAdmissionPolicy refuses a change to a finished run's
+/// status (docs/security.md), which is not what this checks. Every status has
+/// `observedGeneration`.
 fn status_write(kind: &str, ns: Option<&str>, name: &str) -> anyhow::Result<()> {
     let mut cmd = Command::new("kubectl");
     if let Some(ns) = ns {
         cmd.args(["-n", ns]);
     }
+    let controller = format!(
+        "system:serviceaccount:{}:lifeboat-controller",
+        common::OPERATOR_NS
+    );
     let out = cmd
+        .args(["--as", &controller])
         .args([
             "patch",
             &format!("{}.lifeboat.dev", kind.to_lowercase()),

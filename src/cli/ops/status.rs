@@ -15,11 +15,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use serde::Serialize;
 
+use super::kpis::{self, rel, table, until};
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::common::condition;
 use crate::crd::dr_drill::{DRDrill, DrillPhase, DrillRun, Measurement};
 use crate::crd::store::{BackupStore, ClusterBackupStore, StoreStatus};
+use crate::drill::kpi::DrillKpis;
 use crate::schedule::duration;
 
 /// Everything `status` read from the cluster.
@@ -159,6 +161,9 @@ pub struct DrillStatus {
     pub next_run: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_run_in_seconds: Option<i64>,
+    /// Key figures over 30 and 90 days (`super::kpis`); absent before the first finished run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kpis: Option<DrillKpis>,
 }
 
 /// One store.
@@ -237,7 +242,12 @@ fn next_run(
     (Some(n.clone()), secs)
 }
 
-fn drill_status(d: &DRDrill, runs: &[&DrillRun], now: Timestamp) -> DrillStatus {
+fn drill_status(
+    d: &DRDrill,
+    runs: &[&DrillRun],
+    backups: &[&Backup],
+    now: Timestamp,
+) -> DrillStatus {
     let st = d.status.clone().unwrap_or_default();
     let name = d.name_any();
     let own: Vec<&DrillRun> = runs
@@ -300,6 +310,15 @@ fn drill_status(d: &DRDrill, runs: &[&DrillRun], now: Timestamp) -> DrillStatus 
         consecutive_failures: st.consecutive_failures,
         next_run: next,
         next_run_in_seconds: next_in,
+        kpis: kpis::of_drill(
+            &own,
+            &backups
+                .iter()
+                .copied()
+                .filter(|b| b.spec.policy_ref.name == d.spec.policy_ref.name)
+                .collect::<Vec<_>>(),
+            now,
+        ),
     }
 }
 
@@ -413,7 +432,7 @@ pub fn build(inputs: &Inputs, now: Timestamp) -> StatusDoc {
             let drills_of: Vec<DrillStatus> = drills
                 .iter()
                 .filter(|d| d.spec.policy_ref.name == name)
-                .map(|d| drill_status(d, &runs, now))
+                .map(|d| drill_status(d, &runs, &backups, now))
                 .collect();
             rows.push(PolicyStatus {
                 name,
@@ -433,7 +452,7 @@ pub fn build(inputs: &Inputs, now: Timestamp) -> StatusDoc {
         let orphans = drills
             .iter()
             .filter(|d| !policy_names.contains(&d.spec.policy_ref.name))
-            .map(|d| drill_status(d, &runs, now))
+            .map(|d| drill_status(d, &runs, &backups, now))
             .collect();
 
         let mut stores: Vec<StoreStatusRow> = inputs
@@ -488,22 +507,6 @@ pub fn build(inputs: &Inputs, now: Timestamp) -> StatusDoc {
 }
 
 /// `5m ago`, `in 3h2m`, `-`.
-fn rel(secs: Option<i64>) -> String {
-    match secs {
-        None => "-".into(),
-        Some(s) if s >= 0 => format!("{} ago", duration::format(Duration::from_secs(s as u64))),
-        Some(s) => format!("in {}", duration::format(Duration::from_secs((-s) as u64))),
-    }
-}
-
-fn until(secs: Option<i64>) -> String {
-    match secs {
-        None => "-".into(),
-        Some(s) if s <= 0 => "due now".into(),
-        Some(s) => format!("in {}", duration::format(Duration::from_secs(s as u64))),
-    }
-}
-
 fn objective_cell(o: &Objective) -> String {
     let Some(obj) = &o.objective else {
         return "-".into();
@@ -516,34 +519,6 @@ fn objective_cell(o: &Objective) -> String {
         (Some(false), _) => format!("{obj} MISSED"),
         (None, _) => obj.clone(),
     }
-}
-
-/// A left-aligned text table with two spaces between columns, indented by two.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut s = String::new();
-    let line = |cells: Vec<&str>, s: &mut String| {
-        let mut l = String::from("  ");
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i] - c.chars().count();
-            l.push_str(c);
-            if i + 1 < cells.len() {
-                l.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        s.push_str(l.trim_end());
-        s.push('\n');
-    };
-    line(header.to_vec(), &mut s);
-    for r in rows {
-        line(r.iter().map(String::as_str).collect(), &mut s);
-    }
-    s
 }
 
 fn drill_row(d: &DrillStatus) -> Vec<String> {
@@ -677,6 +652,15 @@ pub fn render(doc: &StatusDoc) -> String {
                 ],
                 &rows,
             ));
+            let kpi_rows: Vec<Vec<String>> = all_drills
+                .iter()
+                .filter_map(|d| d.kpis.as_ref().map(|k| kpis::rows(&d.name, k)))
+                .flatten()
+                .collect();
+            if !kpi_rows.is_empty() {
+                s.push('\n');
+                s.push_str(&table(&kpis::HEADER, &kpi_rows));
+            }
             for d in &ns.drills_without_policy {
                 problems.push(format!(
                     "drill {}: its BackupPolicy {} does not exist",
@@ -937,6 +921,10 @@ NAMESPACE shop
 
   DRILL          POLICY  LAST RUN  OUTCOME  RTO    RTO OBJECTIVE  RPO   RPO OBJECTIVE  NEXT RUN
   orders-weekly  orders  3d9h ago  Passed   4m12s  30m met        1h5m  2h met         in 3d15h
+
+  DRILL          WINDOW  RUNS  PASSED  FAILED  PASS RATE  RTO P50  RTO P95  RTO TREND  POINTS VERIFIED
+  orders-weekly  30d     1     1       0       100%       4m12s    4m12s    -          0/2 listed
+  orders-weekly  90d     1     1       0       100%       4m12s    4m12s    -          0/2 listed
 
   STORE  KIND         BUCKET        READY  REASON
   s3     BackupStore  shop-backups  True   Ready

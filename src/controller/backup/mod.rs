@@ -16,23 +16,22 @@ use crate::controller::cache::Subscription;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan};
-use super::backup_policy::{lookup_policy, lookup_store};
-use super::{Context, MANAGER, Result, apply_own_status, error_policy, instrumented};
-use crate::crd::backup::{Backup, BackupPhase, SourcePhase};
-use crate::crd::backup_policy::{BackupPolicy, CopyMethod};
+use super::access::rbac::{self, Grant};
+use super::access::{self, observe};
+use super::backup_policy::lookup_policy;
+use super::{Context, Result, apply_own_status, error_policy, instrumented};
+use crate::crd::backup::{Backup, BackupPhase, BackupStatus, SourceKind, SourcePhase};
+use crate::crd::backup_policy::{BackupPolicy, CopyMethod, StoreKind};
 use crate::crd::common::Failure;
 use crate::crd::labels;
-use crate::crd::store::BackupStoreSpec;
-use crate::jobs::mover::{StoreTarget, mirror_keys};
+use crate::jobs::mover::StoreTarget;
 use crate::jobs::{self, MAX_NAME};
 use crate::metrics::{FinishedRun, PolicyLabels};
 use crate::volume::VolumeSnapshot;
@@ -41,248 +40,6 @@ const CONTROLLER: &str = "backup";
 
 fn by_backup(name: &str) -> ListParams {
     ListParams::default().labels(&format!("{}={}", labels::BACKUP, jobs::label_value(name)))
-}
-
-/// Copies a cluster store's Secrets into the Backup's namespace (a pod can only reference
-/// Secrets of its own namespace). The copy is owned by the Backup and goes with it.
-async fn mirror_cluster_secrets(
-    client: &Client,
-    backup: &Backup,
-    spec: &BackupStoreSpec,
-) -> Result<std::result::Result<String, Failure>> {
-    let ns = backup.namespace().unwrap_or_default();
-    let mirror = jobs::name(&[&backup.name_any(), "store"], MAX_NAME);
-    mirror_store_secrets(
-        client,
-        spec,
-        None,
-        &ns,
-        &mirror,
-        jobs::policy_labels(&backup.spec.policy_ref.name, "store-credentials"),
-        Some(backup.controller_owner_ref(&()).expect("stored object")),
-    )
-    .await
-}
-
-/// Copies the Secrets a store names (password, S3 credentials, CA bundle) into one Secret
-/// `name` in `target_ns` under [`mirror_keys`], for mover pods there. `default_ns` is where
-/// Secret references without a namespace live (a namespaced BackupStore's own namespace);
-/// `None` for a ClusterBackupStore, whose references must name their namespace. Returns
-/// the Secret's name, or why the store's Secrets cannot be read.
-pub(crate) async fn mirror_store_secrets(
-    client: &Client,
-    spec: &BackupStoreSpec,
-    default_ns: Option<&str>,
-    target_ns: &str,
-    name: &str,
-    labels: BTreeMap<String, String>,
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<std::result::Result<String, Failure>> {
-    match read_store_secrets(client, spec, default_ns).await? {
-        Err(f) => Ok(Err(f)),
-        Ok(data) => {
-            write_store_secret(client, data, target_ns, name, labels, owner).await?;
-            Ok(Ok(name.to_string()))
-        }
-    }
-}
-
-/// The values a store's mirror Secret holds, read from the Secrets the store names (see
-/// [`mirror_store_secrets`]), or why they cannot be read.
-pub(crate) async fn read_store_secrets(
-    client: &Client,
-    spec: &BackupStoreSpec,
-    default_ns: Option<&str>,
-) -> Result<std::result::Result<BTreeMap<String, k8s_openapi::ByteString>, Failure>> {
-    let mut data = BTreeMap::new();
-    let read = |secret_ns: Option<&String>, name: &str, key: &str, into: &str, optional: bool| {
-        let secret_ns = secret_ns.cloned().or(default_ns.map(str::to_string));
-        let (name, key, into) = (name.to_string(), key.to_string(), into.to_string());
-        async move {
-            let Some(secret_ns) = secret_ns else {
-                return Err(Failure {
-                    reason: "InvalidStore".into(),
-                    message: format!("ClusterBackupStore Secret {name:?} must name its namespace"),
-                });
-            };
-            let secret = Api::<Secret>::namespaced(client.clone(), &secret_ns)
-                .get_opt(&name)
-                .await
-                .map_err(|e| Failure {
-                    reason: "SecretNotReadable".into(),
-                    message: format!("Secret {secret_ns}/{name}: {e}"),
-                })?;
-            let value = secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key));
-            match value {
-                Some(v) => Ok(Some((into, v))),
-                None if optional => Ok(None),
-                None => Err(Failure {
-                    reason: "SecretNotFound".into(),
-                    message: format!("Secret {secret_ns}/{name} has no key {key:?}"),
-                }),
-            }
-        }
-    };
-    let pw = &spec.repository_password;
-    let mut wanted = vec![
-        read(
-            pw.namespace.as_ref(),
-            &pw.name,
-            &pw.key,
-            mirror_keys::PASSWORD,
-            false,
-        )
-        .await,
-    ];
-    if let Some(c) = &spec.s3.credentials {
-        wanted.push(
-            read(
-                c.namespace.as_ref(),
-                &c.name,
-                c.access_key_id_key(),
-                mirror_keys::ACCESS_KEY_ID,
-                false,
-            )
-            .await,
-        );
-        wanted.push(
-            read(
-                c.namespace.as_ref(),
-                &c.name,
-                c.secret_access_key_key(),
-                mirror_keys::SECRET_ACCESS_KEY,
-                false,
-            )
-            .await,
-        );
-        wanted.push(
-            read(
-                c.namespace.as_ref(),
-                &c.name,
-                c.session_token_key(),
-                mirror_keys::SESSION_TOKEN,
-                true,
-            )
-            .await,
-        );
-    }
-    if let Some(ca) = &spec.s3.ca_bundle {
-        wanted.push(
-            read(
-                ca.namespace.as_ref(),
-                &ca.name,
-                &ca.key,
-                mirror_keys::CA,
-                false,
-            )
-            .await,
-        );
-    }
-    for w in wanted {
-        match w {
-            Ok(Some((k, v))) => {
-                data.insert(k, v);
-            }
-            Ok(None) => {}
-            Err(f) => return Ok(Err(f)),
-        }
-    }
-    Ok(Ok(data))
-}
-
-/// Writes a store's mirror Secret (server-side apply, so a repeat changes nothing).
-pub(crate) async fn write_store_secret(
-    client: &Client,
-    data: BTreeMap<String, k8s_openapi::ByteString>,
-    target_ns: &str,
-    name: &str,
-    labels: BTreeMap<String, String>,
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<()> {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(target_ns.to_string()),
-            labels: Some(labels),
-            owner_references: owner.map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), target_ns)
-        .patch(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Which mover permissions a namespace needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MoverAccess {
-    /// Report progress on run objects only (volumes, databases).
-    Basic,
-    /// Also read the namespace's objects (manifest backups).
-    Read,
-    /// Also create and change objects (manifest restores into a sandbox or target).
-    Restore,
-}
-
-/// The ServiceAccount movers run as in `ns`, bound by RoleBindings to the ClusterRoles
-/// the chart installs. The controller never writes Role rules itself, so it needs no
-/// more than `bind` on those ClusterRoles (least privilege, no RBAC escalation).
-pub async fn ensure_mover_rbac(ctx: &Context, ns: &str, access: MoverAccess) -> Result<()> {
-    let client = &ctx.client;
-    let cfg = &ctx.config;
-    let sa_name = cfg.mover_service_account.clone();
-    let pp = PatchParams::apply(MANAGER).force();
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(ns.into()),
-        labels: Some(BTreeMap::from([
-            (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-            (labels::NAME.to_string(), "lifeboat".to_string()),
-            (labels::COMPONENT.to_string(), "mover".to_string()),
-        ])),
-        ..ObjectMeta::default()
-    };
-    let sa = ServiceAccount {
-        metadata: meta(&sa_name),
-        ..ServiceAccount::default()
-    };
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .patch(&sa_name, &pp, &Patch::Apply(&sa))
-        .await?;
-    let mut roles = vec![cfg.mover_cluster_role.clone()];
-    if matches!(access, MoverAccess::Read | MoverAccess::Restore) {
-        roles.push(cfg.mover_read_cluster_role.clone());
-    }
-    if access == MoverAccess::Restore {
-        roles.push(cfg.mover_restore_cluster_role.clone());
-    }
-    let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns);
-    for role in roles {
-        let binding = RoleBinding {
-            metadata: meta(&role),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: role.clone(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: sa_name.clone(),
-                namespace: Some(ns.into()),
-                ..Subject::default()
-            }]),
-        };
-        bindings.patch(&role, &pp, &Patch::Apply(&binding)).await?;
-    }
-    Ok(())
 }
 
 /// Nodes where running pods mount each PVC (for `Direct` copies of RWO volumes).
@@ -316,7 +73,7 @@ async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Resul
     Ok(jobs
         .items
         .iter()
-        .any(|j| j.name_any() != own && plan::job_finished(j).is_none()))
+        .any(|j| j.name_any() != own && observe::job_finished(j).is_none()))
 }
 
 /// Gives a hand-made Backup the labels and owner the policy controller selects by.
@@ -350,19 +107,127 @@ async fn adopt(client: &Client, backup: &Backup, policy: &BackupPolicy) -> Resul
     Ok(())
 }
 
-/// Whether this step of the run talks to the repository: while it runs (unless it
-/// cannot start), and after it finished while retention is still to be applied.
-fn needs_store(backup: &Backup, policy: &BackupPolicy, phase: BackupPhase, blocked: bool) -> bool {
+/// Whether a run in this state talks to the repository: while it runs, and after it
+/// finished while retention is still to be applied.
+fn needs_store(status: Option<&BackupStatus>, policy: &BackupPolicy) -> bool {
+    let phase = status.and_then(|s| s.phase).unwrap_or_default();
     if !phase.is_finished() {
-        return !blocked;
+        return true;
     }
-    let retention_done = backup.status.as_ref().is_some_and(|s| {
+    let retention_done = status.is_some_and(|s| {
         s.conditions.iter().any(|c| {
             c.type_ == plan::RETENTION_APPLIED
                 && (c.reason == "Applied" || c.reason == "RetentionFailed")
         })
     });
-    !policy.spec.retention.is_empty() && !retention_done
+    // Retention follows runs that made snapshots only (see plan::retention).
+    let made_snapshots = matches!(phase, BackupPhase::Succeeded | BackupPhase::PartiallyFailed);
+    made_snapshots && !policy.spec.retention.is_empty() && !retention_done
+}
+
+/// Name of the Secret holding a cluster store's credentials for a Backup's movers.
+fn mirror_name(backup: &str) -> String {
+    jobs::name(&[backup, "store"], MAX_NAME)
+}
+
+/// How this step of the run reaches the store, through the store-access kernel: the
+/// target (when the step needs the store and the namespace may use it) and, if not, why.
+/// A finished run needs only the namespace's allowance (retention may run while a probe
+/// fails); an unfinished one also a Ready store.
+async fn store_for(
+    ctx: &Context,
+    backup: &Backup,
+    policy: &BackupPolicy,
+    phase: BackupPhase,
+) -> Result<(Option<StoreTarget>, Option<Failure>)> {
+    let ns = backup.namespace().unwrap_or_default();
+    let store_ref = &policy.spec.store_ref;
+    let resolved = access::resolve(ctx, &ns, store_ref).await?;
+    let blocker = match (&resolved.state, phase.is_finished()) {
+        (access::StoreState::NotReady { .. }, true) => None,
+        (state, _) => state.blocker(&store_ref.name, &ns),
+    };
+    let (Some(s), None) = (&resolved.store, &blocker) else {
+        return Ok((None, blocker));
+    };
+    if !needs_store(backup.status.as_ref(), policy) {
+        return Ok((None, None));
+    }
+    if !s.is_cluster() {
+        return Ok((Some(StoreTarget::from_spec(&s.spec, None)), None));
+    }
+    // A pod can only reference Secrets of its own namespace: the cluster store's
+    // credentials are copied next to the movers, owned by the Backup, and removed once
+    // the run no longer needs them.
+    let mirror = mirror_name(&backup.name_any());
+    match access::read_secrets(&ctx.client, &ctx.config, s).await? {
+        Err(r) => Ok((None, Some(r.into()))),
+        Ok(secrets) => {
+            access::write_mirror(
+                &ctx.client,
+                &secrets,
+                BTreeMap::new(),
+                &ns,
+                &mirror,
+                jobs::policy_labels(&backup.spec.policy_ref.name, "store-credentials"),
+                access::MirrorOwner::Reference(
+                    backup.controller_owner_ref(&()).expect("stored object"),
+                ),
+            )
+            .await?;
+            Ok((Some(StoreTarget::from_spec(&s.spec, Some(&mirror))), None))
+        }
+    }
+}
+
+/// Whether the run's manifests unit (if any) is over, or the whole run.
+fn manifests_done(status: &BackupStatus) -> bool {
+    status.phase.is_some_and(BackupPhase::is_finished)
+        || status
+            .sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::Manifests)
+            .all(|s| matches!(s.phase, SourcePhase::Succeeded | SourcePhase::Failed))
+}
+
+/// The manifests mover reads the namespace through the API: right before its Job is made,
+/// the run's RoleBindings give the namespace's mover ServiceAccount the read role (and the
+/// Secrets role if the policy saves Secrets), until the unit ends.
+async fn manifests_grants(
+    ctx: &Context,
+    backup: &Backup,
+    policy: &BackupPolicy,
+    plan: &Plan,
+) -> Result<()> {
+    let Some(m) = &policy.spec.sources.manifests else {
+        return Ok(());
+    };
+    let job = plan::manifests_job_name(&backup.name_any());
+    if !plan
+        .create_jobs
+        .iter()
+        .any(|j| j.metadata.name.as_deref() == Some(job.as_str()))
+    {
+        return Ok(());
+    }
+    let ns = backup.namespace().unwrap_or_default();
+    let owner = backup.controller_owner_ref(&());
+    let mut grants = vec![Grant::ReadManifests];
+    if m.include_secrets {
+        grants.push(Grant::ReadSecrets);
+    }
+    for g in grants {
+        rbac::bind(
+            ctx,
+            &ns,
+            &backup.name_any(),
+            g,
+            owner.clone(),
+            BTreeMap::new(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action> {
@@ -391,36 +256,11 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         if phase == BackupPhase::Pending {
             adopt(client, backup, policy).await?;
         }
-        let found = lookup_store(ctx, policy).await?;
-        start_blocker = found.state.blocker(&policy.spec.store_ref.name, &ns);
-        if needs_store(backup, policy, phase, start_blocker.is_some())
-            && let Some((spec, cluster)) = found.spec
-        {
-            let mirror = match cluster {
-                None => None,
-                Some(_) => match mirror_cluster_secrets(client, backup, &spec).await? {
-                    Ok(m) => Some(m),
-                    Err(f) => {
-                        start_blocker = Some(f);
-                        None
-                    }
-                },
-            };
-            if start_blocker.is_none() {
-                store = Some(StoreTarget::from_spec(&spec, mirror.as_deref()));
-            }
-        }
+        let (target, blocker) = store_for(ctx, backup, policy, phase).await?;
+        store = target;
+        start_blocker = blocker;
         if phase == BackupPhase::Pending && start_blocker.is_none() {
-            let access = if policy.spec.sources.manifests.is_some() {
-                MoverAccess::Read
-            } else {
-                MoverAccess::Basic
-            };
-            let level = access as u8;
-            if ctx.rbac_due(&ns, level) {
-                ensure_mover_rbac(ctx, &ns, access).await?;
-                ctx.rbac_done(&ns, level);
-            }
+            rbac::ensure_service_account(ctx, &ns).await?;
         }
     }
     let has_volumes = policy
@@ -481,22 +321,23 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
     // yet seen finished would read as a mover that reported nothing. Ask directly.
     let pods_api = Api::<Pod>::namespaced(client.clone(), &ns);
     for job in &jobs_list {
-        let job_name = job.name_any();
         let seen_finished = |pods: &[Pod]| {
             pods.iter().any(|p| {
-                p.labels().get("job-name") == Some(&job_name)
+                observe::belongs_to(p, job)
                     && matches!(
                         p.status.as_ref().and_then(|s| s.phase.as_deref()),
                         Some("Succeeded" | "Failed")
                     )
             })
         };
-        if plan::job_finished(job).is_some() && !seen_finished(&pods) {
+        if let (Some(_), Some(uid)) = (observe::job_finished(job), job.metadata.uid.as_deref())
+            && !seen_finished(&pods)
+        {
             let fresh = pods_api
-                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .list(&ListParams::default().labels(&format!("{}={uid}", observe::CONTROLLER_UID)))
                 .await?
                 .items;
-            pods.retain(|p| p.labels().get("job-name") != Some(&job_name));
+            pods.retain(|p| !observe::belongs_to(p, job));
             pods.extend(fresh);
         }
     }
@@ -544,7 +385,39 @@ async fn reconcile_inner(backup: &Backup, ctx: &Context) -> Result<Action> {
         observed.maintenance_busy = true;
         plan = plan::plan(&observed);
     }
+    let status_changes = {
+        let mut current = backup.status.clone().unwrap_or_default();
+        current.progress.clear();
+        current != plan.status
+    };
+    // A run that no longer needs the store (finished, or its namespace no longer allowed)
+    // keeps no copy of a cluster store's credentials: the copy goes with the status write
+    // that says so.
+    let drop_mirror = status_changes
+        && policy.as_ref().is_some_and(|p| {
+            p.spec.store_ref.kind == StoreKind::ClusterBackupStore
+                && !needs_store(Some(&plan.status), p)
+        });
+    if let Some(p) = &policy {
+        manifests_grants(ctx, backup, p, &plan).await?;
+    }
     apply(backup, &plan, ctx).await?;
+    if let Some(p) = &policy
+        && status_changes
+        && manifests_done(&plan.status)
+        && p.spec.sources.manifests.is_some()
+    {
+        rbac::unbind(ctx, &ns, &name, &[Grant::ReadManifests, Grant::ReadSecrets]).await?;
+    }
+    if drop_mirror {
+        access::delete_mirror(
+            client,
+            &ns,
+            &mirror_name(&name),
+            backup.meta().uid.as_deref(),
+        )
+        .await?;
+    }
     if let Some(result) = plan.finished {
         record_finish(ctx, backup, &plan, result);
     }

@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use kube::{Resource, ResourceExt};
 
 use crate::config::Config;
+use crate::controller::access::observe::{job_failure_reason, job_finished, pod_result, stuck_pod};
 use crate::controller::conditions::{self, Desired};
 use crate::controller::sources::{self, Unit};
 use crate::crd::backup::{
@@ -51,15 +52,6 @@ pub const RETENTION_APPLIED: &str = "RetentionApplied";
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 /// A VolumeSnapshot that is not ready after this long fails its unit.
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-/// Pod waiting reasons that will not resolve by themselves.
-const STUCK_REASONS: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
 /// Everything the plan looks at. `start_blocker` is set by the caller when the policy or
 /// store cannot be used (missing, not ready); the run then fails with that reason.
 pub struct Observed<'a> {
@@ -111,6 +103,11 @@ fn job_name(backup: &str, unit_kind: SourceKind, unit: &str) -> String {
     }
 }
 
+/// Name of the manifests Job of a run.
+pub(crate) fn manifests_job_name(backup: &str) -> String {
+    job_name(backup, SourceKind::Manifests, "")
+}
+
 /// Name of the retention Job of a run.
 pub fn retention_job_name(backup: &str) -> String {
     jobs::name(&[backup, "retention"], MAX_NAME)
@@ -153,111 +150,6 @@ fn failure(reason: &str, message: impl Into<String>) -> Failure {
     Failure {
         reason: reason.into(),
         message: message.into(),
-    }
-}
-
-/// The mover's result from the pod of a finished Job.
-pub(crate) fn pod_result(
-    pods: &[Pod],
-    job: &str,
-    succeeded: bool,
-) -> Option<(Option<MoverResult>, String)> {
-    let mut candidates: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
-        .filter(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            phase == Some(if succeeded { "Succeeded" } else { "Failed" })
-        })
-        .collect();
-    candidates.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let pod = candidates.last()?;
-    let term = pod
-        .status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == "mover")?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()?;
-    let msg = term.message.clone().unwrap_or_default();
-    let summary = format!(
-        "exit code {}{}",
-        term.exit_code,
-        term.reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
-    );
-    Some((MoverResult::parse(&msg), summary))
-}
-
-/// A pod of the Job that cannot start (bad image, missing Secret key...).
-pub(crate) fn stuck_pod(pods: &[Pod], job: &str) -> Option<Failure> {
-    pods.iter()
-        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
-        .flat_map(|p| {
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
-        })
-        .find(|w| {
-            w.reason
-                .as_deref()
-                .is_some_and(|r| STUCK_REASONS.contains(&r))
-        })
-        .map(|w| {
-            failure(
-                "MoverCannotStart",
-                format!(
-                    "{}: {}",
-                    w.reason.as_deref().unwrap_or_default(),
-                    w.message
-                        .as_deref()
-                        .unwrap_or("the mover container cannot start")
-                ),
-            )
-        })
-}
-
-/// `Some(true)` once the Job completed, `Some(false)` once it failed, `None` while active.
-pub(crate) fn job_finished(job: &Job) -> Option<bool> {
-    let conds = job.status.as_ref()?.conditions.as_ref()?;
-    if conds
-        .iter()
-        .any(|c| c.type_ == "Complete" && c.status == "True")
-    {
-        return Some(true);
-    }
-    if conds
-        .iter()
-        .any(|c| c.type_ == "Failed" && c.status == "True")
-    {
-        return Some(false);
-    }
-    None
-}
-
-pub(crate) fn job_failure_reason(job: &Job) -> Failure {
-    let cond = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed"));
-    match cond.and_then(|c| c.reason.as_deref()) {
-        Some("DeadlineExceeded") => failure(
-            "MoverDeadlineExceeded",
-            "the mover did not finish within spec.mover.activeDeadline",
-        ),
-        _ => failure(
-            "MoverFailed",
-            cond.and_then(|c| c.message.clone())
-                .unwrap_or_else(|| "the mover Job failed".into()),
-        ),
     }
 }
 
@@ -512,11 +404,8 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         }
     }
     // From here on the run has units; a missing policy or store now fails what is left.
-    let (Some(policy), Some(store)) = (o.policy, o.store.clone()) else {
-        let f = o
-            .start_blocker
-            .clone()
-            .unwrap_or_else(|| failure("PolicyNotFound", "the policy was deleted during the run"));
+    let Some(policy) = o.policy else {
+        let f = failure("PolicyNotFound", "the policy was deleted during the run");
         for s in p.status.sources.iter_mut().filter(|s| !terminal(s.phase)) {
             s.phase = SourcePhase::Failed;
             s.failure = Some(f.clone());
@@ -525,10 +414,17 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         cleanup_all(o, &mut p);
         return p;
     };
+    // Without the store (gone, or no longer allowed to this namespace) finished movers
+    // still count; the others stop, and nothing new starts.
+    let store = o.store.as_ref().ok_or_else(|| {
+        o.start_blocker
+            .clone()
+            .unwrap_or_else(|| failure("StoreNotFound", "the store is gone"))
+    });
     let units = sources::resolve(&policy.spec.sources, o.pvcs).unwrap_or_default();
     let mut sources = std::mem::take(&mut p.status.sources);
     for entry in sources.iter_mut().filter(|s| !terminal(s.phase)) {
-        advance(o, policy, &store, &units, entry, &mut p);
+        advance(o, policy, store.as_ref().copied(), &units, entry, &mut p);
     }
     p.status.sources = sources;
     if p.status.sources.iter().all(|s| terminal(s.phase)) {
@@ -589,7 +485,7 @@ fn start<'a>(o: &Observed<'a>) -> Result<Vec<Unit<'a>>, Failure> {
 fn advance(
     o: &Observed<'_>,
     policy: &BackupPolicy,
-    store: &StoreTarget,
+    store: std::result::Result<&StoreTarget, &Failure>,
     units: &[Unit<'_>],
     entry: &mut SourceResult,
     p: &mut Plan,
@@ -614,7 +510,7 @@ fn advance(
     if let Some(job) = o.jobs.iter().find(|j| j.name_any() == name) {
         entry.job_name = Some(name.clone());
         match job_finished(job) {
-            Some(true) => match pod_result(o.pods, &name, true) {
+            Some(true) => match pod_result(o.pods, job, true) {
                 Some((Some(r), _)) if r.failure.is_none() && r.snapshot_id.is_some() => {
                     entry.phase = SourcePhase::Succeeded;
                     entry.snapshot_id = r.snapshot_id;
@@ -649,7 +545,7 @@ fn advance(
                 ),
             },
             Some(false) => {
-                let f = match pod_result(o.pods, &name, false) {
+                let f = match pod_result(o.pods, job, false) {
                     Some((
                         Some(MoverResult {
                             failure: Some(f), ..
@@ -666,9 +562,13 @@ fn advance(
                 fail(entry, f, p);
             }
             None => {
-                if let Some(f) = stuck_pod(o.pods, &name) {
+                if let Some(f) = stuck_pod(o.pods, job) {
                     p.delete_jobs.push(name.clone());
                     fail(entry, f, p);
+                } else if let Err(f) = store {
+                    // A mover must not go on with credentials the run may no longer use.
+                    p.delete_jobs.push(name.clone());
+                    fail(entry, f.clone(), p);
                 } else {
                     entry.phase = SourcePhase::Running;
                 }
@@ -687,6 +587,13 @@ fn advance(
         );
         return;
     }
+    let store = match store {
+        Ok(s) => s,
+        Err(f) => {
+            fail(entry, f.clone(), p);
+            return;
+        }
+    };
     let Some(unit) = units
         .iter()
         .find(|u| u.kind() == entry.kind && u.name() == entry.name)
@@ -907,130 +814,6 @@ fn finish(o: &Observed<'_>, p: &mut Plan, whole: Option<Failure>) {
     p.finished = Some(phase);
 }
 
-/// After a run with at least one new snapshot: forget + prune by the policy's retention,
-/// one maintenance Job per repository at a time.
-fn retention(o: &Observed<'_>, p: &mut Plan) {
-    let (Some(policy), Some(store)) = (o.policy, o.store.as_ref()) else {
-        return;
-    };
-    let phase = p.status.phase.unwrap_or_default();
-    let r = &policy.spec.retention;
-    if r.is_empty() || !matches!(phase, BackupPhase::Succeeded | BackupPhase::PartiallyFailed) {
-        return;
-    }
-    if conditions::get(&p.status.conditions, RETENTION_APPLIED)
-        .is_some_and(|c| c.reason != "Waiting" && c.reason != "Running")
-    {
-        return;
-    }
-    let b = o.backup;
-    let name = retention_job_name(&b.name_any());
-    let generation = b.metadata.generation;
-    let set = |p: &mut Plan, status: bool, reason: &str, msg: String| {
-        conditions::set(
-            &mut p.status.conditions,
-            &Desired::new(RETENTION_APPLIED, status, reason, msg),
-            generation,
-            o.now,
-        );
-    };
-    match o.jobs.iter().find(|j| j.name_any() == name) {
-        Some(job) => match job_finished(job) {
-            Some(true) => {
-                let forgotten = pod_result(o.pods, &name, true)
-                    .and_then(|(r, _)| r)
-                    .and_then(|r| r.details.get("forgotten").and_then(|v| v.as_u64()));
-                let msg = format!(
-                    "forgot {} snapshot(s) and pruned unreferenced data",
-                    forgotten.map_or("?".into(), |n| n.to_string())
-                );
-                set(p, true, "Applied", msg.clone());
-                p.events.push(PlannedEvent {
-                    warning: false,
-                    reason: "RetentionApplied",
-                    note: msg,
-                });
-            }
-            Some(false) => {
-                let f = pod_result(o.pods, &name, false)
-                    .and_then(|(r, _)| r)
-                    .and_then(|r| r.failure)
-                    .unwrap_or_else(|| job_failure_reason(job));
-                set(
-                    p,
-                    false,
-                    "RetentionFailed",
-                    format!("{}: {}", f.reason, f.message),
-                );
-                p.events.push(PlannedEvent {
-                    warning: true,
-                    reason: "RetentionFailed",
-                    note: f.message,
-                });
-            }
-            None => {
-                set(
-                    p,
-                    false,
-                    "Running",
-                    format!("maintenance Job {name} is running"),
-                );
-                p.requeue = Some(Duration::from_secs(15));
-            }
-        },
-        None if o.maintenance_busy => {
-            set(
-                p,
-                false,
-                "Waiting",
-                "another maintenance Job is working on the repository".into(),
-            );
-            p.requeue = Some(Duration::from_secs(30));
-        }
-        None => {
-            let ns = b.namespace().unwrap_or_default();
-            let command = MoverCommand::Retention(ApplyRetention {
-                policy: NamespacedName::new(&ns, policy.name_any()),
-                backup: Some(b.name_any()),
-                keep: r.clone(),
-                dry_run: false,
-            });
-            p.create_jobs.push(mover::build(&MoverJob {
-                name: name.clone(),
-                namespace: ns,
-                labels: labels_for(b, None, "maintenance", Some(&store.identity)),
-                owner: owner(b),
-                image: policy
-                    .spec
-                    .mover
-                    .image
-                    .clone()
-                    .unwrap_or_else(|| o.config.mover_image.clone()),
-                image_pull_policy: o.config.image_pull_policy.clone(),
-                service_account: o.config.mover_service_account.clone(),
-                command,
-                env: vec![],
-                store: store.clone(),
-                mounts: vec![],
-                node_name: None,
-                node_selector: policy.spec.mover.node_selector.clone(),
-                tolerations: policy.spec.mover.tolerations.clone(),
-                active_deadline_seconds: DEFAULT_DEADLINE.as_secs() as i64,
-                backoff_limit: 1,
-                resources: policy.spec.mover.resources.clone(),
-                privilege: Privilege::Unprivileged,
-            }));
-            set(
-                p,
-                false,
-                "Running",
-                format!("maintenance Job {name} started"),
-            );
-            p.requeue = Some(Duration::from_secs(15));
-        }
-    }
-}
-
 /// `12.3 MiB` style sizes.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -1046,6 +829,11 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+mod retention;
+use retention::retention;
+#[cfg(test)]
+pub(crate) use retention::retention_message;
 
 #[cfg(test)]
 mod tests;

@@ -17,82 +17,15 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher};
 
-use self::plan::{Observed, Plan, StoreState};
-use super::cache::FoundStore;
-use super::{Context, Error, Result, apply_status, conditions, error_policy, instrumented};
+use self::plan::{Observed, Plan};
+use super::access;
+use super::{Context, Error, Result, apply_status, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
-use crate::crd::common::condition;
-use crate::crd::store::{BackupStore, BackupStoreSpec, ClusterBackupStore, StoreStatus};
+use crate::crd::store::{BackupStore, ClusterBackupStore};
 use crate::metrics::PolicyLabels;
 
 const CONTROLLER: &str = "backuppolicy";
-
-/// A policy's store: how the policy sees it, and its spec when it exists.
-pub struct StoreLookup {
-    pub state: StoreState,
-    /// The spec, and the ClusterBackupStore's name (`None` for a BackupStore).
-    pub spec: Option<(BackupStoreSpec, Option<String>)>,
-}
-
-impl StoreLookup {
-    fn from_found(found: Option<FoundStore>) -> Self {
-        let Some(found) = found else {
-            return StoreLookup {
-                state: StoreState::Missing,
-                spec: None,
-            };
-        };
-        let state = if found.allowed {
-            store_state(found.status.as_ref())
-        } else {
-            StoreState::NotAllowed
-        };
-        StoreLookup {
-            state,
-            spec: Some((found.spec, found.cluster)),
-        }
-    }
-}
-
-fn store_state(status: Option<&StoreStatus>) -> StoreState {
-    match status.and_then(|s| conditions::get(&s.conditions, condition::READY)) {
-        Some(c) if c.status == "True" => StoreState::Ready,
-        Some(c) => StoreState::NotReady {
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-        },
-        None => StoreState::NotReady {
-            reason: "NotProbedYet".into(),
-            message: "the store has not been checked yet".into(),
-        },
-    }
-}
-
-/// The store a policy names. Read from the watch cache; the API server is asked only when
-/// the cache has it missing, not allowed or not Ready: the cache may lag behind a store
-/// that was just created or probed, and those are the states that stop a run. A Ready
-/// store that just turned bad costs one run that fails with the store's own error.
-pub async fn lookup_store(ctx: &Context, policy: &BackupPolicy) -> Result<StoreLookup> {
-    let ns = policy.namespace().unwrap_or_default();
-    let store = &policy.spec.store_ref;
-    let cached = StoreLookup::from_found(ctx.caches.store(store.kind, &ns, &store.name));
-    if cached.state == StoreState::Ready {
-        return Ok(cached);
-    }
-    let client = ctx.client.clone();
-    let found = match store.kind {
-        StoreKind::BackupStore => Api::<BackupStore>::namespaced(client, &ns)
-            .get_opt(&store.name)
-            .await?
-            .map(FoundStore::namespaced),
-        StoreKind::ClusterBackupStore => Api::<ClusterBackupStore>::all(client)
-            .get_opt(&store.name)
-            .await?
-            .map(|s| FoundStore::cluster(s, &ns)),
-    };
-    Ok(StoreLookup::from_found(found))
-}
 
 /// The policy a run names: from the policy cache when it has it, else from the API server
 /// (the cache may not have seen a policy created moments ago).
@@ -151,7 +84,9 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
         ctx.metrics.forget_policy(&ns, &name);
         return Ok(Action::await_change());
     }
-    let store = lookup_store(ctx, policy).await?.state;
+    let store = access::resolve(ctx, &ns, &policy.spec.store_ref)
+        .await?
+        .state;
     let backups = ctx.caches.backups_of(&ns, &name);
     let pvcs = if policy.spec.sources.volumes.is_empty() {
         Vec::new()

@@ -15,7 +15,7 @@ use crate::controller::conditions::{self, Desired};
 use crate::controller::sources;
 use crate::crd::backup::{Backup, BackupPhase, BackupSpec, PolicyRef, Trigger};
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
-use crate::crd::common::{ConcurrencyPolicy, Failure, condition};
+use crate::crd::common::{ConcurrencyPolicy, condition};
 use crate::jobs;
 use crate::schedule::{self, Schedule};
 
@@ -26,40 +26,7 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 /// Never sleep longer than this, whatever the schedule says (a safety net).
 pub const MAX_REQUEUE: Duration = Duration::from_secs(3600);
 
-/// The store as the policy sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreState {
-    Missing,
-    /// A ClusterBackupStore that does not list the policy's namespace.
-    NotAllowed,
-    NotReady {
-        reason: String,
-        message: String,
-    },
-    Ready,
-}
-
-impl StoreState {
-    /// Why a run cannot start on this store (`None` when it is Ready), for the run's
-    /// status: the same reasons whatever kind of run asks.
-    pub fn blocker(&self, store: &str, namespace: &str) -> Option<Failure> {
-        let (reason, message) = match self {
-            StoreState::Ready => return None,
-            StoreState::Missing => ("StoreNotFound", format!("store {store:?} does not exist")),
-            StoreState::NotAllowed => (
-                "StoreNotAllowed",
-                format!("ClusterBackupStore {store:?} does not allow namespace {namespace:?}"),
-            ),
-            StoreState::NotReady { reason, message } => {
-                ("StoreNotReady", format!("{reason}: {message}"))
-            }
-        };
-        Some(Failure {
-            reason: reason.into(),
-            message,
-        })
-    }
-}
+pub use crate::controller::access::StoreState;
 
 /// Everything the plan looks at.
 pub struct Observed<'a> {
@@ -187,10 +154,16 @@ fn readiness(o: &Observed<'_>) -> Result<Schedule, NotReady> {
             return Err(permanent(
                 "StoreNotAllowed",
                 format!(
-                    "ClusterBackupStore {:?} does not list namespace {:?} in allowedNamespaces",
+                    "ClusterBackupStore {:?} allows namespace {:?} neither in allowedNamespaces nor by allowedNamespaceSelector",
                     store.name,
                     policy.namespace().unwrap_or_default()
                 ),
+            ));
+        }
+        StoreState::Refused { reason, message } => {
+            return Err(permanent(
+                reason,
+                format!("{:?} {:?}: {message}", store.kind, store.name),
             ));
         }
         StoreState::NotReady { reason, message } => {

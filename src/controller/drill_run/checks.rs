@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 
 use super::plan::{DEFAULT_CHECK_TIMEOUT, run_annotations, run_labels};
 use crate::config::Config;
-use crate::controller::backup::plan::job_finished;
+use crate::controller::access::observe::{job_failed_reason, job_finished, stuck, terminated};
 use crate::crd::backup::{SourceKind, SourcePhase};
 use crate::crd::backup_policy::{BackupPolicy, DatabaseEngine};
 use crate::crd::common::DatabaseCredentialsRef;
@@ -37,15 +37,6 @@ use crate::schedule::duration;
 
 /// Beyond a check's timeout, how long the controller waits for its Job to report.
 const CHECK_GRACE: Duration = Duration::from_secs(30);
-/// Pod waiting reasons that will not resolve by themselves.
-const STUCK_REASONS: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::from_secs_f64(measure::seconds_between(since, now))
 }
@@ -153,11 +144,6 @@ pub fn check_type(c: &Check) -> &'static str {
 /// Name of a check's Job.
 pub fn check_job_name(run: &str, check: &str) -> String {
     jobs::name(&[run, "check", check], MAX_NAME)
-}
-
-/// Name of a run's report Job.
-pub fn report_job_name(run: &str) -> String {
-    jobs::name(&[run, "report"], MAX_NAME)
 }
 
 pub fn check_timeout(c: &Check) -> Duration {
@@ -487,68 +473,9 @@ fn command_job(
     }
 }
 
-/// The terminated state of a Job's container in its newest pod.
-pub fn terminated<'p>(
-    pods: &'p [Pod],
-    job: &str,
-    container: &str,
-) -> Option<&'p k8s_openapi::api::core::v1::ContainerStateTerminated> {
-    let mut ps: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
-        .collect();
-    ps.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    ps.iter().rev().find_map(|p| {
-        p.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find(|c| c.name == container)?
-            .state
-            .as_ref()?
-            .terminated
-            .as_ref()
-    })
-}
-
-pub fn stuck(pods: &[Pod], job: &str) -> Option<String> {
-    pods.iter()
-        .filter(|p| p.labels().get("job-name").map(String::as_str) == Some(job))
-        .flat_map(|p| {
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
-        })
-        .find(|w| {
-            w.reason
-                .as_deref()
-                .is_some_and(|r| STUCK_REASONS.contains(&r))
-        })
-        .map(|w| {
-            format!(
-                "{}: {}",
-                w.reason.as_deref().unwrap_or_default(),
-                w.message.as_deref().unwrap_or("the container cannot start")
-            )
-        })
-}
-
-pub fn job_failed_reason(job: &Job) -> Option<String> {
-    job.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Failed" && c.status == "True")
-        .and_then(|c| c.reason.clone())
-}
-
 /// The result of a check whose Job exists; `None` while it runs. The second value says
 /// the Job must be stopped (its pod can never start, or it overran).
 pub fn judge(pods: &[Pod], now: Timestamp, c: &Check, job: &Job) -> (Option<CheckResult>, bool) {
-    let name = job.name_any();
     let is_command = c.command.is_some();
     let container = if is_command { "check" } else { "mover" };
     let mut r = CheckResult {
@@ -561,7 +488,7 @@ pub fn judge(pods: &[Pod], now: Timestamp, c: &Check, job: &Job) -> (Option<Chec
         .creation_timestamp
         .as_ref()
         .map_or(now, |t| t.0);
-    let term = terminated(pods, &name, container);
+    let term = terminated(pods, job, container);
     let end = term
         .and_then(|t| t.finished_at.as_ref())
         .map_or(now, |t| t.0.min(now));
@@ -580,7 +507,7 @@ pub fn judge(pods: &[Pod], now: Timestamp, c: &Check, job: &Job) -> (Option<Chec
     };
     match job_finished(job) {
         None => {
-            if let Some(why) = stuck(pods, &name) {
+            if let Some(why) = stuck(pods, job) {
                 r.result = CheckVerdict::Error;
                 r.message = Some(summarise(&format!("the check cannot start: {why}"), 700));
                 r.end_time = Some(MicroTime(now));

@@ -20,8 +20,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Secret};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -30,8 +33,8 @@ use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use self::sandbox::Workload;
-use super::backup::{MoverAccess, ensure_mover_rbac, read_store_secrets, write_store_secret};
-use super::backup_policy::{lookup_policy, lookup_store};
+use super::access::{self, rbac};
+use super::backup_policy::lookup_policy;
 use super::{Context, Error, Result, apply_own_status, error_policy, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
@@ -137,24 +140,38 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     } else {
         Vec::new()
     };
-    let store = match &policy {
-        None => None,
-        Some(p) => match lookup_store(ctx, p).await?.spec {
-            None => None,
-            Some((spec, cluster)) => {
-                let problem = if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning) {
-                    let default_ns = cluster.is_none().then_some(ns.as_str());
-                    read_store_secrets(client, &spec, default_ns).await?.err()
-                } else {
-                    None
-                };
-                Some(StoreInfo {
-                    spec,
-                    cluster: cluster.is_some(),
-                    problem,
-                })
+    // The namespace's right to the store is checked on every step; the Secrets are read
+    // where the run needs them (the sandbox, the report).
+    let (store, usable) = match &policy {
+        None => (None, None),
+        Some(p) => {
+            let resolved = access::resolve(ctx, &ns, &p.spec.store_ref).await?;
+            let blocker = resolved.state.blocker(&p.spec.store_ref.name, &ns);
+            let transient = matches!(resolved.state, access::StoreState::NotReady { .. });
+            match (resolved.store, blocker) {
+                (None, None) => (None, None),
+                (None, Some(f)) => (Some(StoreInfo::revoked(f)), None),
+                (Some(_), Some(f)) if !transient => (Some(StoreInfo::revoked(f)), None),
+                (Some(s), _) => {
+                    let problem = if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning)
+                    {
+                        access::read_secrets(client, &ctx.config, &s)
+                            .await?
+                            .err()
+                            .map(Into::into)
+                    } else {
+                        None
+                    };
+                    let info = StoreInfo {
+                        spec: s.spec.clone(),
+                        cluster: s.is_cluster(),
+                        problem,
+                        revoked: false,
+                    };
+                    (Some(info), Some(s))
+                }
             }
-        },
+        }
     };
     let sandbox_name = status.sandbox_namespace.clone().or_else(|| {
         spec.as_ref()
@@ -184,11 +201,13 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     let restore = Api::<Restore>::namespaced(client.clone(), &ns)
         .get_opt(&name)
         .await?;
-    let mut jobs_list = Api::<Job>::namespaced(client.clone(), &ns)
+    // The report Job runs in the controller's own namespace (see plan::report).
+    let home = &ctx.config.namespace;
+    let mut jobs_list = Api::<Job>::namespaced(client.clone(), home)
         .list(&by_run(&name))
         .await?
         .items;
-    let mut pods = Api::<Pod>::namespaced(client.clone(), &ns)
+    let mut pods = Api::<Pod>::namespaced(client.clone(), home)
         .list(&by_run(&name))
         .await?
         .items;
@@ -245,7 +264,7 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         config: &ctx.config,
         now: Timestamp::now(),
     });
-    apply(run, &plan, store.as_ref(), ctx).await?;
+    apply(run, &plan, usable.as_ref(), ctx).await?;
     if let Some(outcome) = plan.finished {
         record_finish(ctx, run, &plan, outcome);
     }
@@ -288,7 +307,7 @@ fn ok_exists<T>(r: kube::Result<T>) -> kube::Result<()> {
 async fn apply(
     run: &DrillRun,
     plan: &Plan,
-    store: Option<&StoreInfo>,
+    store: Option<&access::Store>,
     ctx: &Context,
 ) -> Result<()> {
     let client = &ctx.client;
@@ -328,18 +347,18 @@ async fn apply(
                     .await,
             )?;
         }
-        ensure_mover_rbac(ctx, &sandbox, MoverAccess::Restore).await?;
+        rbac::ensure_service_account(ctx, &sandbox).await?;
         if let Some(s) = store {
-            let default_ns = (!s.cluster).then_some(ns.as_str());
-            match read_store_secrets(client, &s.spec, default_ns).await? {
-                Ok(data) => {
-                    write_store_secret(
+            match access::read_secrets(client, &ctx.config, s).await? {
+                Ok(secrets) => {
+                    access::write_mirror(
                         client,
-                        data,
+                        &secrets,
+                        Default::default(),
                         &sandbox,
                         plan::SANDBOX_STORE_SECRET,
                         plan::run_labels(run, "store-credentials"),
-                        None,
+                        access::MirrorOwner::Namespace,
                     )
                     .await?
                 }
@@ -359,31 +378,15 @@ async fn apply(
                 .await,
         )?;
     }
-    if let (Some(mirror), Some(s)) = (&plan.mirror_report_store, store) {
-        match read_store_secrets(client, &s.spec, None).await? {
-            Ok(data) => {
-                write_store_secret(
-                    client,
-                    data,
-                    &ns,
-                    mirror,
-                    plan::run_labels(run, "store-credentials"),
-                    Some(run.controller_owner_ref(&()).expect("stored object")),
-                )
-                .await?
-            }
-            Err(f) => {
-                return Err(Error::Blocked {
-                    reason: "SecretNotReadable",
-                    message: format!("{}: {}", f.reason, f.message),
-                });
-            }
-        }
+    if plan.report_inputs {
+        write_report_inputs(ctx, run, store).await?;
     }
     let mut guarded = std::collections::BTreeSet::new();
     for j in &plan.create_jobs {
         let jns = j.namespace().unwrap_or_default();
-        if jns != ns && guarded.insert(jns.clone()) {
+        // Besides the sandbox, a run writes only to the controller's own namespace (its
+        // report Job).
+        if jns != ns && jns != ctx.config.namespace && guarded.insert(jns.clone()) {
             guard(client, run, &jns).await?;
         }
         ok_exists(
@@ -408,11 +411,10 @@ async fn apply(
         )?;
     }
     for (sns, name) in &plan.delete_secrets {
-        ok_exists(
-            Api::<Secret>::namespaced(client.clone(), sns)
-                .delete(name, &dp)
-                .await,
-        )?;
+        access::delete_mirror(client, sns, name, run.meta().uid.as_deref()).await?;
+    }
+    if plan.delete_record {
+        delete_record(ctx, run).await?;
     }
     if let Some(sandbox) = &plan.delete_sandbox {
         // Never delete a namespace this run did not create: check again right before.
@@ -425,6 +427,84 @@ async fn apply(
     }
     for ev in &plan.events {
         ctx.publish(run, ev, "Drill").await;
+    }
+    Ok(())
+}
+
+/// What the report Job reads, in the controller's namespace: a copy of the store's
+/// Secrets, and the run's record as read now (the plan asks for these only once the
+/// status that says Reporting is stored, so the record holds the outcome and checks).
+async fn write_report_inputs(
+    ctx: &Context,
+    run: &DrillRun,
+    store: Option<&access::Store>,
+) -> Result<()> {
+    let client = &ctx.client;
+    let home = &ctx.config.namespace;
+    let uid = run.meta().uid.clone().unwrap_or_default();
+    let Some(s) = store else {
+        return Err(Error::Blocked {
+            reason: "StoreNotFound",
+            message: "the run's store is not usable for the report".into(),
+        });
+    };
+    match access::read_secrets(client, &ctx.config, s).await? {
+        Ok(secrets) => {
+            access::write_mirror(
+                client,
+                &secrets,
+                Default::default(),
+                home,
+                &plan::report_mirror_name(run),
+                plan::run_labels(run, "store-credentials"),
+                access::MirrorOwner::Uid(uid.clone()),
+            )
+            .await?
+        }
+        Err(f) => {
+            return Err(Error::Blocked {
+                reason: "SecretNotReadable",
+                message: format!("{}: {}", f.reason, f.message),
+            });
+        }
+    }
+    rbac::ensure_service_account(ctx, home).await?;
+    let mut record = run.clone();
+    record.metadata.managed_fields = None;
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(plan::report_record_name(run)),
+            namespace: Some(home.clone()),
+            labels: Some(plan::run_labels(run, "drill-record")),
+            annotations: Some(BTreeMap::from([(
+                crate::crd::annotations::OWNER_UID.to_string(),
+                uid,
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            plan::RECORD_KEY.to_string(),
+            serde_json::to_string(&record).expect("a DrillRun serializes"),
+        )])),
+        ..ConfigMap::default()
+    };
+    ok_exists(
+        Api::<ConfigMap>::namespaced(client.clone(), home)
+            .create(&PostParams::default(), &cm)
+            .await,
+    )?;
+    Ok(())
+}
+
+/// Deletes the run's record ConfigMap, if it is this run's.
+async fn delete_record(ctx: &Context, run: &DrillRun) -> Result<()> {
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    let name = plan::report_record_name(run);
+    let Some(cm) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    if access::owned_by(&cm.metadata, run.meta().uid.as_deref()) {
+        ok_exists(api.delete(&name, &DeleteParams::background()).await)?;
     }
     Ok(())
 }

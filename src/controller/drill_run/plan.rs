@@ -31,13 +31,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, OwnerReference, Time};
 use kube::{Resource, ResourceExt};
 
-use super::checks::{
-    check_inputs_missing, check_job, check_job_name, check_type, job_failed_reason, judge,
-    report_job_name, restored, stuck, terminated,
-};
+use super::checks::{check_inputs_missing, check_job, check_job_name, check_type, judge, restored};
 use super::sandbox::{self, Workload, sandbox_objects};
 use crate::config::Config;
-use crate::controller::backup::plan::job_finished;
+use crate::controller::access::observe::{job_failed_reason, job_finished, stuck, terminated};
 use crate::controller::conditions::{self, Desired};
 use crate::crd::annotations;
 use crate::crd::backup::{Backup, BackupPhase, SourceKind, SourcePhase};
@@ -136,8 +133,29 @@ pub struct StoreInfo {
     pub spec: BackupStoreSpec,
     /// A ClusterBackupStore (its Secrets are mirrored into the drill's namespace too).
     pub cluster: bool,
-    /// Why the store's Secrets cannot be read, if they cannot.
+    /// Why the store's Secrets cannot be read, or the namespace may not use it.
     pub problem: Option<Failure>,
+    /// The namespace may not use the store now (not allowed, or its spec breaks a tenant
+    /// rule): whatever step the run is at fails with `problem`, and nothing more is given
+    /// the store's credentials.
+    pub revoked: bool,
+}
+
+impl StoreInfo {
+    /// A store the run may not use, for `why`.
+    pub fn revoked(why: Failure) -> Self {
+        StoreInfo {
+            spec: BackupStoreSpec::default(),
+            cluster: false,
+            problem: Some(why),
+            revoked: true,
+        }
+    }
+
+    /// The store when the run may use it.
+    fn usable(&self) -> Option<&Self> {
+        (!self.revoked).then_some(self)
+    }
 }
 
 /// Everything the plan looks at.
@@ -188,8 +206,11 @@ pub struct Plan {
     /// Jobs to create; each carries its namespace (sandbox for checks, the drill's for
     /// the report).
     pub create_jobs: Vec<Job>,
-    /// Mirror the cluster store's Secrets into the drill's namespace under this name.
-    pub mirror_report_store: Option<String>,
+    /// Write what the report Job reads (the run's record and a copy of the store's
+    /// Secrets, in the controller's namespace) before the Job.
+    pub report_inputs: bool,
+    /// Delete the run's record of the report Job.
+    pub delete_record: bool,
     /// (namespace, name) of Jobs to delete.
     pub delete_jobs: Vec<(String, String)>,
     /// (namespace, name) of Secrets to delete.
@@ -316,6 +337,18 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         return p;
     }
     p.status.observed_generation = o.run.metadata.generation;
+    if let Some(StoreInfo {
+        revoked: true,
+        problem: Some(f),
+        ..
+    }) = &o.store
+    {
+        match phase_of(&p.status) {
+            DrillPhase::Restoring => fail(&mut p, "Restoring", f.clone(), o.now),
+            DrillPhase::Verifying => fail(&mut p, "Verifying", f.clone(), o.now),
+            _ => {}
+        }
+    }
     // Each step either moves to the next phase (then the next step runs at once) or waits.
     for _ in 0..8 {
         let before = phase_of(&p.status);
@@ -660,8 +693,11 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
     }
     let restores_volumes =
         spec.restore.volumes.unwrap_or(true) && !policy.spec.sources.volumes.is_empty();
-    let levels = match sandbox::levels(spec.sandbox.pod_security, o.source_level, restores_volumes)
-    {
+    let levels = match sandbox::levels(
+        spec.sandbox.pod_security.unwrap_or_default(),
+        o.source_level,
+        restores_volumes,
+    ) {
         Ok(l) => l,
         Err(f) => {
             fail(p, "Provisioning", f, now);
@@ -844,6 +880,7 @@ fn restoring(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
 fn sandbox_store(o: &Observed<'_>) -> Option<StoreTarget> {
     o.store
         .as_ref()
+        .and_then(StoreInfo::usable)
         .map(|s| StoreTarget::from_spec(&s.spec, Some(SANDBOX_STORE_SECRET)))
 }
 
@@ -1093,173 +1130,17 @@ fn finish_verification(o: &Observed<'_>, p: &mut Plan, spec: &DRDrillSpec) {
     enter(&mut p.status, DrillPhase::Reporting, end);
 }
 
-/// The store as the report Job in the drill's namespace reaches it.
-pub fn report_store(o: &Observed<'_>) -> Option<(StoreTarget, Option<String>)> {
-    let s = o.store.as_ref()?;
-    if s.cluster {
-        let mirror = jobs::name(&[&o.run.name_any(), "store"], MAX_NAME);
-        Some((StoreTarget::from_spec(&s.spec, Some(&mirror)), Some(mirror)))
-    } else {
-        Some((StoreTarget::from_spec(&s.spec, None), None))
-    }
-}
-
-fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
-    let run = o.run;
-    let ns = run.namespace().unwrap_or_default();
-    let mut lbl = run_labels(run, "mover");
-    lbl.insert(labels::JOB_TYPE.into(), "report".into());
-    let mut job = mover::build(&MoverJob {
-        name: report_job_name(&run.name_any()),
-        namespace: ns.clone(),
-        labels: lbl,
-        owner: owner(run),
-        image: o.config.mover_image.clone(),
-        image_pull_policy: o.config.image_pull_policy.clone(),
-        service_account: o.config.mover_service_account.clone(),
-        command: MoverCommand::Report(WriteReport {
-            run: NamespacedName::new(ns.clone(), run.name_any()),
-        }),
-        env: vec![],
-        store: store.clone(),
-        mounts: vec![],
-        node_name: None,
-        node_selector: o
-            .policy
-            .map(|p| p.spec.mover.node_selector.clone())
-            .unwrap_or_default(),
-        tolerations: o
-            .policy
-            .map(|p| p.spec.mover.tolerations.clone())
-            .unwrap_or_default(),
-        active_deadline_seconds: REPORTING_TIMEOUT.as_secs() as i64,
-        backoff_limit: 1,
-        resources: None,
-        privilege: Privilege::Unprivileged,
-    });
-    job.metadata.annotations = Some(run_annotations(run));
-    job
-}
-
-fn report_failed(p: &mut Plan, message: String, now: Timestamp) {
-    p.events.push(PlannedEvent {
-        warning: true,
-        reason: "ReportFailed",
-        note: message.clone(),
-    });
-    if p.status.outcome != Some(DrillOutcome::Failed) {
-        // No evidence, no proof: a run whose report could not be written did not pass.
-        p.status.outcome = Some(DrillOutcome::Failed);
-        p.status.failure = Some(DrillFailure {
-            step: "Reporting".into(),
-            failure: failure("ReportFailed", message),
-        });
-    }
-    enter(&mut p.status, DrillPhase::CleaningUp, now);
-}
-
-fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
-    let now = o.now;
-    let Some((store, mirror)) = report_store(o) else {
-        report_failed(
-            p,
-            "no store to write the report to (the drill, its policy or its store is gone)".into(),
-            now,
-        );
-        return;
-    };
-    let ns = o.run.namespace().unwrap_or_default();
-    let name = report_job_name(&o.run.name_any());
-    let Some(job) = o.jobs.iter().find(|j| j.name_any() == name) else {
-        // The report Job reads the run's status: create it only once the status that
-        // says Reporting (with the outcome, checks and measurements) is stored.
-        if persisted == DrillPhase::Reporting {
-            p.mirror_report_store = mirror;
-            p.create_jobs.push(report_job(o, &store));
-            p.requeue = Some(Duration::from_secs(5));
-        } else {
-            p.requeue = Some(Duration::from_secs(1));
-        }
-        return;
-    };
-    let term = terminated(o.pods, &name, "mover");
-    let end = term
-        .and_then(|t| t.finished_at.as_ref())
-        .map_or(now, |t| t.0.min(now));
-    let result = term.and_then(|t| MoverResult::parse(t.message.as_deref().unwrap_or("")));
-    match job_finished(job) {
-        Some(true) => {
-            let d = result.map(|r| r.details).unwrap_or_default();
-            let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let end = text("finishedAt")
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .map_or(end, |t| t.min(now));
-            match (text("location"), text("sha256")) {
-                (Some(location), Some(sha256)) => {
-                    p.status.report = Some(crate::crd::dr_drill::ReportRef {
-                        location: location.clone(),
-                        page_location: text("pageLocation"),
-                        sha256: sha256.clone(),
-                        previous_sha256: text("previousSha256"),
-                    });
-                    p.events.push(PlannedEvent {
-                        warning: false,
-                        reason: "ReportWritten",
-                        note: format!("evidence report {location} (sha256 {sha256})"),
-                    });
-                    enter(&mut p.status, DrillPhase::CleaningUp, end);
-                }
-                _ => report_failed(
-                    p,
-                    format!("report Job {name} completed without reporting where it wrote"),
-                    end,
-                ),
-            }
-        }
-        Some(false) => {
-            let why = match result.and_then(|r| r.failure) {
-                Some(f) => format!("{}: {}", f.reason, f.message),
-                None => format!(
-                    "report Job {name} failed ({})",
-                    job_failed_reason(job).unwrap_or_else(|| "no reason".into())
-                ),
-            };
-            report_failed(p, why, end);
-        }
-        None => {
-            if let Some(why) = stuck(o.pods, &name) {
-                p.delete_jobs.push((ns, name.clone()));
-                report_failed(p, format!("the report Job cannot start: {why}"), now);
-            } else if span_start(&p.status, DrillPhase::Reporting)
-                .is_some_and(|s| elapsed(s, now) > REPORTING_TIMEOUT)
-            {
-                p.delete_jobs.push((ns, name.clone()));
-                report_failed(
-                    p,
-                    format!(
-                        "the report was not written within {}",
-                        duration::format(REPORTING_TIMEOUT)
-                    ),
-                    now,
-                );
-            } else {
-                p.requeue = Some(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
 fn cleaning_up(o: &Observed<'_>, p: &mut Plan) {
     let now = o.now;
-    let run = o.run.name_any();
-    let ns = o.run.namespace().unwrap_or_default();
-    let report = report_job_name(&run);
+    let ns = o.config.namespace.clone();
+    let report = report_job_name(o.run);
     if o.jobs.iter().any(|j| j.name_any() == report) {
         p.delete_jobs.push((ns.clone(), report));
     }
-    if let Some((_, Some(mirror))) = report_store(o) {
-        p.delete_secrets.push((ns, mirror));
-    }
+    // Whatever the store is now (gone, no longer allowed), the copy of its credentials made
+    // for the report goes (the delete checks the Secret is this run's), and the record.
+    p.delete_secrets.push((ns, report_mirror_name(o.run)));
+    p.delete_record = true;
     let spec = spec_of(o, &p.status).cloned().unwrap_or_default();
     let keep = spec.sandbox.keep_on_failure && p.status.outcome == Some(DrillOutcome::Failed);
     let sandbox = p.status.sandbox_namespace.clone().unwrap_or_default();
@@ -1375,6 +1256,12 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
     }
     p.requeue = None;
 }
+
+mod report;
+use report::reporting;
+pub use report::{
+    RECORD_KEY, report_job_name, report_mirror_name, report_record_name, report_store,
+};
 
 #[cfg(test)]
 mod tests;

@@ -22,8 +22,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -31,16 +29,18 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, Resolution};
-use super::backup::{MoverAccess, ensure_mover_rbac};
-use super::backup_policy::{lookup_policy, lookup_store};
-use super::{Context, MANAGER, Result, apply_own_status, error_policy, instrumented};
+use super::access::{
+    self,
+    rbac::{self, Grant},
+};
+use super::backup_policy::lookup_policy;
+use super::{Context, Result, apply_own_status, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::common::Failure;
 use crate::crd::labels;
 use crate::crd::restore::{Restore, RestorePhase};
-use crate::crd::store::BackupStoreSpec;
-use crate::jobs::mover::{StoreTarget, mirror_keys};
-use crate::jobs::{self, MAX_NAME};
+use crate::jobs;
+use crate::jobs::mover::StoreTarget;
 
 const CONTROLLER: &str = "restore";
 /// Held by Restores whose target is another namespace, until their children there are gone.
@@ -55,115 +55,51 @@ fn by_uid(r: &Restore) -> ListParams {
 }
 
 /// Copies the Secrets the movers need into one Secret of the target namespace (a pod can
-/// only reference Secrets of its own namespace): the store's credentials, and the logins
-/// of database targets (which the Restore's author gave in the Restore's namespace).
+/// only reference Secrets of its own namespace): the store's credentials, read through the
+/// store-access kernel, and the logins of database targets (which the Restore's author
+/// gave in the Restore's namespace).
 async fn mirror_secrets(
     ctx: &Context,
     r: &Restore,
     target: &str,
-    spec: &BackupStoreSpec,
-    cluster: bool,
+    store: &access::Store,
     mirror: &str,
 ) -> Result<std::result::Result<(), Failure>> {
     let client = &ctx.client;
     let own = r.namespace().unwrap_or_default();
-    // (secret namespace, secret, key, key in the mirror, optional)
-    let mut wanted: Vec<(String, String, String, String, bool)> = Vec::new();
-    let secret_ns = |n: &Option<String>| -> std::result::Result<String, Failure> {
-        match (cluster, n) {
-            (false, _) => Ok(own.clone()),
-            (true, Some(n)) => Ok(n.clone()),
-            (true, None) => Err(Failure {
-                reason: "InvalidStore".into(),
-                message: "every Secret of a ClusterBackupStore must name its namespace".into(),
-            }),
-        }
+    let secrets = match access::read_secrets(client, &ctx.config, store).await? {
+        Ok(s) => s,
+        Err(refusal) => return Ok(Err(refusal.into())),
     };
-    let pw = &spec.repository_password;
-    match secret_ns(&pw.namespace) {
-        Ok(n) => wanted.push((
-            n,
-            pw.name.clone(),
-            pw.key.clone(),
-            mirror_keys::PASSWORD.into(),
-            false,
-        )),
-        Err(f) => return Ok(Err(f)),
-    }
-    if let Some(c) = &spec.s3.credentials {
-        let n = match secret_ns(&c.namespace) {
-            Ok(n) => n,
-            Err(f) => return Ok(Err(f)),
-        };
-        for (key, into, optional) in [
-            (c.access_key_id_key(), mirror_keys::ACCESS_KEY_ID, false),
-            (
-                c.secret_access_key_key(),
-                mirror_keys::SECRET_ACCESS_KEY,
-                false,
-            ),
-            (c.session_token_key(), mirror_keys::SESSION_TOKEN, true),
-        ] {
-            wanted.push((n.clone(), c.name.clone(), key.into(), into.into(), optional));
-        }
-    }
-    if let Some(ca) = &spec.s3.ca_bundle {
-        match secret_ns(&ca.namespace) {
-            Ok(n) => wanted.push((
-                n,
-                ca.name.clone(),
-                ca.key.clone(),
-                mirror_keys::CA.into(),
-                false,
-            )),
-            Err(f) => return Ok(Err(f)),
-        }
-    }
+    let mut extra = BTreeMap::new();
     if target != own {
+        let api = Api::<Secret>::namespaced(client.clone(), &own);
         for d in &r.spec.databases {
-            if let Some(t) = &d.target {
-                let (u, p) = plan::mirror_db_keys(&d.source);
-                let c = &t.credentials;
-                wanted.push((
-                    own.clone(),
-                    c.name.clone(),
-                    c.username_key().into(),
-                    u,
-                    false,
-                ));
-                wanted.push((
-                    own.clone(),
-                    c.name.clone(),
-                    c.password_key().into(),
-                    p,
-                    false,
-                ));
-            }
-        }
-    }
-    let mut data = BTreeMap::new();
-    for (sns, name, key, into, optional) in wanted {
-        let secret = Api::<Secret>::namespaced(client.clone(), &sns)
-            .get_opt(&name)
-            .await
-            .map_err(|e| Failure {
-                reason: "SecretNotReadable".into(),
-                message: format!("Secret {sns}/{name}: {e}"),
-            });
-        let secret = match secret {
-            Ok(s) => s,
-            Err(f) => return Ok(Err(f)),
-        };
-        match secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key)) {
-            Some(v) => {
-                data.insert(into, v);
-            }
-            None if optional => {}
-            None => {
-                return Ok(Err(Failure {
-                    reason: "SecretNotFound".into(),
-                    message: format!("Secret {sns}/{name} has no key {key:?}"),
-                }));
+            let Some(t) = &d.target else { continue };
+            let (u, p) = plan::mirror_db_keys(&d.source);
+            let c = &t.credentials;
+            let secret = match api.get_opt(&c.name).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Ok(Err(Failure {
+                        reason: "SecretNotReadable".into(),
+                        message: format!("Secret {own}/{}: {e}", c.name),
+                    }));
+                }
+            };
+            let data = secret.and_then(|s| s.data).unwrap_or_default();
+            for (key, into) in [(c.username_key(), u), (c.password_key(), p)] {
+                match data.get(key) {
+                    Some(v) => {
+                        extra.insert(into, v.clone());
+                    }
+                    None => {
+                        return Ok(Err(Failure {
+                            reason: "SecretNotFound".into(),
+                            message: format!("Secret {own}/{} has no key {key:?}", c.name),
+                        }));
+                    }
+                }
             }
         }
     }
@@ -175,81 +111,23 @@ async fn mirror_secrets(
         .unwrap_or_default();
     let mut l = jobs::policy_labels(&policy, "store-credentials");
     l.extend(plan::restore_labels(r));
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(mirror.into()),
-            namespace: Some(target.into()),
-            labels: Some(l),
-            owner_references: (target == own).then(|| {
-                vec![
-                    r.controller_owner_ref(&())
-                        .expect("a stored Restore has a name and uid"),
-                ]
-            }),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
+    // Outside its own namespace an owner reference would be void: the Restore removes the
+    // copy by name once done, checking the restore-uid label.
+    let owner = match target == own {
+        true => access::MirrorOwner::Reference(
+            r.controller_owner_ref(&())
+                .expect("a stored Restore has a name and uid"),
+        ),
+        false => access::MirrorOwner::Namespace,
     };
-    Api::<Secret>::namespaced(client.clone(), target)
-        .patch(
-            mirror,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    access::write_mirror(client, &secrets, extra, target, mirror, l, owner).await?;
     Ok(Ok(()))
 }
 
-/// Name of the RoleBinding that lets the target namespace's movers report on this
-/// Restore (progress, row counts) in the Restore's namespace.
-fn progress_binding(r: &Restore) -> String {
-    jobs::name(&["lifeboat-mover", &r.name_any(), "progress"], MAX_NAME)
-}
-
-/// Movers run in the target namespace, but report on the Restore in its own namespace:
-/// bind the chart's basic mover role there to the target's mover ServiceAccount.
-async fn ensure_progress_binding(ctx: &Context, r: &Restore, target: &str) -> Result<()> {
-    let ns = r.namespace().unwrap_or_default();
-    let name = progress_binding(r);
-    let mut l = BTreeMap::from([
-        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
-        (labels::NAME.to_string(), "lifeboat".to_string()),
-        (labels::COMPONENT.to_string(), "mover".to_string()),
-    ]);
-    l.extend(plan::restore_labels(r));
-    let binding = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(l),
-            owner_references: Some(vec![
-                r.controller_owner_ref(&())
-                    .expect("a stored Restore has a name and uid"),
-            ]),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: ctx.config.mover_cluster_role.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: ctx.config.mover_service_account.clone(),
-            namespace: Some(target.into()),
-            ..Subject::default()
-        }]),
-    };
-    Api::<RoleBinding>::namespaced(ctx.client.clone(), &ns)
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&binding),
-        )
-        .await?;
-    Ok(())
+/// The key of a Restore's RoleBinding in its target namespace: Restores of one name from
+/// several namespaces may share a target.
+fn binding_run(r: &Restore) -> String {
+    format!("{}-{}", r.namespace().unwrap_or_default(), r.name_any())
 }
 
 fn ignore_gone(r: kube::Result<()>) -> kube::Result<()> {
@@ -339,12 +217,9 @@ async fn finalize(ctx: &Context, r: &Restore, target: &str) -> Result<()> {
             delete_own_secret(&secrets, &n, r).await?;
         }
     }
-    ignore_gone(
-        Api::<RoleBinding>::namespaced(client.clone(), &ns)
-            .delete(&progress_binding(r), &dp)
-            .await
-            .map(drop),
-    )?;
+    if target_alive {
+        rbac::unbind(ctx, target, &binding_run(r), &[Grant::RestoreManifests]).await?;
+    }
     let fins: Vec<String> = r
         .finalizers()
         .iter()
@@ -412,7 +287,8 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
     let policy_name = match (phase, &status.restore_point) {
         (RestorePhase::Pending, _) => match plan::resolve_point(r, &backups) {
             Resolution::Found(b) => Some(b.spec.policy_ref.name.clone()),
-            _ => None,
+            // Looked up so that a Restore naming a policy that does not exist says so.
+            _ => r.spec.source.policy_ref.as_ref().map(|p| p.name.clone()),
         },
         (p, Some(rp)) if !p.is_finished() => Some(rp.policy.clone()),
         _ => None,
@@ -428,49 +304,58 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         // Whatever may still hold copied credentials goes.
         mirror = Some(plan::mirror_name(&name));
     } else if let (Some(policy), true) = (&policy, target_ok) {
-        let found = lookup_store(ctx, policy).await?;
-        if phase == RestorePhase::Pending {
-            blocker = found.state.blocker(&policy.spec.store_ref.name, &ns);
-        }
-        match found.spec {
-            None => {
-                blocker.get_or_insert(Failure {
-                    reason: "StoreNotFound".into(),
-                    message: format!("store {:?} does not exist", policy.spec.store_ref.name),
-                });
-            }
-            Some((spec, cluster)) if blocker.is_none() => {
+        let store_ref = &policy.spec.store_ref;
+        let resolved = access::resolve(ctx, &ns, store_ref).await?;
+        blocker = match (&resolved.state, phase) {
+            // Once running, a probe failing does not stop the restore; the namespace
+            // losing the store does.
+            (access::StoreState::NotReady { .. }, RestorePhase::Running) => None,
+            (state, _) => state.blocker(&store_ref.name, &ns),
+        };
+        match resolved.store {
+            Some(s) if blocker.is_none() => {
                 if phase == RestorePhase::Pending {
                     // Before anything is written into another namespace, the Restore
                     // must be able to take it back.
                     if cross {
                         add_finalizer(client, r).await?;
                     }
-                    let access = if r.spec.manifests.is_some() {
-                        MoverAccess::Restore
-                    } else {
-                        MoverAccess::Basic
-                    };
-                    ensure_mover_rbac(ctx, &target, access).await?;
-                    if cross {
-                        ensure_progress_binding(ctx, r, &target).await?;
+                    rbac::ensure_service_account(ctx, &target).await?;
+                    if r.spec.manifests.is_some() {
+                        // The manifests mover writes objects into the target, for as long
+                        // as this Restore runs.
+                        let owner = (!cross).then(|| {
+                            r.controller_owner_ref(&())
+                                .expect("a stored Restore has a name and uid")
+                        });
+                        rbac::bind(
+                            ctx,
+                            &target,
+                            &binding_run(r),
+                            Grant::RestoreManifests,
+                            owner,
+                            plan::restore_labels(r),
+                        )
+                        .await?;
                     }
                 }
-                if cluster.is_some() || cross {
+                if s.is_cluster() || cross {
                     let m = plan::mirror_name(&name);
                     if phase == RestorePhase::Pending
-                        && let Err(f) =
-                            mirror_secrets(ctx, r, &target, &spec, cluster.is_some(), &m).await?
+                        && let Err(f) = mirror_secrets(ctx, r, &target, &s, &m).await?
                     {
                         blocker = Some(f);
                     }
                     mirror = Some(m);
                 }
                 if blocker.is_none() {
-                    store = Some(StoreTarget::from_spec(&spec, mirror.as_deref()));
+                    store = Some(StoreTarget::from_spec(&s.spec, mirror.as_deref()));
                 }
             }
-            Some(_) => {}
+            _ => {
+                // The copy of the credentials goes with the right to use them.
+                mirror = Some(plan::mirror_name(&name));
+            }
         }
     }
     let lp = by_uid(r);
@@ -538,14 +423,8 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
     });
     let finished_now = plan.finished;
     apply(r, &target, &plan, ctx).await?;
-    let finished = finished_now.is_some() || phase.is_finished();
-    if finished && cross {
-        ignore_gone(
-            Api::<RoleBinding>::namespaced(client.clone(), &ns)
-                .delete(&progress_binding(r), &DeleteParams::background())
-                .await
-                .map(drop),
-        )?;
+    if finished_now.is_some() && r.spec.manifests.is_some() && exists {
+        rbac::unbind(ctx, &target, &binding_run(r), &[Grant::RestoreManifests]).await?;
     }
     if let Some(result) = finished_now {
         tracing::info!(restore = %name, result = result.as_str(), "restore finished");
@@ -586,7 +465,6 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
     }
     let mut current = r.status.clone().unwrap_or_default();
     current.progress.clear();
-    current.row_counts.clear();
     if current != plan.status {
         apply_own_status(client, r, &plan.status).await?;
     }

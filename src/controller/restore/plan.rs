@@ -38,8 +38,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::controller::backup::plan::{
-    PlannedEvent, job_failure_reason, job_finished, pod_result, stuck_pod,
+use crate::controller::PlannedEvent;
+use crate::controller::access::observe::{
+    has_pod, job_failure_reason, job_finished, pod_result, stuck_pod,
 };
 use crate::controller::conditions::{self, Desired};
 use crate::crd::backup::{Backup, BackupPhase, SourceKind, SourcePhase, SourceResult};
@@ -48,7 +49,7 @@ use crate::crd::common::{DatabaseCredentialsRef, Failure, condition};
 use crate::crd::labels;
 use crate::crd::restore::{
     ALLOW_RESTORE_FROM, DatabaseRestore, Restore, RestorePhase, RestorePointRef, RestoreStatus,
-    RestoredDatabase, RestoredManifests, RestoredSource,
+    RestoredDatabase, RestoredManifests, RestoredSource, RowCounts,
 };
 use crate::jobs::mover::{self, DataMount, MoverJob, StoreTarget};
 use crate::jobs::result::MoverResult;
@@ -82,6 +83,7 @@ const PULL_REASONS: &[&str] = &["ErrImagePull", "ImagePullBackOff"];
 /// Mover failures that no retry of the pod can fix: the unit fails at the first one.
 const PERMANENT: &[&str] = &[
     "SnapshotMissing",
+    "SnapshotNotAllowed",
     "TargetExists",
     "TargetNotFound",
     "InvalidInput",
@@ -510,10 +512,9 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         status: r.status.clone().unwrap_or_default(),
         ..Plan::default()
     };
-    // Movers own `progress` and `rowCounts`; never write them back (a stale copy could
-    // clobber theirs, and server-side apply would claim them).
+    // Nothing writes `progress` any more (movers write no status); an old object's stale
+    // entries are not carried over.
     p.status.progress.clear();
-    p.status.row_counts.clear();
     let phase = p.status.phase.unwrap_or_default();
     if phase.is_finished() {
         // The record of a finished restore never changes, not even for a later spec edit.
@@ -547,6 +548,22 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         .as_ref()
         .and_then(|rp| o.backups.iter().find(|b| b.name_any() == rp.backup));
     let mut sources = std::mem::take(&mut p.status.sources);
+    if let (None, Some(f)) = (&o.store, &o.start_blocker) {
+        // The namespace may no longer use the store (or it is gone): no mover goes on
+        // with its credentials. Finished movers still count; units without a mover fail
+        // below, where a new one would start.
+        for entry in sources.iter_mut().filter(|s| !terminal(s.phase)) {
+            let job = job_name(&r.name_any(), entry.kind, &entry.name);
+            let running = o
+                .jobs
+                .iter()
+                .any(|j| j.name_any() == job && job_finished(j).is_none());
+            if running {
+                p.delete_jobs.push(job);
+                fail(o, entry, f.clone(), &mut p);
+            }
+        }
+    }
     for i in 0..sources.len() {
         if terminal(sources[i].phase) {
             continue;
@@ -604,6 +621,16 @@ fn start(o: &Observed<'_>, p: &mut Plan) -> Start {
     let backup = match resolve_point(r, o.backups) {
         Resolution::Found(b) => b,
         Resolution::Wait(m) => return Start::Waiting(m),
+        // No restore point because there is no such policy: say that, not "no Backup".
+        Resolution::Missing(_)
+            if o.policy.is_none()
+                && let Some(p) = &r.spec.source.policy_ref =>
+        {
+            return Start::Failed(failure(
+                "PolicyNotFound",
+                format!("BackupPolicy {:?} does not exist in this namespace", p.name),
+            ));
+        }
         Resolution::Missing(f) => return Start::Failed(f),
     };
     let Some(policy) = o.policy else {
@@ -990,10 +1017,7 @@ fn advance(
 /// ResourceQuota that wants requests and limits, a policy engine), which a Job only
 /// reports as Events.
 fn no_pod(o: &Observed<'_>, job: &Job, name: &str) -> Option<Failure> {
-    let has_pod = o
-        .pods
-        .iter()
-        .any(|p| p.labels().get("job-name").map(String::as_str) == Some(name));
+    let has_pod = has_pod(o.pods, job);
     let created = job.metadata.creation_timestamp.as_ref()?.0;
     let age = Duration::try_from(o.now.duration_since(created)).unwrap_or(Duration::ZERO);
     (!has_pod && age >= POD_CREATE_TIMEOUT).then(|| {
@@ -1063,9 +1087,17 @@ fn observe_job(
     p: &mut Plan,
 ) {
     match job_finished(job) {
-        Some(true) => match pod_result(o.pods, name, true) {
+        Some(true) => match pod_result(o.pods, job, true) {
             Some((Some(r), _)) if r.failure.is_none() => {
                 record_result(o, entry, &r);
+                // The per-table counts, when they fit in the termination message.
+                if let Some(counts) = r
+                    .details
+                    .get("rowCounts")
+                    .and_then(|v| serde_json::from_value::<RowCounts>(v.clone()).ok())
+                {
+                    p.status.row_counts.insert(entry.name.clone(), counts);
+                }
                 entry.phase = SourcePhase::Succeeded;
                 event(p, false, "SourceRestored", restored_note(entry));
                 if let Some(db) = &entry.database
@@ -1094,7 +1126,7 @@ fn observe_job(
             ),
         },
         Some(false) => {
-            let f = match pod_result(o.pods, name, false) {
+            let f = match pod_result(o.pods, job, false) {
                 Some((Some(r), _)) if r.failure.is_some() => {
                     record_result(o, entry, &r);
                     r.failure.clone().expect("checked")
@@ -1109,13 +1141,13 @@ fn observe_job(
             fail(o, entry, f, p);
         }
         None => {
-            if let Some(f) = stuck_pod(o.pods, name) {
+            if let Some(f) = stuck_pod(o.pods, job) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
             } else if let Some(f) = no_pod(o, job, name) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
-            } else if let Some((Some(r), _)) = pod_result(o.pods, name, false)
+            } else if let Some((Some(r), _)) = pod_result(o.pods, job, false)
                 && let Some(f) = r
                     .failure
                     .clone()
@@ -1262,221 +1294,6 @@ fn restored_note(entry: &RestoredSource) -> String {
     }
 }
 
-/// Ensures the ephemeral server exists and says whether it is ready. Fails the unit
-/// with `DatabaseStartFailed` (and removes the server) when it cannot become ready.
-fn server_ready(
-    o: &Observed<'_>,
-    entry: &mut RestoredSource,
-    server: &str,
-    target: &str,
-    p: &mut Plan,
-) -> bool {
-    let db = entry.database.clone().unwrap_or_default();
-    let Some(deployment) = o.deployments.iter().find(|d| d.name_any() == server) else {
-        // First step (or the Deployment was removed by hand): the Secret keeps its
-        // password if it exists, the Service is recreated if missing.
-        p.create_secrets
-            .push(server_secret(o, entry, server, target, &o.fresh_password));
-        p.create_services
-            .push(server_service(o, entry, server, target));
-        p.create_deployments
-            .push(server_deployment(o, entry, server, target));
-        p.requeue = Some(Duration::from_secs(2));
-        return false;
-    };
-    let ready = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0)
-        >= 1;
-    if ready {
-        if db.server_ready_time.is_none() {
-            if let Some(d) = entry.database.as_mut() {
-                d.server_ready_time = Some(micro(o.now));
-            }
-            let took = entry
-                .start_time
-                .as_ref()
-                .map(|s| format!(" after {:.1}s", seconds_between(s, &micro(o.now))))
-                .unwrap_or_default();
-            event(
-                p,
-                false,
-                "DatabaseServerReady",
-                format!(
-                    "database {}: server {server} ({}) is ready{took}",
-                    entry.name,
-                    db.image.as_deref().unwrap_or("?")
-                ),
-            );
-        }
-        return true;
-    }
-    // Pods refused at admission (quota, policy) show only as a Deployment condition.
-    let refused = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-        })
-        .map(|c| {
-            format!(
-                "its pod is refused: {}",
-                c.message
-                    .clone()
-                    .unwrap_or_else(|| c.reason.clone().unwrap_or_default())
-            )
-        });
-    if let Some(msg) = refused {
-        fail(
-            o,
-            entry,
-            failure(
-                "DatabaseStartFailed",
-                format!(
-                    "ephemeral server {server} ({}): {msg}",
-                    db.image.as_deref().unwrap_or("?")
-                ),
-            ),
-            p,
-        );
-        p.delete_servers.push(server.to_string());
-        return false;
-    }
-    let since = entry.start_time.as_ref().map(|t| t.0).unwrap_or(o.now);
-    let waited = Duration::try_from(o.now.duration_since(since)).unwrap_or(Duration::ZERO);
-    let timeout = o
-        .restore
-        .spec
-        .databases
-        .iter()
-        .find(|d| d.source == entry.name)
-        .and_then(|d| d.ephemeral.as_ref())
-        .and_then(|e| e.startup_timeout.as_deref())
-        .and_then(|t| duration::parse(t).ok())
-        .unwrap_or(DEFAULT_STARTUP_TIMEOUT);
-    let (fatal, status) = server_pod_state(o, server, waited);
-    let why = match (fatal, waited >= timeout) {
-        (Some(f), _) => Some(f),
-        (None, true) => Some(format!(
-            "not ready after {}: {}",
-            duration::format(timeout),
-            status.unwrap_or_else(|| "no pod was created".into())
-        )),
-        (None, false) => None,
-    };
-    match why {
-        Some(msg) => {
-            fail(
-                o,
-                entry,
-                failure(
-                    "DatabaseStartFailed",
-                    format!(
-                        "ephemeral server {server} ({}): {msg}",
-                        db.image.as_deref().unwrap_or("?")
-                    ),
-                ),
-                p,
-            );
-            p.delete_servers.push(server.to_string());
-        }
-        None => p.requeue = Some(Duration::from_secs(3)),
-    }
-    false
-}
-
-/// The server pod's state: a reason it will never become ready (if any), and a summary
-/// for a timeout message.
-fn server_pod_state(
-    o: &Observed<'_>,
-    server: &str,
-    waited: Duration,
-) -> (Option<String>, Option<String>) {
-    let pod = o.pods.iter().find(|p| {
-        p.labels().get(labels::COMPONENT).map(String::as_str) == Some(SERVER_COMPONENT)
-            && p.labels().get(SERVER_LABEL).map(String::as_str) == Some(server)
-    });
-    let Some(pod) = pod else {
-        return (None, None);
-    };
-    let st = pod.status.clone().unwrap_or_default();
-    if let Some(c) = st
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-    {
-        let msg = format!(
-            "pod {} cannot be scheduled: {}",
-            pod.name_any(),
-            c.message.clone().unwrap_or_default()
-        );
-        return (None, Some(msg));
-    }
-    let Some(c) = st.container_statuses.iter().flatten().next() else {
-        return (
-            None,
-            Some(format!(
-                "pod {} is {}",
-                pod.name_any(),
-                st.phase.unwrap_or_default()
-            )),
-        );
-    };
-    let waiting = c.state.as_ref().and_then(|s| s.waiting.clone());
-    if let Some(w) = &waiting {
-        let reason = w.reason.clone().unwrap_or_default();
-        let text = format!(
-            "{reason}: {}",
-            w.message
-                .clone()
-                .unwrap_or_else(|| "the container cannot start".into())
-        );
-        if FATAL_SERVER_REASONS.contains(&reason.as_str())
-            || (PULL_REASONS.contains(&reason.as_str()) && waited >= IMAGE_PULL_GRACE)
-        {
-            return (Some(text.clone()), Some(text));
-        }
-    }
-    let last = c
-        .last_state
-        .as_ref()
-        .and_then(|s| s.terminated.clone())
-        .map(|t| {
-            format!(
-                "exit code {}{}{}",
-                t.exit_code,
-                t.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
-                t.message
-                    .filter(|m| !m.is_empty())
-                    .map(|m| format!(": {}", m.trim()))
-                    .unwrap_or_default()
-            )
-        });
-    if c.restart_count >= MAX_SERVER_RESTARTS {
-        let msg = format!(
-            "crashed {} times; last {}",
-            c.restart_count,
-            last.clone().unwrap_or_else(|| "exit unknown".into())
-        );
-        return (Some(msg.clone()), Some(msg));
-    }
-    let summary = match (waiting, last) {
-        (Some(w), _) => format!(
-            "{}: {}",
-            w.reason.unwrap_or_default(),
-            w.message.unwrap_or_default()
-        ),
-        (None, Some(l)) => format!("restarted {} time(s), last {l}", c.restart_count),
-        (None, None) => format!("pod {} is running but not ready", pod.name_any()),
-    };
-    (None, Some(summary))
-}
-
 /// Sets the final phase, times and condition. `whole` fails the restore as a whole.
 fn finish(o: &Observed<'_>, p: &mut Plan, whole: Option<Failure>) {
     let now = o.now;
@@ -1562,11 +1379,13 @@ fn cleanup(o: &Observed<'_>, p: &mut Plan) {
 }
 
 mod build;
+mod server;
 pub use build::{SERVER_LABEL, STARTED_AT};
 use build::{
     database_job, manifests_job, server_deployment, server_secret, server_service, target_pvc,
     volume_job,
 };
+use server::server_ready;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -23,11 +22,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use self::plan::Outcome;
-use super::{Context, Error, Result, apply_status, error_policy, instrumented};
-use crate::crd::common::SecretKeyRef;
+use super::{Context, Error, Result, access, apply_status, error_policy, instrumented};
 use crate::crd::store::{
     BackupStore, BackupStoreSpec, ClusterBackupStore, InitializePolicy, StoreStatus,
 };
+use crate::jobs::mover::mirror_keys;
 
 /// A secret value that never prints.
 #[derive(Clone, Default)]
@@ -75,134 +74,39 @@ fn failed(reason: &'static str, message: String, transient: bool) -> Outcome {
     }
 }
 
-async fn secret_value(
-    client: &kube::Client,
-    default_ns: Option<&str>,
-    cluster: bool,
-    r: &SecretKeyRef,
-    optional: bool,
-) -> std::result::Result<Option<Sensitive>, Outcome> {
-    read_key(
-        client,
-        default_ns,
-        cluster,
-        &r.name,
-        r.namespace.as_deref(),
-        &r.key,
-        optional,
-    )
-    .await
-}
-
-async fn read_key(
-    client: &kube::Client,
-    default_ns: Option<&str>,
-    cluster: bool,
-    name: &str,
-    ns: Option<&str>,
-    key: &str,
-    optional: bool,
-) -> std::result::Result<Option<Sensitive>, Outcome> {
-    let ns = match (cluster, ns, default_ns) {
-        (true, Some(ns), _) => ns.to_string(),
-        // The CRD refuses this at admission; kept for stores stored before the rule.
-        (true, None, _) => {
-            return Err(failed(
-                "InvalidStore",
-                format!("Secret {name:?}: a ClusterBackupStore must name the Secret's namespace"),
-                false,
-            ));
-        }
-        (false, _, Some(own)) => own.to_string(),
-        (false, _, None) => unreachable!("namespaced stores have a namespace"),
-    };
-    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
-        .get_opt(name)
-        .await
-        .map_err(|e| {
-            failed(
-                "SecretNotReadable",
-                format!("Secret {ns}/{name}: {e}"),
-                true,
-            )
-        })?;
-    let Some(secret) = secret else {
-        return Err(failed(
-            "SecretNotFound",
-            format!("Secret {ns}/{name} does not exist"),
-            false,
-        ));
-    };
-    let value = secret.data.and_then(|mut d| d.remove(key));
-    match value {
-        Some(v) => Ok(Some(Sensitive(
-            String::from_utf8_lossy(&v.0)
-                .trim_end_matches('\n')
-                .to_string(),
-        ))),
-        None if optional => Ok(None),
-        None => Err(failed(
-            "SecretKeyNotFound",
-            format!("Secret {ns}/{name} has no key {key:?}"),
-            false,
-        )),
-    }
-}
-
-/// Resolves the Secrets of a store spec.
+/// Resolves the Secrets of a store through the store-access kernel (which refuses a
+/// namespaced store's reference to another namespace, and ambient credentials where they
+/// are not allowed, before reading anything).
 async fn connection(
-    client: &kube::Client,
+    ctx: &Context,
     ns: Option<&str>,
-    cluster: bool,
+    name: &str,
     spec: &BackupStoreSpec,
 ) -> std::result::Result<Connection, Outcome> {
-    let password = secret_value(client, ns, cluster, &spec.repository_password, false)
-        .await?
-        .expect("required values are Some");
-    let (mut id, mut key, mut token) = (None, None, None);
-    if let Some(c) = &spec.s3.credentials {
-        id = read_key(
-            client,
-            ns,
-            cluster,
-            &c.name,
-            c.namespace.as_deref(),
-            c.access_key_id_key(),
-            false,
-        )
-        .await?;
-        key = read_key(
-            client,
-            ns,
-            cluster,
-            &c.name,
-            c.namespace.as_deref(),
-            c.secret_access_key_key(),
-            false,
-        )
-        .await?;
-        token = read_key(
-            client,
-            ns,
-            cluster,
-            &c.name,
-            c.namespace.as_deref(),
-            c.session_token_key(),
-            true,
-        )
-        .await?;
-    }
-    let ca_pem = match &spec.s3.ca_bundle {
-        Some(r) => secret_value(client, ns, cluster, r, false).await?,
-        None => None,
+    let store = access::Store {
+        name: name.to_string(),
+        scope: match ns {
+            Some(ns) => access::Scope::Namespaced(ns.to_string()),
+            None => access::Scope::Cluster,
+        },
+        spec: spec.clone(),
     };
+    let secrets = match access::read_secrets(&ctx.client, &ctx.config, &store).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(r)) => {
+            let transient = r.transient();
+            return Err(failed(r.reason, r.message, transient));
+        }
+        Err(e) => return Err(failed("SecretNotReadable", e.to_string(), true)),
+    };
+    let value = |key: &str| secrets.text(key).map(Sensitive);
     Ok(Connection {
         spec: spec.clone(),
-        access_key_id: id,
-        secret_access_key: key,
-        session_token: token,
-        ca_pem,
-        password,
+        access_key_id: value(mirror_keys::ACCESS_KEY_ID),
+        secret_access_key: value(mirror_keys::SECRET_ACCESS_KEY),
+        session_token: value(mirror_keys::SESSION_TOKEN),
+        ca_pem: value(mirror_keys::CA),
+        password: value(mirror_keys::PASSWORD).unwrap_or_default(),
     })
 }
 
@@ -320,14 +224,13 @@ where
     let ctx = sc.ctx.clone();
     instrumented(K::CONTROLLER, store.as_ref(), &ctx, async {
         let ns = store.namespace();
-        let cluster = ns.is_none();
         let spec = store.spec();
         let now = Timestamp::now();
         let interval = ctx.config.store_probe_interval;
         if let Some(wait) = recently_verified(store.as_ref(), now, interval) {
             return Ok(Action::requeue(wait));
         }
-        let outcome = match connection(&ctx.client, ns.as_deref(), cluster, spec).await {
+        let outcome = match connection(&ctx, ns.as_deref(), &store.name_any(), spec).await {
             Ok(conn) => {
                 probe(
                     &sc.probe_slots,

@@ -85,6 +85,19 @@ pub(crate) enum MoverCommand {
     Verify(VerifyRepository),
 }
 
+impl MoverCommand {
+    /// Whether the mover talks to the API server: only manifest movers (they read or write
+    /// the namespace's objects, through a RoleBinding of their run). The others get no
+    /// ServiceAccount token at all.
+    pub(crate) fn needs_api(&self) -> bool {
+        matches!(
+            self,
+            MoverCommand::Backup(BackupCommand::Manifests(_))
+                | MoverCommand::Restore(RestoreCommand::Manifests(_))
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum BackupCommand {
     Volume(BackupVolume),
@@ -165,8 +178,10 @@ pub(crate) enum RestoreCommand {
 /// The run a restore mover works for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RestoreRun {
-    /// The Restore: progress and row counts are reported on its status.
+    /// The Restore (for the mover's log).
     pub(crate) restore: NamespacedName,
+    /// The restore point's policy: the snapshot must carry its `policy=NS/NAME` tag.
+    pub(crate) policy: NamespacedName,
     /// ID of the snapshot to restore.
     pub(crate) snapshot: String,
     /// Source name (the status entry and progress key).
@@ -291,6 +306,9 @@ pub(crate) struct CheckHttp {
 pub(crate) struct WriteReport {
     /// The DrillRun.
     pub(crate) run: NamespacedName,
+    /// The run's record as the controller read it from the API (a JSON DrillRun, mounted
+    /// from a ConfigMap): the mover reads nothing from the API itself.
+    pub(crate) record: std::path::PathBuf,
 }
 
 /// Check a store's repository: its structure, and the data of a subset of its packs.
@@ -403,6 +421,7 @@ impl Argv {
 
     fn restore_run(&mut self, r: &RestoreRun) {
         self.value("restore", &r.restore);
+        self.value("policy", &r.policy);
         self.value("snapshot", &r.snapshot);
         self.value("source", &r.source);
     }
@@ -537,6 +556,7 @@ impl MoverCommand {
             MoverCommand::Report(c) => {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
+                a.path("record", &c.record);
                 a
             }
             MoverCommand::Verify(c) => {

@@ -145,22 +145,38 @@ fn scale_to_zero_touches_replicated_workloads_only() {
 }
 
 #[test]
-fn role_binding_subjects_follow_the_namespace() {
-    let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-    "metadata": {"name": "rb", "namespace": "shop"},
-    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
-    "subjects": [
+fn into_another_namespace_a_role_binding_keeps_only_the_namespaces_own_accounts() {
+    let rb = |subjects: serde_json::Value| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "rb", "namespace": "shop"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+        "subjects": subjects})
+    };
+    let mixed = rb(json!([
         {"kind": "ServiceAccount", "name": "app", "namespace": "shop"},
         {"kind": "ServiceAccount", "name": "mon", "namespace": "monitoring"},
-        {"kind": "User", "name": "alice"}
-    ]});
-    let v = applied(transform(rb, "shop-copy", &TransformOptions::default()));
-    assert_eq!(v["subjects"][0]["namespace"], "shop-copy");
+        {"kind": "User", "name": "alice"},
+        {"kind": "Group", "name": "shop-admins"}
+    ]));
+    let v = applied(transform(
+        mixed.clone(),
+        "shop-copy",
+        &TransformOptions::default(),
+    ));
     assert_eq!(
-        v["subjects"][1]["namespace"], "monitoring",
-        "other namespaces untouched"
+        v["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "app", "namespace": "shop-copy"}]),
+        "foreign subjects (other namespaces' accounts, users, groups) are dropped"
     );
-    assert!(v["subjects"][2].get("namespace").is_none());
+    // In its own namespace a binding comes back as it was saved.
+    let same = applied(transform(mixed, "shop", &TransformOptions::default()));
+    assert_eq!(same["subjects"].as_array().unwrap().len(), 4);
+    // A binding left without subjects is not restored at all.
+    let foreign = rb(json!([{"kind": "User", "name": "alice"}]));
+    assert!(matches!(
+        transform(foreign, "shop-copy", &TransformOptions::default()),
+        Ok(Disposition::Drop(_))
+    ));
 }
 
 #[test]
@@ -329,4 +345,33 @@ fn restore_targets_follow_the_dump_scope() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(names, ["a", "b"]);
+}
+
+fn tagged(tags: &[&str]) -> crate::repo::SnapshotInfo {
+    serde_json::from_value(serde_json::json!({
+        "id": "ab".repeat(32), "short_id": "abababab", "time": "2026-12-07T10:00:00+00:00",
+        "hostname": "shop", "paths": ["/data"], "tags": tags, "tree": "cd".repeat(32),
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_restore_opens_only_snapshots_of_its_restore_points_policy() {
+    use crate::jobs::mover::command::NamespacedName;
+    let own = NamespacedName::new("shop", "app");
+    let mine = tagged(&["lifeboat", "policy=shop/app", "source=volume/data"]);
+    assert!(super::of_policy(&mine, &own).is_ok());
+    // Another namespace's snapshot in a shared repository, read from a forged record.
+    let theirs = tagged(&["lifeboat", "policy=bank/ledger", "source=volume/data"]);
+    let e = super::of_policy(&theirs, &own).unwrap_err();
+    assert_eq!(e.category(), "SnapshotNotAllowed");
+    assert!(
+        e.to_string().contains("policy bank/ledger, not shop/app"),
+        "{e}"
+    );
+    let untagged = tagged(&["manual"]);
+    assert_eq!(
+        super::of_policy(&untagged, &own).unwrap_err().category(),
+        "SnapshotNotAllowed"
+    );
 }

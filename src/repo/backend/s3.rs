@@ -234,6 +234,19 @@ impl S3Store {
 
     /// Replaces a code-less HEAD error by the error of a 1-byte GET of the same object,
     /// whose body names the S3 error code (SignatureDoesNotMatch, InvalidAccessKeyId, ...).
+    /// A missing bucket's error names it: the server's own message ("The specified bucket
+    /// does not exist") does not, and a store's status must say which one to create.
+    fn bucket_named(&self, mut e: StoreError) -> StoreError {
+        if e.kind == StoreErrorKind::NoSuchBucket {
+            e.message = format!(
+                "bucket {:?} does not exist ({})",
+                self.config.bucket,
+                self.config.location()
+            );
+        }
+        e
+    }
+
     fn diagnose(&self, path: &str, head_err: StoreError) -> StoreError {
         let res = self.block_on(
             self.client
@@ -663,7 +676,7 @@ impl ObjectStore for S3Store {
                         .map(|_| ())
                         .map_err(|e| sdk_error("CREATE-BUCKET", "", e))
                 } else {
-                    Err(err)
+                    Err(self.bucket_named(err))
                 }
             }
         }
@@ -678,7 +691,7 @@ impl ObjectStore for S3Store {
                     StoreErrorKind::AccessDenied | StoreErrorKind::Auth => {
                         Err(self.diagnose("config", err))
                     }
-                    _ => Err(err),
+                    _ => Err(self.bucket_named(err)),
                 }
             }
         }
@@ -697,7 +710,7 @@ impl ObjectStore for S3Store {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| sdk_error("LIST", dir, e))?;
+                let page = page.map_err(|e| self.bucket_named(sdk_error("LIST", dir, e)))?;
                 for obj in page.contents() {
                     let Some(key) = obj.key() else { continue };
                     let Some(name) = key.strip_prefix(&prefix) else {

@@ -2,6 +2,7 @@
 //! reconcile would see at one step of a run.
 
 use super::*;
+use crate::controller::access::observe::testing::{owned_by, uid};
 use crate::crd::backup::{BackupSpec, PolicyRef};
 use crate::crd::backup_policy::{
     BackupPolicySpec, DatabaseEngine, Sources, StoreRef, VolumeSource,
@@ -133,6 +134,7 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            uid: Some(uid(name)),
             ..ObjectMeta::default()
         },
         spec: None,
@@ -151,6 +153,10 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
 }
 
 fn pod(job: &str, phase: &str, terminated: Option<(i32, String)>, waiting: Option<&str>) -> Pod {
+    owned_by(pod_of(job, phase, terminated, waiting), job)
+}
+
+fn pod_of(job: &str, phase: &str, terminated: Option<(i32, String)>, waiting: Option<&str>) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(format!("{job}-x")),
@@ -651,94 +657,6 @@ fn snapshot_errors_and_timeouts_fail_the_volume_and_clean_up() {
 }
 
 #[test]
-fn a_blocked_start_fails_the_run_with_the_reason_and_creates_nothing() {
-    let mut w = World::new(CopyMethod::Snapshot, None);
-    w.blocker = Some(failure("StoreNotReady", "BucketNotFound: NoSuchBucket"));
-    let p = w.step();
-    assert_eq!(p.status.phase, Some(BackupPhase::Failed));
-    assert_eq!(p.status.failure.as_ref().unwrap().reason, "StoreNotReady");
-    assert!(p.create_jobs.is_empty() && p.create_snapshots.is_empty());
-    assert!(
-        p.events
-            .iter()
-            .any(|e| e.reason == "BackupFailed" && e.note.contains("BucketNotFound"))
-    );
-    // A missing PVC at start is just as precise.
-    let mut w = World::new(CopyMethod::Snapshot, None);
-    w.pvcs.clear();
-    let p = w.step();
-    assert_eq!(p.status.failure.as_ref().unwrap().reason, "PVCNotFound");
-}
-
-#[test]
-fn retention_runs_once_per_repository_after_success() {
-    let mut w = World::new(CopyMethod::Direct, None);
-    w.policy.spec.retention = Retention {
-        keep_last: Some(3),
-        keep_daily: Some(7),
-        ..Retention::default()
-    };
-    w.step();
-    w.jobs = vec![
-        job(VOL_JOB, Some((true, ""))),
-        job(DB_JOB, Some((true, ""))),
-    ];
-    w.pods = vec![
-        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
-        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
-    ];
-    w.busy = true;
-    let p = w.step();
-    assert_eq!(p.status.phase, Some(BackupPhase::Succeeded));
-    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
-    assert_eq!(c.reason, "Waiting");
-    assert!(p.create_jobs.is_empty());
-    w.busy = false;
-    let p = w.step();
-    let rj = p
-        .create_jobs
-        .iter()
-        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
-        .unwrap();
-    assert_eq!(
-        rj.labels().get(labels::REPOSITORY).map(String::as_str),
-        Some("repo1")
-    );
-    let args = rj
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap()
-        .join(" ");
-    assert!(
-        args.contains("mover retention --policy shop/orders --keep-last 3 --keep-daily 7"),
-        "{args}"
-    );
-    let rname = retention_job_name("orders-202601010010");
-    w.jobs.push(job(&rname, Some((true, ""))));
-    let mut r = MoverResult {
-        v: RESULT_VERSION,
-        ..MoverResult::default()
-    };
-    r.details.insert("forgotten".into(), serde_json::json!(2));
-    w.pods
-        .push(pod(&rname, "Succeeded", Some((0, r.to_message())), None));
-    let p = w.step();
-    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Applied"));
-    assert!(c.message.contains("forgot 2"));
-    // Applied is final: no second maintenance Job later.
-    assert!(w.plan().create_jobs.is_empty());
-}
-
-#[test]
 fn human_sizes() {
     assert_eq!(human_bytes(0), "0 B");
     assert_eq!(human_bytes(1536), "1.5 KiB");
@@ -819,4 +737,21 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
         .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
         .expect("a retention Job");
     assert_job("retention", rj);
+}
+
+mod store;
+
+#[test]
+fn retention_says_pruned_only_when_it_pruned() {
+    assert_eq!(
+        retention_message(Some(0), None),
+        "every snapshot is still kept by the rules: nothing forgotten, no prune"
+    );
+    let m = retention_message(Some(2), Some(3 * 1024 * 1024));
+    assert!(m.starts_with("forgot 2 snapshot(s) and pruned 3"), "{m}");
+    assert_eq!(
+        retention_message(Some(1), None),
+        "forgot 1 snapshot(s) and pruned unreferenced data"
+    );
+    assert!(retention_message(None, None).contains("no figures"));
 }

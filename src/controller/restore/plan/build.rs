@@ -350,6 +350,13 @@ pub(super) fn common_job(
         .as_deref()
         .and_then(|d| duration::parse(d).ok())
         .unwrap_or(DEFAULT_DEADLINE);
+    // Into another namespace the source policy's choices do not travel: the target runs
+    // the installation's image, on its own default placement (a policy's author may not
+    // pick what runs, or where, in a namespace that only invited a restore).
+    let mover_spec = match foreign(o, target) {
+        None => policy.spec.mover.clone(),
+        Some(_) => Default::default(),
+    };
     let mut labels = labels_for(r, &policy.name_any(), "mover", Some(&entry.name));
     // Into a drill sandbox: the token that lets the mover through its NetworkPolicy.
     if let Some(t) = o.target_namespace.and_then(jobs::sandbox_token_of) {
@@ -362,9 +369,7 @@ pub(super) fn common_job(
         owner: r
             .controller_owner_ref(&())
             .expect("a stored Restore has a name and uid"),
-        image: policy
-            .spec
-            .mover
+        image: mover_spec
             .image
             .clone()
             .unwrap_or_else(|| o.config.mover_image.clone()),
@@ -375,10 +380,10 @@ pub(super) fn common_job(
         store: store.clone(),
         mounts: vec![],
         node_name: None,
-        // The policy's placement applies to its restores too: the nodes that may
-        // reach the store are the same in both directions.
-        node_selector: policy.spec.mover.node_selector.clone(),
-        tolerations: policy.spec.mover.tolerations.clone(),
+        // In its own namespace the policy's placement applies to its restores too: the
+        // nodes that may reach the store are the same in both directions.
+        node_selector: mover_spec.node_selector.clone(),
+        tolerations: mover_spec.tolerations.clone(),
         active_deadline_seconds: deadline.as_secs().max(1) as i64,
         // Every restore mover can resume: a volume keeps its marker, a database its
         // empty target, manifests re-apply their own objects.
@@ -388,11 +393,35 @@ pub(super) fn common_job(
     }
 }
 
+/// `Some(target)` when the Restore writes into another namespace than its own. A drill
+/// sandbox made for the Restore's namespace counts as its own: the same team's policy
+/// chose the image and placement, and a drill measures the restore as it would run.
+/// Only the controller labels a namespace as a sandbox (tenants cannot edit Namespaces).
+pub(super) fn foreign<'t>(o: &Observed<'_>, target: &'t str) -> Option<&'t str> {
+    let own = o.restore.namespace();
+    if own.as_deref() == Some(target) {
+        return None;
+    }
+    let own_sandbox = o.target_namespace.is_some_and(|ns| {
+        let label = |k: &str| ns.labels().get(k).map(String::as_str);
+        label(crate::crd::labels::SANDBOX) == Some("true")
+            && label(crate::crd::labels::MANAGED_BY) == Some(crate::crd::labels::MANAGER)
+            && ns
+                .annotations()
+                .get(crate::crd::restore::ALLOW_RESTORE_FROM)
+                .map(String::as_str)
+                == own.as_deref()
+    });
+    (!own_sandbox).then_some(target)
+}
+
 /// The run a restore mover reports to.
 fn restore_run(o: &Observed<'_>, entry: &RestoredSource) -> RestoreRun {
     let r = o.restore;
     RestoreRun {
         restore: NamespacedName::new(r.namespace().unwrap_or_default(), r.name_any()),
+        // The restore point's policy lives in the Restore's namespace.
+        policy: NamespacedName::new(r.namespace().unwrap_or_default(), policy_name(o)),
         snapshot: entry.snapshot_id.clone().unwrap_or_default(),
         source: entry.name.clone(),
     }
@@ -492,6 +521,7 @@ pub(super) fn database_job(
         .mover
         .image
         .clone()
+        .filter(|_| foreign(o, target).is_none())
         .unwrap_or_else(|| o.config.mover_db_image.clone());
     m.env = env;
     build_job(o, m, target)

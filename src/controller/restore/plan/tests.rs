@@ -3,6 +3,7 @@
 //! next reconcile would read it.
 
 use super::*;
+use crate::controller::access::observe::testing::{owned_by, uid};
 use crate::crd::backup::{BackedUpDatabase, BackedUpVolume, BackupSpec, BackupStatus, PolicyRef};
 use crate::crd::backup_policy::{BackupPolicySpec, DatabaseSource, Sources, StoreRef};
 use crate::crd::common::ScheduleSpec;
@@ -174,6 +175,7 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
     Job {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            uid: Some(uid(name)),
             ..ObjectMeta::default()
         },
         spec: None,
@@ -192,6 +194,10 @@ fn job(name: &str, finished: Option<(bool, &str)>) -> Job {
 }
 
 fn mover_pod(job: &str, phase: &str, message: Option<String>, waiting: Option<&str>) -> Pod {
+    owned_by(mover_pod_of(job, phase, message, waiting), job)
+}
+
+fn mover_pod_of(job: &str, phase: &str, message: Option<String>, waiting: Option<&str>) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some(format!("{job}-x")),
@@ -459,6 +465,28 @@ fn a_missing_backup_fails_precisely_and_writes_nothing() {
 }
 
 #[test]
+fn a_policy_that_does_not_exist_is_named_as_such() {
+    let spec = RestoreSpec {
+        source: RestoreSource {
+            policy_ref: Some(LocalRef {
+                name: "ghost".into(),
+            }),
+            ..RestoreSource::default()
+        },
+        ..RestoreSpec::default()
+    };
+    let mut w = World::new(spec.clone());
+    w.policy = None;
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("PolicyNotFound"));
+    assert!(p.status.failure.unwrap().message.contains("\"ghost\""));
+    // The policy exists but has no Backup: that is a missing restore point.
+    let mut w = World::new(spec);
+    w.backups.clear();
+    assert_eq!(reason(&w.step()).as_deref(), Some("RestorePointNotFound"));
+}
+
+#[test]
 fn a_backup_still_running_is_waited_for() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
@@ -676,6 +704,51 @@ fn another_namespace_must_exist_and_invite_the_restore() {
 }
 
 #[test]
+fn another_namespace_gets_the_installations_mover_but_the_drills_own_sandbox_the_policys() {
+    use crate::crd::labels;
+    let db_image = |w: &mut World| {
+        let mut policy = w.policy.clone().unwrap();
+        policy.spec.mover.image = Some("registry.example/team-mover:1".into());
+        w.policy = Some(policy);
+        w.step();
+        w.deployments = vec![deployment(SERVER, 1)];
+        w.now = ts("2026-01-01T00:10:44Z");
+        let p = w.step();
+        let j = p
+            .create_jobs
+            .iter()
+            .find(|j| j.name_any() == DB_JOB)
+            .cloned();
+        j.map(|j| pod_spec(&j).containers[0].image.clone().unwrap())
+    };
+    // An inviting namespace: the installation's image, whatever the policy says.
+    let mut w = ephemeral_only();
+    let image = db_image(&mut w).unwrap();
+    assert_eq!(image, w.config.mover_db_image);
+    // A sandbox the controller made for this namespace: the policy's own choice.
+    let mut w = ephemeral_only();
+    let ns = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    ns.metadata.labels = Some(BTreeMap::from([
+        (labels::SANDBOX.into(), "true".into()),
+        (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+    ]));
+    assert_eq!(db_image(&mut w).unwrap(), "registry.example/team-mover:1");
+    // The sandbox label without the controller's manager label is just another namespace.
+    let mut w = ephemeral_only();
+    let ns = w
+        .namespaces
+        .iter_mut()
+        .find(|n| n.name_any() == "shop-copy")
+        .unwrap();
+    ns.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    assert_eq!(db_image(&mut w).unwrap(), w.config.mover_db_image);
+}
+
+#[test]
 fn an_uninvited_target_fails_the_restore_and_creates_nothing() {
     let mut w = World::everything();
     w.restore.spec.target_namespace = Some("prod".into());
@@ -743,7 +816,7 @@ fn a_volume_is_restored_into_a_new_pvc_shaped_like_the_source() {
     );
     let a = args(j);
     assert!(
-        a.starts_with("mover restore volume --target /data --restore shop/r1 --snapshot vvvv1111 --source data"),
+        a.starts_with("mover restore volume --target /data --restore shop/r1 --policy shop/app --snapshot vvvv1111 --source data"),
         "{a}"
     );
     let pod = pod_spec(j);
@@ -1015,18 +1088,6 @@ fn a_spec_selecting_nothing_fails_with_nothing_to_restore() {
     assert_eq!(reason(&w.step()).as_deref(), Some("NothingToRestore"));
 }
 
-#[test]
-fn a_blocked_store_or_missing_policy_fails_the_start() {
-    let mut w = World::everything();
-    w.blocker = Some(failure("StoreNotReady", "BucketNotFound: NoSuchBucket"));
-    let p = w.step();
-    assert_eq!(reason(&p).as_deref(), Some("StoreNotReady"));
-    assert!(p.create_jobs.is_empty());
-    let mut w = World::everything();
-    w.policy = None;
-    assert_eq!(reason(&w.step()).as_deref(), Some("PolicyNotFound"));
-}
-
 // ---------------------------------------------------------------------------------------
 // Databases
 
@@ -1139,7 +1200,7 @@ fn an_ephemeral_server_is_started_first_and_the_mover_follows_once_ready() {
     let a = args(j);
     assert!(
         a.starts_with(&format!(
-            "mover restore database --engine postgres --host {SERVER}.shop-copy.svc --port 5432 --database orders --create-database --no-owner --restore shop/r1 --snapshot dddd2222 --source pg"
+            "mover restore database --engine postgres --host {SERVER}.shop-copy.svc --port 5432 --database orders --create-database --no-owner --restore shop/r1 --policy shop/app --snapshot dddd2222 --source pg"
         )),
         "{a}"
     );
@@ -1404,7 +1465,7 @@ fn manifests_wait_until_every_volume_is_done() {
         .unwrap();
     let a = args(j);
     assert!(
-        a.starts_with("mover restore manifests --namespace shop --suppress-side-effects --restore shop/r1 --snapshot mmmm3333 --source manifests"),
+        a.starts_with("mover restore manifests --namespace shop --suppress-side-effects --restore shop/r1 --policy shop/app --snapshot mmmm3333 --source manifests"),
         "{a}"
     );
     assert_eq!(w.source("manifests").phase, SourcePhase::Running);
@@ -1652,20 +1713,6 @@ fn a_manifest_restore_that_applied_some_objects_reports_them_and_fails() {
 }
 
 #[test]
-fn a_vanished_job_fails_its_source_instead_of_running_forever() {
-    let mut w = World::new(RestoreSpec {
-        source: by_backup("app-1"),
-        ..RestoreSpec::default()
-    });
-    w.step();
-    w.target_pvcs = vec![pvc("data", "5Gi", true)];
-    let p = w.step();
-    let f = p.status.sources[0].failure.as_ref().unwrap();
-    assert_eq!(f.reason, "JobVanished");
-    assert_eq!(p.status.phase, Some(RestorePhase::Failed));
-}
-
-#[test]
 fn a_mover_that_cannot_start_fails_fast_with_the_kubelet_reason() {
     let mut w = World::new(RestoreSpec {
         source: by_backup("app-1"),
@@ -1903,6 +1950,7 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
     assert_job("restore-manifests", &find(&p, MAN_JOB));
 }
 
+mod store;
 #[test]
 fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
     let mut w = World::everything().elsewhere();

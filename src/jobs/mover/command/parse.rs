@@ -21,7 +21,12 @@ enum Arity {
 use Arity::{Many, One, Switch};
 
 const BACKUP_RUN: [(&str, Arity); 2] = [("policy", One), ("backup", One)];
-const RESTORE_RUN: [(&str, Arity); 3] = [("restore", One), ("snapshot", One), ("source", One)];
+const RESTORE_RUN: [(&str, Arity); 4] = [
+    ("restore", One),
+    ("policy", One),
+    ("snapshot", One),
+    ("source", One),
+];
 const DB_TARGET: [(&str, Arity); 4] = [
     ("engine", One),
     ("host", One),
@@ -168,6 +173,7 @@ impl Flags {
     fn restore_run(&mut self) -> Result<RestoreRun, ArgvError> {
         Ok(RestoreRun {
             restore: self.key("restore")?,
+            policy: self.key("policy")?,
             snapshot: self.one("snapshot")?,
             source: self.one("source")?,
         })
@@ -245,8 +251,11 @@ impl MoverCommand {
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
             "report" => {
-                let mut f = Flags::parse("report", rest, &[&[("run", One)]])?;
-                MoverCommand::Report(WriteReport { run: f.key("run")? })
+                let mut f = Flags::parse("report", rest, &[&[("run", One), ("record", One)]])?;
+                MoverCommand::Report(WriteReport {
+                    run: f.key("run")?,
+                    record: f.one("record")?.into(),
+                })
             }
             "verify" => {
                 let mut f = Flags::parse("verify", rest, &[&[("read-data-subset", One)]])?;

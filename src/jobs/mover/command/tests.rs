@@ -50,6 +50,7 @@ fn backup_run() -> BackupRun {
 fn restore_run() -> RestoreRun {
     RestoreRun {
         restore: NamespacedName::new("shop", "r1"),
+        policy: NamespacedName::new("shop", "app"),
         snapshot: "0123abcd".into(),
         source: "data".into(),
     }
@@ -236,6 +237,7 @@ fn samples() -> Vec<MoverCommand> {
         })),
         M::Report(WriteReport {
             run: NamespacedName::new("shop", "nightly-20260101"),
+            record: "/etc/lifeboat/record/drillrun.json".into(),
         }),
         M::Verify(VerifyRepository {
             read_data_subset: Some("2/7".into()),
@@ -311,6 +313,8 @@ fn hand_written_forms_parse_too() {
         "Service",
         "--restore",
         "shop/r1",
+        "--policy",
+        "shop/app",
         "--snapshot",
         "ab",
         "--namespace",

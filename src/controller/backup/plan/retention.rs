@@ -1,0 +1,160 @@
+//! The retention step of a finished Backup: its mover Job (one per repository at a time)
+//! and its outcome, as the `RetentionApplied` condition and Event.
+
+use super::*;
+
+/// After a run with at least one new snapshot: forget + prune by the policy's retention,
+/// one maintenance Job per repository at a time.
+pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
+    let Some(policy) = o.policy else {
+        return;
+    };
+    let phase = p.status.phase.unwrap_or_default();
+    let r = &policy.spec.retention;
+    if r.is_empty() || !matches!(phase, BackupPhase::Succeeded | BackupPhase::PartiallyFailed) {
+        return;
+    }
+    if conditions::get(&p.status.conditions, RETENTION_APPLIED)
+        .is_some_and(|c| c.reason != "Waiting" && c.reason != "Running")
+    {
+        return;
+    }
+    let b = o.backup;
+    let name = retention_job_name(&b.name_any());
+    let generation = b.metadata.generation;
+    let set = |p: &mut Plan, status: bool, reason: &str, msg: String| {
+        conditions::set(
+            &mut p.status.conditions,
+            &Desired::new(RETENTION_APPLIED, status, reason, msg),
+            generation,
+            o.now,
+        );
+    };
+    let Some(store) = o.store.as_ref() else {
+        // The namespace may no longer use the store (or it is gone): retention cannot run
+        // for this run, and says why instead of waiting forever.
+        if let Some(f) = &o.start_blocker {
+            set(
+                p,
+                false,
+                "RetentionFailed",
+                format!("{}: {}", f.reason, f.message),
+            );
+            if o.jobs.iter().any(|j| j.name_any() == name) {
+                p.delete_jobs.push(name);
+            }
+        }
+        return;
+    };
+    match o.jobs.iter().find(|j| j.name_any() == name) {
+        Some(job) => match job_finished(job) {
+            Some(true) => {
+                let result = pod_result(o.pods, job, true).and_then(|(r, _)| r);
+                let detail = |k: &str| {
+                    result
+                        .as_ref()
+                        .and_then(|r| r.details.get(k).and_then(|v| v.as_u64()))
+                };
+                let msg = retention_message(detail("forgotten"), detail("bytesRemoved"));
+                set(p, true, "Applied", msg.clone());
+                p.events.push(PlannedEvent {
+                    warning: false,
+                    reason: "RetentionApplied",
+                    note: msg,
+                });
+            }
+            Some(false) => {
+                let f = pod_result(o.pods, job, false)
+                    .and_then(|(r, _)| r)
+                    .and_then(|r| r.failure)
+                    .unwrap_or_else(|| job_failure_reason(job));
+                set(
+                    p,
+                    false,
+                    "RetentionFailed",
+                    format!("{}: {}", f.reason, f.message),
+                );
+                p.events.push(PlannedEvent {
+                    warning: true,
+                    reason: "RetentionFailed",
+                    note: f.message,
+                });
+            }
+            None => {
+                set(
+                    p,
+                    false,
+                    "Running",
+                    format!("maintenance Job {name} is running"),
+                );
+                p.requeue = Some(Duration::from_secs(15));
+            }
+        },
+        None if o.maintenance_busy => {
+            set(
+                p,
+                false,
+                "Waiting",
+                "another maintenance Job is working on the repository".into(),
+            );
+            p.requeue = Some(Duration::from_secs(30));
+        }
+        None => {
+            let ns = b.namespace().unwrap_or_default();
+            let command = MoverCommand::Retention(ApplyRetention {
+                policy: NamespacedName::new(&ns, policy.name_any()),
+                backup: Some(b.name_any()),
+                keep: r.clone(),
+                dry_run: false,
+            });
+            p.create_jobs.push(mover::build(&MoverJob {
+                name: name.clone(),
+                namespace: ns,
+                labels: labels_for(b, None, "maintenance", Some(&store.identity)),
+                owner: owner(b),
+                image: policy
+                    .spec
+                    .mover
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| o.config.mover_image.clone()),
+                image_pull_policy: o.config.image_pull_policy.clone(),
+                service_account: o.config.mover_service_account.clone(),
+                command,
+                env: vec![],
+                store: store.clone(),
+                mounts: vec![],
+                node_name: None,
+                node_selector: policy.spec.mover.node_selector.clone(),
+                tolerations: policy.spec.mover.tolerations.clone(),
+                active_deadline_seconds: DEFAULT_DEADLINE.as_secs() as i64,
+                backoff_limit: 1,
+                resources: policy.spec.mover.resources.clone(),
+                privilege: Privilege::Unprivileged,
+            }));
+            set(
+                p,
+                false,
+                "Running",
+                format!("maintenance Job {name} started"),
+            );
+            p.requeue = Some(Duration::from_secs(15));
+        }
+    }
+}
+
+/// What a finished retention run did, as its condition and Event say it. The mover
+/// prunes only when it forgot something, so "pruned" is said only then.
+pub(crate) fn retention_message(forgotten: Option<u64>, bytes_removed: Option<u64>) -> String {
+    match (forgotten, bytes_removed) {
+        (Some(0), _) => {
+            "every snapshot is still kept by the rules: nothing forgotten, no prune".into()
+        }
+        (Some(n), Some(b)) => format!(
+            "forgot {n} snapshot(s) and pruned {} of unreferenced data",
+            human_bytes(b)
+        ),
+        (Some(n), None) => format!("forgot {n} snapshot(s) and pruned unreferenced data"),
+        (None, _) => "retention ran; its mover reported no figures".into(),
+    }
+}

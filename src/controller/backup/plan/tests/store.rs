@@ -1,0 +1,152 @@
+//! The run and its store: a start blocked by the store, retention after success, and a
+//! namespace that loses the store mid-run.
+
+use super::*;
+
+#[test]
+fn a_namespace_losing_the_store_mid_run_stops_its_movers_and_keeps_finished_results() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.step();
+    w.jobs = vec![job(VOL_JOB, None), job(DB_JOB, Some((true, "")))];
+    w.pods = vec![pod(
+        DB_JOB,
+        "Succeeded",
+        Some((0, ok_result("bbbb", 1))),
+        None,
+    )];
+    // The ClusterBackupStore's list no longer names the namespace: the kernel hands out
+    // no store, only the reason.
+    w.store = None;
+    w.blocker = Some(failure("StoreNotAllowed", "not any more"));
+    let p = w.step();
+    // The finished mover's snapshot still counts; the one at work stops.
+    assert_eq!(p.status.phase, Some(BackupPhase::PartiallyFailed));
+    let db = p.status.sources.iter().find(|s| s.name == "pg").unwrap();
+    assert_eq!(db.phase, SourcePhase::Succeeded);
+    let vol = p.status.sources.iter().find(|s| s.name == "data").unwrap();
+    assert_eq!(vol.failure.as_ref().unwrap().reason, "StoreNotAllowed");
+    assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
+    assert!(p.create_jobs.is_empty());
+}
+
+#[test]
+fn retention_of_a_run_whose_namespace_lost_the_store_fails_with_the_reason() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(3),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    w.busy = true;
+    assert_eq!(w.step().status.phase, Some(BackupPhase::Succeeded));
+    w.busy = false;
+    w.store = None;
+    w.blocker = Some(failure("StoreNotAllowed", "not any more"));
+    let p = w.step();
+    assert!(
+        p.create_jobs.is_empty(),
+        "no maintenance Job without the store"
+    );
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RetentionFailed")
+    );
+    assert!(c.message.starts_with("StoreNotAllowed"), "{}", c.message);
+}
+
+#[test]
+fn retention_runs_once_per_repository_after_success() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(3),
+        keep_daily: Some(7),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    w.busy = true;
+    let p = w.step();
+    assert_eq!(p.status.phase, Some(BackupPhase::Succeeded));
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(c.reason, "Waiting");
+    assert!(p.create_jobs.is_empty());
+    w.busy = false;
+    let p = w.step();
+    let rj = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
+        .unwrap();
+    assert_eq!(
+        rj.labels().get(labels::REPOSITORY).map(String::as_str),
+        Some("repo1")
+    );
+    let args = rj
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(
+        args.contains("mover retention --policy shop/orders --keep-last 3 --keep-daily 7"),
+        "{args}"
+    );
+    let rname = retention_job_name("orders-202601010010");
+    w.jobs.push(job(&rname, Some((true, ""))));
+    let mut r = MoverResult {
+        v: RESULT_VERSION,
+        ..MoverResult::default()
+    };
+    r.details.insert("forgotten".into(), serde_json::json!(2));
+    w.pods
+        .push(pod(&rname, "Succeeded", Some((0, r.to_message())), None));
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Applied"));
+    assert!(c.message.contains("forgot 2"));
+    // Applied is final: no second maintenance Job later.
+    assert!(w.plan().create_jobs.is_empty());
+}
+
+#[test]
+fn a_blocked_start_fails_the_run_with_the_reason_and_creates_nothing() {
+    let mut w = World::new(CopyMethod::Snapshot, None);
+    w.blocker = Some(failure("StoreNotReady", "BucketNotFound: NoSuchBucket"));
+    let p = w.step();
+    assert_eq!(p.status.phase, Some(BackupPhase::Failed));
+    assert_eq!(p.status.failure.as_ref().unwrap().reason, "StoreNotReady");
+    assert!(p.create_jobs.is_empty() && p.create_snapshots.is_empty());
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "BackupFailed" && e.note.contains("BucketNotFound"))
+    );
+    // A missing PVC at start is just as precise.
+    let mut w = World::new(CopyMethod::Snapshot, None);
+    w.pvcs.clear();
+    let p = w.step();
+    assert_eq!(p.status.failure.as_ref().unwrap().reason, "PVCNotFound");
+}
