@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{CliError, output::Output};
-use crate::mover::restore::{Disposition, TransformOptions, saved_files, transform};
+use crate::mover::restore::{Disposition, TransformOptions, load_saved, saved_files};
 
 /// `manifests` subcommands.
 #[derive(Subcommand, Debug)]
@@ -105,16 +105,9 @@ fn rewrite(a: &RewriteArgs) -> Result<RewriteReport, CliError> {
             file: file.clone(),
             reason,
         };
-        let text = std::fs::read_to_string(&path)
+        let loaded = load_saved(&path, &a.namespace, &opts)
             .map_err(|e| CliError::input(format!("reading {}: {e}", path.display())))?;
-        let value: Value = match serde_saphyr::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                report.refused.push(skip(format!("unreadable YAML: {e}")));
-                continue;
-            }
-        };
-        match transform(value, &a.namespace, &opts) {
+        match loaded {
             Ok(Disposition::Apply(v)) => {
                 write(&a.out.join(&file), &v)?;
                 report.written.push(file);

@@ -702,6 +702,22 @@ pub fn kind_selected(wanted: &[String], dir: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(dir) || (!w.contains('.') && w.eq_ignore_ascii_case(kind)))
 }
 
+/// Reads one saved manifest and rewrites it for `namespace`. `Ok(Err(why))`: the file
+/// holds nothing restorable (unreadable YAML, or what [`transform`] refuses); `Err`: the
+/// file could not be read at all. The restore mover and `lifeboat manifests rewrite`
+/// share it, so both treat a saved file alike.
+pub(crate) fn load_saved(
+    path: &Path,
+    namespace: &str,
+    opts: &TransformOptions,
+) -> std::io::Result<Result<Disposition, String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(match serde_saphyr::from_str::<Value>(&text) {
+        Ok(v) => transform(v, namespace, opts),
+        Err(e) => Err(format!("unreadable YAML: {e}")),
+    })
+}
+
 /// The saved YAML files under `root`: `(Kind[.group] directory, file)`, sorted.
 pub(crate) fn saved_files(root: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let io = |e: std::io::Error| Error::io(format!("reading {}", root.display()), e);
@@ -891,16 +907,9 @@ fn manifests(a: RestoreManifests, repo_args: &RepoAccess) -> Result<MoverResult,
             "{dir}/{}",
             path.file_stem().unwrap_or_default().to_string_lossy()
         );
-        let text = std::fs::read_to_string(&path)
+        let loaded = load_saved(&path, &namespace, &opts)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let value: Value = match serde_saphyr::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                failed.push(format!("{label}: unreadable YAML: {e}"));
-                continue;
-            }
-        };
-        match transform(value, &namespace, &opts) {
+        match loaded {
             Ok(Disposition::Apply(v)) => objects.push((label, v)),
             Ok(Disposition::Drop(why)) => {
                 tracing::info!(object = %label, why, "not restored");
