@@ -197,6 +197,50 @@ pub struct StoreStatus {
     /// `Ready`, `Reachable`, `Initialized`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// What the repository holds: its restore points by policy identity, read from the
+    /// snapshots' tags whichever cluster wrote them (refreshed with each probe).
+    pub catalog: Option<CatalogStatus>,
+}
+
+/// A summary of the restore points in a store's repository.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogStatus {
+    /// Snapshots in the repository.
+    pub snapshots: u64,
+    /// Of those, snapshots Lifeboat did not write (no `lifeboat` and `policy=` tags).
+    pub other_snapshots: u64,
+    /// Restore points (one per run of a policy identity).
+    pub restore_points: u64,
+    /// Policy identities (`namespace/policy`) with at least one restore point.
+    pub identities: u64,
+    /// The identities with the newest restore points, at most 50 (`identities` counts
+    /// them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<IdentitySummary>,
+    /// When the listing began.
+    pub list_time: Option<Time>,
+}
+
+/// The restore points of one policy identity.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySummary {
+    /// `namespace/policy` as the snapshots' `policy=` tag names it.
+    pub policy: String,
+    /// How many restore points the repository holds.
+    pub restore_points: u64,
+    /// The newest restore point's time.
+    pub newest: Time,
+    /// The oldest restore point's time.
+    pub oldest: Time,
+    /// The run (Backup name) of the newest restore point.
+    pub newest_backup: String,
+    /// The sources of the newest restore point, as `volume/data`, `database/pg`,
+    /// `manifests/shop`.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 impl ClusterBackupStoreSpec {

@@ -17,6 +17,7 @@
 //! Nothing is written to the target namespace before it is known to accept the restore
 //! (the caller gates its own writes with [`check_target`] too).
 
+use crate::controller::store::forgotten::{all_forgotten, forgotten_message};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -318,6 +319,7 @@ fn usable(b: &Backup) -> bool {
         st.and_then(|s| s.phase),
         Some(BackupPhase::Succeeded | BackupPhase::PartiallyFailed)
     ) && st.and_then(|s| s.restore_point_time.as_ref()).is_some()
+        && !all_forgotten(b)
 }
 
 /// Resolves `spec.source` among the namespace's Backups: a Backup by name, or the
@@ -342,6 +344,10 @@ pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
                 st.failure
                     .map(|f| format!(" ({}: {})", f.reason, f.message))
                     .unwrap_or_default()
+            )),
+            _ if all_forgotten(found) => Resolution::Missing(failure(
+                "SnapshotsForgotten",
+                format!("Backup {:?}: {}", b.name, forgotten_message(found)),
             )),
             _ if usable(found) => Resolution::Found(found),
             _ => missing(format!("Backup {:?} records no restore point time", b.name)),

@@ -556,6 +556,49 @@ fn a_policy_resolves_to_its_newest_usable_backup_at_or_before_the_time() {
     );
 }
 
+fn forget(b: &mut Backup) {
+    crate::controller::conditions::set(
+        &mut b.status.as_mut().unwrap().conditions,
+        &crate::controller::conditions::Desired::new(
+            crate::controller::store::forgotten::SNAPSHOTS_FORGOTTEN,
+            true,
+            "SnapshotsForgotten",
+            "the repository no longer holds every snapshot of this Backup",
+        ),
+        None,
+        ts(T0),
+    );
+}
+
+#[test]
+fn a_backup_whose_snapshots_were_forgotten_fails_with_that_reason_and_is_skipped() {
+    let mut old = backup("app-1", BackupPhase::Succeeded, "2026-01-01T01:00:00Z");
+    forget(&mut old);
+    let newer = backup("app-2", BackupPhase::Succeeded, "2026-01-01T02:00:00Z");
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.backups = vec![old.clone(), newer.clone()];
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("SnapshotsForgotten"));
+    assert!(p.create_jobs.is_empty());
+    // By policy and time: the forgotten one is no restore point, so none at 01:30.
+    let spec = RestoreSpec {
+        source: RestoreSource {
+            policy_ref: Some(LocalRef { name: "app".into() }),
+            point_in_time: Some("2026-01-01T01:30:00Z".into()),
+            ..RestoreSource::default()
+        },
+        ..RestoreSpec::default()
+    };
+    let all = vec![old, newer];
+    assert!(matches!(
+        resolve_point(&restore(spec), &all),
+        Resolution::Missing(f) if f.reason == "RestorePointNotFound"
+    ));
+}
+
 #[test]
 fn invalid_specs_fail_before_anything_is_written() {
     let cases: Vec<(&str, RestoreSpec)> = vec![
