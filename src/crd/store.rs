@@ -121,6 +121,12 @@ pub struct ClusterBackupStoreSpec {
     /// listed in `allowedNamespaces`. Checked on every run, so removing a label (or a name
     /// from the list) stops the namespace's runs that have not finished.
     pub allowed_namespace_selector: Option<LabelSelector>,
+    /// Namespaces (allowed to use the store) that may restore the restore points of
+    /// another namespace's policies from it (a Restore's `source.fromPolicy`); `*` for
+    /// every allowed namespace. A namespace may always restore its own namespace's
+    /// policies. Empty (the default): no namespace reads another's data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cross_namespace_restore: Vec<String>,
 }
 
 /// Bucket location and client settings.
@@ -253,9 +259,30 @@ impl ClusterBackupStoreSpec {
     }
 }
 
+impl ClusterBackupStoreSpec {
+    /// Whether `crossNamespaceRestore` lets `namespace` restore other namespaces'
+    /// restore points.
+    pub fn allows_cross_namespace_restore(&self, namespace: &str) -> bool {
+        self.cross_namespace_restore
+            .iter()
+            .any(|n| n == "*" || n == namespace)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_namespace_restores_only_where_the_store_says_so() {
+        let mut spec = ClusterBackupStoreSpec::default();
+        assert!(!spec.allows_cross_namespace_restore("prod"));
+        spec.cross_namespace_restore = vec!["dr".into()];
+        assert!(spec.allows_cross_namespace_restore("dr"));
+        assert!(!spec.allows_cross_namespace_restore("prod"));
+        spec.cross_namespace_restore = vec!["*".into()];
+        assert!(spec.allows_cross_namespace_restore("prod"));
+    }
 
     #[test]
     fn cluster_store_allows_listed_namespaces_only() {

@@ -335,12 +335,27 @@ where
             ctx.publish(store.as_ref(), ev, "Probe").await;
         }
         if status_worth_writing(store.status(), &p.status, now, interval) {
-            apply_status(
-                &K::api(ctx.client.clone(), ns.as_deref()),
-                &store.name_any(),
-                &p.status,
-            )
-            .await?;
+            let api = K::api(ctx.client.clone(), ns.as_deref());
+            // The catalog goes by merge patch: a controller upgraded before its CRDs (the
+            // upgrade test runs it so) must still write the rest, and server-side apply
+            // refuses a field the stored schema does not declare, where a merge patch's is
+            // pruned. The apply carries the stored catalog, so it never removes it.
+            let stored = store.status().and_then(|s| s.catalog.clone());
+            let fresh = p.status.catalog.clone();
+            let applied = StoreStatus {
+                catalog: stored.clone(),
+                ..p.status.clone()
+            };
+            apply_status(&api, &store.name_any(), &applied).await?;
+            if fresh.is_some() && fresh != stored {
+                let patch = serde_json::json!({ "status": { "catalog": fresh } });
+                api.patch_status(
+                    &store.name_any(),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
+            }
         }
         match p.not_ready {
             None => Ok(Action::requeue(p.requeue)),
