@@ -136,6 +136,26 @@ impl StoreCatalog {
         self.entries.len()
     }
 
+    /// What the cache holds on the heap, roughly (the map's slots and each entry's
+    /// strings), for the memory figures in docs/performance.md.
+    pub fn approx_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(String, Option<Entry>)>() + 8;
+        self.entries
+            .iter()
+            .map(|(id, e)| {
+                slot + id.capacity()
+                    + e.as_ref().map_or(0, |e| {
+                        e.id.capacity()
+                            + e.identity.capacity()
+                            + e.run.capacity()
+                            + e.source.capacity()
+                            + e.db_engine.as_ref().map_or(0, String::capacity)
+                            + e.db_name.as_ref().map_or(0, String::capacity)
+                    })
+            })
+            .sum()
+    }
+
     /// Restore points, by identity, oldest first within each.
     pub fn points(&self) -> BTreeMap<String, Vec<RestorePoint>> {
         let mut runs: BTreeMap<(String, String), Vec<&Entry>> = BTreeMap::new();
