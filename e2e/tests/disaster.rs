@@ -35,7 +35,7 @@ const LONG: Duration = Duration::from_secs(300);
 /// the restored namespace can check them without the source).
 const FILL: &str = "mkdir -p /data/app/logs && head -c 2000000 /dev/urandom > /data/app/blob.bin && \
     echo hello > /data/app/hello.txt && printf x > '/data/app/logs/a b.log' && \
-    cd /data && find . -type f | sort | xargs sha256sum > /data/SUMS";
+    cd /data && find . -type f -exec sha256sum {} + | sort -k2 > /tmp/SUMS && mv /tmp/SUMS /data/SUMS";
 
 /// The protected namespace: files, the database (from `Protected`), manifests labelled
 /// `app=web`, the policy `shop` and a successful Backup `b1`.
@@ -160,7 +160,8 @@ async fn a_deleted_namespace_comes_back_from_the_store_alone() -> anyhow::Result
     };
     let result = deleted_namespace(&p, &back, &b1).await;
     let _ = back.ns.delete().await;
-    p.cleanup().await?;
+    // The namespace is gone when the scenario passed: only the databases are left.
+    let _ = p.cleanup().await;
     result
 }
 
@@ -353,13 +354,13 @@ async fn forgotten(p: &Protected, b1: &Backup) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The catalog's cost for a repository of 1,000 Lifeboat snapshots in the environment's
+/// The catalog's cost for a repository of N Lifeboat snapshots in the environment's
 /// SeaweedFS, through the controller's own prober: a first listing (every snapshot file
 /// fetched and decoded once) and a refresh (one LIST, nothing fetched). Prints the
 /// figures docs/restore.md quotes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs e2e/local"]
-async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::Result<()> {
+async fn the_catalog_costs_one_list_per_refresh() -> anyhow::Result<()> {
     use lifeboat::controller::store::catalog::StoreCatalog;
     use lifeboat::controller::store::prober::RepoProber;
     use lifeboat::controller::store::{Connection, Prober, Sensitive};
@@ -368,7 +369,13 @@ async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::R
         InitOptions, Repo, RepoOptions, S3Config, S3Credentials, Secret, SnapshotMeta, Storage,
         StreamBackup, kdf,
     };
-    const N: usize = 1000;
+    // Writing the snapshots through the engine is the slow part here (each backup reads
+    // the growing index: 1,000 took over 14 minutes on the shared debug environment),
+    // not the catalog: 100 by default, LIFEBOAT_E2E_CATALOG_SNAPSHOTS for more.
+    let n: usize = std::env::var("LIFEBOAT_E2E_CATALOG_SNAPSHOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let bucket = format!("e2e-catalog-{:08x}", rand::random::<u32>());
     common::create_bucket(&bucket).await?;
     let runtime = tokio::runtime::Handle::current();
@@ -399,7 +406,7 @@ async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::R
             },
         )?;
         let made = Instant::now();
-        for i in 0..N {
+        for i in 0..n {
             let tags = vec![
                 "lifeboat".to_string(),
                 format!("policy=ns{}/daily", i % 10),
@@ -418,7 +425,7 @@ async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::R
                 },
             )?;
         }
-        eprintln!("{N} snapshots written in {:.1}s", made.elapsed().as_secs_f64());
+        eprintln!("{n} snapshots written in {:.1}s", made.elapsed().as_secs_f64());
         let prober = RepoProber {
             runtime,
             scratch: std::env::temp_dir(),
@@ -449,11 +456,11 @@ async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::R
             let l = listing
                 .context("no listing")?
                 .map_err(|e| anyhow::anyhow!(e))?;
-            ensure!(l.ids.len() == N, "{outcome:?}: {} ids", l.ids.len());
+            ensure!(l.ids.len() == n, "{outcome:?}: {} ids", l.ids.len());
             let decoded = l.new.len();
             catalog.update(&l.repository_id, &l.ids, &l.new, jiff::Timestamp::now());
             eprintln!(
-                "catalog {round}: {N} snapshots, {decoded} fetched and decoded, listing {:.2}s, with the opening (key derivation) {total:.2}s",
+                "catalog {round}: {n} snapshots, {decoded} fetched and decoded, listing {:.2}s, with the opening (key derivation) {total:.2}s",
                 l.seconds
             );
             if round == "refresh" {
@@ -461,11 +468,11 @@ async fn the_catalog_of_1000_snapshots_costs_one_list_per_refresh() -> anyhow::R
             }
         }
         let points: usize = catalog.points().values().map(Vec::len).sum();
-        ensure!(points == N, "{points} restore points");
+        ensure!(points == n, "{points} restore points");
         eprintln!(
-            "catalog memory: about {} KiB for {N} snapshots ({} bytes each); status summary {} bytes as JSON",
+            "catalog memory: about {} KiB for {n} snapshots ({} bytes each); status summary {} bytes as JSON",
             catalog.approx_bytes() / 1024,
-            catalog.approx_bytes() / N,
+            catalog.approx_bytes() / n,
             serde_json::to_vec(&catalog.summary())?.len()
         );
         Ok(())
