@@ -116,6 +116,16 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     if phase == DrillPhase::Completed {
         return Ok(Action::await_change());
     }
+    // Before its sandbox can exist, the run must be able to take it back. The patch
+    // wakes the run again (and a status write now would carry a stale version).
+    if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning)
+        && !run.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        let mut fins = run.finalizers().to_vec();
+        fins.push(FINALIZER.into());
+        set_finalizers(&ctx.client, run, fins).await?;
+        return Ok(Action::await_change());
+    }
     let client = &ctx.client;
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -331,7 +341,7 @@ async fn finalize(ctx: &Context, run: &DrillRun) -> Result<()> {
     {
         let ev = plan::PlannedEvent {
             warning: false,
-            reason: "SandboxDeleted",
+            reason: "SandboxRemoved",
             note: format!("deleted sandbox {name} of the deleted run"),
         };
         ctx.publish(run, &ev, "Drill").await;
@@ -345,13 +355,14 @@ async fn finalize(ctx: &Context, run: &DrillRun) -> Result<()> {
     set_finalizers(&ctx.client, run, fins).await
 }
 
-/// Reads the sandbox namespace again and refuses to go on unless it is this run's.
-async fn guard(client: &Client, run: &DrillRun, sandbox: &str) -> Result<()> {
+/// Reads the sandbox namespace again and refuses to go on unless it is this run's;
+/// returns its UID.
+async fn guard(client: &Client, run: &DrillRun, sandbox: &str) -> Result<Option<String>> {
     let ns = Api::<Namespace>::all(client.clone())
         .get_opt(sandbox)
         .await?;
     match plan::sandbox_state(ns.as_ref(), run) {
-        SandboxState::Ours { terminating: false } => Ok(()),
+        SandboxState::Ours { terminating: false } => Ok(ns.and_then(|n| n.metadata.uid)),
         other => Err(Error::Invalid {
             reason: "SandboxNotOwned",
             message: format!(
@@ -388,12 +399,6 @@ async fn apply(
     let mut status = plan.status.clone();
     if let Some(prov) = &plan.provision {
         let sandbox = prov.namespace.name_any();
-        // Before the sandbox exists, the run must be able to take it back.
-        if !run.finalizers().iter().any(|f| f == FINALIZER) {
-            let mut fins = run.finalizers().to_vec();
-            fins.push(FINALIZER.into());
-            set_finalizers(client, run, fins).await?;
-        }
         match Api::<Namespace>::all(client.clone())
             .create(&pp, &prov.namespace)
             .await
@@ -479,7 +484,20 @@ async fn apply(
         record_verified(client, &ns, run, v).await?;
     }
     if run.status.as_ref() != Some(&status) {
-        apply_own_status(client, run, &status).await?;
+        match apply_own_status(client, run, &status).await {
+            // The DrillRun CRD predates `status.sandboxUid` (the window of an upgrade in
+            // which the controller is new and the CRDs are not yet): record the rest.
+            // Until the CRDs are upgraded, only the run's own clean-up deletes its
+            // sandbox, by the UID it observed (docs/security.md, Open items).
+            Err(Error::Kube(kube::Error::Api(e)))
+                if status.sandbox_uid.is_some() && e.message.contains("sandboxUid") =>
+            {
+                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid not recorded");
+                status.sandbox_uid = None;
+                apply_own_status(client, run, &status).await?;
+            }
+            r => r?,
+        }
     }
     // Deletions and events come after the status write: what they remove is recorded
     // first, and a plan made from a stale object changes and emits nothing.
@@ -499,8 +517,8 @@ async fn apply(
     if let Some(sandbox) = &plan.delete_sandbox {
         // Never delete a namespace this run did not create: check again right before,
         // and delete only the UID the run recorded.
-        guard(client, run, sandbox).await?;
-        if let Some(uid) = &status.sandbox_uid {
+        let observed = guard(client, run, sandbox).await?;
+        if let Some(uid) = status.sandbox_uid.as_ref().or(observed.as_ref()) {
             delete_sandbox(client, sandbox, uid).await?;
         }
     }
