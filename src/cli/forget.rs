@@ -83,6 +83,9 @@ struct ForgetOut {
     removed: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<PruneReport>,
+    /// Objects whose S3 Object Lock retention was extended (an object-locked store only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_extended: Option<u64>,
 }
 
 /// Runs `forget`.
@@ -135,11 +138,20 @@ pub fn run(a: ForgetArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), CliE
     } else {
         None
     };
+    // With Object Lock, what the repository still holds gets its retention moved forward,
+    // as the retention mover does after each policy's prune.
+    let retention_extended = match dry_run {
+        true => None,
+        false => Some(repo.extend_retention()?)
+            .filter(|e| e.objects > 0)
+            .map(|e| e.extended),
+    };
     let o = ForgetOut {
         dry_run,
         plan,
         removed,
         prune,
+        retention_extended,
     };
     out.emit(&o, || {
         let mut s = String::new();
@@ -180,6 +192,11 @@ pub fn run(a: ForgetArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), CliE
                 p.packs_removed,
                 p.packs_repacked,
                 bytes(p.bytes_removed)
+            ));
+        }
+        if let Some(n) = o.retention_extended {
+            s.push_str(&format!(
+                "extended the Object Lock retention of {n} object(s)\n"
             ));
         }
         s

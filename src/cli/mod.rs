@@ -32,7 +32,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::{
     mover::access::{RepoAccess, S3Access},
-    repo::{self, ChecksumMode, RepoOptions, Secret},
+    repo::{self, ChecksumMode, ObjectLock, RepoOptions, Secret},
     telemetry::{self, LogFormat},
 };
 pub use exit::CliError;
@@ -221,6 +221,11 @@ pub struct S3Args {
     /// `repo init` creates the bucket when it does not exist.
     #[arg(long, env = "LIFEBOAT_S3_CREATE_BUCKET", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_create_bucket: bool,
+    /// S3 Object Lock for what the repository writes, `MODE:DAYSd` (`governance:30d`,
+    /// `compliance:365d`): every object but lock files gets that retention; the bucket
+    /// must have Object Lock enabled (`repo init --s3-create-bucket` creates it so).
+    #[arg(long, env = "LIFEBOAT_S3_OBJECT_LOCK", global = true)]
+    pub s3_object_lock: Option<ObjectLock>,
 }
 
 impl RepoArgs {
@@ -250,6 +255,7 @@ impl RepoArgs {
             s3_multipart_threshold_mib,
             s3_part_size_mib,
             s3_create_bucket,
+            s3_object_lock,
         } = s3;
         RepoAccess {
             repository: repository.clone(),
@@ -272,6 +278,7 @@ impl RepoArgs {
                 multipart_threshold_mib: *s3_multipart_threshold_mib,
                 part_size_mib: *s3_part_size_mib,
                 create_bucket: *s3_create_bucket,
+                object_lock: *s3_object_lock,
             },
         }
     }

@@ -64,6 +64,46 @@ pub struct BackupStoreSpec {
     /// An existing repository is never overwritten.
     #[serde(default)]
     pub initialize: InitializePolicy,
+    /// S3 Object Lock: every object the repository writes (packs, indexes, snapshots,
+    /// keys, config; not lock files) gets this retention, and retention runs extend it
+    /// for what the repository still holds, so nobody holding the store's credentials can
+    /// delete a backup before then. The bucket must have Object Lock enabled (it can only
+    /// be turned on when the bucket is created): until it has, the store is not Ready
+    /// (reason `ObjectLockNotEnabled`, with a Warning Event).
+    pub immutability: Option<Immutability>,
+}
+
+/// How long the objects of an immutable store are kept, and how strictly.
+#[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Immutability {
+    /// `Governance`: a user granted `s3:BypassGovernanceRetention` may still remove it.
+    /// `Compliance`: nobody can, the account's root included, until it expires.
+    pub mode: ImmutabilityMode,
+    /// Days after each write (or retention run) that objects stay undeletable, e.g. `30d`.
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,4}d$') && int(self.substring(0, size(self) - 1)) <= 36500")
+        .message("immutability.retention must be a number of days from 1d to 36500d, e.g. 30d")
+        .reason(Reason::FieldValueInvalid))]
+    #[schemars(length(max = 8))]
+    pub retention: String,
+}
+
+/// S3 Object Lock retention mode.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ImmutabilityMode {
+    Governance,
+    Compliance,
+}
+
+impl Immutability {
+    /// The engine's setting (`governance:30d`), which `LIFEBOAT_S3_OBJECT_LOCK` carries.
+    pub fn engine_value(&self) -> String {
+        let mode = match self.mode {
+            ImmutabilityMode::Governance => "governance",
+            ImmutabilityMode::Compliance => "compliance",
+        };
+        format!("{mode}:{}", self.retention)
+    }
 }
 
 /// A repository in an S3 bucket shared by BackupPolicies of several namespaces.

@@ -39,6 +39,9 @@ pub struct StoreTarget {
     /// Stable identity of the repository (hash of its location) for serializing
     /// exclusive maintenance across namespaces.
     pub identity: String,
+    /// S3 Object Lock setting (`governance:30d`) for every write, when the store is
+    /// immutable.
+    pub object_lock: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +129,7 @@ impl StoreTarget {
             region,
             path_style,
             checksum_mode: s3.checksum_mode,
+            object_lock: spec.immutability.as_ref().map(|i| i.engine_value()),
             credentials,
             password,
             ca_bundle,
@@ -219,6 +223,9 @@ pub fn store_env(store: &StoreTarget) -> Vec<EnvVar> {
         // SDKs must never probe the instance metadata endpoint from a mover.
         plain_env("AWS_EC2_METADATA_DISABLED", "true"),
     ];
+    if let Some(lock) = &store.object_lock {
+        env.push(plain_env("LIFEBOAT_S3_OBJECT_LOCK", lock));
+    }
     if let Some(c) = &store.credentials {
         env.push(secret_env_optional(
             "AWS_ACCESS_KEY_ID",
@@ -431,6 +438,7 @@ mod tests {
                 key: "bundle.pem".into(),
             }),
             identity: "abcd1234".into(),
+            object_lock: None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::Error;
 use super::env::{env_secret, read_secret_file};
-use crate::repo::{self, ChecksumMode, RepoOptions, S3Credentials, Secret, Storage};
+use crate::repo::{self, ChecksumMode, ObjectLock, RepoOptions, S3Credentials, Secret, Storage};
 
 /// Where the repository is and how to open it.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +44,7 @@ pub(crate) struct S3Access {
     pub(crate) multipart_threshold_mib: u64,
     pub(crate) part_size_mib: u64,
     pub(crate) create_bucket: bool,
+    pub(crate) object_lock: Option<ObjectLock>,
 }
 
 impl RepoAccess {
@@ -78,6 +79,7 @@ impl RepoAccess {
             c.multipart_threshold = s.multipart_threshold_mib.max(5) << 20;
             c.part_size = s.part_size_mib.max(5) << 20;
             c.create_bucket = s.create_bucket;
+            c.object_lock = s.object_lock;
             c.credentials = match (&s.access_key_id, &s.profile) {
                 (Some(id), _) => {
                     let secret = match &s.secret_access_key_file {

@@ -92,6 +92,16 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
             .details
             .insert("bytesRemoved".into(), report.bytes_removed.into());
     }
+    if !dry_run {
+        // An object-locked store: what the repository still references must outlive the
+        // next runs; what prune just hid keeps its own date and expires.
+        let ext = repo.extend_retention()?;
+        if ext.objects > 0 {
+            result
+                .details
+                .insert("retentionExtended".into(), ext.extended.into());
+        }
+    }
     result.details.insert("forgotten".into(), forgotten.into());
     result
         .details

@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 
 pub use backend::{
     ObjectStore, StoreError, StoreErrorKind,
-    s3::{ChecksumMode, S3Config, S3Credentials},
+    s3::{ChecksumMode, Extended, LockMode, ObjectLock, S3Config, S3Credentials},
 };
 pub use check::CheckReport;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, RestoreTarget, StreamBackup};
@@ -752,6 +752,19 @@ impl Repo {
             repo.prune(&opts, plan)?;
         }
         Ok(report)
+    }
+
+    /// Moves the S3 Object Lock retention of every object the repository still holds
+    /// forward (under a shared lock, so no prune hides objects meanwhile); nothing for a
+    /// store without Object Lock. Returns what it did.
+    pub fn extend_retention(&self) -> Result<Extended> {
+        let _lock = self.lock(false)?;
+        Ok(self.store().extend_retention()?)
+    }
+
+    /// Whether the repository's bucket has Object Lock enabled (`None`: not an S3 store).
+    pub fn object_lock_enabled(&self) -> Result<Option<bool>> {
+        Ok(self.store().object_lock_enabled()?)
     }
 
     /// Lists the locks in the repository (without taking one).

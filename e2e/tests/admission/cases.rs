@@ -50,6 +50,7 @@ pub fn backup_store() -> Kind {
                                        "sessionTokenKey": "t"},
                        "caBundle": {"name": "ca", "key": "ca.pem"}},
                 "repositoryPassword": {"name": "p", "key": "k"},
+                "immutability": {"mode": "Governance", "retention": "30d"},
                 "initialize": "Never"}}),
         cases: vec![
             case(
@@ -76,6 +77,16 @@ pub fn backup_store() -> Kind {
                 "spec.s3.endpoint",
                 "endpoint must be an http:// or https:// URL",
                 vec![("/spec/s3/endpoint", json!("s3.example.com"))],
+            ),
+            case(
+                "spec.immutability.retention",
+                "immutability.retention must be a number of days from 1d to 36500d",
+                vec![("/spec/immutability/retention", json!("0d"))],
+            ),
+            case(
+                "spec.immutability.retention",
+                "immutability.retention must be a number of days from 1d to 36500d",
+                vec![("/spec/immutability/retention", json!("30"))],
             ),
         ],
         transition: None,
@@ -118,6 +129,11 @@ pub fn cluster_backup_store() -> Kind {
                 "spec.s3.endpoint",
                 "endpoint must be an http:// or https:// URL",
                 vec![("/spec/s3/endpoint", json!("http://"))],
+            ),
+            case(
+                "spec.immutability.retention",
+                "immutability.retention must be a number of days from 1d to 36500d",
+                vec![("/spec/immutability/retention", json!("36501d"))],
             ),
         ],
         transition: None,

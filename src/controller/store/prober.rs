@@ -106,9 +106,53 @@ impl RepoProber {
                 transient: true,
             })?);
         }
+        // An immutable store's repository is created with its objects locked too.
+        cfg.object_lock = match &conn.spec.immutability {
+            Some(i) => Some(
+                i.engine_value()
+                    .parse()
+                    .map_err(|e: String| Outcome::Failed {
+                        reason: "InvalidStore",
+                        message: format!("spec.immutability: {e}"),
+                        reachable: false,
+                        transient: false,
+                    })?,
+            ),
+            None => None,
+        };
         let mut opts = RepoOptions::new(Storage::S3(Box::new(cfg)));
         opts.runtime = Some(self.runtime.clone());
         Ok(opts)
+    }
+}
+
+/// An immutable store whose bucket cannot lock objects: every write with a retention
+/// would be refused, so the store is not ready (checked before a repository is created).
+fn lock_missing(opts: &RepoOptions) -> Option<Outcome> {
+    let enabled = opts
+        .object_store()
+        .and_then(|s| s.object_lock_enabled().map_err(repo::Error::from));
+    match enabled {
+        Ok(Some(true)) => None,
+        Ok(_) => Some(Outcome::Failed {
+            reason: "ObjectLockNotEnabled",
+            message: format!(
+                "spec.immutability is set but bucket {:?} does not have S3 Object Lock enabled \
+                 (it can only be turned on when a bucket is created): use a bucket created \
+                 with Object Lock, or remove spec.immutability",
+                bucket_of(opts)
+            ),
+            reachable: true,
+            transient: false,
+        }),
+        Err(e) => Some(failed(&e)),
+    }
+}
+
+fn bucket_of(opts: &RepoOptions) -> String {
+    match &opts.storage {
+        Storage::S3(c) => c.bucket.clone(),
+        Storage::Local(p) => p.display().to_string(),
     }
 }
 
@@ -118,6 +162,11 @@ impl RepoProber {
     fn open(&self, conn: &Connection, initialize: bool) -> Result<(Repo, Outcome), Outcome> {
         let opts = self.options(conn)?;
         let password = Secret::new(conn.password.0.clone());
+        if conn.spec.immutability.is_some()
+            && let Some(outcome) = lock_missing(&opts)
+        {
+            return Err(outcome);
+        }
         match Repo::open(&opts, &password) {
             Ok(r) => {
                 let repository_id = r.id().to_string();

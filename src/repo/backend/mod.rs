@@ -116,6 +116,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     fn put(&self, path: &str, data: Vec<Bytes>) -> Result<(), StoreError>;
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, path: &str) -> Result<(), StoreError>;
+    /// Whether the root has S3 Object Lock enabled; `None` where the notion does not
+    /// exist (a local directory).
+    fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
+    /// Extends the retention of every object the repository keeps (see
+    /// `s3::lock::extend`); nothing for a store without Object Lock.
+    fn extend_retention(&self) -> Result<s3::Extended, StoreError> {
+        Ok(s3::Extended::default())
+    }
 }
 
 /// The restic repository layout on an [`ObjectStore`], as rustic_core's backend traits,

@@ -91,6 +91,7 @@ fn store() -> StoreTarget {
         },
         ca_bundle: None,
         identity: "repo1".into(),
+        object_lock: None,
     }
 }
 

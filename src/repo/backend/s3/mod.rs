@@ -16,7 +16,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use aws_sdk_s3::{
@@ -26,16 +26,18 @@ use aws_sdk_s3::{
         ResponseChecksumValidation, http::HttpResponse, retry::RetryConfig, timeout::TimeoutConfig,
     },
     error::{ProvideErrorMetadata, SdkError},
-    primitives::ByteStream,
-    types::{CompletedMultipartUpload, CompletedPart},
 };
 use aws_smithy_http_client::tls;
-use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
 use tokio::{runtime::Runtime, sync::Semaphore, task::JoinHandle};
 
 use super::{ObjectStore, StoreError, StoreErrorKind};
+mod lock;
+mod upload;
+
 use crate::repo::Secret;
+pub use lock::{Extended, LockMode, ObjectLock};
+use upload::{concat, join_upload};
 
 /// Which checksums the SDK computes and validates (see the test-services notes): the SDK
 /// default (`WhenSupported`, CRC32 end to end) or only where an API requires it
@@ -102,6 +104,9 @@ pub struct S3Config {
     pub upload_concurrency: usize,
     /// Create the bucket in `create()` when it does not exist.
     pub create_bucket: bool,
+    /// S3 Object Lock for every object but lock files (the bucket must have it enabled;
+    /// a bucket created here gets it).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl S3Config {
@@ -123,6 +128,7 @@ impl S3Config {
             part_size: 16 * 1024 * 1024,
             upload_concurrency: 4,
             create_bucket: false,
+            object_lock: None,
         }
     }
 
@@ -303,31 +309,17 @@ impl S3Store {
         path: &str,
         data: Bytes,
     ) -> impl Future<Output = Result<(), StoreError>> + use<> {
-        let client = self.client.clone();
-        let bucket = self.config.bucket.clone();
-        let key = self.key(path);
-        let path = path.to_string();
-        let threshold = self.config.multipart_threshold;
-        let part_size = self.config.part_size.max(5 * 1024 * 1024);
-        let sem = self.uploads.clone();
-        async move {
-            if (data.len() as u64) <= threshold {
-                let _permit = sem.acquire_owned().await.map_err(|e| {
-                    StoreError::new(StoreErrorKind::Other, "PUT", &path, e.to_string())
-                })?;
-                client
-                    .put_object()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .body(ByteStream::from(data))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&bucket, "PUT", &path, e))?;
-                Ok(())
-            } else {
-                multipart(&client, &bucket, &key, &path, data, part_size, sem).await
-            }
+        upload::Upload {
+            client: self.client.clone(),
+            bucket: self.config.bucket.clone(),
+            key: self.key(path),
+            path: path.to_string(),
+            data,
+            threshold: self.config.multipart_threshold,
+            part_size: self.config.part_size.max(5 * 1024 * 1024),
+            lock: lock::retention_for(self.config.object_lock.as_ref(), path, SystemTime::now()),
         }
+        .send(self.uploads.clone())
     }
 }
 
@@ -536,125 +528,6 @@ fn implied_code(kind: StoreErrorKind) -> Option<&'static str> {
     }
 }
 
-async fn multipart(
-    client: &Client,
-    bucket: &str,
-    key: &str,
-    path: &str,
-    data: Bytes,
-    part_size: u64,
-    sem: Arc<Semaphore>,
-) -> Result<(), StoreError> {
-    let created = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| sdk_error(bucket, "PUT", path, e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_string();
-    let part_size = usize::try_from(part_size).unwrap_or(usize::MAX);
-    let parts: Vec<(i32, Bytes)> = (0..data.len())
-        .step_by(part_size)
-        .enumerate()
-        .map(|(i, start)| {
-            let end = (start + part_size).min(data.len());
-            (
-                i32::try_from(i + 1).unwrap_or(i32::MAX),
-                data.slice(start..end),
-            )
-        })
-        .collect();
-    let concurrency = parts.len().max(1);
-    let uploaded: Result<Vec<CompletedPart>, StoreError> = futures::stream::iter(parts)
-        .map(|(number, body)| {
-            let sem = sem.clone();
-            let upload_id = upload_id.clone();
-            async move {
-                let _permit = sem.acquire_owned().await.map_err(|e| {
-                    StoreError::new(StoreErrorKind::Other, "PUT", path, e.to_string())
-                })?;
-                let out = client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(bucket, "PUT", path, e))?;
-                Ok(CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(out.e_tag().map(str::to_string))
-                    .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
-                    .build())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await;
-    let result = match uploaded {
-        Ok(mut parts) => {
-            parts.sort_by_key(|p| p.part_number());
-            client
-                .complete_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| sdk_error(bucket, "PUT", path, e))
-        }
-        Err(e) => Err(e),
-    };
-    if result.is_err() {
-        // Best effort: an aborted upload frees its parts; a failed abort only leaves
-        // parts that a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes.
-        let _ = client
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .send()
-            .await;
-    }
-    result
-}
-
-/// The result of a queued upload.
-async fn join_upload((path, handle): PendingUpload) -> Result<(), StoreError> {
-    match handle.await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::new(
-            StoreErrorKind::Other,
-            "PUT",
-            path,
-            format!("upload task failed: {e}"),
-        )),
-    }
-}
-
-fn concat(data: Vec<Bytes>) -> Bytes {
-    match data.len() {
-        0 => Bytes::new(),
-        1 => data.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(data.iter().map(Bytes::len).sum());
-            for chunk in data {
-                buf.extend_from_slice(&chunk);
-            }
-            buf.freeze()
-        }
-    }
-}
-
 impl ObjectStore for S3Store {
     fn location(&self) -> String {
         self.config.location()
@@ -668,7 +541,13 @@ impl ObjectStore for S3Store {
             Err(e) => {
                 let err = sdk_error(&self.config.bucket, "HEAD-BUCKET", "", e);
                 if err.kind == StoreErrorKind::NoSuchBucket && self.config.create_bucket {
-                    self.block_on(self.client.create_bucket().bucket(bucket).send())
+                    // Object Lock can only be turned on when a bucket is created.
+                    let create = self
+                        .client
+                        .create_bucket()
+                        .bucket(bucket)
+                        .set_object_lock_enabled_for_bucket(self.config.object_lock.map(|_| true));
+                    self.block_on(create.send())
                         .map(|_| ())
                         .map_err(|e| sdk_error(&self.config.bucket, "CREATE-BUCKET", "", e))
                 } else {
@@ -830,6 +709,35 @@ impl ObjectStore for S3Store {
         self.block_on(job)
     }
 
+    fn object_lock_enabled(&self) -> Result<Option<bool>, StoreError> {
+        self.block_on(lock::bucket_enabled(&self.client, &self.config.bucket))
+            .map(Some)
+    }
+
+    fn extend_retention(&self) -> Result<Extended, StoreError> {
+        let Some(l) = self.config.object_lock else {
+            return Ok(Extended::default());
+        };
+        self.flush()?;
+        let mut keys = Vec::new();
+        if self.size("config")?.is_some() {
+            keys.push((self.key("config"), "config".to_string()));
+        }
+        for dir in ["keys", "index", "snapshots", "data"] {
+            for (name, _) in self.list(dir)? {
+                let path = format!("{dir}/{name}");
+                keys.push((self.key(&path), path));
+            }
+        }
+        self.block_on(lock::extend(
+            &self.client,
+            &self.config.bucket,
+            keys,
+            &l,
+            SystemTime::now(),
+        ))
+    }
+
     fn delete(&self, path: &str) -> Result<(), StoreError> {
         self.flush()?;
         self.block_on(
@@ -943,12 +851,5 @@ mod tests {
         struct Wrap(#[source] std::io::Error);
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(innermost(&Wrap(io)), "connection refused");
-    }
-
-    #[test]
-    fn concat_joins_chunks() {
-        let b = concat(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]);
-        assert_eq!(b, "abcd");
-        assert_eq!(concat(vec![]), Bytes::new());
     }
 }
