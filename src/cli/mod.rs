@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod mover;
 pub mod ops;
 pub mod output;
+pub mod points;
 pub mod reference;
 pub mod repo_cmd;
 pub mod reports;

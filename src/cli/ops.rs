@@ -17,7 +17,7 @@ pub mod status;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -26,17 +26,14 @@ use serde::Serialize;
 use super::{CliError, RepoArgs, backup, output::Output, restore};
 use crate::crd::backup::{Backup, BackupSpec, PolicyRef, Trigger};
 use crate::crd::backup_policy::BackupPolicy;
-use crate::crd::common::DatabaseCredentialsRef;
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun, DrillRunSpec};
-use crate::crd::restore::{
-    DatabaseRestore, DatabaseTarget, EphemeralDatabase, LocalRef, ManifestRestore, Restore,
-    RestoreSource, RestoreSpec, VolumeRestore,
-};
+use crate::crd::restore::{LocalRef, Restore};
 use crate::crd::store::{BackupStore, ClusterBackupStore};
 use crate::jobs;
 use crate::schedule::duration;
 use cluster::{Call, Cluster};
 use follow::{PlainReporter, RunView};
+use restore::{RestoreCreateArgs, restore_spec};
 
 /// Where the cluster is: like kubectl's flags.
 #[derive(Args, Debug, Clone, Default)]
@@ -65,7 +62,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse(s).map_err(|e| e.to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -445,92 +442,9 @@ pub struct RestoreCmd {
 enum RestoreSub {
     /// Create a Restore in the cluster: a restore point of a policy into a namespace.
     Create(Box<RestoreCreateArgs>),
-}
-
-/// Options of `restore create`.
-#[derive(Args, Debug)]
-#[command(group(ArgGroup::new("point").required(true).multiple(true).args(["policy", "backup"])))]
-#[command(group(ArgGroup::new("db_target").args(["into_ephemeral", "into_host"])))]
-pub struct RestoreCreateArgs {
-    /// The BackupPolicy whose restore point is restored (its newest, or the newest at or
-    /// before --point-in-time).
-    #[arg(long)]
-    policy: Option<String>,
-    /// A Backup (restore point) by name.
-    #[arg(long, conflicts_with = "point_in_time")]
-    backup: Option<String>,
-    /// With --policy: the newest restore point at or before this RFC 3339 time.
-    #[arg(long, requires = "policy")]
-    point_in_time: Option<String>,
-    /// Restore into this namespace (it must exist and carry the annotation
-    /// lifeboat.dev/allow-restore-from listing the Restore's namespace). Default: the
-    /// Restore's own namespace.
-    #[arg(long)]
-    to_namespace: Option<String>,
-    /// Restore only this volume (source PVC name; repeatable). Default: every volume.
-    #[arg(long = "volume", value_name = "PVC")]
-    volumes: Vec<String>,
-    /// Name the restored PVC of a source PVC: OLD=NEW (repeatable).
-    #[arg(long = "rename-volume", value_name = "OLD=NEW", value_parser = parse_rename)]
-    renames: Vec<(String, String)>,
-    /// StorageClass of the restored PVCs (default: the source PVC's).
-    #[arg(long)]
-    storage_class: Option<String>,
-    /// Restore this database source (repeatable); needs --into-ephemeral or --into-host.
-    #[arg(long = "database", value_name = "SOURCE", requires = "db_target")]
-    databases: Vec<String>,
-    /// Start a throwaway database server in the target namespace and restore into it.
-    #[arg(long, requires = "databases")]
-    into_ephemeral: bool,
-    /// With --into-ephemeral: the server image (default: the engine's official image at
-    /// the dumped server's version).
-    #[arg(long, requires = "into_ephemeral")]
-    ephemeral_image: Option<String>,
-    /// Restore into an existing server at this host (a Service DNS name or address).
-    #[arg(long, requires_all = ["databases", "credentials"])]
-    into_host: Option<String>,
-    /// With --into-host: its port (default: the engine's).
-    #[arg(long, requires = "into_host")]
-    port: Option<u16>,
-    /// With --into-host: the database to restore into (default: the dumped name). Only
-    /// with one --database.
-    #[arg(long, requires = "into_host")]
-    target_database: Option<String>,
-    /// With --into-host: Secret (keys `username`, `password`) with a login that may create
-    /// and fill the database.
-    #[arg(long, requires = "into_host")]
-    credentials: Option<String>,
-    /// With --into-host: create the database first (an existing non-empty one is never
-    /// overwritten).
-    #[arg(long, requires = "into_host")]
-    create_database: bool,
-    /// Re-apply the saved Kubernetes manifests.
-    #[arg(long)]
-    manifests: bool,
-    /// With --manifests: only these kinds (`Kind` or `Kind.group`; repeatable).
-    #[arg(long = "kind", requires = "manifests")]
-    kinds: Vec<String>,
-    /// With --manifests: suspend CronJobs, turn LoadBalancer/NodePort Services into
-    /// ClusterIP and drop Ingresses.
-    #[arg(long, requires = "manifests")]
-    suppress_side_effects: bool,
-    /// With --manifests: scale workloads to zero.
-    #[arg(long, requires = "manifests")]
-    scale_to_zero: bool,
-    /// Name of the Restore (default: `<policy or backup>-restore-<UTC time>`).
-    #[arg(long)]
-    name: Option<String>,
-    #[command(flatten)]
-    kube: KubeArgs,
-    #[command(flatten)]
-    wait: WaitArgs,
-}
-
-fn parse_rename(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.into(), b.into())),
-        _ => Err(format!("{s:?} is not OLD=NEW")),
-    }
+    /// List the restore points stores' repositories hold, by policy identity (from the
+    /// controller's catalog in each store's status).
+    Points(super::points::PointsArgs),
 }
 
 /// Runs `restore`.
@@ -538,76 +452,8 @@ pub fn restore(c: RestoreCmd, repo: &RepoArgs, out: &Output) -> Result<(), CliEr
     match c.sub {
         None => restore::run_restore(c.engine, repo, out),
         Some(RestoreSub::Create(a)) => restore_create(*a, out.json),
+        Some(RestoreSub::Points(a)) => super::points::run(a, out.json),
     }
-}
-
-/// The Restore a `restore create` command line asks for (pure; validated).
-pub fn restore_spec(a: &RestoreCreateArgs) -> Result<RestoreSpec, CliError> {
-    if let Some(t) = &a.point_in_time {
-        t.parse::<Timestamp>().map_err(|e| {
-            CliError::input(format!(
-                "--point-in-time {t:?} is not an RFC 3339 time (e.g. 2026-03-04T05:06:07Z): {e}"
-            ))
-        })?;
-    }
-    if a.target_database.is_some() && a.databases.len() > 1 {
-        return Err(CliError::input(
-            "--target-database names one database: give a single --database with it",
-        ));
-    }
-    let source = match (&a.backup, &a.policy) {
-        (Some(b), _) => RestoreSource {
-            backup_ref: Some(LocalRef { name: b.clone() }),
-            policy_ref: None,
-            point_in_time: None,
-        },
-        (None, Some(p)) => RestoreSource {
-            backup_ref: None,
-            policy_ref: Some(LocalRef { name: p.clone() }),
-            point_in_time: a.point_in_time.clone(),
-        },
-        (None, None) => return Err(CliError::input("give --policy or --backup")),
-    };
-    let volumes = (!a.volumes.is_empty() || !a.renames.is_empty() || a.storage_class.is_some())
-        .then(|| VolumeRestore {
-            skip: false,
-            include: a.volumes.clone(),
-            rename: a.renames.iter().cloned().collect(),
-            storage_class_name: a.storage_class.clone(),
-        });
-    let databases = a
-        .databases
-        .iter()
-        .map(|source| DatabaseRestore {
-            source: source.clone(),
-            target: a.into_host.as_ref().map(|host| DatabaseTarget {
-                host: host.clone(),
-                port: a.port,
-                database: a.target_database.clone(),
-                credentials: DatabaseCredentialsRef {
-                    name: a.credentials.clone().unwrap_or_default(),
-                    ..DatabaseCredentialsRef::default()
-                },
-                create_database: a.create_database,
-            }),
-            ephemeral: a.into_ephemeral.then(|| EphemeralDatabase {
-                image: a.ephemeral_image.clone(),
-                ..EphemeralDatabase::default()
-            }),
-        })
-        .collect();
-    let manifests = a.manifests.then(|| ManifestRestore {
-        kinds: a.kinds.clone(),
-        suppress_side_effects: a.suppress_side_effects,
-        scale_to_zero: a.scale_to_zero,
-    });
-    Ok(RestoreSpec {
-        source,
-        target_namespace: a.to_namespace.clone(),
-        volumes,
-        databases,
-        manifests,
-    })
 }
 
 fn restore_create(a: RestoreCreateArgs, json: bool) -> Result<(), CliError> {
@@ -619,8 +465,19 @@ fn restore_create(a: RestoreCreateArgs, json: bool) -> Result<(), CliError> {
         kube,
         wait,
         to_namespace,
+        store,
+        from_policy,
         ..
     } = a;
+    // From a store, --backup names a run in the repository, not a Backup object, and
+    // the policy lives (or lived) in another namespace: nothing here to check first.
+    let (backup, from_store_policy) = match &store {
+        Some(_) => (
+            None,
+            from_policy.and_then(|f| f.split_once('/').map(|(_, p)| p.to_string())),
+        ),
+        None => (backup, None),
+    };
     runtime()?.block_on(async {
         let cluster = Cluster::connect(kube.context.as_deref()).await?;
         let ns = cluster.namespace(kube.namespace.as_deref());
@@ -659,7 +516,11 @@ fn restore_create(a: RestoreCreateArgs, json: bool) -> Result<(), CliError> {
         if let Some(t) = &to_namespace {
             cluster.require_namespace(t).await?;
         }
-        let owner = backup.as_deref().or(policy.as_deref()).unwrap_or("restore");
+        let owner = backup
+            .as_deref()
+            .or(policy.as_deref())
+            .or(from_store_policy.as_deref())
+            .unwrap_or("restore");
         let name = name.unwrap_or_else(|| manual_name(owner, "restore", Timestamp::now()));
         let api: Api<Restore> = Api::namespaced(cluster.client.clone(), &ns);
         let created = create_unique(

@@ -55,6 +55,9 @@ pub struct Context {
     pub drills: OnceLock<kube::runtime::reflector::Store<crate::crd::dr_drill::DRDrill>>,
     /// When a Secret named by a policy was last seen to exist, per namespace and name.
     secrets_seen: Mutex<HashMap<(String, String), Instant>>,
+    /// What each store's repository holds (written by the store controllers, read by
+    /// the Restore controller).
+    pub catalogs: store::catalog::Catalogs,
 }
 
 /// How long a Secret seen to exist is trusted to still exist. The controller may not
@@ -84,6 +87,7 @@ impl Context {
             rbac_applied: Mutex::new(HashMap::new()),
             drills: OnceLock::new(),
             secrets_seen: Mutex::new(HashMap::new()),
+            catalogs: store::catalog::Catalogs::default(),
         }
     }
 

@@ -83,16 +83,26 @@ pub struct RestoreSpec {
     pub manifests: Option<ManifestRestore>,
 }
 
-/// A restore point: a Backup by name, or a policy's newest restore point at or before a
-/// time. Set exactly one of `backupRef` and `policyRef`.
+/// A restore point: a Backup by name, a policy's newest restore point at or before a
+/// time, or a restore point of a policy identity read from a store's repository alone
+/// (no Backup object: a new cluster, a deleted namespace). Set exactly one of
+/// `backupRef`, `policyRef` and `storeRef`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = exactly_one_of(&["backupRef", "policyRef"], "source"),
-    validation = Rule::new("!has(self.pointInTime) || has(self.policyRef)")
-        .message("source.pointInTime needs policyRef: a Backup is one restore point already")
+    validation = exactly_one_of(&["backupRef", "policyRef", "storeRef"], "source"),
+    validation = Rule::new("!has(self.pointInTime) || has(self.policyRef) || has(self.storeRef)")
+        .message("source.pointInTime needs policyRef or storeRef: a Backup is one restore point already")
         .field_path(".pointInTime")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.storeRef) == has(self.fromPolicy)")
+        .message("source.fromPolicy and source.storeRef go together: the store to read and whose restore points")
+        .field_path(".fromPolicy")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.backupName) || (has(self.storeRef) && !has(self.pointInTime))")
+        .message("source.backupName needs storeRef and excludes pointInTime: it names one restore point of the store")
+        .field_path(".backupName")
         .reason(Reason::FieldValueForbidden),
 )]
 pub struct RestoreSource {
@@ -101,7 +111,24 @@ pub struct RestoreSource {
     /// A BackupPolicy in this namespace; with `pointInTime`, its newest successful restore
     /// point at or before that time, otherwise its newest.
     pub policy_ref: Option<LocalRef>,
-    /// RFC 3339 time, e.g. `2026-01-31T23:00:00Z`; only with `policyRef`.
+    /// A store whose repository holds the restore point: a BackupStore of this namespace,
+    /// or a ClusterBackupStore that allows it. With `fromPolicy`; the newest restore
+    /// point, or the newest at or before `pointInTime`, or the one `backupName` names.
+    pub store_ref: Option<crate::crd::backup_policy::StoreRef>,
+    /// With `storeRef`: the policy identity `namespace/policy` whose restore points to
+    /// read, as its snapshots are tagged (it may name a namespace that no longer
+    /// exists). From a ClusterBackupStore, another namespace's identity needs the store's
+    /// `crossNamespaceRestore` to list this namespace.
+    #[schemars(length(max = 317))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$')")
+        .message("fromPolicy must be namespace/policy, e.g. shop/daily")
+        .reason(Reason::FieldValueInvalid))]
+    pub from_policy: Option<String>,
+    /// With `storeRef`: the restore point made by this run (the Backup's name, as
+    /// `lifeboat restore points` lists it).
+    #[schemars(length(max = 253))]
+    pub backup_name: Option<String>,
+    /// RFC 3339 time, e.g. `2026-01-31T23:00:00Z`; only with `policyRef` or `storeRef`.
     #[schemars(length(max = MAX_TIME_LENGTH))]
     #[x_kube(validation = rfc3339_time("pointInTime"))]
     pub point_in_time: Option<String>,
@@ -287,13 +314,20 @@ pub struct RestoreStatus {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RestorePointRef {
-    /// The Backup whose snapshots are restored.
+    /// The Backup whose snapshots are restored (from a store: the run that made them).
     pub backup: String,
     /// The BackupPolicy that made it.
     #[serde(default)]
     pub policy: String,
     /// Its restore point time.
     pub time: Time,
+    /// From a store (`source.storeRef`): the namespace of the policy identity, when the
+    /// restore point was read from the repository rather than a Backup object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// From a store: the store's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// What one source's restore did.

@@ -161,6 +161,12 @@ pub struct ClusterBackupStoreSpec {
     /// listed in `allowedNamespaces`. Checked on every run, so removing a label (or a name
     /// from the list) stops the namespace's runs that have not finished.
     pub allowed_namespace_selector: Option<LabelSelector>,
+    /// Namespaces (allowed to use the store) that may restore the restore points of
+    /// another namespace's policies from it (a Restore's `source.fromPolicy`); `*` for
+    /// every allowed namespace. A namespace may always restore its own namespace's
+    /// policies. Empty (the default): no namespace reads another's data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cross_namespace_restore: Vec<String>,
 }
 
 /// Bucket location and client settings.
@@ -237,6 +243,50 @@ pub struct StoreStatus {
     /// `Ready`, `Reachable`, `Initialized`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// What the repository holds: its restore points by policy identity, read from the
+    /// snapshots' tags whichever cluster wrote them (refreshed with each probe).
+    pub catalog: Option<CatalogStatus>,
+}
+
+/// A summary of the restore points in a store's repository.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogStatus {
+    /// Snapshots in the repository.
+    pub snapshots: u64,
+    /// Of those, snapshots Lifeboat did not write (no `lifeboat` and `policy=` tags).
+    pub other_snapshots: u64,
+    /// Restore points (one per run of a policy identity).
+    pub restore_points: u64,
+    /// Policy identities (`namespace/policy`) with at least one restore point.
+    pub identities: u64,
+    /// The identities with the newest restore points, at most 50 (`identities` counts
+    /// them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<IdentitySummary>,
+    /// When the listing began.
+    pub list_time: Option<Time>,
+}
+
+/// The restore points of one policy identity.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySummary {
+    /// `namespace/policy` as the snapshots' `policy=` tag names it.
+    pub policy: String,
+    /// How many restore points the repository holds.
+    pub restore_points: u64,
+    /// The newest restore point's time.
+    pub newest: Time,
+    /// The oldest restore point's time.
+    pub oldest: Time,
+    /// The run (Backup name) of the newest restore point.
+    pub newest_backup: String,
+    /// The sources of the newest restore point, as `volume/data`, `database/pg`,
+    /// `manifests/shop`.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 impl ClusterBackupStoreSpec {
@@ -249,9 +299,30 @@ impl ClusterBackupStoreSpec {
     }
 }
 
+impl ClusterBackupStoreSpec {
+    /// Whether `crossNamespaceRestore` lets `namespace` restore other namespaces'
+    /// restore points.
+    pub fn allows_cross_namespace_restore(&self, namespace: &str) -> bool {
+        self.cross_namespace_restore
+            .iter()
+            .any(|n| n == "*" || n == namespace)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_namespace_restores_only_where_the_store_says_so() {
+        let mut spec = ClusterBackupStoreSpec::default();
+        assert!(!spec.allows_cross_namespace_restore("prod"));
+        spec.cross_namespace_restore = vec!["dr".into()];
+        assert!(spec.allows_cross_namespace_restore("dr"));
+        assert!(!spec.allows_cross_namespace_restore("prod"));
+        spec.cross_namespace_restore = vec!["*".into()];
+        assert!(spec.allows_cross_namespace_restore("prod"));
+    }
 
     #[test]
     fn cluster_store_allows_listed_namespaces_only() {

@@ -461,6 +461,42 @@ impl Repo {
         Ok(v)
     }
 
+    /// The IDs of every snapshot file (one LIST), and the decoded snapshots among them
+    /// that `known` does not hold yet (one GET each, 8 at a time). Snapshot files are
+    /// content-addressed and never change, so a caller that keeps what it decoded by ID
+    /// fetches each snapshot once in its life. No lock is taken: a snapshot forgotten
+    /// between the LIST and its GET is left out (and gone from the next listing), and
+    /// the catalog's reader must not add a lock file per refresh to a busy repository.
+    pub fn snapshot_listing(
+        &self,
+        known: impl Fn(&str) -> bool + Sync,
+    ) -> Result<(Vec<String>, Vec<SnapshotInfo>)> {
+        let listed = files::list(self.store().as_ref(), FileType::Snapshot)?;
+        let ids: Vec<String> = listed
+            .iter()
+            .map(|(id, _)| id.to_hex().as_str().to_string())
+            .collect();
+        let wanted: Vec<_> = listed
+            .into_iter()
+            .zip(&ids)
+            .filter(|(_, hex)| !known(hex))
+            .map(|(l, _)| l)
+            .collect();
+        let loaded = files::parallel_map(wanted, 8, |(id, size)| {
+            files::load_snapshot(self.store().as_ref(), &self.ctx.crypto, &id, Some(size))
+        });
+        let mut new = Vec::with_capacity(loaded.len());
+        for r in loaded {
+            match r {
+                Ok(sn) => new.push(SnapshotInfo::from_file(&sn)),
+                Err(Error::Storage(e)) if e.kind == StoreErrorKind::NotFound => {}
+                Err(e @ Error::Corrupt(_)) => tracing::warn!(error = %e, "snapshot left out"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((ids, new))
+    }
+
     /// Resolves `latest` (newest matching `filter`) or a unique ID prefix.
     fn resolve(&self, spec: &str, filter: &SnapshotFilter) -> Result<SnapshotFile> {
         let all = self.all_snapshot_files()?;

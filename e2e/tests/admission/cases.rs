@@ -297,20 +297,61 @@ pub fn restore() -> Kind {
         cases: vec![
             case(
                 "spec.source",
-                "source: set exactly one of backupRef and policyRef",
+                "source: set exactly one of backupRef, policyRef and storeRef",
                 vec![("/spec/source/backupRef", json!({"name": "b"}))],
             ),
             removing(
                 case(
                     "spec.source",
-                    "source: set exactly one of backupRef and policyRef",
+                    "source: set exactly one of backupRef, policyRef and storeRef",
                     vec![],
                 ),
                 &["/spec/source/policyRef", "/spec/source/pointInTime"],
             ),
             case(
+                "spec.source.fromPolicy",
+                "source.fromPolicy and source.storeRef go together",
+                vec![("/spec/source/fromPolicy", json!("old/daily"))],
+            ),
+            removing(
+                case(
+                    "spec.source.fromPolicy",
+                    "source.fromPolicy and source.storeRef go together",
+                    vec![("/spec/source/storeRef", json!({"name": "s3"}))],
+                ),
+                &["/spec/source/policyRef"],
+            ),
+            removing(
+                case(
+                    "spec.source.fromPolicy",
+                    "fromPolicy must be namespace/policy",
+                    vec![
+                        ("/spec/source/storeRef", json!({"name": "s3"})),
+                        ("/spec/source/fromPolicy", json!("daily")),
+                    ],
+                ),
+                &["/spec/source/policyRef"],
+            ),
+            removing(
+                case(
+                    "spec.source.backupName",
+                    "source.backupName needs storeRef and excludes pointInTime",
+                    vec![
+                        ("/spec/source/storeRef", json!({"name": "s3"})),
+                        ("/spec/source/fromPolicy", json!("old/daily")),
+                        ("/spec/source/backupName", json!("daily-1")),
+                    ],
+                ),
+                &["/spec/source/policyRef"],
+            ),
+            case(
+                "spec.source.backupName",
+                "source.backupName needs storeRef and excludes pointInTime",
+                vec![("/spec/source/backupName", json!("daily-1"))],
+            ),
+            case(
                 "spec.source.pointInTime",
-                "source.pointInTime needs policyRef",
+                "source.pointInTime needs policyRef or storeRef",
                 vec![(
                     "/spec/source",
                     json!({"backupRef": {"name": "b"}, "pointInTime": "2026-01-31T23:00:00Z"}),

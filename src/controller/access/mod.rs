@@ -19,6 +19,7 @@
 //! mirror what they were not given. Status conditions are never trusted for these rules
 //! (a store's `Ready` may describe an older spec).
 
+pub(crate) mod identity;
 pub(crate) mod observe;
 pub(crate) mod rbac;
 

@@ -473,6 +473,8 @@ pub fn choose_restore_point(
     let mut candidates: Vec<(Timestamp, &Backup)> = backups
         .iter()
         .filter(|b| b.spec.policy_ref.name == policy && b.metadata.deletion_timestamp.is_none())
+        // A Backup whose snapshots retention forgot is no restore point any more.
+        .filter(|b| !crate::controller::store::forgotten::all_forgotten(b))
         .filter_map(|b| {
             let s = b.status.as_ref()?;
             (s.phase == Some(BackupPhase::Succeeded))

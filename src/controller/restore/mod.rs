@@ -12,6 +12,7 @@
 //! NB: children are read with consistent LIST calls, not from a watch cache (a Job
 //! created a moment ago must not look vanished).
 
+pub mod from_store;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -270,7 +271,19 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         .get_opt(&target)
         .await?;
     let target_ok = plan::check_target(r, target_ns.as_ref()).is_ok();
+    // From a store alone, the catalog's restore points of the identity stand in for the
+    // Backups, and a policy of the identity's name for the BackupPolicy.
+    let identity = from_store::identity(r);
+    let catalog = from_store::store_key(r).and_then(|k| ctx.catalogs.get(&k));
     let backups: Vec<Backup> = match (phase, &status.restore_point) {
+        (p, _) if identity.is_some() => match (&catalog, identity) {
+            (Some(c), Some((ins, ip))) if !p.is_finished() => c
+                .points_of(&format!("{ins}/{ip}"))
+                .iter()
+                .map(|pt| from_store::as_backup(pt, &ns, ip))
+                .collect(),
+            _ => Vec::new(),
+        },
         (RestorePhase::Pending, _) => {
             Api::<Backup>::namespaced(client.clone(), &ns)
                 .list(&ListParams::default())
@@ -293,9 +306,11 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         (p, Some(rp)) if !p.is_finished() => Some(rp.policy.clone()),
         _ => None,
     };
-    let policy = match &policy_name {
-        Some(p) => lookup_policy(ctx, &ns, p).await?,
-        None => None,
+    let policy = match (&policy_name, identity) {
+        (_, Some((_, ip))) if !phase.is_finished() => Some(from_store::as_policy(r, ip)),
+        (_, Some(_)) => None,
+        (Some(p), None) => lookup_policy(ctx, &ns, p).await?,
+        (None, None) => None,
     };
     let mut blocker: Option<Failure> = None;
     let mut store = None;
@@ -312,6 +327,19 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
             (access::StoreState::NotReady { .. }, RestorePhase::Running) => None,
             (state, _) => state.blocker(&store_ref.name, &ns),
         };
+        if let (Some((ins, _)), None) = (identity, &blocker) {
+            blocker = access::identity::may_restore(ctx, &ns, store_ref, ins).await?;
+        }
+        // A store created with the Restore (a new cluster) is probed and listed within
+        // moments: wait for that rather than fail.
+        let unprobed = matches!(&resolved.state,
+            access::StoreState::NotReady { reason, .. } if reason == "NotProbedYet");
+        if identity.is_some()
+            && phase == RestorePhase::Pending
+            && (unprobed || (blocker.is_none() && catalog.is_none()))
+        {
+            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+        }
         match resolved.store {
             Some(s) if blocker.is_none() => {
                 if phase == RestorePhase::Pending {

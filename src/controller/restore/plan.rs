@@ -17,6 +17,7 @@
 //! Nothing is written to the target namespace before it is known to accept the restore
 //! (the caller gates its own writes with [`check_target`] too).
 
+use crate::controller::store::forgotten::{all_forgotten, forgotten_message};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -219,13 +220,23 @@ pub fn check_target(r: &Restore, ns: Option<&Namespace>) -> Result<String, Failu
 pub fn validate(r: &Restore) -> Result<(), Failure> {
     let invalid = |m: String| Err(failure("InvalidSpec", m));
     let s = &r.spec;
-    match (&s.source.backup_ref, &s.source.policy_ref) {
-        (Some(_), None) => {
+    let from_store = s.source.store_ref.is_some();
+    if from_store != s.source.from_policy.is_some() {
+        return invalid("spec.source: storeRef and fromPolicy go together".into());
+    }
+    if from_store && super::from_store::identity(r).is_none() {
+        return invalid("spec.source.fromPolicy must be namespace/policy".into());
+    }
+    if s.source.backup_name.is_some() && (!from_store || s.source.point_in_time.is_some()) {
+        return invalid("spec.source.backupName needs storeRef and excludes pointInTime".into());
+    }
+    match (&s.source.backup_ref, &s.source.policy_ref, from_store) {
+        (Some(_), None, false) => {
             if s.source.point_in_time.is_some() {
                 return invalid("spec.source.pointInTime needs policyRef, not backupRef".into());
             }
         }
-        (None, Some(_)) => {
+        (None, Some(_), false) | (None, None, true) => {
             if let Some(t) = &s.source.point_in_time
                 && t.parse::<Timestamp>().is_err()
             {
@@ -234,7 +245,11 @@ pub fn validate(r: &Restore) -> Result<(), Failure> {
                 ));
             }
         }
-        _ => return invalid("spec.source: set exactly one of backupRef and policyRef".into()),
+        _ => {
+            return invalid(
+                "spec.source: set exactly one of backupRef, policyRef and storeRef".into(),
+            );
+        }
     }
     let mut seen = BTreeSet::new();
     for (i, d) in s.databases.iter().enumerate() {
@@ -318,6 +333,7 @@ fn usable(b: &Backup) -> bool {
         st.and_then(|s| s.phase),
         Some(BackupPhase::Succeeded | BackupPhase::PartiallyFailed)
     ) && st.and_then(|s| s.restore_point_time.as_ref()).is_some()
+        && !all_forgotten(b)
 }
 
 /// Resolves `spec.source` among the namespace's Backups: a Backup by name, or the
@@ -343,15 +359,36 @@ pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
                     .map(|f| format!(" ({}: {})", f.reason, f.message))
                     .unwrap_or_default()
             )),
+            _ if all_forgotten(found) => Resolution::Missing(failure(
+                "SnapshotsForgotten",
+                format!("Backup {:?}: {}", b.name, forgotten_message(found)),
+            )),
             _ if usable(found) => Resolution::Found(found),
             _ => missing(format!("Backup {:?} records no restore point time", b.name)),
         };
     }
-    let Some(policy) = &src.policy_ref else {
-        return Resolution::Missing(failure(
-            "InvalidSpec",
-            "spec.source: set exactly one of backupRef and policyRef",
-        ));
+    // From a store, `backups` are the catalog's restore points of the identity.
+    let identity = super::from_store::identity(r);
+    if let (Some(run), Some((ns, name))) = (&src.backup_name, identity) {
+        return match backups
+            .iter()
+            .find(|b| b.name_any() == *run && b.spec.policy_ref.name == name)
+        {
+            Some(b) => Resolution::Found(b),
+            None => missing(format!(
+                "the store's repository holds no restore point {run:?} of {ns}/{name}"
+            )),
+        };
+    }
+    let policy = match (&src.policy_ref, identity) {
+        (Some(p), _) => p.name.clone(),
+        (None, Some((_, name))) => name.to_string(),
+        (None, None) => {
+            return Resolution::Missing(failure(
+                "InvalidSpec",
+                "spec.source: set exactly one of backupRef, policyRef and storeRef",
+            ));
+        }
     };
     let until = match src.point_in_time.as_deref().map(str::parse::<Timestamp>) {
         None => None,
@@ -365,7 +402,7 @@ pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
     };
     let best = backups
         .iter()
-        .filter(|b| b.spec.policy_ref.name == policy.name && usable(b))
+        .filter(|b| b.spec.policy_ref.name == policy && usable(b))
         .filter_map(|b| {
             let t = b.status.as_ref()?.restore_point_time.as_ref()?.0;
             until.is_none_or(|u| t <= u).then_some((t, b))
@@ -374,8 +411,12 @@ pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
     match best {
         Some((_, b)) => Resolution::Found(b),
         None => missing(format!(
-            "BackupPolicy {:?} has no successful Backup{}",
-            policy.name,
+            "{}{}",
+            match (identity, &src.store_ref) {
+                (Some((ns, name)), Some(s)) =>
+                    format!("store {:?} holds no restore point of {ns}/{name}", s.name),
+                _ => format!("BackupPolicy {policy:?} has no successful Backup"),
+            },
             src.point_in_time
                 .as_deref()
                 .map(|t| format!(" at or before {t}"))
@@ -671,6 +712,8 @@ fn start(o: &Observed<'_>, p: &mut Plan) -> Start {
             .as_ref()
             .and_then(|s| s.restore_point_time.clone())
             .expect("usable backups have a restore point time"),
+        namespace: super::from_store::identity(r).map(|(ns, _)| ns.to_string()),
+        store: r.spec.source.store_ref.as_ref().map(|s| s.name.clone()),
     });
     st.failure = None;
     let names: Vec<_> = units

@@ -2,8 +2,12 @@
 //! names, probes the repository (reachable? initialized? does the password open it?),
 //! creates the repository when allowed, and reports it all as conditions. Probing runs on
 //! a blocking thread with a timeout; the repository engine behind [`Prober`] knows
-//! nothing of Kubernetes.
+//! nothing of Kubernetes. The same opening lists the repository's snapshots into the
+//! store's catalog ([`catalog`]), and Backups whose snapshots retention forgot are marked
+//! ([`forgotten`]).
 
+pub mod catalog;
+pub mod forgotten;
 pub mod plan;
 pub mod prober;
 
@@ -15,6 +19,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -23,6 +28,7 @@ use tokio::sync::Semaphore;
 
 use self::plan::Outcome;
 use super::{Context, Error, Result, access, apply_status, error_policy, instrumented};
+use crate::crd::backup::Backup;
 use crate::crd::store::{
     BackupStore, BackupStoreSpec, ClusterBackupStore, InitializePolicy, StoreStatus,
 };
@@ -49,10 +55,35 @@ pub struct Connection {
     pub password: Sensitive,
 }
 
+/// What one listing of a repository's snapshots found.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub repository_id: String,
+    /// Every snapshot ID in the repository.
+    pub ids: Vec<String>,
+    /// The decoded snapshots among them that the catalog did not know.
+    pub new: Vec<crate::repo::SnapshotInfo>,
+    /// How long the listing took.
+    pub seconds: f64,
+}
+
 /// Opens (and if asked, creates) a repository. Blocking; the controller calls it on a
 /// blocking thread with a timeout.
 pub trait Prober: Send + Sync + 'static {
     fn probe(&self, conn: &Connection, initialize: bool) -> Outcome;
+
+    /// Probes and, when the repository opens, lists its snapshots with the same opening
+    /// (one key derivation), decoding only those `known` does not hold. The default
+    /// lists nothing.
+    fn probe_and_list(
+        &self,
+        conn: &Connection,
+        initialize: bool,
+        known: &catalog::StoreCatalog,
+    ) -> (Outcome, Option<std::result::Result<Listing, String>>) {
+        let _ = known;
+        (self.probe(conn, initialize), None)
+    }
 }
 
 /// How long one probe may take before the store counts as unreachable.
@@ -110,22 +141,32 @@ async fn connection(
     })
 }
 
+type Probed = (Outcome, Option<std::result::Result<Listing, String>>);
+
 async fn probe(
     slots: &Semaphore,
     prober: Arc<dyn Prober>,
     conn: Connection,
     initialize: bool,
-) -> Outcome {
+    known: Arc<catalog::StoreCatalog>,
+) -> Probed {
     // Never closed: the semaphore lives as long as the controllers.
     let _slot = slots.acquire().await;
-    let task = tokio::task::spawn_blocking(move || prober.probe(&conn, initialize));
+    let task =
+        tokio::task::spawn_blocking(move || prober.probe_and_list(&conn, initialize, &known));
     match tokio::time::timeout(PROBE_TIMEOUT, task).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(join)) => failed("ProbeFailed", format!("probe crashed: {join}"), true),
-        Err(_) => failed(
-            "StorageUnreachable",
-            format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
-            true,
+        Ok(Ok(probed)) => probed,
+        Ok(Err(join)) => (
+            failed("ProbeFailed", format!("probe crashed: {join}"), true),
+            None,
+        ),
+        Err(_) => (
+            failed(
+                "StorageUnreachable",
+                format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+                true,
+            ),
+            None,
         ),
     }
 }
@@ -135,6 +176,8 @@ trait StoreKind:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static
 {
     const CONTROLLER: &'static str;
+    /// How a policy's `storeRef.kind` names this kind.
+    const REF_KIND: crate::crd::backup_policy::StoreKind;
     fn spec(&self) -> &BackupStoreSpec;
     fn status(&self) -> Option<&StoreStatus>;
     fn api(client: kube::Client, ns: Option<&str>) -> Api<Self>;
@@ -142,6 +185,8 @@ trait StoreKind:
 
 impl StoreKind for BackupStore {
     const CONTROLLER: &'static str = "backupstore";
+    const REF_KIND: crate::crd::backup_policy::StoreKind =
+        crate::crd::backup_policy::StoreKind::BackupStore;
     fn spec(&self) -> &BackupStoreSpec {
         &self.spec
     }
@@ -155,6 +200,8 @@ impl StoreKind for BackupStore {
 
 impl StoreKind for ClusterBackupStore {
     const CONTROLLER: &'static str = "clusterbackupstore";
+    const REF_KIND: crate::crd::backup_policy::StoreKind =
+        crate::crd::backup_policy::StoreKind::ClusterBackupStore;
     fn spec(&self) -> &BackupStoreSpec {
         &self.spec.store
     }
@@ -197,6 +244,10 @@ fn status_worth_writing(
     let Some(old) = old else { return true };
     let strip = |s: &StoreStatus| StoreStatus {
         last_check_time: None,
+        catalog: s.catalog.clone().map(|c| crate::crd::store::CatalogStatus {
+            list_time: None,
+            ..c
+        }),
         ..s.clone()
     };
     if strip(old) != strip(new) {
@@ -227,38 +278,84 @@ where
         let spec = store.spec();
         let now = Timestamp::now();
         let interval = ctx.config.store_probe_interval;
-        if let Some(wait) = recently_verified(store.as_ref(), now, interval) {
+        let key = catalog::StoreKey {
+            namespace: ns.clone(),
+            name: store.name_any(),
+        };
+        let known = sc.ctx.catalogs.get(&key).unwrap_or_default();
+        let backup_since = forgotten::finished_since(&ctx, &key, known.listed_at);
+        if let Some(wait) = recently_verified(store.as_ref(), now, interval)
+            && !backup_since
+        {
             return Ok(Action::requeue(wait));
         }
-        let outcome = match connection(&ctx, ns.as_deref(), &store.name_any(), spec).await {
-            Ok(conn) => {
-                probe(
-                    &sc.probe_slots,
-                    sc.prober.clone(),
-                    conn,
-                    spec.initialize == InitializePolicy::IfMissing,
-                )
-                .await
-            }
-            Err(outcome) => outcome,
-        };
-        let p = plan::plan(
+        let (outcome, listing) =
+            match connection(&ctx, ns.as_deref(), &store.name_any(), spec).await {
+                Ok(conn) => {
+                    probe(
+                        &sc.probe_slots,
+                        sc.prober.clone(),
+                        conn,
+                        spec.initialize == InitializePolicy::IfMissing,
+                        known.clone(),
+                    )
+                    .await
+                }
+                Err(outcome) => (outcome, None),
+            };
+        let mut p = plan::plan(
             store.status(),
             store.meta().generation,
             outcome,
             interval,
             now,
         );
+        match listing {
+            Some(Ok(l)) => {
+                let mut c = (*known).clone();
+                c.update(&l.repository_id, &l.ids, &l.new, now);
+                tracing::debug!(
+                    store = %store.name_any(),
+                    snapshots = l.ids.len(),
+                    decoded = l.new.len(),
+                    seconds = l.seconds,
+                    "catalog listed"
+                );
+                p.status.catalog = Some(c.summary());
+                forgotten::mark(&ctx, &key, &c).await?;
+                sc.ctx.catalogs.put(key.clone(), c);
+            }
+            Some(Err(e)) => {
+                // The previous summary stays: it was true at its listTime.
+                tracing::warn!(store = %store.name_any(), error = %e, "catalog listing failed");
+            }
+            None => {}
+        }
         for ev in &p.events {
             ctx.publish(store.as_ref(), ev, "Probe").await;
         }
         if status_worth_writing(store.status(), &p.status, now, interval) {
-            apply_status(
-                &K::api(ctx.client.clone(), ns.as_deref()),
-                &store.name_any(),
-                &p.status,
-            )
-            .await?;
+            let api = K::api(ctx.client.clone(), ns.as_deref());
+            // The catalog goes by merge patch: a controller upgraded before its CRDs (the
+            // upgrade test runs it so) must still write the rest, and server-side apply
+            // refuses a field the stored schema does not declare, where a merge patch's is
+            // pruned. The apply carries the stored catalog, so it never removes it.
+            let stored = store.status().and_then(|s| s.catalog.clone());
+            let fresh = p.status.catalog.clone();
+            let applied = StoreStatus {
+                catalog: stored.clone(),
+                ..p.status.clone()
+            };
+            apply_status(&api, &store.name_any(), &applied).await?;
+            if fresh.is_some() && fresh != stored {
+                let patch = serde_json::json!({ "status": { "catalog": fresh } });
+                api.patch_status(
+                    &store.name_any(),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
+            }
         }
         match p.not_ready {
             None => Ok(Action::requeue(p.requeue)),
@@ -282,9 +379,34 @@ where
         let f = error_policy::<K>(K::CONTROLLER);
         move |obj: Arc<K>, err: &Error, sc: Arc<StoreCtx>| f(obj, err, sc.ctx.clone())
     };
+    // A finished Backup wakes its store, so the catalog lists the new restore point
+    // without waiting for the probe interval (the reconcile lists only when a Backup
+    // finished after the last listing).
+    let policies = sc.ctx.caches.policies.clone();
+    let store_of = move |b: Backup| {
+        let done = b
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_finished());
+        let ns = b.namespace()?;
+        let policy = policies.get(&ObjectRef::new(&b.spec.policy_ref.name).within(&ns))?;
+        let r = &policy.spec.store_ref;
+        (done && r.kind == K::REF_KIND).then(|| match K::REF_KIND {
+            crate::crd::backup_policy::StoreKind::BackupStore => {
+                ObjectRef::new(&r.name).within(&ns)
+            }
+            crate::crd::backup_policy::StoreKind::ClusterBackupStore => ObjectRef::new(&r.name),
+        })
+    };
     Controller::new(
-        K::api(client, None).clone(),
+        K::api(client.clone(), None).clone(),
         watcher::Config::default().any_semantic(),
+    )
+    .watches(
+        Api::<Backup>::all(client),
+        watcher::Config::default().any_semantic(),
+        store_of,
     )
     .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
     .shutdown_on_signal()
@@ -347,10 +469,14 @@ mod tests {
             password: Sensitive(String::new()),
         };
         let outcomes = futures::future::join_all(
-            (0..8).map(|_| probe(&slots, prober.clone(), conn.clone(), false)),
+            (0..8).map(|_| probe(&slots, prober.clone(), conn.clone(), false, Arc::default())),
         )
         .await;
-        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Ready { .. })));
+        assert!(
+            outcomes
+                .iter()
+                .all(|(o, _)| matches!(o, Outcome::Ready { .. }))
+        );
         assert_eq!(prober.most.load(Ordering::SeqCst), PROBES_AT_ONCE);
     }
     use crate::controller::conditions::{self, Desired};

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::catalog::StoreCatalog;
 use super::plan::Outcome;
-use super::{Connection, Prober};
+use super::{Connection, Listing, Prober};
 use crate::repo::{self, InitOptions, Repo, RepoOptions, S3Config, S3Credentials, Secret, Storage};
 
 /// Probes with the repository engine.
@@ -155,23 +156,23 @@ fn bucket_of(opts: &RepoOptions) -> String {
     }
 }
 
-impl Prober for RepoProber {
-    fn probe(&self, conn: &Connection, initialize: bool) -> Outcome {
-        let opts = match self.options(conn) {
-            Ok(o) => o,
-            Err(outcome) => return outcome,
-        };
+impl RepoProber {
+    /// Opens the repository (creating it when allowed and missing): the repository and
+    /// what the probe found.
+    fn open(&self, conn: &Connection, initialize: bool) -> Result<(Repo, Outcome), Outcome> {
+        let opts = self.options(conn)?;
         let password = Secret::new(conn.password.0.clone());
         if conn.spec.immutability.is_some()
             && let Some(outcome) = lock_missing(&opts)
         {
-            return outcome;
+            return Err(outcome);
         }
         match Repo::open(&opts, &password) {
-            Ok(r) => Outcome::Ready {
-                repository_id: r.id().to_string(),
-            },
-            Err(repo::Error::NotFound(_)) if !initialize => Outcome::NotInitialized,
+            Ok(r) => {
+                let repository_id = r.id().to_string();
+                Ok((r, Outcome::Ready { repository_id }))
+            }
+            Err(repo::Error::NotFound(_)) if !initialize => Err(Outcome::NotInitialized),
             Err(repo::Error::NotFound(_)) => {
                 // Passwords of stores are Kubernetes Secrets, usually long random strings:
                 // use the cheap KDF for those, the interactive one otherwise (see
@@ -189,13 +190,47 @@ impl Prober for RepoProber {
                         compression: None,
                     },
                 ) {
-                    Ok(r) => Outcome::Initialized {
-                        repository_id: r.id().to_string(),
-                    },
-                    Err(e) => failed(&e),
+                    Ok(r) => {
+                        let repository_id = r.id().to_string();
+                        Ok((r, Outcome::Initialized { repository_id }))
+                    }
+                    Err(e) => Err(failed(&e)),
                 }
             }
-            Err(e) => failed(&e),
+            Err(e) => Err(failed(&e)),
         }
+    }
+}
+
+impl Prober for RepoProber {
+    fn probe(&self, conn: &Connection, initialize: bool) -> Outcome {
+        match self.open(conn, initialize) {
+            Ok((_, outcome)) | Err(outcome) => outcome,
+        }
+    }
+
+    fn probe_and_list(
+        &self,
+        conn: &Connection,
+        initialize: bool,
+        known: &StoreCatalog,
+    ) -> (Outcome, Option<Result<Listing, String>>) {
+        let (repo, outcome) = match self.open(conn, initialize) {
+            Ok(x) => x,
+            Err(outcome) => return (outcome, None),
+        };
+        let started = std::time::Instant::now();
+        // A cache of another repository (the location changed) is no help.
+        let same = known.repository_id == repo.id();
+        let listing = repo
+            .snapshot_listing(|id| same && known.knows(id))
+            .map(|(ids, new)| Listing {
+                repository_id: repo.id().to_string(),
+                ids,
+                new,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+            .map_err(|e| e.to_string());
+        (outcome, Some(listing))
     }
 }

@@ -437,8 +437,12 @@ fn restore_run(o: &Observed<'_>, entry: &RestoredSource) -> RestoreRun {
     let r = o.restore;
     RestoreRun {
         restore: NamespacedName::new(r.namespace().unwrap_or_default(), r.name_any()),
-        // The restore point's policy lives in the Restore's namespace.
-        policy: NamespacedName::new(r.namespace().unwrap_or_default(), policy_name(o)),
+        // The restore point's policy lives in the Restore's namespace, unless the restore
+        // point was read from a store: then it is the identity the snapshots carry.
+        policy: match super::super::from_store::identity(r) {
+            Some((ns, name)) => NamespacedName::new(ns.to_string(), name.to_string()),
+            None => NamespacedName::new(r.namespace().unwrap_or_default(), policy_name(o)),
+        },
         snapshot: entry.snapshot_id.clone().unwrap_or_default(),
         source: entry.name.clone(),
     }

@@ -591,6 +591,159 @@ fn a_policy_resolves_to_its_newest_usable_backup_at_or_before_the_time() {
     );
 }
 
+fn forget(b: &mut Backup) {
+    crate::controller::conditions::set(
+        &mut b.status.as_mut().unwrap().conditions,
+        &crate::controller::conditions::Desired::new(
+            crate::controller::store::forgotten::SNAPSHOTS_FORGOTTEN,
+            true,
+            "SnapshotsForgotten",
+            "the repository no longer holds every snapshot of this Backup",
+        ),
+        None,
+        ts(T0),
+    );
+}
+
+#[test]
+fn a_backup_whose_snapshots_were_forgotten_fails_with_that_reason_and_is_skipped() {
+    let mut old = backup("app-1", BackupPhase::Succeeded, "2026-01-01T01:00:00Z");
+    forget(&mut old);
+    let newer = backup("app-2", BackupPhase::Succeeded, "2026-01-01T02:00:00Z");
+    let mut w = World::new(RestoreSpec {
+        source: by_backup("app-1"),
+        ..RestoreSpec::default()
+    });
+    w.backups = vec![old.clone(), newer.clone()];
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("SnapshotsForgotten"));
+    assert!(p.create_jobs.is_empty());
+    // By policy and time: the forgotten one is no restore point, so none at 01:30.
+    let spec = RestoreSpec {
+        source: RestoreSource {
+            policy_ref: Some(LocalRef { name: "app".into() }),
+            point_in_time: Some("2026-01-01T01:30:00Z".into()),
+            ..RestoreSource::default()
+        },
+        ..RestoreSpec::default()
+    };
+    let all = vec![old, newer];
+    assert!(matches!(
+        resolve_point(&restore(spec), &all),
+        Resolution::Missing(f) if f.reason == "RestorePointNotFound"
+    ));
+}
+
+/// A Restore in namespace `shop` of identity `old/daily` from the store's catalog.
+fn from_store_world(source_extra: impl FnOnce(&mut RestoreSource)) -> World {
+    use crate::controller::restore::from_store;
+    use crate::controller::store::catalog::{Entry, RestorePoint};
+    let mut source = RestoreSource {
+        store_ref: Some(crate::crd::backup_policy::StoreRef {
+            kind: crate::crd::backup_policy::StoreKind::BackupStore,
+            name: "s3".into(),
+        }),
+        from_policy: Some("old/daily".into()),
+        ..RestoreSource::default()
+    };
+    source_extra(&mut source);
+    let mut w = World::new(RestoreSpec {
+        source,
+        manifests: Some(ManifestRestore::default()),
+        ..RestoreSpec::default()
+    });
+    let point = |run: &str, at: &str| RestorePoint {
+        identity: "old/daily".into(),
+        run: run.into(),
+        time: ts(at),
+        sources: vec![
+            Entry {
+                id: format!("{run}-vol"),
+                time: ts(at),
+                identity: "old/daily".into(),
+                run: run.into(),
+                kind: SourceKind::Volume,
+                source: "data".into(),
+                db_engine: None,
+                db_name: None,
+                bytes: Some(1 << 20),
+            },
+            Entry {
+                id: format!("{run}-man"),
+                time: ts(at),
+                identity: "old/daily".into(),
+                run: run.into(),
+                kind: SourceKind::Manifests,
+                source: "old".into(),
+                db_engine: None,
+                db_name: None,
+                bytes: None,
+            },
+        ],
+    };
+    w.backups = vec![
+        from_store::as_backup(&point("daily-1", "2026-01-01T01:00:00Z"), "shop", "daily"),
+        from_store::as_backup(&point("daily-2", "2026-01-01T02:00:00Z"), "shop", "daily"),
+    ];
+    w.policy = Some(from_store::as_policy(&w.restore, "daily"));
+    w
+}
+
+#[test]
+fn a_restore_from_a_store_reads_the_identitys_restore_points_and_only_them() {
+    let mut w = from_store_world(|_| {});
+    let p = w.step();
+    assert_eq!(
+        p.status.phase,
+        Some(RestorePhase::Running),
+        "{:?}",
+        p.status.failure
+    );
+    let rp = p.status.restore_point.clone().unwrap();
+    assert_eq!(rp.backup, "daily-2", "the newest");
+    assert_eq!(
+        (rp.namespace.as_deref(), rp.store.as_deref()),
+        (Some("old"), Some("s3"))
+    );
+    let vol = &p.create_jobs[0];
+    let a = args(vol);
+    // The mover reads only snapshots tagged with the old namespace's identity.
+    assert!(
+        a.contains("old/daily") || a.contains("--policy-namespace old"),
+        "{a}"
+    );
+    assert!(a.contains("daily-2-vol"), "{a}");
+    let pvc = &p.create_pvcs[0];
+    let size = pvc
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"]
+        .clone();
+    assert_eq!(size.0, "1Gi", "sized from the bytes the backup read");
+    // Point in time and an explicit run.
+    let mut w = from_store_world(|s| s.point_in_time = Some("2026-01-01T01:30:00Z".into()));
+    assert_eq!(w.step().status.restore_point.unwrap().backup, "daily-1");
+    let mut w = from_store_world(|s| s.backup_name = Some("daily-1".into()));
+    assert_eq!(w.step().status.restore_point.unwrap().backup, "daily-1");
+    let mut w = from_store_world(|s| s.backup_name = Some("daily-9".into()));
+    let p = w.step();
+    assert_eq!(reason(&p).as_deref(), Some("RestorePointNotFound"));
+    assert!(p.status.failure.unwrap().message.contains("daily-9"));
+    // A store refused by the tenant rules fails the restore with that reason.
+    let mut w = from_store_world(|_| {});
+    w.blocker = Some(failure("CrossNamespaceRestoreNotAllowed", "no"));
+    assert_eq!(
+        reason(&w.step()).as_deref(),
+        Some("CrossNamespaceRestoreNotAllowed")
+    );
+}
+
 #[test]
 fn invalid_specs_fail_before_anything_is_written() {
     let cases: Vec<(&str, RestoreSpec)> = vec![
@@ -601,7 +754,7 @@ fn invalid_specs_fail_before_anything_is_written() {
                 source: RestoreSource {
                     backup_ref: Some(LocalRef { name: "a".into() }),
                     policy_ref: Some(LocalRef { name: "b".into() }),
-                    point_in_time: None,
+                    ..RestoreSource::default()
                 },
                 ..RestoreSpec::default()
             },
