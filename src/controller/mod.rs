@@ -11,6 +11,7 @@ pub mod dr_drill;
 pub mod drill_run;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod leader;
 pub mod restore;
 pub mod sources;
@@ -55,6 +56,8 @@ pub struct Context {
     pub drills: OnceLock<kube::runtime::reflector::Store<crate::crd::dr_drill::DRDrill>>,
     /// When a Secret named by a policy was last seen to exist, per namespace and name.
     secrets_seen: Mutex<HashMap<(String, String), Instant>>,
+    /// The evidence signing key's state, set at start (see [`evidence`]).
+    pub evidence: evidence::Keys,
 }
 
 /// How long a Secret seen to exist is trusted to still exist. The controller may not
@@ -84,6 +87,7 @@ impl Context {
             rbac_applied: Mutex::new(HashMap::new()),
             drills: OnceLock::new(),
             secrets_seen: Mutex::new(HashMap::new()),
+            evidence: evidence::Keys::default(),
         }
     }
 

@@ -35,7 +35,7 @@ use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use self::sandbox::Workload;
 use super::access::{self, rbac};
 use super::backup_policy::lookup_policy;
-use super::{Context, Error, Result, apply_own_status, error_policy, instrumented};
+use super::{Context, Error, Result, apply_own_status, error_policy, evidence, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
@@ -246,7 +246,9 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         }
         _ => None,
     };
-    let plan = plan::plan(&Observed {
+    // Without a usable key, report Jobs are built unsigned (and runs say so).
+    let report_config = ctx.evidence.config_for_reports(&ctx.config);
+    let mut plan = plan::plan(&Observed {
         run,
         drill: drill.as_ref(),
         policy: policy.as_ref(),
@@ -261,10 +263,14 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         restore: restore.as_ref(),
         jobs: &jobs_list,
         pods: &pods,
-        config: &ctx.config,
+        config: &report_config,
         now: Timestamp::now(),
     });
+    if let Some(returned) = plan.anchor.take() {
+        anchor_report(ctx, run, &mut plan, &returned).await?;
+    }
     apply(run, &plan, usable.as_ref(), ctx).await?;
+    record_seal(ctx, run, &plan);
     if let Some(outcome) = plan.finished {
         record_finish(ctx, run, &plan, outcome);
     }
@@ -272,6 +278,68 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// Stores the anchor the report Job returned (see `evidence::store_anchor`) and records
+/// on the run whether its report is signed and anchored.
+async fn anchor_report(
+    ctx: &Context,
+    run: &DrillRun,
+    plan: &mut Plan,
+    returned: &str,
+) -> Result<()> {
+    let Some(report) = plan.status.report.clone() else {
+        return Ok(());
+    };
+    let (signed, reason, message) =
+        match evidence::store_anchor(ctx, run, &report, returned).await? {
+            evidence::Stored::Anchored => (
+                true,
+                "Sealed",
+                format!(
+                    "signed by key {} ({}); the drill's anchor is at this report",
+                    report.key_id.as_deref().unwrap_or("?"),
+                    report.signature_location.as_deref().unwrap_or("?")
+                ),
+            ),
+            evidence::Stored::Refused { reason, message } => (
+                false,
+                reason,
+                format!(
+                    "the report is signed but the drill's anchor was not advanced to it: {message}"
+                ),
+            ),
+        };
+    plan::set_evidence_signed(
+        plan,
+        run.metadata.generation,
+        Timestamp::now(),
+        signed,
+        reason,
+        message,
+    );
+    Ok(())
+}
+
+/// Counts a report's sealing outcome once, when its `EvidenceSigned` condition is first
+/// written.
+fn record_seal(ctx: &Context, run: &DrillRun, plan: &Plan) {
+    let had = |s: &crate::crd::dr_drill::DrillRunStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::crd::common::condition::EVIDENCE_SIGNED)
+            .map(|c| (c.status == "True", c.reason.clone()))
+    };
+    if run.status.as_ref().and_then(had).is_some() {
+        return;
+    }
+    if let Some((signed, reason)) = had(&plan.status) {
+        ctx.metrics.record_seal(if signed {
+            "Sealed"
+        } else {
+            plan::seal_reason(&reason)
+        });
+    }
 }
 
 /// Reads the sandbox namespace again and refuses to go on unless it is this run's.
@@ -471,6 +539,24 @@ async fn write_report_inputs(
     rbac::ensure_service_account(ctx, home).await?;
     let mut record = run.clone();
     record.metadata.managed_fields = None;
+    let mut data = BTreeMap::from([(
+        plan::RECORD_KEY.to_string(),
+        serde_json::to_string(&record).expect("a DrillRun serializes"),
+    )]);
+    // The anchored head the report links to and seals after (unchecked here: the Job
+    // opens it with the key, and the controller checks what comes back).
+    let anchor = Api::<ConfigMap>::namespaced(client.clone(), home)
+        .get_opt(&crate::evidence::objects::anchor_name(
+            &run.namespace().unwrap_or_default(),
+            &run.spec.drill_ref.name,
+        ))
+        .await?;
+    if let Some(text) = anchor
+        .and_then(|cm| cm.data)
+        .and_then(|mut d| d.remove(crate::evidence::objects::ANCHOR_JSON))
+    {
+        data.insert(plan::RECORD_ANCHOR_KEY.to_string(), text);
+    }
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(plan::report_record_name(run)),
@@ -482,10 +568,7 @@ async fn write_report_inputs(
             )])),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([(
-            plan::RECORD_KEY.to_string(),
-            serde_json::to_string(&record).expect("a DrillRun serializes"),
-        )])),
+        data: Some(data),
         ..ConfigMap::default()
     };
     ok_exists(

@@ -223,6 +223,9 @@ pub struct Plan {
     pub finished: Option<DrillOutcome>,
     /// A passed run's restore point, for the policy's `lastVerifiedRestorePoint`.
     pub verified: Option<VerifiedRestorePoint>,
+    /// The anchor the report Job returned (a signed envelope, JSON), to check and store
+    /// as the drill's anchor before the status is written.
+    pub anchor: Option<String>,
 }
 
 fn failure(reason: &str, message: impl Into<String>) -> Failure {
@@ -1260,7 +1263,8 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
 mod report;
 use report::reporting;
 pub use report::{
-    RECORD_KEY, report_job_name, report_mirror_name, report_record_name, report_store,
+    EVIDENCE_KEY_DIR, RECORD_ANCHOR_KEY, RECORD_KEY, report_job_name, report_mirror_name,
+    report_record_name, report_store, seal_reason, set_evidence_signed,
 };
 
 #[cfg(test)]
