@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -307,4 +308,99 @@ pub async fn store_anchor(
         }
     }
     Ok(Stored::Anchored)
+}
+
+/// What the report Job gets next to the run's record: the drill's anchor as stored now
+/// (`anchor.json`; the Job opens it with the key, and [`store_anchor`] checks what comes
+/// back) and the trusted public keys (`public-key.pem`: after a rotation the anchor is
+/// signed by an older key).
+pub async fn report_inputs(
+    ctx: &Context,
+    run: &DrillRun,
+    data: &mut std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let KeyState::Ready(keys) = ctx.evidence.get() else {
+        return Ok(());
+    };
+    let anchor = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace)
+        .get_opt(&objects::anchor_name(
+            &run.namespace().unwrap_or_default(),
+            &run.spec.drill_ref.name,
+        ))
+        .await?;
+    if let Some(text) = anchor
+        .and_then(|cm| cm.data)
+        .and_then(|mut d| d.remove(objects::ANCHOR_JSON))
+    {
+        data.insert(
+            crate::controller::drill_run::plan::RECORD_ANCHOR_KEY.to_string(),
+            text,
+        );
+    }
+    data.insert(
+        objects::PUBLIC_KEY_PEM.to_string(),
+        keys.iter().map(|k| k.to_pem()).collect(),
+    );
+    Ok(())
+}
+
+/// Stores the anchor the report Job returned (see `evidence::store_anchor`) and records
+/// on the run whether its report is signed and anchored.
+pub async fn anchor_report(
+    ctx: &Context,
+    run: &DrillRun,
+    plan: &mut crate::controller::drill_run::plan::Plan,
+    returned: &str,
+) -> Result<()> {
+    let Some(report) = plan.status.report.clone() else {
+        return Ok(());
+    };
+    let (signed, reason, message) = match store_anchor(ctx, run, &report, returned).await? {
+        Stored::Anchored => (
+            true,
+            "Sealed",
+            format!(
+                "signed by key {} ({}); the drill's anchor is at this report",
+                report.key_id.as_deref().unwrap_or("?"),
+                report.signature_location.as_deref().unwrap_or("?")
+            ),
+        ),
+        Stored::Refused { reason, message } => (
+            false,
+            reason,
+            format!(
+                "the report is signed but the drill's anchor was not advanced to it: {message}"
+            ),
+        ),
+    };
+    super::drill_run::plan::set_evidence_signed(
+        plan,
+        run.metadata.generation,
+        Timestamp::now(),
+        signed,
+        reason,
+        message,
+    );
+    Ok(())
+}
+
+/// Counts a report's sealing outcome once, when its `EvidenceSigned` condition is first
+/// written.
+pub fn record_seal(ctx: &Context, run: &DrillRun, plan: &crate::controller::drill_run::plan::Plan) {
+    let had = |s: &crate::crd::dr_drill::DrillRunStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::crd::common::condition::EVIDENCE_SIGNED)
+            .map(|c| (c.status == "True", c.reason.clone()))
+    };
+    if run.status.as_ref().and_then(had).is_some() {
+        return;
+    }
+    if let Some((signed, reason)) = had(&plan.status) {
+        ctx.metrics.record_seal(if signed {
+            "Sealed"
+        } else {
+            super::drill_run::plan::seal_reason(&reason)
+        });
+    }
 }

@@ -70,14 +70,22 @@ fn signing(a: &WriteReport, run: &DrillRun) -> Result<Option<(SigningKey, Option
         Some(Ok(bytes)) => {
             let env = Envelope::from_bytes(&bytes)
                 .map_err(|e| Error::input(format!("the anchor: {e}")))?;
+            // After a key rotation the anchor is signed by an older key the controller
+            // still trusts: it hands those over next to the anchor.
+            let mut trusted = vec![key.public().clone()];
+            let listed = a
+                .anchor
+                .as_ref()
+                .map(|p| p.with_file_name(crate::evidence::objects::PUBLIC_KEY_PEM));
+            if let Some(Ok(pem)) = listed.map(std::fs::read_to_string) {
+                trusted.extend(
+                    crate::evidence::keys::PublicKey::all_from_pem(&pem)
+                        .map_err(|e| Error::input(format!("the trusted keys: {e}")))?,
+                );
+            }
             Some(
-                Anchor::open(
-                    &env,
-                    std::slice::from_ref(key.public()),
-                    &a.run.namespace,
-                    &run.spec.drill_ref.name,
-                )
-                .map_err(|e| Error::input(format!("the anchor: {e}")))?,
+                Anchor::open(&env, &trusted, &a.run.namespace, &run.spec.drill_ref.name)
+                    .map_err(|e| Error::input(format!("the anchor: {e}")))?,
             )
         }
     };

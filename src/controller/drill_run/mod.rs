@@ -267,10 +267,10 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         now: Timestamp::now(),
     });
     if let Some(returned) = plan.anchor.take() {
-        anchor_report(ctx, run, &mut plan, &returned).await?;
+        evidence::anchor_report(ctx, run, &mut plan, &returned).await?;
     }
     apply(run, &plan, usable.as_ref(), ctx).await?;
-    record_seal(ctx, run, &plan);
+    evidence::record_seal(ctx, run, &plan);
     if let Some(outcome) = plan.finished {
         record_finish(ctx, run, &plan, outcome);
     }
@@ -278,68 +278,6 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
-}
-
-/// Stores the anchor the report Job returned (see `evidence::store_anchor`) and records
-/// on the run whether its report is signed and anchored.
-async fn anchor_report(
-    ctx: &Context,
-    run: &DrillRun,
-    plan: &mut Plan,
-    returned: &str,
-) -> Result<()> {
-    let Some(report) = plan.status.report.clone() else {
-        return Ok(());
-    };
-    let (signed, reason, message) =
-        match evidence::store_anchor(ctx, run, &report, returned).await? {
-            evidence::Stored::Anchored => (
-                true,
-                "Sealed",
-                format!(
-                    "signed by key {} ({}); the drill's anchor is at this report",
-                    report.key_id.as_deref().unwrap_or("?"),
-                    report.signature_location.as_deref().unwrap_or("?")
-                ),
-            ),
-            evidence::Stored::Refused { reason, message } => (
-                false,
-                reason,
-                format!(
-                    "the report is signed but the drill's anchor was not advanced to it: {message}"
-                ),
-            ),
-        };
-    plan::set_evidence_signed(
-        plan,
-        run.metadata.generation,
-        Timestamp::now(),
-        signed,
-        reason,
-        message,
-    );
-    Ok(())
-}
-
-/// Counts a report's sealing outcome once, when its `EvidenceSigned` condition is first
-/// written.
-fn record_seal(ctx: &Context, run: &DrillRun, plan: &Plan) {
-    let had = |s: &crate::crd::dr_drill::DrillRunStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == crate::crd::common::condition::EVIDENCE_SIGNED)
-            .map(|c| (c.status == "True", c.reason.clone()))
-    };
-    if run.status.as_ref().and_then(had).is_some() {
-        return;
-    }
-    if let Some((signed, reason)) = had(&plan.status) {
-        ctx.metrics.record_seal(if signed {
-            "Sealed"
-        } else {
-            plan::seal_reason(&reason)
-        });
-    }
 }
 
 /// Reads the sandbox namespace again and refuses to go on unless it is this run's.
@@ -467,7 +405,23 @@ async fn apply(
         record_verified(client, &ns, run, v).await?;
     }
     if run.status.as_ref() != Some(&plan.status) {
-        apply_own_status(client, run, &plan.status).await?;
+        match apply_own_status(client, run, &plan.status).await {
+            // CRDs older than this controller (upgraded before them) do not declare the
+            // report's signature fields, and server-side apply refuses what the schema
+            // does not declare. The signature is still next to the report and the key
+            // named in the EvidenceSigned condition.
+            Err(Error::Kube(kube::Error::Api(e)))
+                if e.message.contains("field not declared in schema") =>
+            {
+                let mut older = plan.status.clone();
+                if let Some(r) = older.report.as_mut() {
+                    r.signature_location = None;
+                    r.key_id = None;
+                }
+                apply_own_status(client, run, &older).await?;
+            }
+            r => r?,
+        }
     }
     // Deletions and events come after the status write: what they remove is recorded
     // first, and a plan made from a stale object changes and emits nothing.
@@ -543,20 +497,7 @@ async fn write_report_inputs(
         plan::RECORD_KEY.to_string(),
         serde_json::to_string(&record).expect("a DrillRun serializes"),
     )]);
-    // The anchored head the report links to and seals after (unchecked here: the Job
-    // opens it with the key, and the controller checks what comes back).
-    let anchor = Api::<ConfigMap>::namespaced(client.clone(), home)
-        .get_opt(&crate::evidence::objects::anchor_name(
-            &run.namespace().unwrap_or_default(),
-            &run.spec.drill_ref.name,
-        ))
-        .await?;
-    if let Some(text) = anchor
-        .and_then(|cm| cm.data)
-        .and_then(|mut d| d.remove(crate::evidence::objects::ANCHOR_JSON))
-    {
-        data.insert(plan::RECORD_ANCHOR_KEY.to_string(), text);
-    }
+    evidence::report_inputs(ctx, run, &mut data).await?;
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(plan::report_record_name(run)),

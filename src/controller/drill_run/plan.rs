@@ -71,8 +71,6 @@ pub const DEFAULT_PREFIX: &str = "drill-";
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Creating the sandbox (namespace, quota, policies, RBAC, Secrets) must not take longer.
 pub const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(300);
-/// Writing the report must not take longer.
-pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
 /// Waiting for the sandbox namespace to go away; afterwards the run completes anyway and
 /// the sandbox sweep keeps trying.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -1261,11 +1259,7 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
 }
 
 mod report;
-use report::reporting;
-pub use report::{
-    EVIDENCE_KEY_DIR, RECORD_ANCHOR_KEY, RECORD_KEY, report_job_name, report_mirror_name,
-    report_record_name, report_store, seal_reason, set_evidence_signed,
-};
+pub use report::*;
 
 #[cfg(test)]
 mod tests;

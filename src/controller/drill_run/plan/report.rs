@@ -52,6 +52,9 @@ pub fn report_record_name(run: &DrillRun) -> String {
     )
 }
 
+/// Writing the report must not take longer.
+pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Where the report mover finds the run's record.
 pub const RECORD_DIR: &str = "/etc/lifeboat/record";
 /// The record's key in its ConfigMap (and file name under [`RECORD_DIR`]).
