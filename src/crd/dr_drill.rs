@@ -551,6 +551,9 @@ pub struct DrillRunStatus {
     pub restore_point: Option<DrillRestorePoint>,
     /// The sandbox namespace.
     pub sandbox_namespace: Option<String>,
+    /// UID of the sandbox namespace this run created. Its clean-up, the sandbox sweep
+    /// and its finalizer delete only a namespace with this UID.
+    pub sandbox_uid: Option<String>,
     /// The Restore (in the drill's namespace) that restored into the sandbox.
     pub restore: Option<String>,
     /// The drill's spec when the run started: what this run restores, checks and is

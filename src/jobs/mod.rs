@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+use k8s_openapi::api::core::v1::Namespace;
+
 use crate::crd::labels;
 
 /// The token of the drill sandbox whose namespace has UID `uid`: the value of the
@@ -22,11 +24,47 @@ pub(crate) fn sandbox_token(uid: &str) -> String {
     hex::encode(&digest[..8])
 }
 
-/// The token of `ns` when it is a drill sandbox, for builders of pods that go there.
-pub(crate) fn sandbox_token_of(ns: &k8s_openapi::api::core::v1::Namespace) -> Option<String> {
-    let l = ns.metadata.labels.as_ref()?;
-    (l.get(labels::SANDBOX).map(String::as_str) == Some("true"))
-        .then(|| ns.metadata.uid.as_deref().map(sandbox_token))?
+/// The drill run a sandbox would belong to: what only the DrillRun controller writes on
+/// the namespace it creates, and the namespace UID the run recorded when it did.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SandboxOwner<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    /// `status.sandboxUid` of the run, once recorded. `None` only while the run has not
+    /// recorded it yet (between the create and the status write, or a run an older
+    /// release started); see docs/security.md.
+    pub recorded_uid: Option<&'a str>,
+}
+
+/// The one answer to "is `ns` the sandbox of this drill run": Lifeboat's sandbox labels
+/// naming the run, annotations naming its namespace/name and UID, the invitation of the
+/// run's namespace, and, once the run recorded it, the namespace's own UID. Labels and
+/// annotations alone are not enough once a UID is recorded: anyone who may label
+/// namespaces can copy them, nobody can give a namespace another's UID.
+pub(crate) fn is_sandbox_of(ns: &Namespace, owner: &SandboxOwner<'_>) -> bool {
+    let label = |k: &str| ns.metadata.labels.as_ref().and_then(|l| l.get(k));
+    let annotation = |k: &str| ns.metadata.annotations.as_ref().and_then(|a| a.get(k));
+    let is = |v: Option<&String>, want: &str| v.map(String::as_str) == Some(want);
+    is(label(labels::MANAGED_BY), labels::MANAGER)
+        && is(label(labels::SANDBOX), "true")
+        && is(label(labels::DRILL_RUN), &label_value(owner.name))
+        && is(
+            annotation(crate::crd::annotations::DRILL_RUN_REF),
+            &format!("{}/{}", owner.namespace, owner.name),
+        )
+        && !owner.uid.is_empty()
+        && is(
+            annotation(crate::crd::annotations::DRILL_RUN_UID),
+            owner.uid,
+        )
+        && is(
+            annotation(crate::crd::restore::ALLOW_RESTORE_FROM),
+            owner.namespace,
+        )
+        && owner
+            .recorded_uid
+            .is_none_or(|u| ns.metadata.uid.as_deref() == Some(u))
 }
 
 /// Longest name most kinds accept (DNS-1123 subdomain is 253, but Job names end up in

@@ -12,6 +12,7 @@
 pub mod checks;
 pub mod limits;
 pub mod plan;
+mod record;
 pub mod sandbox;
 pub mod sweep;
 
@@ -20,11 +21,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -106,8 +104,24 @@ async fn reconcile(run: Arc<DrillRun>, ctx: Arc<Context>) -> Result<Action> {
 async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     let status = run.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
+    if run.metadata.deletion_timestamp.is_some() {
+        if run.finalizers().iter().any(|f| f == FINALIZER) {
+            finalize(ctx, run).await?;
+        }
+        return Ok(Action::await_change());
+    }
     // A finished run is the record: never read around it, never written again.
-    if phase == DrillPhase::Completed || run.metadata.deletion_timestamp.is_some() {
+    if phase == DrillPhase::Completed {
+        return Ok(Action::await_change());
+    }
+    // Before its sandbox can exist, the run must be able to take it back. The patch
+    // wakes the run again (and a status write now would carry a stale version).
+    if matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning)
+        && !run.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        let mut fins = run.finalizers().to_vec();
+        fins.push(FINALIZER.into());
+        set_finalizers(&ctx.client, run, fins).await?;
         return Ok(Action::await_change());
     }
     let client = &ctx.client;
@@ -280,13 +294,79 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
     })
 }
 
-/// Reads the sandbox namespace again and refuses to go on unless it is this run's.
-async fn guard(client: &Client, run: &DrillRun, sandbox: &str) -> Result<()> {
+/// Held by every run that may have a sandbox, so that deleting the run deletes its
+/// sandbox: a namespaced DrillRun cannot own a (cluster-scoped) Namespace.
+pub const FINALIZER: &str = "drillruns.lifeboat.dev/cleanup";
+
+/// Deletes namespace `name` only if it still has `uid` (a UID precondition: a namespace
+/// deleted and re-created under the same name, or any other, is never touched).
+pub(crate) async fn delete_sandbox(client: &Client, name: &str, uid: &str) -> Result<bool> {
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .delete(name, &dp)
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Gone, or (409) a namespace of that name with another UID: not ours.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn set_finalizers(client: &Client, run: &DrillRun, fins: Vec<String>) -> Result<()> {
+    // The resourceVersion makes this a compare-and-swap: a concurrent change is a 409.
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": fins, "resourceVersion": run.resource_version() }
+    });
+    Api::<DrillRun>::namespaced(client.clone(), &run.namespace().unwrap_or_default())
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A deleted run: its sandbox goes (the namespace whose UID the run recorded, if it is
+/// still there), then the run. Only API calls of the controller, no Job: a run deleted
+/// with its terminating namespace is never stranded (tidb-operator#2888). A sandbox the
+/// run never recorded is not deleted (see docs/security.md).
+async fn finalize(ctx: &Context, run: &DrillRun) -> Result<()> {
+    let s = run.status.clone().unwrap_or_default();
+    if let (Some(name), Some(uid)) = (&s.sandbox_namespace, &s.sandbox_uid)
+        && delete_sandbox(&ctx.client, name, uid).await?
+    {
+        let ev = plan::PlannedEvent {
+            warning: false,
+            reason: "SandboxRemoved",
+            note: format!("deleted sandbox {name} of the deleted run"),
+        };
+        ctx.publish(run, &ev, "Drill").await;
+    }
+    let fins = run
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(&ctx.client, run, fins).await
+}
+
+/// Reads the sandbox namespace again and refuses to go on unless it is this run's;
+/// returns its UID.
+async fn guard(client: &Client, run: &DrillRun, sandbox: &str) -> Result<Option<String>> {
     let ns = Api::<Namespace>::all(client.clone())
         .get_opt(sandbox)
         .await?;
     match plan::sandbox_state(ns.as_ref(), run) {
-        SandboxState::Ours { terminating: false } => Ok(()),
+        SandboxState::Ours { terminating: false } => Ok(ns.and_then(|n| n.metadata.uid)),
         other => Err(Error::Invalid {
             reason: "SandboxNotOwned",
             message: format!(
@@ -320,13 +400,16 @@ async fn apply(
     let ns = run.namespace().unwrap_or_default();
     let pp = PostParams::default();
     let dp = DeleteParams::background();
+    let mut status = plan.status.clone();
     if let Some(prov) = &plan.provision {
         let sandbox = prov.namespace.name_any();
         match Api::<Namespace>::all(client.clone())
             .create(&pp, &prov.namespace)
             .await
         {
-            Ok(_) => {}
+            Ok(created) => {
+                status.sandbox_uid = status.sandbox_uid.or(created.metadata.uid);
+            }
             // Created by an earlier attempt, or someone else's: the guard tells which.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -385,7 +468,7 @@ async fn apply(
         )?;
     }
     if plan.report_inputs {
-        write_report_inputs(ctx, run, store).await?;
+        record::write_report_inputs(ctx, run, store).await?;
     }
     let mut guarded = std::collections::BTreeSet::new();
     for j in &plan.create_jobs {
@@ -404,21 +487,26 @@ async fn apply(
     if let Some(v) = &plan.verified {
         record_verified(client, &ns, run, v).await?;
     }
-    if run.status.as_ref() != Some(&plan.status) {
-        match apply_own_status(client, run, &plan.status).await {
-            // CRDs older than this controller (upgraded before them) do not declare the
-            // report's signature fields, and server-side apply refuses what the schema
-            // does not declare. The signature is still next to the report and the key
-            // named in the EvidenceSigned condition.
+    if run.status.as_ref() != Some(&status) {
+        match apply_own_status(client, run, &status).await {
+            // The DrillRun CRD predates fields of this controller (the window of an
+            // upgrade in which the controller is new and the CRDs are not yet):
+            // `status.sandboxUid` and the report's signature fields; server-side apply
+            // refuses what the schema does not declare, so record the rest. Until the
+            // CRDs are upgraded, only the run's own clean-up deletes its sandbox, by the
+            // UID it observed (docs/security.md, Open items); the signature is still
+            // next to the report and its key named in the EvidenceSigned condition.
             Err(Error::Kube(kube::Error::Api(e)))
-                if e.message.contains("field not declared in schema") =>
+                if e.message.contains("sandboxUid")
+                    || e.message.contains("field not declared in schema") =>
             {
-                let mut older = plan.status.clone();
-                if let Some(r) = older.report.as_mut() {
+                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid and report signature fields not recorded");
+                status.sandbox_uid = None;
+                if let Some(r) = status.report.as_mut() {
                     r.signature_location = None;
                     r.key_id = None;
                 }
-                apply_own_status(client, run, &older).await?;
+                apply_own_status(client, run, &status).await?;
             }
             r => r?,
         }
@@ -436,99 +524,18 @@ async fn apply(
         access::delete_mirror(client, sns, name, run.meta().uid.as_deref()).await?;
     }
     if plan.delete_record {
-        delete_record(ctx, run).await?;
+        record::delete_record(ctx, run).await?;
     }
     if let Some(sandbox) = &plan.delete_sandbox {
-        // Never delete a namespace this run did not create: check again right before.
-        guard(client, run, sandbox).await?;
-        ok_exists(
-            Api::<Namespace>::all(client.clone())
-                .delete(sandbox, &dp)
-                .await,
-        )?;
+        // Never delete a namespace this run did not create: check again right before,
+        // and delete only the UID the run recorded.
+        let observed = guard(client, run, sandbox).await?;
+        if let Some(uid) = status.sandbox_uid.as_ref().or(observed.as_ref()) {
+            delete_sandbox(client, sandbox, uid).await?;
+        }
     }
     for ev in &plan.events {
         ctx.publish(run, ev, "Drill").await;
-    }
-    Ok(())
-}
-
-/// What the report Job reads, in the controller's namespace: a copy of the store's
-/// Secrets, and the run's record as read now (the plan asks for these only once the
-/// status that says Reporting is stored, so the record holds the outcome and checks).
-async fn write_report_inputs(
-    ctx: &Context,
-    run: &DrillRun,
-    store: Option<&access::Store>,
-) -> Result<()> {
-    let client = &ctx.client;
-    let home = &ctx.config.namespace;
-    let uid = run.meta().uid.clone().unwrap_or_default();
-    let Some(s) = store else {
-        return Err(Error::Blocked {
-            reason: "StoreNotFound",
-            message: "the run's store is not usable for the report".into(),
-        });
-    };
-    match access::read_secrets(client, &ctx.config, s).await? {
-        Ok(secrets) => {
-            access::write_mirror(
-                client,
-                &secrets,
-                Default::default(),
-                home,
-                &plan::report_mirror_name(run),
-                plan::run_labels(run, "store-credentials"),
-                access::MirrorOwner::Uid(uid.clone()),
-            )
-            .await?
-        }
-        Err(f) => {
-            return Err(Error::Blocked {
-                reason: "SecretNotReadable",
-                message: format!("{}: {}", f.reason, f.message),
-            });
-        }
-    }
-    rbac::ensure_service_account(ctx, home).await?;
-    let mut record = run.clone();
-    record.metadata.managed_fields = None;
-    let mut data = BTreeMap::from([(
-        plan::RECORD_KEY.to_string(),
-        serde_json::to_string(&record).expect("a DrillRun serializes"),
-    )]);
-    evidence::report_inputs(ctx, run, &mut data).await?;
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(plan::report_record_name(run)),
-            namespace: Some(home.clone()),
-            labels: Some(plan::run_labels(run, "drill-record")),
-            annotations: Some(BTreeMap::from([(
-                crate::crd::annotations::OWNER_UID.to_string(),
-                uid,
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        ..ConfigMap::default()
-    };
-    ok_exists(
-        Api::<ConfigMap>::namespaced(client.clone(), home)
-            .create(&PostParams::default(), &cm)
-            .await,
-    )?;
-    Ok(())
-}
-
-/// Deletes the run's record ConfigMap, if it is this run's.
-async fn delete_record(ctx: &Context, run: &DrillRun) -> Result<()> {
-    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    let name = plan::report_record_name(run);
-    let Some(cm) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    if access::owned_by(&cm.metadata, run.meta().uid.as_deref()) {
-        ok_exists(api.delete(&name, &DeleteParams::background()).await)?;
     }
     Ok(())
 }

@@ -86,21 +86,21 @@ pub enum SandboxState {
     Foreign,
 }
 
-/// Whether `ns` is the sandbox of `run`: labelled as a Lifeboat sandbox of this run and
-/// annotated with its namespace/name and UID.
+/// Whether `ns` is the sandbox of `run` ([`jobs::is_sandbox_of`], bound to the UID the
+/// run recorded once it has).
 pub fn sandbox_state(ns: Option<&Namespace>, run: &DrillRun) -> SandboxState {
     let Some(ns) = ns else {
         return SandboxState::Absent;
     };
-    let l = ns.labels();
-    let a = ns.annotations();
-    let ours = l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-        && l.get(labels::SANDBOX).map(String::as_str) == Some("true")
-        && l.get(labels::DRILL_RUN) == Some(&jobs::label_value(&run.name_any()))
-        && a.get(annotations::DRILL_RUN_REF) == Some(&run_ref(run))
-        && run.metadata.uid.is_some()
-        && a.get(annotations::DRILL_RUN_UID) == run.metadata.uid.as_ref();
-    if ours {
+    let ns_name = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let owner = jobs::SandboxOwner {
+        namespace: &ns_name,
+        name: &name,
+        uid: run.metadata.uid.as_deref().unwrap_or_default(),
+        recorded_uid: run.status.as_ref().and_then(|s| s.sandbox_uid.as_deref()),
+    };
+    if jobs::is_sandbox_of(ns, &owner) {
         SandboxState::Ours {
             terminating: ns.metadata.deletion_timestamp.is_some(),
         }
@@ -338,6 +338,13 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         return p;
     }
     p.status.observed_generation = o.run.metadata.generation;
+    // `apply` records the sandbox's UID from the create's answer; this records it when
+    // that answer was lost (a crash before the status write) or the run was started by
+    // a release that did not record it. Only while the run is in progress, and only a
+    // namespace with the run's name, labels and UID annotation.
+    if p.status.sandbox_uid.is_none() && matches!(o.sandbox, SandboxState::Ours { .. }) {
+        p.status.sandbox_uid = o.sandbox_uid.clone();
+    }
     if let Some(StoreInfo {
         revoked: true,
         problem: Some(f),

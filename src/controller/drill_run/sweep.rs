@@ -1,9 +1,14 @@
 //! The sandbox sweep: every minute, every namespace labelled as a Lifeboat drill sandbox
-//! is matched with its DrillRun (by annotation) and deleted when nobody needs it: its run
-//! is gone (or is another run of the same name), its run completed without keeping it, or
-//! the TTL of a sandbox kept after a failure (`keepOnFailure`) has passed. Runs that are
-//! still active are left alone. Everything is read from the API at each pass, so the sweep
-//! picks up after a controller restart as if nothing happened.
+//! is matched with its DrillRun (by annotation) and deleted when its run no longer needs
+//! it: the run completed without keeping it, or the TTL of a sandbox kept after a failure
+//! (`keepOnFailure`) has passed. Runs that are still active are left alone. Everything
+//! is read from the API at each pass, so the sweep picks up after a controller restart
+//! as if nothing happened.
+//!
+//! Invariant: the sweep deletes only a namespace whose UID its (existing) run recorded
+//! in `status.sandboxUid`, with a UID precondition. Labels and annotations only select
+//! candidates: anyone who may label namespaces could copy them. The sandbox of a deleted
+//! run is removed by the run's finalizer, which reads the UID from the run itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 
 use super::plan::{self, DEFAULT_SANDBOX_TTL};
 use crate::controller::{Context, PlannedEvent};
@@ -29,25 +34,14 @@ pub fn decide(ns: &Namespace, run: Option<&DrillRun>, now: Timestamp) -> Option<
     if ns.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    let l = ns.labels();
-    let is_sandbox = l.get(labels::SANDBOX).map(String::as_str) == Some("true")
-        && l.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER);
-    if !is_sandbox {
+    // Without its run nobody can say which namespace it created: the run's finalizer
+    // deleted its sandbox, and anything else is not Lifeboat's to delete.
+    let run = run?;
+    let recorded = run.status.as_ref().and_then(|s| s.sandbox_uid.as_deref());
+    if recorded.is_none() || plan::sandbox_state(Some(ns), run) == plan::SandboxState::Foreign {
         return None;
     }
-    let reference = ns
-        .annotations()
-        .get(annotations::DRILL_RUN_REF)
-        .cloned()
-        .unwrap_or_else(|| "?".into());
-    let Some(run) = run else {
-        return Some(format!("its DrillRun {reference} no longer exists"));
-    };
-    if plan::sandbox_state(Some(ns), run) == plan::SandboxState::Foreign {
-        return Some(format!(
-            "it belongs to an earlier DrillRun named {reference}, not the current one"
-        ));
-    }
+    let reference = plan::run_ref(run);
     let s = run.status.clone().unwrap_or_default();
     if s.phase != Some(DrillPhase::Completed) {
         return None;
@@ -105,14 +99,17 @@ pub async fn sweep_once(ctx: &Context) -> crate::controller::Result<usize> {
         let Some(why) = decide(&ns, run.as_ref(), Timestamp::now()) else {
             continue;
         };
+        // `decide` returns a reason only with a run that recorded this namespace's UID.
+        let Some(uid) = run
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.sandbox_uid.clone())
+        else {
+            continue;
+        };
         tracing::info!(namespace = %ns.name_any(), reason = %why, "deleting drill sandbox");
-        match Api::<Namespace>::all(client.clone())
-            .delete(&ns.name_any(), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => deleted += 1,
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if super::delete_sandbox(client, &ns.name_any(), &uid).await? {
+            deleted += 1;
         }
         if let Some(r) = &run {
             let ev = PlannedEvent {
@@ -174,6 +171,7 @@ mod tests {
             phase: Some(phase),
             outcome,
             completion_time: Some(Time(t("2026-11-22T15:10:00Z"))),
+            sandbox_uid: Some("sandbox-uid".into()),
             drill_spec: Some(DRDrillSpec {
                 sandbox: Sandbox {
                     keep_on_failure: keep,
@@ -192,14 +190,16 @@ mod tests {
             verdict: crate::drill::pod_security::Level::Restricted,
             enforce: crate::drill::pod_security::Level::Restricted,
         };
-        crate::controller::drill_run::sandbox::sandbox_objects(
+        let mut ns = crate::controller::drill_run::sandbox::sandbox_objects(
             r,
             &DRDrillSpec::default(),
             "drill-orders-202611221500",
             levels,
             None,
         )
-        .namespace
+        .namespace;
+        ns.metadata.uid = Some("sandbox-uid".into());
+        ns
     }
 
     #[test]
@@ -212,19 +212,31 @@ mod tests {
     }
 
     #[test]
-    fn orphans_and_leftovers_are_deleted() {
+    fn leftovers_of_completed_runs_are_deleted() {
         let r = run(DrillPhase::Completed, Some(DrillOutcome::Passed), false);
         let ns = sandbox_of(&r);
         let now = t("2026-11-22T15:11:00Z");
-        assert!(decide(&ns, None, now).unwrap().contains("no longer exists"));
         assert!(decide(&ns, Some(&r), now).unwrap().contains("completed"));
+    }
+
+    #[test]
+    fn only_the_namespace_whose_uid_the_run_recorded_is_deleted() {
+        let r = run(DrillPhase::Completed, Some(DrillOutcome::Passed), false);
+        let now = t("2026-11-22T15:11:00Z");
+        // Same name, labels and annotations, another UID: a namespace someone labelled
+        // (or re-created) to look like the sandbox.
+        let mut lookalike = sandbox_of(&r);
+        lookalike.metadata.uid = Some("someone-elses".into());
+        assert_eq!(decide(&lookalike, Some(&r), now), None);
+        // A run that never recorded a UID has nothing the sweep may delete.
+        let mut unrecorded = r.clone();
+        unrecorded.status.as_mut().unwrap().sandbox_uid = None;
+        assert_eq!(decide(&sandbox_of(&r), Some(&unrecorded), now), None);
+        // Without its run (the finalizer's business) or with another run of that name.
+        assert_eq!(decide(&sandbox_of(&r), None, now), None);
         let mut other = r.clone();
         other.metadata.uid = Some("a-newer-run".into());
-        assert!(
-            decide(&ns, Some(&other), now)
-                .unwrap()
-                .contains("earlier DrillRun")
-        );
+        assert_eq!(decide(&sandbox_of(&r), Some(&other), now), None);
     }
 
     #[test]
@@ -244,9 +256,9 @@ mod tests {
         let r = run(DrillPhase::Completed, Some(DrillOutcome::Passed), false);
         let mut ns = sandbox_of(&r);
         ns.metadata.labels.as_mut().unwrap().remove(labels::SANDBOX);
-        assert_eq!(decide(&ns, None, t("2026-11-23T00:00:00Z")), None);
+        assert_eq!(decide(&ns, Some(&r), t("2026-11-23T00:00:00Z")), None);
         let mut going = sandbox_of(&r);
         going.metadata.deletion_timestamp = Some(Time(t("2026-11-22T15:10:00Z")));
-        assert_eq!(decide(&going, None, t("2026-11-23T00:00:00Z")), None);
+        assert_eq!(decide(&going, Some(&r), t("2026-11-23T00:00:00Z")), None);
     }
 }

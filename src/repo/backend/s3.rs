@@ -234,19 +234,6 @@ impl S3Store {
 
     /// Replaces a code-less HEAD error by the error of a 1-byte GET of the same object,
     /// whose body names the S3 error code (SignatureDoesNotMatch, InvalidAccessKeyId, ...).
-    /// A missing bucket's error names it: the server's own message ("The specified bucket
-    /// does not exist") does not, and a store's status must say which one to create.
-    fn bucket_named(&self, mut e: StoreError) -> StoreError {
-        if e.kind == StoreErrorKind::NoSuchBucket {
-            e.message = format!(
-                "bucket {:?} does not exist ({})",
-                self.config.bucket,
-                self.config.location()
-            );
-        }
-        e
-    }
-
     fn diagnose(&self, path: &str, head_err: StoreError) -> StoreError {
         let res = self.block_on(
             self.client
@@ -258,7 +245,7 @@ impl S3Store {
         );
         match res {
             Err(e) => {
-                let err = sdk_error("GET", path, e);
+                let err = sdk_error(&self.config.bucket, "GET", path, e);
                 if err.code.is_some() && err.kind != StoreErrorKind::NotFound {
                     StoreError {
                         op: head_err.op,
@@ -335,7 +322,7 @@ impl S3Store {
                     .body(ByteStream::from(data))
                     .send()
                     .await
-                    .map_err(|e| sdk_error("PUT", &path, e))?;
+                    .map_err(|e| sdk_error(&bucket, "PUT", &path, e))?;
                 Ok(())
             } else {
                 multipart(&client, &bucket, &key, &path, data, part_size, sem).await
@@ -421,8 +408,15 @@ async fn build_client(config: &S3Config) -> Result<Client, StoreError> {
     Ok(Client::from_conf(builder.build()))
 }
 
-/// Maps an SDK error to a [`StoreError`] that keeps the S3 error code.
-fn sdk_error<E>(op: &'static str, path: &str, err: SdkError<E, HttpResponse>) -> StoreError
+/// Maps an SDK error to a [`StoreError`] that keeps the S3 error code. A missing bucket's
+/// error names it, whatever the operation: the server's own message ("The specified
+/// bucket does not exist") does not, and a store's status must say which one to create.
+fn sdk_error<E>(
+    bucket: &str,
+    op: &'static str,
+    path: &str,
+    err: SdkError<E, HttpResponse>,
+) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -438,7 +432,9 @@ where
             } else {
                 code
             };
-            let message = if message.is_empty() && code.is_none() {
+            let message = if kind == StoreErrorKind::NoSuchBucket {
+                format!("bucket {bucket:?} does not exist")
+            } else if message.is_empty() && code.is_none() {
                 status.map_or_else(|| "service error".to_string(), |s| format!("HTTP {s}"))
             } else {
                 message
@@ -555,7 +551,7 @@ async fn multipart(
         .key(key)
         .send()
         .await
-        .map_err(|e| sdk_error("PUT", path, e))?;
+        .map_err(|e| sdk_error(bucket, "PUT", path, e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     let part_size = usize::try_from(part_size).unwrap_or(usize::MAX);
     let parts: Vec<(i32, Bytes)> = (0..data.len())
@@ -587,7 +583,7 @@ async fn multipart(
                     .body(ByteStream::from(body))
                     .send()
                     .await
-                    .map_err(|e| sdk_error("PUT", path, e))?;
+                    .map_err(|e| sdk_error(bucket, "PUT", path, e))?;
                 Ok(CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(out.e_tag().map(str::to_string))
@@ -614,7 +610,7 @@ async fn multipart(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| sdk_error("PUT", path, e))
+                .map_err(|e| sdk_error(bucket, "PUT", path, e))
         }
         Err(e) => Err(e),
     };
@@ -670,13 +666,13 @@ impl ObjectStore for S3Store {
         match head {
             Ok(_) => Ok(()),
             Err(e) => {
-                let err = sdk_error("HEAD-BUCKET", "", e);
+                let err = sdk_error(&self.config.bucket, "HEAD-BUCKET", "", e);
                 if err.kind == StoreErrorKind::NoSuchBucket && self.config.create_bucket {
                     self.block_on(self.client.create_bucket().bucket(bucket).send())
                         .map(|_| ())
-                        .map_err(|e| sdk_error("CREATE-BUCKET", "", e))
+                        .map_err(|e| sdk_error(&self.config.bucket, "CREATE-BUCKET", "", e))
                 } else {
-                    Err(self.bucket_named(err))
+                    Err(err)
                 }
             }
         }
@@ -686,12 +682,12 @@ impl ObjectStore for S3Store {
         match self.block_on(self.client.head_bucket().bucket(&self.config.bucket).send()) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let err = sdk_error("HEAD-BUCKET", "", e);
+                let err = sdk_error(&self.config.bucket, "HEAD-BUCKET", "", e);
                 match err.kind {
                     StoreErrorKind::AccessDenied | StoreErrorKind::Auth => {
                         Err(self.diagnose("config", err))
                     }
-                    _ => Err(self.bucket_named(err)),
+                    _ => Err(err),
                 }
             }
         }
@@ -710,7 +706,7 @@ impl ObjectStore for S3Store {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.bucket_named(sdk_error("LIST", dir, e)))?;
+                let page = page.map_err(|e| sdk_error(&self.config.bucket, "LIST", dir, e))?;
                 for obj in page.contents() {
                     let Some(key) = obj.key() else { continue };
                     let Some(name) = key.strip_prefix(&prefix) else {
@@ -738,7 +734,7 @@ impl ObjectStore for S3Store {
                 u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
             )),
             Err(e) => {
-                let err = sdk_error("HEAD", path, e);
+                let err = sdk_error(&self.config.bucket, "HEAD", path, e);
                 match err.kind {
                     StoreErrorKind::NotFound => Ok(None),
                     // HEAD answers carry no body, so no error code: a 403 could be a bad
@@ -775,7 +771,10 @@ impl ObjectStore for S3Store {
                     }
                     req = req.range(format!("bytes={offset}-{}", offset + length - 1));
                 }
-                let resp = req.send().await.map_err(|e| sdk_error("GET", path, e))?;
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&self.config.bucket, "GET", path, e))?;
                 // The SDK retries the request but not a body that breaks off mid-stream:
                 // retry those here, with the same backoff shape.
                 match resp.body.collect().await {
@@ -841,13 +840,52 @@ impl ObjectStore for S3Store {
                 .send(),
         )
         .map(|_| ())
-        .map_err(|e| sdk_error("DELETE", path, e))
+        .map_err(|e| sdk_error(&self.config.bucket, "DELETE", path, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_bucket_is_named_whatever_the_operation() {
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::operation::get_object::GetObjectError;
+        use aws_sdk_s3::primitives::SdkBody;
+        let missing = |status: u16, code: Option<&str>| {
+            let mut meta = ErrorMetadata::builder().message("The specified bucket does not exist");
+            if let Some(c) = code {
+                meta = meta.code(c);
+            }
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            SdkError::service_error(GetObjectError::generic(meta.build()), raw)
+        };
+        for (op, status, code) in [
+            ("GET", 404, Some("NoSuchBucket")),
+            ("PUT", 404, Some("NoSuchBucket")),
+            ("HEAD-BUCKET", 404, None),
+        ] {
+            let e = sdk_error("team-backups", op, "config", missing(status, code));
+            assert_eq!(e.kind, StoreErrorKind::NoSuchBucket, "{op}");
+            assert_eq!(e.code.as_deref(), Some("NoSuchBucket"), "{op}");
+            assert_eq!(e.message, "bucket \"team-backups\" does not exist", "{op}");
+        }
+        // Other errors keep the server's message.
+        let denied = SdkError::service_error(
+            GetObjectError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("Access Denied")
+                    .build(),
+            ),
+            HttpResponse::new(403.try_into().unwrap(), SdkBody::empty()),
+        );
+        assert_eq!(
+            sdk_error("team-backups", "GET", "config", denied).message,
+            "Access Denied"
+        );
+    }
 
     #[test]
     fn classifies_s3_codes() {

@@ -568,6 +568,31 @@ fn a_new_run_records_its_spec_and_restore_point_and_creates_a_labelled_sandbox()
 }
 
 #[test]
+fn the_run_records_its_sandboxs_uid_and_then_knows_no_other_namespace() {
+    let mut w = World::new(drill_spec());
+    let p = w.step();
+    let mut ns = p.provision.unwrap().namespace;
+    assert_eq!(w.run.status.as_ref().unwrap().sandbox_uid, None);
+    // The namespace exists (created, or left by an attempt whose status write was lost).
+    w.sandbox = SandboxState::Ours { terminating: false };
+    w.sandbox_uid = Some("ns-uid-1".into());
+    let p = w.at("2026-11-22T15:00:02Z").step();
+    assert_eq!(p.status.sandbox_uid.as_deref(), Some("ns-uid-1"));
+    // Recorded once: a later observation does not replace it.
+    w.sandbox_uid = Some("ns-uid-2".into());
+    assert_eq!(w.step().status.sandbox_uid.as_deref(), Some("ns-uid-1"));
+    // From now on only that UID is the sandbox, whatever another namespace of the same
+    // name carries (re-created, or labelled and annotated to look like it).
+    ns.metadata.uid = Some("ns-uid-1".into());
+    assert_eq!(
+        sandbox_state(Some(&ns), &w.run),
+        SandboxState::Ours { terminating: false }
+    );
+    ns.metadata.uid = Some("ns-uid-2".into());
+    assert_eq!(sandbox_state(Some(&ns), &w.run), SandboxState::Foreign);
+}
+
+#[test]
 fn once_the_sandbox_exists_the_restore_of_the_chosen_point_starts() {
     let mut spec = drill_spec();
     spec.sandbox.resource_quota = BTreeMap::from([(

@@ -359,8 +359,11 @@ pub(super) fn common_job(
     };
     let mut labels = labels_for(r, &policy.name_any(), "mover", Some(&entry.name));
     // Into a drill sandbox: the token that lets the mover through its NetworkPolicy.
-    if let Some(t) = o.target_namespace.and_then(jobs::sandbox_token_of) {
-        labels.insert(crate::crd::labels::SANDBOX_TOKEN.into(), t);
+    if let Some(uid) = own_sandbox(o).and_then(|ns| ns.metadata.uid.as_deref()) {
+        labels.insert(
+            crate::crd::labels::SANDBOX_TOKEN.into(),
+            jobs::sandbox_token(uid),
+        );
     }
     MoverJob {
         name: job_name(&r.name_any(), entry.kind, &entry.name),
@@ -396,23 +399,37 @@ pub(super) fn common_job(
 /// `Some(target)` when the Restore writes into another namespace than its own. A drill
 /// sandbox made for the Restore's namespace counts as its own: the same team's policy
 /// chose the image and placement, and a drill measures the restore as it would run.
-/// Only the controller labels a namespace as a sandbox (tenants cannot edit Namespaces).
 pub(super) fn foreign<'t>(o: &Observed<'_>, target: &'t str) -> Option<&'t str> {
-    let own = o.restore.namespace();
-    if own.as_deref() == Some(target) {
+    if o.restore.namespace().as_deref() == Some(target) || own_sandbox(o).is_some() {
         return None;
     }
-    let own_sandbox = o.target_namespace.is_some_and(|ns| {
-        let label = |k: &str| ns.labels().get(k).map(String::as_str);
-        label(crate::crd::labels::SANDBOX) == Some("true")
-            && label(crate::crd::labels::MANAGED_BY) == Some(crate::crd::labels::MANAGER)
-            && ns
-                .annotations()
-                .get(crate::crd::restore::ALLOW_RESTORE_FROM)
-                .map(String::as_str)
-                == own.as_deref()
-    });
-    (!own_sandbox).then_some(target)
+    Some(target)
+}
+
+/// The target namespace, when it is the sandbox of the DrillRun that owns this Restore
+/// (the one predicate, [`jobs::is_sandbox_of`]). The Restore cannot read the run's
+/// recorded sandbox UID here, so this relies on what only the controller writes on the
+/// namespace (labels, the run's UID, the invitation; tenants cannot edit Namespaces); a
+/// Restore claiming another run of its namespace as owner claims only its own team's
+/// sandbox.
+fn own_sandbox<'n>(o: &Observed<'n>) -> Option<&'n Namespace> {
+    let ns = o.target_namespace?;
+    let own = o.restore.namespace()?;
+    let run_api = crate::crd::dr_drill::DrillRun::api_version(&());
+    o.restore
+        .owner_references()
+        .iter()
+        .filter(|r| r.kind == "DrillRun" && r.api_version == run_api)
+        .any(|r| {
+            let owner = jobs::SandboxOwner {
+                namespace: &own,
+                name: &r.name,
+                uid: &r.uid,
+                recorded_uid: None,
+            };
+            jobs::is_sandbox_of(ns, &owner)
+        })
+        .then_some(ns)
 }
 
 /// The run a restore mover reports to.

@@ -370,6 +370,40 @@ impl World {
         self
     }
 
+    /// Makes the target `shop-copy` the sandbox of DrillRun `shop/orders-1`, which owns
+    /// the Restore, as the DrillRun controller makes it.
+    fn drill_sandbox(mut self) -> Self {
+        self.restore.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "lifeboat.dev/v1alpha1".into(),
+            kind: "DrillRun".into(),
+            name: "orders-1".into(),
+            uid: "run-uid".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }]);
+        let sb = self
+            .namespaces
+            .iter_mut()
+            .find(|n| n.name_any() == "shop-copy")
+            .unwrap();
+        sb.metadata.uid = Some("sandbox-uid".into());
+        sb.metadata.labels = Some(BTreeMap::from([
+            (labels::SANDBOX.into(), "true".into()),
+            (labels::MANAGED_BY.into(), labels::MANAGER.into()),
+            (labels::DRILL_RUN.into(), "orders-1".into()),
+        ]));
+        let a = sb.metadata.annotations.get_or_insert_default();
+        a.insert(
+            crate::crd::annotations::DRILL_RUN_REF.into(),
+            "shop/orders-1".into(),
+        );
+        a.insert(
+            crate::crd::annotations::DRILL_RUN_UID.into(),
+            "run-uid".into(),
+        );
+        self
+    }
+
     fn plan(&self) -> Plan {
         let target = target_namespace(&self.restore);
         plan(&Observed {
@@ -726,6 +760,10 @@ fn another_namespace_gets_the_installations_mover_but_the_drills_own_sandbox_the
     let image = db_image(&mut w).unwrap();
     assert_eq!(image, w.config.mover_db_image);
     // A sandbox the controller made for this namespace: the policy's own choice.
+    let mut w = ephemeral_only().drill_sandbox();
+    assert_eq!(db_image(&mut w).unwrap(), "registry.example/team-mover:1");
+    // The sandbox labels alone (anyone who may label namespaces can set them), or a
+    // sandbox of another run than the Restore's owner, are just another namespace.
     let mut w = ephemeral_only();
     let ns = w
         .namespaces
@@ -736,15 +774,9 @@ fn another_namespace_gets_the_installations_mover_but_the_drills_own_sandbox_the
         (labels::SANDBOX.into(), "true".into()),
         (labels::MANAGED_BY.into(), labels::MANAGER.into()),
     ]));
-    assert_eq!(db_image(&mut w).unwrap(), "registry.example/team-mover:1");
-    // The sandbox label without the controller's manager label is just another namespace.
-    let mut w = ephemeral_only();
-    let ns = w
-        .namespaces
-        .iter_mut()
-        .find(|n| n.name_any() == "shop-copy")
-        .unwrap();
-    ns.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    assert_eq!(db_image(&mut w).unwrap(), w.config.mover_db_image);
+    let mut w = ephemeral_only().drill_sandbox();
+    w.restore.metadata.owner_references.as_mut().unwrap()[0].uid = "another-run".into();
     assert_eq!(db_image(&mut w).unwrap(), w.config.mover_db_image);
 }
 
@@ -1962,6 +1994,7 @@ fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
             "not a sandbox: no token"
         );
     }
+    // The sandbox label alone makes no sandbox.
     let mut w = World::everything().elsewhere();
     let sb = w
         .namespaces
@@ -1970,6 +2003,15 @@ fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
         .unwrap();
     sb.metadata.uid = Some("sandbox-uid".into());
     sb.metadata.labels = Some(BTreeMap::from([(labels::SANDBOX.into(), "true".into())]));
+    let p = w.step();
+    assert!(!p.create_jobs.is_empty());
+    for j in &p.create_jobs {
+        assert!(
+            !j.labels().contains_key(labels::SANDBOX_TOKEN),
+            "labels only"
+        );
+    }
+    let mut w = World::everything().elsewhere().drill_sandbox();
     let p = w.step();
     assert!(!p.create_jobs.is_empty());
     for j in &p.create_jobs {
