@@ -44,6 +44,11 @@ pub struct Config {
     /// The Pod Security level the controller labels its own namespace with at start-up
     /// (`restricted` in the chart); `None` leaves the namespace's labels alone.
     pub own_namespace_pod_security: Option<String>,
+    /// Name prefix of the evidence objects in the controller's namespace
+    /// (`<prefix>-evidence-signing-key`, `<prefix>-evidence-public-key`; the chart passes
+    /// its full name). `None`: drill reports are not signed, and each run says so in its
+    /// `EvidenceSigned` condition.
+    pub evidence_prefix: Option<String>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             identity: "test".into(),
             allow_ambient_credentials: false,
             own_namespace_pod_security: None,
+            evidence_prefix: None,
         }
     }
 }

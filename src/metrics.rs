@@ -169,7 +169,17 @@ pub struct Metrics {
     drill_rpo: Family<DrillLabels, GaugeF64>,
     drill_last_passed: Family<DrillLabels, GaugeF64>,
     pub leader: Gauge,
+    evidence_seals: Family<SealLabels, Counter>,
+    evidence_key_ready: Gauge,
     owners: Arc<Mutex<Owners>>,
+}
+
+/// `outcome`: `Sealed`, or a bounded refusal category (`ReportNotAsRecorded`,
+/// `ChainFork`, `AnchorInvalid`, `EvidenceKeyInvalid`, `Unsigned`, ...). No drill label:
+/// the run's condition and Event name the drill; the counter is for the alert.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SealLabels {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -200,6 +210,8 @@ impl Metrics {
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
             leader: Gauge::default(),
+            evidence_seals: Family::default(),
+            evidence_key_ready: Gauge::default(),
             owners: Arc::default(),
         };
         let r = &mut registry;
@@ -295,6 +307,16 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader lease",
             m.leader.clone(),
+        );
+        r.register(
+            "evidence_seal",
+            "Drill reports sealed (signed and anchored), or not, by outcome",
+            m.evidence_seals.clone(),
+        );
+        r.register(
+            "evidence_key_ready",
+            "1 when the evidence signing key is usable, 0 when reports are written unsigned",
+            m.evidence_key_ready.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -401,6 +423,18 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts one report's sealing outcome.
+    pub fn record_seal(&self, outcome: &'static str) {
+        self.evidence_seals
+            .get_or_create(&SealLabels { outcome })
+            .inc();
+    }
+
+    /// Whether the evidence signing key is usable.
+    pub fn evidence_key_ready(&self, ready: bool) {
+        self.evidence_key_ready.set(i64::from(ready));
     }
 
     /// Drops every series of a deleted policy, its run and failure counters included: an

@@ -1,22 +1,23 @@
-//! Evidence an auditor can trust (issue 12), phase 1: against real drill runs of the
-//! installed operator, the evidence library signs and anchors the reports as the
-//! controller will (`lifeboat::evidence::seal`, the key and anchor objects written into a
-//! stand-in controller namespace of this test, so that other tests' `verify-chain` never
-//! sees this key), then the CLI:
+//! Evidence an auditor can trust (issue 12): the installed controller signs each drill
+//! report (its key made at start in the controller's namespace, the report Job sealing
+//! with it) and anchors the chain head there; nothing in this test signs. Against reports
+//! the controller signed after real drill runs:
 //!
-//! - `drill verify-chain` verifies the signed chain against the anchor and the DrillRuns;
-//! - `evidence export` writes the bundle; `evidence verify` checks it with no cluster
-//!   (another KUBECONFIG-less process), and names an edited report, a removed newest
-//!   report, an edited anchor and the wrong public key;
+//! - each run records `signatureLocation`, `keyId` and `EvidenceSigned=True`, and the
+//!   drill's anchor ConfigMap follows the runs;
+//! - a namespace editor (a ServiceAccount bound to `edit`, its TokenRequest token) reads
+//!   the store's credentials from their namespace and, with them, edits, deletes,
+//!   reorders, plants and consistently rewrites reports in the bucket: `drill
+//!   verify-chain` fails naming each (the bucket is restored between attacks); a report
+//!   planted after the anchored head is not linked by the next run, which is sealed;
+//! - the editor cannot read the signing key Secret nor patch the anchor (403), reads the
+//!   public key by name, and their `verify-chain` says the anchor was not checked;
+//! - `evidence export` writes the bundle; `evidence verify` checks it with no cluster and
+//!   only the public key, and names an edited report, a removed newest report, an edited
+//!   anchor and the wrong public key;
 //! - a deleted DRDrill is named by verify-chain and by the offline verify of a new export;
-//! - a namespace editor can neither read the signing key nor write an anchor there, and
-//!   their `verify-chain` says that it could not check signatures and the anchor;
 //! - the report's HTML page is in the store, self-contained (a Content-Security-Policy
-//!   forbidding every load, no URL), with its digest as the report says, and a real
-//!   headless Chromium renders it (DOM and screenshot).
-//!
-//! The controller signing on its own, and the e2e attacks through the mover's identity,
-//! are phase 2 (docs/evidence-wiring.md).
+//!   forbidding every load, no URL), and a real headless Chromium renders it.
 
 mod common;
 
@@ -25,18 +26,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{Protected, backup_now, drill_json, env, run_drill};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use std::collections::BTreeMap;
+
+use common::{OPERATOR_NS, Protected, backup_now, drill_json, env, run_drill};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use lifeboat::crd::dr_drill::{DrillOutcome, DrillRun};
-use lifeboat::drill::report::{Report, sha256};
+use lifeboat::drill::report::{Report, sha256, to_bytes};
 use lifeboat::drill::store::{ReportStore, base_location};
 use lifeboat::evidence::anchor::Anchor;
-use lifeboat::evidence::keys::SigningKey;
-use lifeboat::evidence::{bundle::Bundle, objects, seal};
-use lifeboat::repo::{RepoOptions, S3Config, S3Credentials, Secret as RepoSecret, Storage};
+use lifeboat::evidence::keys::{PublicKey, SigningKey};
+use lifeboat::evidence::{bundle::Bundle, objects};
+use lifeboat::repo::{
+    ObjectStore, RepoOptions, S3Config, S3Credentials, Secret as RepoSecret, Storage,
+};
 use lifeboat_e2e::testing::{self, wait_for};
 use serde_json::json;
 
@@ -58,8 +63,11 @@ fn cli(args: &[&str], kubeconfig: Option<&str>) -> anyhow::Result<(i32, String, 
     ))
 }
 
-/// The reports of the test's bucket, as the controller opens them.
-fn report_store((bucket, prefix): &(String, String)) -> anyhow::Result<ReportStore> {
+/// The test's bucket opened with `creds` (access key, secret key).
+fn bucket(
+    (bucket, prefix): &(String, String),
+    (id, secret): &(String, String),
+) -> anyhow::Result<(Arc<dyn ObjectStore>, ReportStore)> {
     let mut c = S3Config::new(
         Some(env("LIFEBOAT_TEST_S3_ENDPOINT")),
         bucket.clone(),
@@ -67,64 +75,98 @@ fn report_store((bucket, prefix): &(String, String)) -> anyhow::Result<ReportSto
     );
     c.region = Some("us-east-1".into());
     c.credentials = S3Credentials::Static {
-        access_key_id: env("LIFEBOAT_TEST_S3_ACCESS_KEY"),
-        secret_access_key: RepoSecret::new(env("LIFEBOAT_TEST_S3_SECRET_KEY")),
+        access_key_id: id.clone(),
+        secret_access_key: RepoSecret::new(secret.clone()),
         session_token: None,
     };
     let opts = RepoOptions::new(Storage::S3(Box::new(c)));
-    let store: Arc<dyn lifeboat::repo::ObjectStore> = opts.object_store()?;
-    Ok(ReportStore::new(store, base_location(&opts.storage)))
+    let store: Arc<dyn ObjectStore> = opts.object_store()?;
+    Ok((
+        store.clone(),
+        ReportStore::new(store, base_location(&opts.storage)),
+    ))
 }
 
-/// What the controller will do once a run's report is written: seal it and store the
-/// advanced anchor.
-async fn seal_run(
-    p: &Protected,
-    ctl: &str,
-    key: &Arc<SigningKey>,
-    run: &DrillRun,
-) -> anyhow::Result<Anchor> {
-    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), ctl);
-    let name = objects::anchor_name(p.name(), &run.spec.drill_ref.name);
-    let existing = cms.get_opt(&name).await?;
-    let previous = match &existing {
-        Some(cm) => Some(Anchor::open(
-            &objects::anchor_envelope_of(cm)?,
-            std::slice::from_ref(key.public()),
-            p.name(),
-            &run.spec.drill_ref.name,
-        )?),
-        None => None,
-    };
-    let (pc, k, r) = (
-        (p.bucket.clone(), p.prefix.clone()),
-        key.clone(),
-        run.clone(),
-    );
-    let sealed = tokio::task::spawn_blocking(move || {
-        let store = report_store(&pc)?;
-        anyhow::Ok(seal::seal(
-            &store,
-            &r,
-            &k,
-            previous.as_ref(),
-            jiff::Timestamp::now(),
-        )?)
-    })
-    .await??;
-    ensure!(sealed.signature_written, "a new signature");
-    let mut cm = objects::anchor_config_map(ctl, &sealed.anchor, &sealed.anchor_envelope);
-    match existing {
-        // The resourceVersion read: two sealers cannot both advance.
-        Some(old) => {
-            cm.metadata.resource_version = old.metadata.resource_version;
-            cms.replace(&name, &PostParams::default(), &cm).await?;
-        }
-        None => {
-            cms.create(&PostParams::default(), &cm).await?;
-        }
+/// What someone holding the store's credentials can do to a drill's reports.
+#[derive(Clone)]
+struct Tamperer {
+    bucket: (String, String),
+    creds: (String, String),
+    ns: String,
+    drill: String,
+}
+
+impl Tamperer {
+    fn dir(&self) -> String {
+        lifeboat::drill::store::drill_dir(&self.ns, &self.drill)
     }
-    Ok(sealed.anchor)
+
+    /// Runs `f` on the bucket (blocking calls, off the runtime).
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ObjectStore, &ReportStore, &Tamperer) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let t = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (raw, reports) = bucket(&t.bucket, &t.creds)?;
+            f(raw.as_ref(), &reports, &t)
+        })
+        .await?
+    }
+
+    /// Every object of the drill's report directory.
+    async fn snapshot(&self) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        self.with(|raw, _, t| {
+            let dir = t.dir();
+            let mut out = BTreeMap::new();
+            for (name, _) in raw.list(&dir)? {
+                let k = format!("{dir}/{}", name.trim_start_matches('/'));
+                out.insert(k.clone(), raw.get(&k, None)?.to_vec());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Puts the directory back as `snap` holds it.
+    async fn restore(&self, snap: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
+        let snap = snap.clone();
+        self.with(move |raw, _, t| {
+            let dir = t.dir();
+            for (name, _) in raw.list(&dir)? {
+                let k = format!("{dir}/{}", name.trim_start_matches('/'));
+                if !snap.contains_key(&k) {
+                    raw.delete(&k)?;
+                }
+            }
+            for (k, v) in snap {
+                raw.put(&k, vec![v.into()])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The drill's JSON reports in key (run) order.
+    async fn reports(&self) -> anyhow::Result<Vec<(String, Report)>> {
+        self.with(|_, reports, t| {
+            reports
+                .load(&t.ns, &t.drill)?
+                .into_iter()
+                .map(|s| Ok((s.key, serde_json::from_slice(&s.bytes)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put(&self, key: String, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.with(move |raw, _, _| Ok(raw.put(&key, vec![bytes.into()])?))
+            .await
+    }
+
+    async fn delete(&self, key: String) -> anyhow::Result<()> {
+        self.with(move |raw, _, _| Ok(raw.delete(&key)?)).await
+    }
 }
 
 /// Opens `page` in a real headless Chromium (installed by e2e/setup): the DOM it renders
@@ -221,73 +263,22 @@ async fn signed_reports_export_to_a_bundle_that_verifies_offline_and_names_tampe
         }),
     ))
     .await?;
-
-    // A stand-in for the controller's namespace, with the installation's key in it.
-    let ctl = format!("{}-ctl", p.name());
-    let nss: Api<Namespace> = Api::all(p.ns.client.clone());
-    testing::create(
-        &nss,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctl}}),
-    )
-    .await?;
-    let result = scenario(&p, &ctl).await;
-    nss.delete(&ctl, &DeleteParams::default()).await?;
+    let result = scenario(&p).await;
+    // The drill's anchor outlives the DRDrill by design; the test's goes with the test.
+    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), OPERATOR_NS);
+    let _ = cms
+        .delete(
+            &objects::anchor_name(p.name(), "orders"),
+            &DeleteParams::default(),
+        )
+        .await;
     let cleaned = p.cleanup().await;
     result?;
     cleaned
 }
 
-async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
-    let key = Arc::new(SigningKey::generate()?);
-    let secrets: Api<Secret> = Api::namespaced(p.ns.client.clone(), ctl);
-    secrets
-        .create(
-            &PostParams::default(),
-            &objects::signing_key_secret("lifeboat", ctl, &key),
-        )
-        .await?;
-    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), ctl);
-    cms.create(
-        &PostParams::default(),
-        &objects::public_key_config_map("lifeboat", ctl, &[key.public().clone()]),
-    )
-    .await?;
-
-    // Two real runs, each sealed once its report is written.
-    let mut last = None;
-    for i in 1..=2 {
-        let run = run_drill(p, "orders", &format!("orders-{i}")).await?;
-        ensure!(
-            run.status.as_ref().and_then(|s| s.outcome) == Some(DrillOutcome::Passed),
-            "run {i}: {:?}",
-            run.status.as_ref().and_then(|s| s.failure.clone())
-        );
-        let a = seal_run(p, ctl, &key, &run).await?;
-        ensure!(
-            a.sequence == i as u64 && a.last_run == format!("orders-{i}"),
-            "{a:?}"
-        );
-        last = Some(run);
-    }
-    let run2 = last.unwrap();
-    // The DRDrill counts the second run before its lastReport is the head.
-    let drills: Api<lifeboat::crd::dr_drill::DRDrill> = p.ns.api();
-    wait_for(
-        "the DRDrill to count orders-2",
-        Duration::from_secs(30),
-        || async {
-            let d = drills.get("orders").await?;
-            Ok(
-                (d.status.and_then(|s| s.last_completed_run).as_deref() == Some("orders-2"))
-                    .then_some(()),
-            )
-        },
-    )
-    .await?;
-
-    let kubeconfig = env("KUBECONFIG");
-    let kc = Some(kubeconfig.as_str());
-    // verify-chain against the cluster: signatures, links, anchor, DrillRuns.
+/// `lifeboat drill verify-chain orders` with `kubeconfig`: exit code and output.
+fn verify_chain(p: &Protected, kubeconfig: &str) -> anyhow::Result<(i32, String)> {
     let (code, out, err) = cli(
         &[
             "drill",
@@ -296,41 +287,310 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
             "-n",
             p.name(),
             "--controller-namespace",
-            ctl,
+            OPERATOR_NS,
         ],
-        kc,
+        Some(kubeconfig),
     )?;
-    println!("{out}{err}");
-    ensure!(code == 0, "verify-chain: {code} {out} {err}");
+    Ok((code, format!("{out}{err}")))
+}
+
+/// Runs the drill once and checks the controller signed and anchored its report.
+async fn signed_run(
+    p: &Protected,
+    run: &str,
+    key: &PublicKey,
+    sequence: u64,
+) -> anyhow::Result<DrillRun> {
+    let r = run_drill(p, "orders", run).await?;
+    let s = r.status.clone().unwrap_or_default();
     ensure!(
-        out.contains("VERIFIED: 2 report(s)")
+        s.outcome == Some(DrillOutcome::Passed),
+        "{run}: {:?}",
+        s.failure
+    );
+    let rep = s.report.clone().context("a report")?;
+    ensure!(
+        rep.key_id.as_deref() == Some(key.id())
+            && rep
+                .signature_location
+                .as_deref()
+                .is_some_and(|l| *l == format!("{}.sig", rep.location)),
+        "{run}: {rep:?}"
+    );
+    ensure!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "EvidenceSigned" && c.status == "True" && c.reason == "Sealed"),
+        "{run}: {:?}",
+        s.conditions
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), OPERATOR_NS);
+    let cm = cms.get(&objects::anchor_name(p.name(), "orders")).await?;
+    let a = Anchor::open(
+        &objects::anchor_envelope_of(&cm)?,
+        std::slice::from_ref(key),
+        p.name(),
+        "orders",
+    )?;
+    ensure!(
+        a.sequence == sequence && a.last_run == run && a.head_sha256 == rep.sha256,
+        "{run}: {a:?}"
+    );
+    Ok(r)
+}
+
+async fn scenario(p: &Protected) -> anyhow::Result<()> {
+    let ctl = OPERATOR_NS;
+    // The installation's key, as the controller published it at start.
+    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), ctl);
+    let published = cms.get("lifeboat-evidence-public-key").await?;
+    let keys = objects::public_keys_of(&published)?;
+    let key = keys[0].clone();
+
+    // Three real runs, each sealed by the controller.
+    for i in 1..=3u64 {
+        signed_run(p, &format!("orders-{i}"), &key, i).await?;
+    }
+    // The DRDrill counts the last run before its lastReport is the head.
+    let drills: Api<lifeboat::crd::dr_drill::DRDrill> = p.ns.api();
+    wait_for(
+        "the DRDrill to count orders-3",
+        Duration::from_secs(30),
+        || async {
+            let d = drills.get("orders").await?;
+            Ok(
+                (d.status.and_then(|s| s.last_completed_run).as_deref() == Some("orders-3"))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+
+    let kubeconfig = env("KUBECONFIG");
+    let (code, out) = verify_chain(p, &kubeconfig)?;
+    println!("{out}");
+    ensure!(code == 0, "verify-chain: {code} {out}");
+    ensure!(
+        out.contains("VERIFIED: 3 report(s)")
             && out
-                .contains("2 signed by the installation's key, the newest is the anchored head #2"),
+                .contains("3 signed by the installation's key, the newest is the anchored head #3"),
+        "{out}"
+    );
+
+    // A namespace editor: their own token, through the real API server.
+    let sas: Api<ServiceAccount> = p.ns.api();
+    testing::create(
+        &sas,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "editor"}}),
+    )
+    .await?;
+    let rbs: Api<RoleBinding> = p.ns.api();
+    testing::create(
+        &rbs,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "editor"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": p.name()}]}),
+    )
+    .await?;
+    let cfg = testing::kubeconfig_for_service_account(&p.ns.client, p.name(), "editor").await?;
+    let editor = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(cfg.path())?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?,
+    )?;
+    // The editor holds the store's credentials: they are a Secret of their namespace.
+    let creds = Api::<Secret>::namespaced(editor.clone(), p.name())
+        .get("s3-creds")
+        .await?;
+    let field = |k: &str| -> anyhow::Result<String> {
+        Ok(String::from_utf8(
+            creds
+                .data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .context(k.to_string())?
+                .0
+                .clone(),
+        )?)
+    };
+    let t = Tamperer {
+        bucket: (p.bucket.clone(), p.prefix.clone()),
+        creds: (field("AWS_ACCESS_KEY_ID")?, field("AWS_SECRET_ACCESS_KEY")?),
+        ns: p.name().to_string(),
+        drill: "orders".into(),
+    };
+    let clean = t.snapshot().await?;
+    let reports = t.reports().await?;
+    ensure!(
+        reports.len() == 3,
+        "{:?}",
+        reports.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    let (k1, _) = reports[0].clone();
+    let (k2, _) = reports[1].clone();
+    let (k3, r3) = reports[2].clone();
+
+    // Each attack on the bucket, then verify-chain with the auditor's (admin's) rights.
+    type Attack = (&'static str, &'static [&'static str]);
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut check = async |attack: Attack| -> anyhow::Result<()> {
+        let (code, out) = verify_chain(p, &kubeconfig)?;
+        println!("attack: {}\n{out}", attack.0);
+        ensure!(
+            code == 43 && out.contains("BROKEN"),
+            "{}: exit {code}\n{out}",
+            attack.0
+        );
+        for kind in attack.1 {
+            ensure!(out.contains(kind), "{}: {kind} not named\n{out}", attack.0);
+        }
+        table.push((attack.0.to_string(), attack.1.join(", ")));
+        t.restore(&clean).await
+    };
+
+    // Edit: a failed run's report made to say it passed (here: the reverse).
+    let bytes = clean[&k1].clone();
+    t.put(
+        k1.clone(),
+        String::from_utf8(bytes)?
+            .replacen("\"Passed\"", "\"Failed\"", 1)
+            .into_bytes(),
+    )
+    .await?;
+    check(("edit report #1", &["SignatureMismatch", "RunMismatch"])).await?;
+
+    // Delete a report in the middle, and the newest one.
+    t.delete(k2.clone()).await?;
+    check(("delete report #2", &["SequenceGap"])).await?;
+    t.delete(k3.clone()).await?;
+    check(("delete the newest report", &["HeadMismatch"])).await?;
+
+    // Reorder: reports #1 and #2 swap places (with their signatures).
+    for (from, to) in [(&k1, &k2), (&k2, &k1)] {
+        t.put(to.clone(), clean[from].clone()).await?;
+        t.put(format!("{to}.sig"), clean[&format!("{from}.sig")].clone())
+            .await?;
+    }
+    check(("reorder reports #1 and #2", &["Renamed", "Reordered"])).await?;
+
+    // A consistent rewrite: every report rewritten (#1 failed), relinked, signatures
+    // removed; the chain is intact by its own links.
+    let mut prev: Option<String> = None;
+    for (k, r) in &reports {
+        let mut r = r.clone();
+        if *k == k1 {
+            r.outcome = Some(DrillOutcome::Failed);
+        }
+        r.previous_sha256 = prev.clone().or(r.previous_sha256.clone());
+        let b = to_bytes(&r);
+        prev = Some(sha256(&b));
+        t.put(k.clone(), b).await?;
+        t.delete(format!("{k}.sig")).await?;
+    }
+    check((
+        "rewrite the whole chain consistently, signatures removed",
+        &["Unsigned", "HeadMismatch"],
+    ))
+    .await?;
+
+    // Plant: a report after the anchored head, before the next run, linked to #3 as the
+    // next run's would be (unsigned: the key is not the editor's).
+    let mut planted = r3.clone();
+    planted.run = "orders-planted".into();
+    planted.run_uid = None;
+    planted.sequence = Some(4);
+    planted.previous_sha256 = Some(sha256(&clean[&k3]));
+    planted.previous_report = Some(k3.clone());
+    let pk = k3.replace("-orders-3.json", "-orders-planted.json");
+    ensure!(pk != k3);
+    t.put(pk.clone(), to_bytes(&planted)).await?;
+    // The next run does not link to it (it links to the anchored head) and is sealed.
+    let run4 = signed_run(p, "orders-4", &key, 4).await?;
+    let rep4 = run4.status.as_ref().unwrap().report.clone().unwrap();
+    ensure!(
+        rep4.previous_sha256.as_deref() == Some(sha256(&clean[&k3]).as_str()),
+        "run 4 links to the anchored head: {rep4:?}"
+    );
+    let (code, out) = verify_chain(p, &kubeconfig)?;
+    println!("attack: plant a report before run 4\n{out}");
+    ensure!(code == 43, "planted: {code} {out}");
+    // Named by its key, unsigned (no DrillRun of that name exists to compare with).
+    let planted_kinds = ["Unsigned", "orders-planted.json"];
+    ensure!(planted_kinds.iter().all(|k| out.contains(k)), "{out}");
+    table.push((
+        "plant a report after the anchored head, before the next run".into(),
+        planted_kinds.join(", "),
+    ));
+    t.delete(pk).await?;
+    let (code, out) = verify_chain(p, &kubeconfig)?;
+    ensure!(
+        code == 0 && out.contains("VERIFIED: 4 report(s)"),
+        "after the plant is removed: {code} {out}"
+    );
+
+    // The editor can neither read the signing key nor move the anchor; they may read the
+    // public key, by name.
+    let e_secrets: Api<Secret> = Api::namespaced(editor.clone(), ctl);
+    let e = e_secrets
+        .get("lifeboat-evidence-signing-key")
+        .await
+        .unwrap_err();
+    ensure!(matches!(&e, kube::Error::Api(s) if s.code == 403), "{e}");
+    table.push((
+        "editor: get the signing key Secret".into(),
+        "403 Forbidden".into(),
+    ));
+    let e_cms: Api<ConfigMap> = Api::namespaced(editor.clone(), ctl);
+    let name = objects::anchor_name(p.name(), "orders");
+    let e = e_cms
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"anchor.json": "{}"}})),
+        )
+        .await
+        .unwrap_err();
+    ensure!(matches!(&e, kube::Error::Api(s) if s.code == 403), "{e}");
+    table.push((
+        "editor: patch the drill's anchor".into(),
+        "403 Forbidden".into(),
+    ));
+    ensure!(e_cms.get("lifeboat-evidence-public-key").await.is_ok());
+    // The editor's own verify-chain checks the signatures, and says the anchor was not.
+    let (code, out) = verify_chain(p, cfg.path().to_str().unwrap())?;
+    println!("editor:\n{out}");
+    ensure!(code == 0, "{code} {out}");
+    ensure!(
+        out.contains("4 signed by the installation's key")
+            && out.contains("no anchor was consulted"),
         "{out}"
     );
 
     // The HTML page next to the report: self-contained, as the report says.
-    let rep = run2.status.as_ref().unwrap().report.clone().unwrap();
-    let (pc, location) = ((p.bucket.clone(), p.prefix.clone()), rep.location.clone());
-    let (report, html) = tokio::task::spawn_blocking(move || {
-        let store = report_store(&pc)?;
-        let k = store.key_of(&location).context("a report of the store")?;
-        let bytes = store.get(&k)?.context("the report")?;
-        let r: Report = serde_json::from_slice(&bytes)?;
-        let h = store
-            .get(&r.html.as_ref().context("an HTML page")?.key)?
-            .context("the HTML page")?;
-        anyhow::Ok((r, h))
-    })
-    .await??;
+    let location = rep4.location.clone();
+    let (report, html) = t
+        .with(move |_, store, _| {
+            let k = store.key_of(&location).context("a report of the store")?;
+            let bytes = store.get(&k)?.context("the report")?;
+            let r: Report = serde_json::from_slice(&bytes)?;
+            let h = store
+                .get(&r.html.as_ref().context("an HTML page")?.key)?
+                .context("the HTML page")?;
+            Ok((r, h))
+        })
+        .await?;
     ensure!(sha256(&html) == report.html.as_ref().unwrap().sha256);
     let page = String::from_utf8(html)?;
     ensure!(page.contains("Content-Security-Policy\" content=\"default-src 'none'"));
-    ensure!(page.contains("<svg") && page.contains("orders-2"));
+    ensure!(page.contains("<svg") && page.contains("orders-4"));
     for banned in ["http://", "https://", "<script", " src="] {
         ensure!(!page.contains(banned), "the page contains {banned:?}");
     }
-    headless_chromium(&page, "orders-2")?;
+    headless_chromium(&page, "orders-4")?;
+    let kc = Some(kubeconfig.as_str());
 
     // The export, then an offline verify (no KUBECONFIG at all).
     let dir = tempfile::tempdir()?;
@@ -354,10 +614,14 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     let export_time = t0.elapsed();
     println!("{out}{err}");
     ensure!(code == 0, "export: {code} {out} {err}");
-    ensure!(out.contains("Exported 1 drill(s), 2 report(s)"), "{out}");
+    ensure!(out.contains("Exported 1 drill(s), 4 report(s)"), "{out}");
     let size = std::fs::metadata(&tgz)?.len();
+    // Only the public key, as published in the controller's namespace.
     let pem = dir.path().join("public-key.pem");
-    std::fs::write(&pem, key.public().to_pem())?;
+    std::fs::write(
+        &pem,
+        &published.data.as_ref().unwrap()[objects::PUBLIC_KEY_PEM],
+    )?;
     let t0 = Instant::now();
     let (code, out, err) = cli(
         &[
@@ -372,27 +636,27 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     let verify_time = t0.elapsed();
     println!("{out}{err}");
     println!(
-        "bundle of 2 runs: {size} bytes; export {:.2}s, offline verify {:.2}s",
+        "bundle of 4 runs: {size} bytes; export {:.2}s, offline verify {:.2}s",
         export_time.as_secs_f64(),
         verify_time.as_secs_f64()
     );
     ensure!(code == 0, "verify: {code} {out} {err}");
     ensure!(
-        out.contains("2 report(s), 2 signed, anchored head #2")
+        out.contains("4 report(s), 4 signed, anchored head #4")
             && out.contains("VERIFIED: 1 drill(s)"),
         "{out}"
     );
     let bundle = Bundle::from_tar_gz(&std::fs::read(&tgz)?)?;
     let csv = String::from_utf8(bundle.files["summary.csv"].clone())?;
     ensure!(
-        csv.lines().count() == 3 && csv.contains(",orders-2,Passed,"),
+        csv.lines().count() == 5 && csv.contains(",orders-4,Passed,"),
         "{csv}"
     );
     ensure!(
         String::from_utf8_lossy(
             &bundle.files[&format!("drills/{}/orders/drillruns.yaml", p.name())]
         )
-        .contains("orders-2"),
+        .contains("orders-4"),
         "DrillRun records"
     );
 
@@ -408,7 +672,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     let anchor_path = format!("drills/{}/orders/anchor.json", p.name());
     type Tamper = Box<dyn Fn(&mut Bundle)>;
     let r1 = report_path("orders-1");
-    let r2 = report_path("orders-2");
+    let r4 = report_path("orders-4");
     let cases: Vec<(&str, Tamper, &str)> = vec![
         (
             "edited report",
@@ -424,7 +688,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
         (
             "removed newest report",
             Box::new(move |b: &mut Bundle| {
-                b.files.remove(&r2);
+                b.files.remove(&r4);
             }),
             "HeadMismatch",
         ),
@@ -434,7 +698,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
                 let t = String::from_utf8(b.files[&anchor_path].clone()).unwrap();
                 b.files.insert(
                     anchor_path.clone(),
-                    t.replacen("sequence: 2", "sequence: 1", 1).into_bytes(),
+                    t.replacen("sequence: 4", "sequence: 3", 1).into_bytes(),
                 );
             }),
             "AnchorInvalid",
@@ -481,71 +745,6 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     )?;
     ensure!(code == 43 && out.contains("UntrustedKey"), "{code} {out}");
 
-    // A namespace editor can neither read the signing key nor move the anchor.
-    let sas: Api<ServiceAccount> = p.ns.api();
-    testing::create(
-        &sas,
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "editor"}}),
-    )
-    .await?;
-    let rbs: Api<RoleBinding> = p.ns.api();
-    testing::create(
-        &rbs,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "editor"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": p.name()}]}),
-    )
-    .await?;
-    let cfg = testing::kubeconfig_for_service_account(&p.ns.client, p.name(), "editor").await?;
-    let editor = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(cfg.path())?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?,
-    )?;
-    let e_secrets: Api<Secret> = Api::namespaced(editor.clone(), ctl);
-    let e = e_secrets
-        .get("lifeboat-evidence-signing-key")
-        .await
-        .unwrap_err();
-    ensure!(matches!(&e, kube::Error::Api(s) if s.code == 403), "{e}");
-    let e_cms: Api<ConfigMap> = Api::namespaced(editor.clone(), ctl);
-    let name = objects::anchor_name(p.name(), "orders");
-    let e = e_cms
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"anchor.json": "{}"}})),
-        )
-        .await
-        .unwrap_err();
-    ensure!(matches!(&e, kube::Error::Api(s) if s.code == 403), "{e}");
-    // The editor's own verify-chain checks what they may read, and says what it did not
-    // check and where the evidence objects are.
-    let (code, out, err) = cli(
-        &[
-            "drill",
-            "verify-chain",
-            "orders",
-            "-n",
-            p.name(),
-            "--controller-namespace",
-            ctl,
-        ],
-        Some(cfg.path().to_str().unwrap()),
-    )?;
-    println!("editor:\n{out}{err}");
-    ensure!(code == 0, "{code} {out} {err}");
-    ensure!(
-        out.contains("0 signed by the installation's key")
-            && out.contains(&format!(
-                "(ConfigMaps in {ctl}) may not be read with your rights"
-            )),
-        "{out}"
-    );
-
     // The DRDrill deleted (its DrillRuns go with it): the anchor still names it, so
     // verify-chain fails naming the deletion instead of passing with nothing to check,
     // and an export still carries its evidence, which then verifies to the same finding.
@@ -572,7 +771,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
     ensure!(code == 43, "{code} {out} {err}");
     ensure!(
         out.contains("DrillDeleted")
-            && out.contains("anchor records 2 report(s), the last of run orders-2"),
+            && out.contains("anchor records 4 report(s), the last of run orders-4"),
         "{out}"
     );
     let tgz2 = dir.path().join("after-delete.tar.gz");
@@ -590,7 +789,7 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
         kc,
     )?;
     ensure!(
-        code == 0 && out.contains("Exported 1 drill(s), 2 report(s)"),
+        code == 0 && out.contains("Exported 1 drill(s), 4 report(s)"),
         "{code} {out} {err}"
     );
     let (code, out, _) = cli(
@@ -604,5 +803,14 @@ async fn scenario(p: &Protected, ctl: &str) -> anyhow::Result<()> {
         None,
     )?;
     ensure!(code == 43 && out.contains("DrillDeleted"), "{code} {out}");
+    table.push(("delete the DRDrill".into(), "DrillDeleted".into()));
+    table.push((
+        "exported bundle, offline, public key only".into(),
+        "VERIFIED; edits named".into(),
+    ));
+    println!("attack | detected as");
+    for (a, k) in &table {
+        println!("{a} | {k}");
+    }
     Ok(())
 }

@@ -89,6 +89,10 @@ pub struct ControllerArgs {
     /// (`restricted`, `baseline`); empty leaves the namespace's labels alone.
     #[arg(long, env = "LIFEBOAT_OWN_NAMESPACE_POD_SECURITY", default_value = "", value_parser = ["", "restricted", "baseline"])]
     own_namespace_pod_security: String,
+    /// Name prefix of the evidence signing key Secret and public key ConfigMap in the
+    /// controller's namespace (made at start if absent); empty: reports are not signed.
+    #[arg(long, env = "LIFEBOAT_EVIDENCE_PREFIX", default_value = "lifeboat")]
+    evidence_prefix: String,
 }
 
 impl ControllerArgs {
@@ -111,6 +115,7 @@ impl ControllerArgs {
             leader_lease,
             allow_ambient_credentials,
             own_namespace_pod_security,
+            evidence_prefix,
         } = self;
         let identity = identity.unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -143,6 +148,7 @@ impl ControllerArgs {
             allow_ambient_credentials,
             own_namespace_pod_security: (!own_namespace_pod_security.is_empty())
                 .then_some(own_namespace_pod_security),
+            evidence_prefix: (!evidence_prefix.is_empty()).then_some(evidence_prefix),
         })
     }
 }

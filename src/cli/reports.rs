@@ -259,6 +259,15 @@ fn forbidden_note(controller_namespace: &str) -> String {
     )
 }
 
+/// The name prefix of the installation's evidence objects (the chart's full name):
+/// `LIFEBOAT_EVIDENCE_PREFIX`, as the controller's flag, else `lifeboat`.
+fn evidence_prefix() -> String {
+    std::env::var("LIFEBOAT_EVIDENCE_PREFIX")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "lifeboat".into())
+}
+
 /// The installation's trusted public keys: from `--public-key FILE` when given, else
 /// from the ConfigMap the controller publishes. Empty (with a note) when the
 /// installation publishes none; an error when it cannot be read.
@@ -276,8 +285,26 @@ pub(crate) async fn public_keys(
     let cms = match cms {
         Ok(l) => l.items,
         Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        // Tenants may not list there (the report Jobs' records of every namespace are
+        // ConfigMaps there too); the chart lets everyone read the public key by name.
         Err(kube::Error::Api(s)) if s.code == 403 => {
-            return Ok((Vec::new(), Some(forbidden_note(controller_namespace))));
+            let name = objects::public_key_name(&evidence_prefix());
+            match Api::<ConfigMap>::namespaced(client.clone(), controller_namespace)
+                .get_opt(&name)
+                .await
+            {
+                Ok(cm) => cm.into_iter().collect(),
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    return Ok((Vec::new(), Some(forbidden_note(controller_namespace))));
+                }
+                Err(e) => {
+                    return Err(forbidden_hint(
+                        "reading the evidence public key",
+                        controller_namespace,
+                        e,
+                    ));
+                }
+            }
         }
         Err(e) => {
             return Err(forbidden_hint(

@@ -11,6 +11,7 @@ pub mod dr_drill;
 pub mod drill_run;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod leader;
 pub mod restore;
 pub mod sources;
@@ -58,6 +59,8 @@ pub struct Context {
     /// What each store's repository holds (written by the store controllers, read by
     /// the Restore controller).
     pub catalogs: store::catalog::Catalogs,
+    /// The evidence signing key's state, set at start (see [`evidence`]).
+    pub evidence: evidence::Keys,
 }
 
 /// How long a Secret seen to exist is trusted to still exist. The controller may not
@@ -88,6 +91,7 @@ impl Context {
             drills: OnceLock::new(),
             secrets_seen: Mutex::new(HashMap::new()),
             catalogs: store::catalog::Catalogs::default(),
+            evidence: evidence::Keys::default(),
         }
     }
 

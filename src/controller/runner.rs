@@ -9,7 +9,9 @@ use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 
-use super::{Context, backup, backup_policy, dr_drill, drill_run, leader, restore, store};
+use super::{
+    Context, backup, backup_policy, dr_drill, drill_run, evidence, leader, restore, store,
+};
 use crate::config::Config;
 use crate::crd::BackupPolicy;
 use crate::http::{self, Health};
@@ -163,6 +165,8 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
         config.clone(),
         caches,
     ));
+    // Before the controllers: the first report of this process is already signed.
+    evidence::start(&ctx).await;
     tracing::info!("running controllers");
     let controllers = async {
         tokio::join!(
@@ -177,7 +181,8 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
             dr_drill::run(ctx.clone()),
             drill_run::run(ctx.clone()),
             drill_run::sweep::run(ctx.clone()),
-            sweep_metrics(ctx.clone())
+            sweep_metrics(ctx.clone()),
+            retry_evidence_key(ctx.clone())
         );
     };
     match election {
@@ -237,6 +242,14 @@ async fn sweep_metrics(ctx: Arc<Context>) {
     };
     tokio::select! {
         () = sweep => {}
+        () = shutdown_signal() => {}
+    }
+}
+
+/// Retries an unusable evidence key until it works or the process stops.
+async fn retry_evidence_key(ctx: Arc<Context>) {
+    tokio::select! {
+        () = evidence::retry(ctx) => {}
         () = shutdown_signal() => {}
     }
 }

@@ -217,6 +217,9 @@ pub mod condition {
     pub const RTO_DEMONSTRATED: &str = "RTODemonstrated";
     /// No drill has passed within the expected interval.
     pub const DRILL_OVERDUE: &str = "DrillOverdue";
+    /// A drill run's report is signed and its drill's anchor advanced to it (`False` with
+    /// the reason when it is not: no key, a report not as recorded, a fork).
+    pub const EVIDENCE_SIGNED: &str = "EvidenceSigned";
 }
 
 #[cfg(test)]

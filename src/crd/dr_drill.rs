@@ -691,4 +691,8 @@ pub struct ReportRef {
     pub sha256: String,
     /// SHA-256 of the previous run's report of the same drill (the hash chain), hex.
     pub previous_sha256: Option<String>,
+    /// Location of the report's signature (`<report>.json.sig`), when it was signed.
+    pub signature_location: Option<String>,
+    /// ID of the installation key that signed it.
+    pub key_id: Option<String>,
 }

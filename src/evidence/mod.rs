@@ -5,8 +5,9 @@
 //! record, sign it, advance the anchor), and the export bundle (`bundle`).
 //!
 //! Verifying a chain is `crate::drill::chain`'s; this module supplies what it checks
-//! against. Nothing here calls the Kubernetes API: the controller (phase 2, see
-//! docs/evidence-wiring.md) and the CLI (`lifeboat evidence`, `lifeboat drill
+//! against. Nothing here calls the Kubernetes API: the controller
+//! (`crate::controller::evidence`, the report Job in `crate::mover::report`; see
+//! docs/evidence.md) and the CLI (`lifeboat evidence`, `lifeboat drill
 //! verify-chain`) read and write the objects.
 
 pub mod anchor;

@@ -56,14 +56,20 @@ fn meta(name: String, namespace: &str, kind: &str) -> ObjectMeta {
     }
 }
 
+/// Name of the Secret holding an installation's signing key.
+pub fn signing_key_name(release: &str) -> String {
+    format!("{release}-evidence-signing-key")
+}
+
+/// Name of the ConfigMap publishing an installation's public keys.
+pub fn public_key_name(release: &str) -> String {
+    format!("{release}-evidence-public-key")
+}
+
 /// The Secret holding a new signing key.
 pub fn signing_key_secret(release: &str, namespace: &str, key: &SigningKey) -> Secret {
     Secret {
-        metadata: meta(
-            format!("{release}-evidence-signing-key"),
-            namespace,
-            SIGNING_KEY,
-        ),
+        metadata: meta(signing_key_name(release), namespace, SIGNING_KEY),
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
             PRIVATE_KEY_PEM.to_string(),
@@ -88,11 +94,7 @@ pub fn signing_key_of(secret: &Secret) -> Result<SigningKey, Error> {
 /// before a rotation and still verify older reports.
 pub fn public_key_config_map(release: &str, namespace: &str, keys: &[PublicKey]) -> ConfigMap {
     ConfigMap {
-        metadata: meta(
-            format!("{release}-evidence-public-key"),
-            namespace,
-            PUBLIC_KEY,
-        ),
+        metadata: meta(public_key_name(release), namespace, PUBLIC_KEY),
         data: Some(BTreeMap::from([
             (
                 PUBLIC_KEY_PEM.to_string(),

@@ -252,6 +252,7 @@ mod tests {
             page_location: Some(w.page_location),
             sha256: w.sha256,
             previous_sha256: w.previous_sha256,
+            ..ReportRef::default()
         });
         r
     }

@@ -7,10 +7,26 @@
 //! reached Reporting, handed over as a file (a ConfigMap the controller wrote in its own
 //! namespace, where the report mover runs): it is larger than any argument list should
 //! be, and the mover needs no API access (movers hold no rights on run objects).
+//!
+//! With `--signing-key` (the installation's key, a Secret volume: this Job runs in the
+//! controller's namespace, where no tenant reaches its pod) it names the key as the
+//! report's signer, links the report to the drill's *anchored* head (`--anchor`, the
+//! anchor the controller read) rather than to the newest object by key, and seals it
+//! (`evidence::seal`: checked against the record, `<report>.json.sig` written, anchor
+//! advanced). The advanced anchor goes back in the result (`anchor`, with
+//! `signatureLocation`, `keyId`); the controller checks it is the next step of the anchor
+//! it holds before storing it. A report it refuses to seal (not as recorded, a fork) is
+//! still reported, with `sealFailure` and `sealMessage`: the run records why it is not
+//! signed instead of failing without evidence.
 
 use super::{Error, RepoAccess};
 use crate::crd::dr_drill::DrillRun;
-use crate::drill::store::{ReportStore, base_location};
+use crate::crd::dr_drill::ReportRef;
+use crate::drill::store::{ReportStore, WriteOptions, base_location};
+use crate::evidence::anchor::Anchor;
+use crate::evidence::keys::SigningKey;
+use crate::evidence::seal;
+use crate::evidence::signature::{Envelope, signature_key};
 use crate::jobs::mover::command::WriteReport;
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 
@@ -36,20 +52,109 @@ fn record(a: &WriteReport) -> Result<DrillRun, Error> {
     Ok(run)
 }
 
+/// The signing key and the anchor the controller handed over, if it asked for signing.
+fn signing(a: &WriteReport, run: &DrillRun) -> Result<Option<(SigningKey, Option<Anchor>)>, Error> {
+    let Some(path) = &a.signing_key else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let key =
+        SigningKey::from_pem(&pem).map_err(|e| Error::input(format!("{}: {e}", path.display())))?;
+    // No anchor file: the drill's first signed report (the controller checks that when it
+    // stores the result: a missing file cannot skip an anchor it holds).
+    let anchor = match a.anchor.as_ref().map(std::fs::read) {
+        None => None,
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Some(Err(e)) => return Err(Error::io("reading the anchor", e)),
+        Some(Ok(bytes)) => {
+            let env = Envelope::from_bytes(&bytes)
+                .map_err(|e| Error::input(format!("the anchor: {e}")))?;
+            // After a key rotation the anchor is signed by an older key the controller
+            // still trusts: it hands those over next to the anchor.
+            let mut trusted = vec![key.public().clone()];
+            let listed = a
+                .anchor
+                .as_ref()
+                .map(|p| p.with_file_name(crate::evidence::objects::PUBLIC_KEY_PEM));
+            if let Some(Ok(pem)) = listed.map(std::fs::read_to_string) {
+                trusted.extend(
+                    crate::evidence::keys::PublicKey::all_from_pem(&pem)
+                        .map_err(|e| Error::input(format!("the trusted keys: {e}")))?,
+                );
+            }
+            Some(
+                Anchor::open(&env, &trusted, &a.run.namespace, &run.spec.drill_ref.name)
+                    .map_err(|e| Error::input(format!("the anchor: {e}")))?,
+            )
+        }
+    };
+    Ok(Some((key, anchor)))
+}
+
 fn write(a: WriteReport, repo: &RepoAccess) -> Result<MoverResult, Error> {
     let run = record(&a)?;
+    let signing = signing(&a, &run)?;
     let opts = repo.options(true)?;
     let store = ReportStore::new(opts.object_store()?, base_location(&opts.storage));
+    let now = jiff::Timestamp::now();
     let w = store
-        .write(&run, jiff::Timestamp::now())
+        .write_as(
+            &run,
+            now,
+            &WriteOptions {
+                signer: signing.as_ref().map(|(k, _)| seal::signer_of(k)),
+                after: signing
+                    .as_ref()
+                    .and_then(|(_, a)| a.as_ref())
+                    .and_then(|a| store.key_of(&a.head_location)),
+            },
+        )
         .map_err(crate::repo::Error::Storage)?;
     tracing::info!(location = %w.location, sha256 = %w.sha256, created = w.created, "report written");
     let mut details = serde_json::Map::new();
-    details.insert("location".into(), w.location.into());
-    details.insert("pageLocation".into(), w.page_location.into());
-    details.insert("sha256".into(), w.sha256.into());
-    if let Some(p) = w.previous_sha256 {
-        details.insert("previousSha256".into(), p.into());
+    details.insert("location".into(), w.location.clone().into());
+    details.insert("pageLocation".into(), w.page_location.clone().into());
+    details.insert("sha256".into(), w.sha256.clone().into());
+    if let Some(p) = &w.previous_sha256 {
+        details.insert("previousSha256".into(), p.clone().into());
+    }
+    if let Some((key, anchor)) = &signing {
+        // The run as the controller will record it once this Job reports.
+        let mut recorded = run.clone();
+        recorded.status.get_or_insert_default().report = Some(ReportRef {
+            location: w.location.clone(),
+            page_location: Some(w.page_location.clone()),
+            sha256: w.sha256.clone(),
+            previous_sha256: w.previous_sha256.clone(),
+            ..ReportRef::default()
+        });
+        match seal::seal(&store, &recorded, key, anchor.as_ref(), now) {
+            Ok(sealed) => {
+                tracing::info!(sequence = sealed.anchor.sequence, "report sealed");
+                details.insert(
+                    "signatureLocation".into(),
+                    store.location(&signature_key(&sealed.report_key)).into(),
+                );
+                details.insert("keyId".into(), key.public().id().to_string().into());
+                details.insert(
+                    "anchor".into(),
+                    serde_json::to_string(&sealed.anchor_envelope)
+                        .expect("an envelope serializes")
+                        .into(),
+                );
+            }
+            Err(crate::evidence::Error::Store(e)) if e.is_transient() => {
+                return Err(crate::repo::Error::Storage(e).into());
+            }
+            Err(e) => {
+                tracing::warn!(category = e.category(), error = %e, "report not sealed");
+                details.insert("sealFailure".into(), e.category().into());
+                // The termination message holds 4 KiB in all.
+                let m: String = e.to_string().chars().take(600).collect();
+                details.insert("sealMessage".into(), m.into());
+            }
+        }
     }
     // The pod's finish time has whole seconds only; the run's timeline wants better.
     details.insert(

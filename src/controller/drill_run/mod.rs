@@ -12,6 +12,7 @@
 pub mod checks;
 pub mod limits;
 pub mod plan;
+mod record;
 pub mod sandbox;
 pub mod sweep;
 
@@ -20,11 +21,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -35,7 +33,7 @@ use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use self::sandbox::Workload;
 use super::access::{self, rbac};
 use super::backup_policy::lookup_policy;
-use super::{Context, Error, Result, apply_own_status, error_policy, instrumented};
+use super::{Context, Error, Result, apply_own_status, error_policy, evidence, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun};
@@ -262,7 +260,9 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         }
         _ => None,
     };
-    let plan = plan::plan(&Observed {
+    // Without a usable key, report Jobs are built unsigned (and runs say so).
+    let report_config = ctx.evidence.config_for_reports(&ctx.config);
+    let mut plan = plan::plan(&Observed {
         run,
         drill: drill.as_ref(),
         policy: policy.as_ref(),
@@ -277,10 +277,14 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         restore: restore.as_ref(),
         jobs: &jobs_list,
         pods: &pods,
-        config: &ctx.config,
+        config: &report_config,
         now: Timestamp::now(),
     });
+    if let Some(returned) = plan.anchor.take() {
+        evidence::anchor_report(ctx, run, &mut plan, &returned).await?;
+    }
     apply(run, &plan, usable.as_ref(), ctx).await?;
+    evidence::record_seal(ctx, run, &plan);
     if let Some(outcome) = plan.finished {
         record_finish(ctx, run, &plan, outcome);
     }
@@ -464,7 +468,7 @@ async fn apply(
         )?;
     }
     if plan.report_inputs {
-        write_report_inputs(ctx, run, store).await?;
+        record::write_report_inputs(ctx, run, store).await?;
     }
     let mut guarded = std::collections::BTreeSet::new();
     for j in &plan.create_jobs {
@@ -485,15 +489,23 @@ async fn apply(
     }
     if run.status.as_ref() != Some(&status) {
         match apply_own_status(client, run, &status).await {
-            // The DrillRun CRD predates `status.sandboxUid` (the window of an upgrade in
-            // which the controller is new and the CRDs are not yet): record the rest.
-            // Until the CRDs are upgraded, only the run's own clean-up deletes its
-            // sandbox, by the UID it observed (docs/security.md, Open items).
+            // The DrillRun CRD predates fields of this controller (the window of an
+            // upgrade in which the controller is new and the CRDs are not yet):
+            // `status.sandboxUid` and the report's signature fields; server-side apply
+            // refuses what the schema does not declare, so record the rest. Until the
+            // CRDs are upgraded, only the run's own clean-up deletes its sandbox, by the
+            // UID it observed (docs/security.md, Open items); the signature is still
+            // next to the report and its key named in the EvidenceSigned condition.
             Err(Error::Kube(kube::Error::Api(e)))
-                if status.sandbox_uid.is_some() && e.message.contains("sandboxUid") =>
+                if e.message.contains("sandboxUid")
+                    || e.message.contains("field not declared in schema") =>
             {
-                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid not recorded");
+                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid and report signature fields not recorded");
                 status.sandbox_uid = None;
+                if let Some(r) = status.report.as_mut() {
+                    r.signature_location = None;
+                    r.key_id = None;
+                }
                 apply_own_status(client, run, &status).await?;
             }
             r => r?,
@@ -512,7 +524,7 @@ async fn apply(
         access::delete_mirror(client, sns, name, run.meta().uid.as_deref()).await?;
     }
     if plan.delete_record {
-        delete_record(ctx, run).await?;
+        record::delete_record(ctx, run).await?;
     }
     if let Some(sandbox) = &plan.delete_sandbox {
         // Never delete a namespace this run did not create: check again right before,
@@ -524,84 +536,6 @@ async fn apply(
     }
     for ev in &plan.events {
         ctx.publish(run, ev, "Drill").await;
-    }
-    Ok(())
-}
-
-/// What the report Job reads, in the controller's namespace: a copy of the store's
-/// Secrets, and the run's record as read now (the plan asks for these only once the
-/// status that says Reporting is stored, so the record holds the outcome and checks).
-async fn write_report_inputs(
-    ctx: &Context,
-    run: &DrillRun,
-    store: Option<&access::Store>,
-) -> Result<()> {
-    let client = &ctx.client;
-    let home = &ctx.config.namespace;
-    let uid = run.meta().uid.clone().unwrap_or_default();
-    let Some(s) = store else {
-        return Err(Error::Blocked {
-            reason: "StoreNotFound",
-            message: "the run's store is not usable for the report".into(),
-        });
-    };
-    match access::read_secrets(client, &ctx.config, s).await? {
-        Ok(secrets) => {
-            access::write_mirror(
-                client,
-                &secrets,
-                Default::default(),
-                home,
-                &plan::report_mirror_name(run),
-                plan::run_labels(run, "store-credentials"),
-                access::MirrorOwner::Uid(uid.clone()),
-            )
-            .await?
-        }
-        Err(f) => {
-            return Err(Error::Blocked {
-                reason: "SecretNotReadable",
-                message: format!("{}: {}", f.reason, f.message),
-            });
-        }
-    }
-    rbac::ensure_service_account(ctx, home).await?;
-    let mut record = run.clone();
-    record.metadata.managed_fields = None;
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(plan::report_record_name(run)),
-            namespace: Some(home.clone()),
-            labels: Some(plan::run_labels(run, "drill-record")),
-            annotations: Some(BTreeMap::from([(
-                crate::crd::annotations::OWNER_UID.to_string(),
-                uid,
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            plan::RECORD_KEY.to_string(),
-            serde_json::to_string(&record).expect("a DrillRun serializes"),
-        )])),
-        ..ConfigMap::default()
-    };
-    ok_exists(
-        Api::<ConfigMap>::namespaced(client.clone(), home)
-            .create(&PostParams::default(), &cm)
-            .await,
-    )?;
-    Ok(())
-}
-
-/// Deletes the run's record ConfigMap, if it is this run's.
-async fn delete_record(ctx: &Context, run: &DrillRun) -> Result<()> {
-    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    let name = plan::report_record_name(run);
-    let Some(cm) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    if access::owned_by(&cm.metadata, run.meta().uid.as_deref()) {
-        ok_exists(api.delete(&name, &DeleteParams::background()).await)?;
     }
     Ok(())
 }

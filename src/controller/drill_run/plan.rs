@@ -71,8 +71,6 @@ pub const DEFAULT_PREFIX: &str = "drill-";
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Creating the sandbox (namespace, quota, policies, RBAC, Secrets) must not take longer.
 pub const PROVISIONING_TIMEOUT: Duration = Duration::from_secs(300);
-/// Writing the report must not take longer.
-pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
 /// Waiting for the sandbox namespace to go away; afterwards the run completes anyway and
 /// the sandbox sweep keeps trying.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -223,6 +221,9 @@ pub struct Plan {
     pub finished: Option<DrillOutcome>,
     /// A passed run's restore point, for the policy's `lastVerifiedRestorePoint`.
     pub verified: Option<VerifiedRestorePoint>,
+    /// The anchor the report Job returned (a signed envelope, JSON), to check and store
+    /// as the drill's anchor before the status is written.
+    pub anchor: Option<String>,
 }
 
 fn failure(reason: &str, message: impl Into<String>) -> Failure {
@@ -1267,10 +1268,7 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
 }
 
 mod report;
-use report::reporting;
-pub use report::{
-    RECORD_KEY, report_job_name, report_mirror_name, report_record_name, report_store,
-};
+pub use report::*;
 
 #[cfg(test)]
 mod tests;

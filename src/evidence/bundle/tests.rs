@@ -26,8 +26,7 @@ fn input(w: &World) -> DrillInput {
                 r.status.as_mut().unwrap().report = Some(crate::crd::dr_drill::ReportRef {
                     location: "s3://b/x".into(),
                     sha256: h.clone(),
-                    page_location: None,
-                    previous_sha256: None,
+                    ..Default::default()
                 });
                 r
             })

@@ -309,6 +309,12 @@ pub(crate) struct WriteReport {
     /// The run's record as the controller read it from the API (a JSON DrillRun, mounted
     /// from a ConfigMap): the mover reads nothing from the API itself.
     pub(crate) record: std::path::PathBuf,
+    /// The installation's signing key (PEM, a Secret volume of the controller's
+    /// namespace): the mover signs the report and advances the drill's anchor.
+    pub(crate) signing_key: Option<std::path::PathBuf>,
+    /// The drill's current anchor (a signed envelope) as the controller read it; absent
+    /// for a drill's first signed report.
+    pub(crate) anchor: Option<std::path::PathBuf>,
 }
 
 /// Check a store's repository: its structure, and the data of a subset of its packs.
@@ -557,6 +563,8 @@ impl MoverCommand {
                 let mut a = Argv::new(&["mover", "report"]);
                 a.value("run", &c.run);
                 a.path("record", &c.record);
+                a.opt("signing-key", c.signing_key.as_ref().map(|p| p.display()));
+                a.opt("anchor", c.anchor.as_ref().map(|p| p.display()));
                 a
             }
             MoverCommand::Verify(c) => {

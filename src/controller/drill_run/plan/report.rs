@@ -8,7 +8,10 @@
 //! store's credentials from a copy in that namespace, which no tenant can read.
 
 use super::*;
-use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, Volume, VolumeMount};
+use crate::evidence::objects;
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, KeyToPath, SecretVolumeSource, Volume, VolumeMount,
+};
 
 /// Name of the report Job of a run, in the controller's namespace (unique across the
 /// namespaces whose drills report there).
@@ -49,10 +52,18 @@ pub fn report_record_name(run: &DrillRun) -> String {
     )
 }
 
+/// Writing the report must not take longer.
+pub const REPORTING_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Where the report mover finds the run's record.
 pub const RECORD_DIR: &str = "/etc/lifeboat/record";
 /// The record's key in its ConfigMap (and file name under [`RECORD_DIR`]).
 pub const RECORD_KEY: &str = "drillrun.json";
+/// The drill's anchor as the controller read it, next to the record (absent for a drill
+/// with no anchor yet).
+pub const RECORD_ANCHOR_KEY: &str = "anchor.json";
+/// Where the report mover finds the installation's signing key.
+pub const EVIDENCE_KEY_DIR: &str = "/etc/lifeboat/evidence";
 
 /// The store as the report Job reaches it: through the copy of its Secrets.
 pub fn report_store(o: &Observed<'_>) -> Option<StoreTarget> {
@@ -68,6 +79,13 @@ pub(super) fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
     let ns = run.namespace().unwrap_or_default();
     let mut lbl = run_labels(run, "mover");
     lbl.insert(labels::JOB_TYPE.into(), "report".into());
+    // The key is mounted into this Job only (docs/evidence.md, "Where reports are sealed").
+    let key_secret = o
+        .config
+        .evidence_prefix
+        .as_deref()
+        .map(objects::signing_key_name);
+    let signing = key_secret.is_some();
     let mut job = mover::build(&MoverJob {
         name: report_job_name(run),
         namespace: o.config.namespace.clone(),
@@ -80,6 +98,9 @@ pub(super) fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
         command: MoverCommand::Report(WriteReport {
             run: NamespacedName::new(ns, run.name_any()),
             record: std::path::Path::new(RECORD_DIR).join(RECORD_KEY),
+            signing_key: signing
+                .then(|| std::path::Path::new(EVIDENCE_KEY_DIR).join(objects::PRIVATE_KEY_PEM)),
+            anchor: signing.then(|| std::path::Path::new(RECORD_DIR).join(RECORD_ANCHOR_KEY)),
         }),
         env: vec![],
         store: store.clone(),
@@ -111,15 +132,37 @@ pub(super) fn report_job(o: &Observed<'_>, store: &StoreTarget) -> Job {
             }),
             ..Volume::default()
         });
+        if let Some(secret) = &key_secret {
+            pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+                name: "evidence-key".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    items: Some(vec![KeyToPath {
+                        key: objects::PRIVATE_KEY_PEM.into(),
+                        path: objects::PRIVATE_KEY_PEM.into(),
+                        mode: None,
+                    }]),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
         if let Some(c) = pod.containers.first_mut() {
-            c.volume_mounts
-                .get_or_insert_with(Vec::new)
-                .push(VolumeMount {
-                    name: "record".into(),
-                    mount_path: RECORD_DIR.into(),
+            let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+            mounts.push(VolumeMount {
+                name: "record".into(),
+                mount_path: RECORD_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+            if key_secret.is_some() {
+                mounts.push(VolumeMount {
+                    name: "evidence-key".into(),
+                    mount_path: EVIDENCE_KEY_DIR.into(),
                     read_only: Some(true),
                     ..VolumeMount::default()
                 });
+            }
         }
     }
     job
@@ -185,7 +228,16 @@ pub(super) fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
                         page_location: text("pageLocation"),
                         sha256: sha256.clone(),
                         previous_sha256: text("previousSha256"),
+                        signature_location: text("signatureLocation"),
+                        key_id: text("keyId"),
                     });
+                    sealing(
+                        o,
+                        p,
+                        text("anchor"),
+                        text("sealFailure"),
+                        text("sealMessage"),
+                    );
                     p.events.push(PlannedEvent {
                         warning: false,
                         reason: "ReportWritten",
@@ -231,4 +283,72 @@ pub(super) fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
             }
         }
     }
+}
+
+/// The report's `EvidenceSigned` condition as the Job left it: `True` once the controller
+/// stores the returned anchor (`p.anchor`; a refusal there turns it `False`), otherwise
+/// `False` with why, and a Warning Event: an unsigned report is never silent.
+fn sealing(
+    o: &Observed<'_>,
+    p: &mut Plan,
+    anchor: Option<String>,
+    failure: Option<String>,
+    message: Option<String>,
+) {
+    let (reason, msg) = match (anchor, failure) {
+        (Some(a), _) => {
+            p.anchor = Some(a);
+            return;
+        }
+        (None, Some(f)) => (
+            seal_reason(&f),
+            format!("the report was not signed: {}", message.unwrap_or(f)),
+        ),
+        (None, None) => (
+            "Unsigned",
+            "the report was not signed: the controller had no usable evidence key (see its log and lifeboat_evidence_key_ready)".to_string(),
+        ),
+    };
+    set_evidence_signed(p, o.run.metadata.generation, o.now, false, reason, msg);
+}
+
+/// Sets the run's `EvidenceSigned` condition (and, when `False`, a Warning Event).
+pub fn set_evidence_signed(
+    p: &mut Plan,
+    generation: Option<i64>,
+    now: Timestamp,
+    signed: bool,
+    reason: &'static str,
+    message: String,
+) {
+    conditions::set(
+        &mut p.status.conditions,
+        &Desired::new(condition::EVIDENCE_SIGNED, signed, reason, message.clone()),
+        generation,
+        now,
+    );
+    if !signed {
+        p.events.push(PlannedEvent {
+            warning: true,
+            reason: "EvidenceNotSigned",
+            note: message,
+        });
+    }
+}
+
+/// The bounded reason of a seal failure a Job reported (its `evidence::Error` category),
+/// or of a stored `EvidenceSigned` condition.
+pub fn seal_reason(category: &str) -> &'static str {
+    [
+        "Sealed",
+        "Unsigned",
+        "EvidenceKeyInvalid",
+        "EvidencePayloadInvalid",
+        "AnchorInvalid",
+        "ChainFork",
+        "ReportNotAsRecorded",
+    ]
+    .into_iter()
+    .find(|c| *c == category)
+    .unwrap_or("SealFailed")
 }

@@ -251,10 +251,21 @@ impl MoverCommand {
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
             "report" => {
-                let mut f = Flags::parse("report", rest, &[&[("run", One), ("record", One)]])?;
+                let mut f = Flags::parse(
+                    "report",
+                    rest,
+                    &[&[
+                        ("run", One),
+                        ("record", One),
+                        ("signing-key", One),
+                        ("anchor", One),
+                    ]],
+                )?;
                 MoverCommand::Report(WriteReport {
                     run: f.key("run")?,
                     record: f.one("record")?.into(),
+                    signing_key: f.opt("signing-key").map(Into::into),
+                    anchor: f.opt("anchor").map(Into::into),
                 })
             }
             "verify" => {

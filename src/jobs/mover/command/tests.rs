@@ -238,6 +238,14 @@ fn samples() -> Vec<MoverCommand> {
         M::Report(WriteReport {
             run: NamespacedName::new("shop", "nightly-20260101"),
             record: "/etc/lifeboat/record/drillrun.json".into(),
+            signing_key: None,
+            anchor: None,
+        }),
+        M::Report(WriteReport {
+            run: NamespacedName::new("shop", "nightly-20260101"),
+            record: "/etc/lifeboat/record/drillrun.json".into(),
+            signing_key: Some("/etc/lifeboat/evidence/private-key.pem".into()),
+            anchor: Some("/etc/lifeboat/record/anchor.json".into()),
         }),
         M::Verify(VerifyRepository {
             read_data_subset: Some("2/7".into()),
