@@ -1,7 +1,8 @@
 //! Immutable stores (S3 Object Lock) through the real controller: a store asking for
 //! immutability on a bucket without Object Lock is not Ready (`ObjectLockNotEnabled`, a
 //! Warning Event); on a bucket with it, a policy's backup writes every repository object
-//! with the store's retention, and the store's own credentials cannot remove a pack.
+//! with the store's retention, its retention run (which extends retention on a locked
+//! store) succeeds, and the store's own credentials cannot remove a pack.
 
 mod common;
 
@@ -12,6 +13,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::ObjectLockMode;
 use common::*;
 use kube::Api;
+use lifeboat::crd::backup::Backup;
 use lifeboat::crd::store::BackupStore;
 use lifeboat_e2e::testing::wait_for;
 use serde_json::json;
@@ -193,6 +195,19 @@ async fn scenario(p: &Protected, locked: &str) -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("{pack}: a locked version was deleted"),
         Err(e) => ensure!(e.code() == Some("AccessDenied"), "{pack}: {:?}", e.code()),
     }
+    // The backup's retention run (forget, prune, then the retention extension on this
+    // locked store) succeeds; only then is the repository free for restic's check lock.
+    let backups: Api<Backup> = p.ns.api();
+    wait_for("retention applied", Duration::from_secs(150), || async {
+        let b = backups.get("first").await?;
+        let applied = b.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "RetentionApplied" && c.status == "True")
+        });
+        Ok(applied.then_some(()))
+    })
+    .await?;
     // Stock restic still reads the repository.
     restic(locked, "repo", &["check"])?;
     Ok(())
