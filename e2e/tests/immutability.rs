@@ -14,7 +14,6 @@ use aws_sdk_s3::types::ObjectLockMode;
 use common::*;
 use kube::Api;
 use lifeboat::crd::backup::Backup;
-use lifeboat::crd::store::BackupStore;
 use lifeboat_e2e::testing::wait_for;
 use serde_json::json;
 
@@ -23,25 +22,6 @@ fn immutable(p: &Protected, name: &str, bucket: &str) -> serde_json::Value {
     store["spec"]["immutability"] = json!({"mode": "Governance", "retention": "1d"});
     store
 }
-
-async fn store_condition(p: &Protected, name: &str, reason: &str) -> anyhow::Result<()> {
-    let api: Api<BackupStore> = p.ns.api();
-    wait_for(
-        &format!("store {name} Ready=False ({reason})"),
-        Duration::from_secs(90),
-        || async {
-            let s = api.get(name).await?;
-            let hit = s.status.as_ref().is_some_and(|st| {
-                st.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
-            });
-            Ok(hit.then_some(()))
-        },
-    )
-    .await
-}
-
 /// Removes a lock-enabled bucket: every version and marker, bypassing Governance (the
 /// test's identity is SeaweedFS's admin).
 async fn remove_locked_bucket(bucket: &str) {
@@ -100,7 +80,8 @@ async fn an_immutable_store_locks_what_backups_write() -> anyhow::Result<()> {
 async fn scenario(p: &Protected, locked: &str) -> anyhow::Result<()> {
     // The namespace's ordinary bucket has no Object Lock: the store says so.
     p.apply(immutable(p, "unlocked", &p.bucket)).await?;
-    store_condition(p, "unlocked", "ObjectLockNotEnabled").await?;
+    p.store_not_ready("unlocked", "ObjectLockNotEnabled", Duration::from_secs(90))
+        .await?;
     let w = p
         .warnings_once(
             "BackupStore",

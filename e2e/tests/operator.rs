@@ -428,20 +428,8 @@ async fn bad_input_ends_in_precise_conditions_and_warning_events() -> anyhow::Re
         ("wrong-password", "WrongPassword"),
         ("no-secret", "SecretNotFound"),
     ] {
-        wait_for(
-            &format!("store {store}: {reason}"),
-            Duration::from_secs(120),
-            || async {
-                let s = stores.get(store).await?;
-                let hit = s.status.as_ref().is_some_and(|st| {
-                    st.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
-                });
-                Ok(hit.then_some(()))
-            },
-        )
-        .await?;
+        p.store_not_ready(store, reason, Duration::from_secs(120))
+            .await?;
         let w = p
             .warnings_once("BackupStore", store, reason, Duration::from_secs(10))
             .await?;

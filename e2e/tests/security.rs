@@ -19,7 +19,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use lifeboat::crd::backup::{Backup, BackupPhase};
 use lifeboat::crd::dr_drill::{DrillPhase, DrillRun};
-use lifeboat::crd::store::{BackupStore, ClusterBackupStore};
+use lifeboat::crd::store::ClusterBackupStore;
 use lifeboat_e2e::testing::{TestNs, wait_for};
 use serde_json::json;
 
@@ -209,24 +209,6 @@ async fn bare_tenant(prefix: &str) -> anyhow::Result<Protected> {
         .await?;
     Ok(p)
 }
-
-async fn store_reason(api: &Api<BackupStore>, name: &str, reason: &str) -> anyhow::Result<()> {
-    wait_for(
-        &format!("store {name}: Ready=False {reason}"),
-        Duration::from_secs(90),
-        || async {
-            let s = api.get(name).await?;
-            let hit = s.status.as_ref().is_some_and(|st| {
-                st.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
-            });
-            Ok(hit.then_some(()))
-        },
-    )
-    .await
-}
-
 /// Item 1: a BackupStore whose Secret references name another namespace. Refused at
 /// admission where the CRD says so; in any case the store is refused with
 /// `SecretNamespaceNotAllowed`, runs on it fail with that reason (even while the store's
@@ -303,9 +285,9 @@ async fn a_store_naming_another_namespaces_secret_gets_nothing() -> anyhow::Resu
             "drill on the edited store: {:?}",
             r.status.as_ref().and_then(|s| s.failure.clone())
         );
-        let stores: Api<BackupStore> = p.ns.api();
         for store in ["s3", "thief"] {
-            store_reason(&stores, store, "SecretNamespaceNotAllowed").await?;
+            p.store_not_ready(store, "SecretNamespaceNotAllowed", Duration::from_secs(90))
+                .await?;
             let w = p
                 .warnings_once(
                     "BackupStore",
@@ -595,8 +577,12 @@ async fn a_store_without_credentials_gets_no_ambient_identity() -> anyhow::Resul
         "spec": {"s3": {"endpoint": env("LIFEBOAT_TEST_S3_ENDPOINT"), "bucket": p.bucket},
                  "repositoryPassword": {"name": "pw", "key": "password"}}}),
     )?;
-    let stores: Api<BackupStore> = p.ns.api();
-    store_reason(&stores, "ambient", "AmbientCredentialsNotAllowed").await?;
+    p.store_not_ready(
+        "ambient",
+        "AmbientCredentialsNotAllowed",
+        Duration::from_secs(90),
+    )
+    .await?;
     let w = p
         .warnings_once(
             "BackupStore",

@@ -335,6 +335,30 @@ impl Protected {
         .await
     }
 
+    /// Waits until the store says `Ready=False` with `reason` (the prober's verdict).
+    pub async fn store_not_ready(
+        &self,
+        name: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<BackupStore> {
+        let api: Api<BackupStore> = self.ns.api();
+        wait_for(
+            &format!("store {name} Ready=False ({reason})"),
+            timeout,
+            || async {
+                let s = api.get(name).await?;
+                let hit = s.status.as_ref().is_some_and(|st| {
+                    st.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason)
+                });
+                Ok(hit.then_some(s))
+            },
+        )
+        .await
+    }
+
     /// Waits until a condition of the object has the given status and reason.
     pub async fn policy_condition(
         &self,
