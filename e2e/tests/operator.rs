@@ -1,7 +1,8 @@
 //! Operator-core scenarios (issue 4) against the local environment with the operator
 //! installed from the chart (`e2e/local up && e2e/install-operator`): scheduled backups of
 //! volumes (both copy methods) and databases that the stock restic CLI lists and restores,
-//! retention, on-demand backups, and precise conditions for bad input.
+//! retention, on-demand backups, and precise conditions for bad input (a Restore from a
+//! store not probed yet says it waits).
 
 mod common;
 
@@ -617,4 +618,70 @@ async fn repeated_events_fold_into_one_series_on_the_api_server() -> anyhow::Res
         "{once:?}"
     );
     ns.delete().await
+}
+
+/// A Restore from a store the controller has not probed yet says what it waits for
+/// (`Complete=False WaitingForCatalog`), and once the probe fails the Restore fails naming
+/// the store's reason. The store's endpoint is a listener that accepts connections and never
+/// answers, which keeps the first probe open for its attempt timeout.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn a_restore_from_a_store_not_probed_yet_says_it_waits() -> anyhow::Result<()> {
+    let p = Protected::create("op-waitcat").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let mut store = p.store_json("silent", &p.bucket, "repo-pass");
+    store["spec"]["s3"]["endpoint"] = format!("http://127.0.0.1:{port}").into();
+    p.apply(store).await?;
+    p.apply(
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore",
+        "metadata": {"name": "from-silent"},
+        "spec": {"source": {"storeRef": {"name": "silent"}, "fromPolicy": "gone/daily"}}}),
+    )
+    .await?;
+    let restores: Api<lifeboat::crd::restore::Restore> = p.ns.api();
+    let waiting = wait_for(
+        "Restore from-silent Complete=False WaitingForCatalog",
+        Duration::from_secs(60),
+        || async {
+            let r = restores.get("from-silent").await?;
+            Ok(r.status
+                .unwrap_or_default()
+                .conditions
+                .into_iter()
+                .find(|c| {
+                    c.type_ == "Complete" && c.status == "False" && c.reason == "WaitingForCatalog"
+                }))
+        },
+    )
+    .await?;
+    ensure!(
+        waiting.message.contains("\"silent\""),
+        "the condition names the store: {waiting:?}"
+    );
+    // Connections are now refused: the probe fails, and so does the Restore, saying why.
+    silent.abort();
+    let _ = silent.await;
+    let r = wait_for("Restore from-silent to finish", RUN, || async {
+        let r = restores.get("from-silent").await?;
+        let done = r
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|ph| ph.is_finished());
+        Ok(done.then_some(r))
+    })
+    .await?;
+    let f = r.status.and_then(|s| s.failure).context("a failure")?;
+    ensure!(
+        f.reason == "StoreNotReady" && f.message.starts_with("StorageUnreachable"),
+        "the Restore fails with the store's reason: {f:?}"
+    );
+    p.cleanup().await
 }

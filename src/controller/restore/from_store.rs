@@ -15,13 +15,15 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
 
+use crate::controller::conditions::{self, Desired};
 use crate::controller::store::catalog::{RestorePoint, StoreKey};
 use crate::crd::backup::{
     BackedUpDatabase, BackedUpVolume, Backup, BackupPhase, BackupSpec, BackupStatus, PolicyRef,
     SourceKind, SourcePhase, SourceResult,
 };
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicySpec, DatabaseEngine, StoreKind};
-use crate::crd::restore::Restore;
+use crate::crd::common::condition;
+use crate::crd::restore::{Restore, RestoreStatus};
 
 /// The identity a Restore reads from a store: (namespace, policy).
 pub fn identity(r: &Restore) -> Option<(&str, &str)> {
@@ -119,6 +121,38 @@ pub fn as_policy(r: &Restore, policy: &str) -> BackupPolicy {
     p
 }
 
+/// The status of a from-store Restore that waits for its store's first probe or listing,
+/// so `kubectl get` says what it waits for instead of an empty status.
+pub fn waiting_for_catalog(r: &Restore, unprobed: bool, now: jiff::Timestamp) -> RestoreStatus {
+    let mut st = r.status.clone().unwrap_or_default();
+    let store = r
+        .spec
+        .source
+        .store_ref
+        .as_ref()
+        .map(|s| s.name.as_str())
+        .unwrap_or_default();
+    let msg = if unprobed {
+        format!(
+            "store {store:?} has not been probed yet; the restore starts once its snapshots are listed"
+        )
+    } else {
+        format!(
+            "the snapshots of store {store:?} have not been listed yet; the controller lists them when it probes the store"
+        )
+    };
+    conditions::set(
+        &mut st.conditions,
+        &Desired::new(condition::COMPLETE, false, WAITING_FOR_CATALOG, msg),
+        r.metadata.generation,
+        now,
+    );
+    st
+}
+
+/// Reason of `Complete=False` while a from-store Restore waits for the catalog.
+pub const WAITING_FOR_CATALOG: &str = "WaitingForCatalog";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +198,36 @@ mod tests {
         assert_eq!(db.database.as_deref(), Some("orders"));
         assert_eq!(size_for(Some(10)), Some(Quantity("1Gi".into())));
         assert_eq!(size_for(None), None);
+    }
+
+    #[test]
+    fn a_restore_waiting_for_its_store_says_so_once() {
+        let mut r = Restore::new("back", Default::default());
+        r.spec.source.store_ref = Some(crate::crd::backup_policy::StoreRef {
+            name: "offsite".into(),
+            ..Default::default()
+        });
+        r.metadata.generation = Some(1);
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let st = waiting_for_catalog(&r, true, t0);
+        let c = &st.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", WAITING_FOR_CATALOG)
+        );
+        assert!(
+            c.message.contains("\"offsite\" has not been probed yet"),
+            "{}",
+            c.message
+        );
+        // Written once: a later reconcile with the same verdict changes nothing, so the
+        // controller does not write the status every 5 s.
+        r.status = Some(st.clone());
+        let later = waiting_for_catalog(&r, true, t0 + jiff::SignedDuration::from_secs(5));
+        assert_eq!(later, st);
+        // Probed but not listed yet: the message changes, the reason stays.
+        let listed = waiting_for_catalog(&r, false, t0);
+        assert!(listed.conditions[0].message.contains("not been listed yet"));
+        assert_eq!(listed.conditions[0].reason, WAITING_FOR_CATALOG);
     }
 }

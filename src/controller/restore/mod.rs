@@ -338,6 +338,10 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
             && phase == RestorePhase::Pending
             && (unprobed || (blocker.is_none() && catalog.is_none()))
         {
+            let waiting = from_store::waiting_for_catalog(r, unprobed, Timestamp::now());
+            if r.status.as_ref() != Some(&waiting) {
+                apply_own_status(client, r, &waiting).await?;
+            }
             return Ok(Action::requeue(std::time::Duration::from_secs(5)));
         }
         match resolved.store {

@@ -17,8 +17,7 @@
 //! Nothing is written to the target namespace before it is known to accept the restore
 //! (the caller gates its own writes with [`check_target`] too).
 
-use crate::controller::store::forgotten::{all_forgotten, forgotten_message};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -44,7 +43,7 @@ use crate::controller::access::observe::{
     has_pod, job_failure_reason, job_finished, pod_result, stuck_pod,
 };
 use crate::controller::conditions::{self, Desired};
-use crate::crd::backup::{Backup, BackupPhase, SourceKind, SourcePhase, SourceResult};
+use crate::crd::backup::{Backup, SourceKind, SourcePhase, SourceResult};
 use crate::crd::backup_policy::{BackupPolicy, DatabaseEngine};
 use crate::crd::common::{DatabaseCredentialsRef, Failure, condition};
 use crate::crd::labels;
@@ -210,218 +209,6 @@ pub fn check_target(r: &Restore, ns: Option<&Namespace>) -> Result<String, Failu
         Err(not_allowed(format!(
             "namespace {target:?} does not accept restores from {own:?}: its annotation {ALLOW_RESTORE_FROM} must list {own:?} (or *)"
         )))
-    }
-}
-
-/// Checks the spec. The CRD's CEL rules refuse most of this at admission now (one-of
-/// source, pointInTime, one-of target, duplicate sources, empty hosts); this stays as
-/// defence in depth for objects stored before the rules, or a CRD installed without them.
-/// The `volumes.rename` targets are checked only here.
-pub fn validate(r: &Restore) -> Result<(), Failure> {
-    let invalid = |m: String| Err(failure("InvalidSpec", m));
-    let s = &r.spec;
-    let from_store = s.source.store_ref.is_some();
-    if from_store != s.source.from_policy.is_some() {
-        return invalid("spec.source: storeRef and fromPolicy go together".into());
-    }
-    if from_store && super::from_store::identity(r).is_none() {
-        return invalid("spec.source.fromPolicy must be namespace/policy".into());
-    }
-    if s.source.backup_name.is_some() && (!from_store || s.source.point_in_time.is_some()) {
-        return invalid("spec.source.backupName needs storeRef and excludes pointInTime".into());
-    }
-    match (&s.source.backup_ref, &s.source.policy_ref, from_store) {
-        (Some(_), None, false) => {
-            if s.source.point_in_time.is_some() {
-                return invalid("spec.source.pointInTime needs policyRef, not backupRef".into());
-            }
-        }
-        (None, Some(_), false) | (None, None, true) => {
-            if let Some(t) = &s.source.point_in_time
-                && t.parse::<Timestamp>().is_err()
-            {
-                return invalid(format!(
-                    "spec.source.pointInTime {t:?} is not an RFC 3339 time"
-                ));
-            }
-        }
-        _ => {
-            return invalid(
-                "spec.source: set exactly one of backupRef, policyRef and storeRef".into(),
-            );
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for (i, d) in s.databases.iter().enumerate() {
-        if !seen.insert(d.source.as_str()) {
-            return invalid(format!(
-                "spec.databases[{i}]: source {:?} is listed twice",
-                d.source
-            ));
-        }
-        match (&d.target, &d.ephemeral) {
-            (Some(t), None) => {
-                if t.host.trim().is_empty() {
-                    return invalid(format!("spec.databases[{i}].target.host is empty"));
-                }
-                if let Some(db) = &t.database
-                    && (db.is_empty() || db.starts_with('-'))
-                {
-                    return invalid(format!(
-                        "spec.databases[{i}].target.database {db:?} is not a database name"
-                    ));
-                }
-            }
-            (None, Some(e)) => {
-                if let Some(t) = &e.startup_timeout
-                    && duration::parse(t).is_err()
-                {
-                    return invalid(format!(
-                        "spec.databases[{i}].ephemeral.startupTimeout {t:?} is not a duration"
-                    ));
-                }
-            }
-            _ => {
-                return invalid(format!(
-                    "spec.databases[{i}] ({}): set exactly one of target and ephemeral",
-                    d.source
-                ));
-            }
-        }
-    }
-    if let Some(v) = &s.volumes {
-        let mut targets = BTreeSet::new();
-        for (from, to) in &v.rename {
-            if !is_dns_subdomain(to) {
-                return invalid(format!(
-                    "spec.volumes.rename[{from:?}]: {to:?} is not a valid PVC name"
-                ));
-            }
-            if !targets.insert(to.as_str()) {
-                return invalid(format!(
-                    "spec.volumes.rename: two volumes renamed to {to:?}"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-/// What `spec.source` resolves to.
-#[derive(Debug)]
-pub enum Resolution<'a> {
-    /// The Backup to restore.
-    Found(&'a Backup),
-    /// The named Backup is still running; the message says so.
-    Wait(String),
-    /// No usable restore point (`RestorePointNotFound`) or an invalid spec.
-    Missing(Failure),
-}
-
-fn usable(b: &Backup) -> bool {
-    let st = b.status.as_ref();
-    matches!(
-        st.and_then(|s| s.phase),
-        Some(BackupPhase::Succeeded | BackupPhase::PartiallyFailed)
-    ) && st.and_then(|s| s.restore_point_time.as_ref()).is_some()
-        && !all_forgotten(b)
-}
-
-/// Resolves `spec.source` among the namespace's Backups: a Backup by name, or the
-/// policy's newest successful restore point at or before `pointInTime`.
-pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
-    let src = &r.spec.source;
-    let missing = |m: String| Resolution::Missing(failure("RestorePointNotFound", m));
-    if let Some(b) = &src.backup_ref {
-        let Some(found) = backups.iter().find(|x| x.name_any() == b.name) else {
-            return missing(format!("Backup {:?} does not exist", b.name));
-        };
-        let st = found.status.clone().unwrap_or_default();
-        return match st.phase.unwrap_or_default() {
-            BackupPhase::Pending | BackupPhase::Running => Resolution::Wait(format!(
-                "Backup {:?} has not finished yet ({})",
-                b.name,
-                st.phase.unwrap_or_default().as_str()
-            )),
-            BackupPhase::Failed => missing(format!(
-                "Backup {:?} failed and holds no restore point{}",
-                b.name,
-                st.failure
-                    .map(|f| format!(" ({}: {})", f.reason, f.message))
-                    .unwrap_or_default()
-            )),
-            _ if all_forgotten(found) => Resolution::Missing(failure(
-                "SnapshotsForgotten",
-                format!("Backup {:?}: {}", b.name, forgotten_message(found)),
-            )),
-            _ if usable(found) => Resolution::Found(found),
-            _ => missing(format!("Backup {:?} records no restore point time", b.name)),
-        };
-    }
-    // From a store, `backups` are the catalog's restore points of the identity.
-    let identity = super::from_store::identity(r);
-    if let (Some(run), Some((ns, name))) = (&src.backup_name, identity) {
-        return match backups
-            .iter()
-            .find(|b| b.name_any() == *run && b.spec.policy_ref.name == name)
-        {
-            Some(b) => Resolution::Found(b),
-            None => missing(format!(
-                "the store's repository holds no restore point {run:?} of {ns}/{name}"
-            )),
-        };
-    }
-    let policy = match (&src.policy_ref, identity) {
-        (Some(p), _) => p.name.clone(),
-        (None, Some((_, name))) => name.to_string(),
-        (None, None) => {
-            return Resolution::Missing(failure(
-                "InvalidSpec",
-                "spec.source: set exactly one of backupRef, policyRef and storeRef",
-            ));
-        }
-    };
-    let until = match src.point_in_time.as_deref().map(str::parse::<Timestamp>) {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(_)) => {
-            return Resolution::Missing(failure(
-                "InvalidSpec",
-                "spec.source.pointInTime is not an RFC 3339 time",
-            ));
-        }
-    };
-    let best = backups
-        .iter()
-        .filter(|b| b.spec.policy_ref.name == policy && usable(b))
-        .filter_map(|b| {
-            let t = b.status.as_ref()?.restore_point_time.as_ref()?.0;
-            until.is_none_or(|u| t <= u).then_some((t, b))
-        })
-        .max_by(|(t1, b1), (t2, b2)| t1.cmp(t2).then_with(|| b1.name_any().cmp(&b2.name_any())));
-    match best {
-        Some((_, b)) => Resolution::Found(b),
-        None => missing(format!(
-            "{}{}",
-            match (identity, &src.store_ref) {
-                (Some((ns, name)), Some(s)) =>
-                    format!("store {:?} holds no restore point of {ns}/{name}", s.name),
-                _ => format!("BackupPolicy {policy:?} has no successful Backup"),
-            },
-            src.point_in_time
-                .as_deref()
-                .map(|t| format!(" at or before {t}"))
-                .unwrap_or_default()
-        )),
     }
 }
 
@@ -659,6 +446,13 @@ fn start(o: &Observed<'_>, p: &mut Plan) -> Start {
         Ok(t) => t,
         Err(f) => return Start::Failed(f),
     };
+    // From a store, the restore points come from its catalog: a store that cannot be used
+    // has none to offer, and its reason is the one to give.
+    if super::from_store::identity(r).is_some()
+        && let Some(f) = &o.start_blocker
+    {
+        return Start::Failed(f.clone());
+    }
     let backup = match resolve_point(r, o.backups) {
         Resolution::Found(b) => b,
         Resolution::Wait(m) => return Start::Waiting(m),
@@ -1422,13 +1216,17 @@ fn cleanup(o: &Observed<'_>, p: &mut Plan) {
 }
 
 mod build;
+mod point;
 mod server;
+mod validate;
 pub use build::{SERVER_LABEL, STARTED_AT};
 use build::{
     database_job, manifests_job, server_deployment, server_secret, server_service, target_pvc,
     volume_job,
 };
+pub use point::{Resolution, resolve_point};
 use server::server_ready;
+pub use validate::validate;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::controller::access::observe::testing::{owned_by, uid};
-use crate::crd::backup::{BackedUpDatabase, BackedUpVolume, BackupSpec, BackupStatus, PolicyRef};
+use crate::crd::backup::{
+    BackedUpDatabase, BackedUpVolume, BackupPhase, BackupSpec, BackupStatus, PolicyRef,
+};
 use crate::crd::backup_policy::{BackupPolicySpec, DatabaseSource, Sources, StoreRef};
 use crate::crd::common::ScheduleSpec;
 use crate::crd::restore::{
@@ -742,6 +744,13 @@ fn a_restore_from_a_store_reads_the_identitys_restore_points_and_only_them() {
         reason(&w.step()).as_deref(),
         Some("CrossNamespaceRestoreNotAllowed")
     );
+    // A store that cannot be listed has no catalog: its reason, not "no restore point"
+    // (which would send the reader looking for missing backups).
+    let mut w = from_store_world(|_| {});
+    w.backups.clear();
+    w.store = None;
+    w.blocker = Some(failure("StorageUnreachable", "connection refused"));
+    assert_eq!(reason(&w.step()).as_deref(), Some("StorageUnreachable"));
 }
 
 #[test]
