@@ -126,11 +126,13 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
     )
     .await?;
     p.store_ready("s3").await?;
-    p.apply(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
+    p.apply(
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy",
         "metadata": {"name": "shop"},
         "spec": {"storeRef": {"name": "s3"}, "schedule": {"cron": "0 3 1 1 *"},
                  "sources": {"volumes": [{"pvcName": "data", "copyMethod": "Direct"}]},
-                 "retention": {"keepLast": 1}}}))
+                 "retention": {"keepLast": 1}}}),
+    )
     .await?;
 
     // 1. The first run's mover, killed while it holds its lock.
@@ -153,7 +155,9 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
             .await
             .unwrap_or_default()
             .into_iter()
-            .find(|(_, host, holder)| *host == pod && holder.as_deref().is_some_and(|h| h.ends_with(&uid)))
+            .find(|(_, host, holder)| {
+                *host == pod && holder.as_deref().is_some_and(|h| h.ends_with(&uid))
+            })
             .map(|(id, _, _)| id))
     })
     .await?;
@@ -180,17 +184,22 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
     })
     .await?;
     let took = killed.elapsed();
-    eprintln!(
-        "kill -> lock removed: {:.1} s",
-        took.as_secs_f64()
-    );
-    let events = wait_for("an Event naming the removed lock", Duration::from_secs(30), || async {
-        let ev = store_events(p).await?;
-        Ok(ev
-            .iter()
-            .any(|e| e.starts_with("StaleLockRemoved") && e.contains(&pod) && e.contains(&dead_lock[..12]))
-            .then_some(ev))
-    })
+    eprintln!("kill -> lock removed: {:.1} s", took.as_secs_f64());
+    let events = wait_for(
+        "an Event naming the removed lock",
+        Duration::from_secs(30),
+        || async {
+            let ev = store_events(p).await?;
+            Ok(ev
+                .iter()
+                .any(|e| {
+                    e.starts_with("StaleLockRemoved")
+                        && e.contains(&pod)
+                        && e.contains(&dead_lock[..12])
+                })
+                .then_some(ev))
+        },
+    )
     .await?;
     eprintln!("{events:?}");
 
@@ -198,7 +207,9 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
     // retention and prune, all without anyone unlocking.
     let b1 = p.backup_finished("b1", RUN).await?;
     eprintln!("b1: {:?}", b1.status.as_ref().and_then(|s| s.phase));
-    if b1.status.as_ref().and_then(|s| s.phase) == Some(lifeboat::crd::backup::BackupPhase::Succeeded) {
+    if b1.status.as_ref().and_then(|s| s.phase)
+        == Some(lifeboat::crd::backup::BackupPhase::Succeeded)
+    {
         let m = retention_applied(p, "b1").await?;
         eprintln!("b1 retention: {m}");
     }
@@ -226,15 +237,19 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
     let held = jiff::Timestamp::now();
     backup_now(p, "b3").await?;
     let stores: Api<BackupStore> = p.ns.api();
-    wait_for("a store listing after the foreign lock was taken", RUN, || async {
-        let s = stores.get("s3").await?;
-        let listed = s
-            .status
-            .and_then(|s| s.catalog)
-            .and_then(|c| c.list_time)
-            .is_some_and(|t| t.0 > held);
-        Ok(listed.then_some(()))
-    })
+    wait_for(
+        "a store listing after the foreign lock was taken",
+        RUN,
+        || async {
+            let s = stores.get("s3").await?;
+            let listed = s
+                .status
+                .and_then(|s| s.catalog)
+                .and_then(|c| c.list_time)
+                .is_some_and(|t| t.0 > held);
+            Ok(listed.then_some(()))
+        },
+    )
     .await?;
     // One more reconcile's worth of time for the sweep that follows the listing.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -244,7 +259,10 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
         "the foreign lock {foreign} was removed: {left:?}"
     );
     ensure!(
-        !store_events(p).await?.iter().any(|e| e.contains(&foreign[..12])),
+        !store_events(p)
+            .await?
+            .iter()
+            .any(|e| e.contains(&foreign[..12])),
         "an Event claims the foreign lock"
     );
     // Removing the lock file blocks on S3: not on this async thread.

@@ -68,6 +68,8 @@ pub(crate) enum Keep {
 }
 
 /// Why a lock is removed: the `reason` label of the removal counter (bounded).
+// The variants are spelled as the label values and Event reasons operators read.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Removal {
     /// The pod finished (Succeeded or Failed): its containers have stopped.
