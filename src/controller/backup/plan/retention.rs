@@ -5,8 +5,9 @@ use super::*;
 
 /// How often a retention run that met a repository lock is tried again.
 pub(crate) const LOCKED_RETRY_EVERY: Duration = Duration::from_secs(30);
-/// How long after the run finished retention keeps retrying a locked repository before
-/// it fails (`RetentionFailed`, `RepositoryLocked`). Longer than restic's stale-lock age
+/// How long after the run finished retention keeps retrying a locked repository, or
+/// waiting for another maintenance Job, before it fails (`RetentionFailed` with
+/// `RepositoryLocked` or `MaintenanceBusy`). Longer than restic's stale-lock age
 /// (30 minutes) and a few store probe intervals, so a lock the controller removes, or a
 /// long backup elsewhere that finishes, does not cost a retention run.
 pub(crate) const LOCKED_RETRY_FOR: Duration = Duration::from_secs(2 * 60 * 60);
@@ -126,6 +127,26 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                 p.requeue = Some(Duration::from_secs(15));
             }
         },
+        None if o.maintenance_busy && !within_lock_retries(p, o.now) => {
+            // The next run's retention covers what this one would have done: say why
+            // this one gave up instead of waiting without end.
+            let msg = format!(
+                "another maintenance Job was still working on the repository {}s after \
+                 this run finished; the next run's retention applies the rules",
+                LOCKED_RETRY_FOR.as_secs()
+            );
+            set(
+                p,
+                false,
+                "RetentionFailed",
+                format!("MaintenanceBusy: {msg}"),
+            );
+            p.events.push(PlannedEvent {
+                warning: true,
+                reason: "RetentionFailed",
+                note: msg,
+            });
+        }
         None if o.maintenance_busy => {
             set(
                 p,

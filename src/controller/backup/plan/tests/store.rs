@@ -222,3 +222,36 @@ fn retention_that_meets_a_lock_is_retried_until_its_window_closes() {
     assert_eq!(c.reason, "RetentionFailed");
     assert!(p.delete_jobs.is_empty());
 }
+
+#[test]
+fn retention_waiting_for_another_maintenance_job_ends_with_a_reason() {
+    use crate::controller::backup::plan::retention::LOCKED_RETRY_FOR;
+    let rname = retention_job_name("orders-202601010010");
+    let mut w = retention_started(&rname);
+    // Another run's maintenance Job holds the repository: wait, within the window.
+    let p = {
+        w.busy = true;
+        w.step()
+    };
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(c.reason, "Waiting");
+    assert!(p.create_jobs.is_empty());
+    let done = ts(NOW) - jiff::SignedDuration::try_from(LOCKED_RETRY_FOR).unwrap();
+    w.backup.status.as_mut().unwrap().completion_time = Some(Time(done));
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RetentionFailed")
+    );
+    assert!(c.message.starts_with("MaintenanceBusy: "), "{}", c.message);
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == "RetentionFailed")
+    );
+    assert!(p.create_jobs.is_empty());
+    // Final: no Job later either.
+    w.busy = false;
+    assert!(w.step().create_jobs.is_empty());
+}
