@@ -171,7 +171,16 @@ pub struct Metrics {
     pub leader: Gauge,
     evidence_seals: Family<SealLabels, Counter>,
     evidence_key_ready: Gauge,
+    /// Repository locks of movers that are gone, removed by the store controller.
+    pub stale_locks_removed: Family<LockRemovalLabels, Counter>,
     owners: Arc<Mutex<Owners>>,
+}
+
+/// `reason`: `PodFinished`, `PodGone` or `PodReplaced` (bounded: see
+/// `controller::access::locks::Removal`). No store label: the Event names the store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockRemovalLabels {
+    pub reason: &'static str,
 }
 
 /// `outcome`: `Sealed`, or a bounded refusal category (`ReportNotAsRecorded`,
@@ -212,6 +221,7 @@ impl Metrics {
             leader: Gauge::default(),
             evidence_seals: Family::default(),
             evidence_key_ready: Gauge::default(),
+            stale_locks_removed: Family::default(),
             owners: Arc::default(),
         };
         let r = &mut registry;
@@ -317,6 +327,11 @@ impl Metrics {
             "evidence_key_ready",
             "1 when the evidence signing key is usable, 0 when reports are written unsigned",
             m.evidence_key_ready.clone(),
+        );
+        r.register(
+            "stale_locks_removed",
+            "Repository locks of mover pods that are gone, removed by the controller",
+            m.stale_locks_removed.clone(),
         );
         Metrics {
             registry: Arc::new(registry),

@@ -306,17 +306,21 @@ pub fn build(m: &MoverJob) -> Job {
         });
     }
     let mut env = store_env(&m.store);
-    env.push(EnvVar {
-        name: "POD_NAMESPACE".into(),
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
-                field_path: "metadata.namespace".into(),
+                field_path: path.into(),
                 api_version: None,
             }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
-    });
+    };
+    env.push(field("POD_NAMESPACE", "metadata.namespace"));
+    // Recorded in the repository locks the mover takes, so the controller can tell when
+    // their holder is gone (docs/engine.md, "Locks of movers that are gone").
+    env.push(field(crate::mover::POD_UID_ENV, "metadata.uid"));
     env.push(plain_env("HOME", "/tmp"));
     env.push(plain_env("LIFEBOAT_CACHE_DIR", "/tmp/cache"));
     env.extend(m.env.iter().cloned());

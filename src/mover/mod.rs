@@ -44,8 +44,22 @@ pub(crate) fn run_args(args: &[String], repo: &RepoAccess) -> Result<(), Error> 
     }
 }
 
+/// The mover's pod UID (downward API), recorded with its namespace in every repository
+/// lock it takes.
+pub const POD_UID_ENV: &str = "POD_UID";
+
+/// The lock holder a mover in pod `uid` of `namespace` records:
+/// `pod:<namespace>/<uid>` (the pod's name is the lock's host name).
+pub fn lock_holder(namespace: &str, uid: &str) -> String {
+    format!("pod:{namespace}/{uid}")
+}
+
 /// Runs one mover command; its result has been written when this returns.
 pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(ns), Some(uid)) = (var("POD_NAMESPACE"), var(POD_UID_ENV)) {
+        crate::repo::set_holder(lock_holder(&ns, &uid));
+    }
     match cmd {
         MoverCommand::Backup(b) => backup::run(b, repo),
         MoverCommand::Retention(r) => finish(retention::run(r, repo)),

@@ -59,6 +59,20 @@ pub struct LockInfo {
     /// Group id.
     #[serde(default)]
     pub gid: u32,
+    /// Who holds the lock beyond host and PID, as the process said at start
+    /// ([`set_holder`]): an opaque string the engine does not interpret (Lifeboat's
+    /// movers record their pod's identity, so the controller can tell when the holder is
+    /// gone). Not one of restic's fields; restic ignores fields it does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
+static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records who this process is, for every lock it writes from now on. Process-wide, like
+/// the host name and PID a lock carries; the first call wins.
+pub fn set_holder(holder: String) {
+    let _ = HOLDER.set(holder);
 }
 
 impl LockInfo {
@@ -78,6 +92,7 @@ impl LockInfo {
             pid: i64::from(std::process::id()),
             uid: uid.as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            holder: HOLDER.get().cloned(),
         }
     }
 
@@ -217,6 +232,32 @@ pub(crate) fn remove_locks(
         }
     }
     Ok(removed)
+}
+
+/// Removes the lock file `id` only if it still holds `expected`: the caller judged that
+/// content (a lock file's name is the hash of its content, and a refresh writes a new
+/// file, so this re-read guards against a store that reuses names, not a refresh).
+/// `Ok(false)` when the file is gone or holds something else.
+pub(crate) fn remove_lock_if_unchanged(
+    store: &dyn ObjectStore,
+    key: &Crypto,
+    id: &str,
+    expected: &LockInfo,
+) -> Result<bool, StoreError> {
+    let path = format!("locks/{id}");
+    let data = match store.get(&path, None) {
+        Ok(d) => d,
+        Err(e) if e.kind == super::backend::StoreErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let current = decode(key, Unpacked::Lock, &data)
+        .ok()
+        .and_then(|plain| serde_json::from_slice::<LockInfo>(&plain).ok());
+    if current.as_ref() != Some(expected) {
+        return Ok(false);
+    }
+    store.delete(&path)?;
+    Ok(true)
 }
 
 fn write_lock(
@@ -546,6 +587,35 @@ mod tests {
         assert!(later[0].info.time > first[0].info.time);
         drop(guard);
         assert!(list_locks(store.as_ref(), &key).unwrap().is_empty());
+    }
+
+    #[test]
+    fn removal_if_unchanged_removes_only_the_judged_content() {
+        let (_d, store, mk) = setup();
+        let mut dead = LockInfo::mine(false);
+        dead.hostname = "orders-data-x7k2p".into();
+        dead.holder = Some("pod:shop/0000".into());
+        let id = write_lock(store.as_ref(), &mk, &dead).unwrap();
+        let mut other = dead.clone();
+        other.pid += 1;
+        // Judged content differs: kept.
+        assert!(!remove_lock_if_unchanged(store.as_ref(), &mk, &id, &other).unwrap());
+        assert_eq!(list_locks(store.as_ref(), &mk).unwrap().len(), 1);
+        assert!(remove_lock_if_unchanged(store.as_ref(), &mk, &id, &dead).unwrap());
+        assert!(list_locks(store.as_ref(), &mk).unwrap().is_empty());
+        // Already gone: nothing to do, no error.
+        assert!(!remove_lock_if_unchanged(store.as_ref(), &mk, &id, &dead).unwrap());
+    }
+
+    #[test]
+    fn holder_round_trips_and_is_absent_from_restic_json() {
+        let mut info = LockInfo::mine(true);
+        info.holder = None;
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(!json.contains("holder"), "{json}");
+        info.holder = Some("pod:shop/uid".into());
+        let back: LockInfo = serde_json::from_str(&serde_json::to_string(&info).unwrap()).unwrap();
+        assert_eq!(back, info);
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub use check::CheckReport;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, RestoreTarget, StreamBackup};
 pub use error::{Corruption, Error, Result, RetryClass};
 pub use format::key::KdfParams;
-pub use lock::FoundLock;
+pub(crate) use lock::REFRESH_EVERY as LOCK_REFRESH_EVERY;
+pub use lock::{FoundLock, LockInfo, set_holder};
 pub use progress::ProgressSink;
 pub use repair::RepairReport;
 pub use retention::{Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy};
@@ -770,6 +771,17 @@ impl Repo {
     /// Lists the locks in the repository (without taking one).
     pub fn locks(&self) -> Result<Vec<FoundLock>> {
         Ok(lock::list_locks(self.store().as_ref(), &self.ctx.crypto)?)
+    }
+
+    /// Removes the lock `id` if it still holds `expected`; `false` when it is gone or
+    /// changed. For a caller that knows more than the engine about who holds a lock.
+    pub fn remove_lock_if_unchanged(&self, id: &str, expected: &lock::LockInfo) -> Result<bool> {
+        Ok(lock::remove_lock_if_unchanged(
+            self.store().as_ref(),
+            &self.ctx.crypto,
+            id,
+            expected,
+        )?)
     }
 
     /// Removes stale locks, or every lock with `all`; returns the removed ones.

@@ -20,6 +20,7 @@
 //! (a store's `Ready` may describe an older spec).
 
 pub(crate) mod identity;
+pub(crate) mod locks;
 pub(crate) mod observe;
 pub(crate) mod rbac;
 

@@ -4,10 +4,11 @@
 //! a blocking thread with a timeout; the repository engine behind [`Prober`] knows
 //! nothing of Kubernetes. The same opening lists the repository's snapshots into the
 //! store's catalog ([`catalog`]), and Backups whose snapshots retention forgot are marked
-//! ([`forgotten`]).
+//! ([`forgotten`]). Locks left by movers that are gone are removed ([`locks`]).
 
 pub mod catalog;
 pub mod forgotten;
+mod locks;
 pub mod plan;
 pub mod prober;
 
@@ -65,6 +66,8 @@ pub struct Listing {
     pub new: Vec<crate::repo::SnapshotInfo>,
     /// How long the listing took.
     pub seconds: f64,
+    /// The repository's locks, read with the same opening ([`locks`]).
+    pub locks: Vec<crate::repo::FoundLock>,
 }
 
 /// Opens (and if asked, creates) a repository. Blocking; the controller calls it on a
@@ -83,6 +86,17 @@ pub trait Prober: Send + Sync + 'static {
     ) -> (Outcome, Option<std::result::Result<Listing, String>>) {
         let _ = known;
         (self.probe(conn, initialize), None)
+    }
+
+    /// Removes each lock that still holds what was judged; returns the IDs removed.
+    /// The default removes nothing.
+    fn remove_locks(
+        &self,
+        conn: &Connection,
+        locks: &[crate::repo::FoundLock],
+    ) -> std::result::Result<Vec<String>, String> {
+        let _ = (conn, locks);
+        Ok(vec![])
     }
 }
 
@@ -289,9 +303,11 @@ where
         {
             return Ok(Action::requeue(wait));
         }
+        let mut opened = None;
         let (outcome, listing) =
             match connection(&ctx, ns.as_deref(), &store.name_any(), spec).await {
                 Ok(conn) => {
+                    opened = Some(conn.clone());
                     probe(
                         &sc.probe_slots,
                         sc.prober.clone(),
@@ -324,6 +340,9 @@ where
                 p.status.catalog = Some(c.summary());
                 forgotten::mark(&ctx, &key, &c).await?;
                 sc.ctx.catalogs.put(key.clone(), c);
+                if let Some(conn) = opened {
+                    locks::sweep(&sc, store.as_ref(), conn, &l.locks, now).await;
+                }
             }
             Some(Err(e)) => {
                 // The previous summary stays: it was true at its listTime.

@@ -229,8 +229,31 @@ impl Prober for RepoProber {
                 ids,
                 new,
                 seconds: started.elapsed().as_secs_f64(),
+                // A failed lock listing costs only this sweep: the next probe tries again.
+                locks: repo.locks().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "listing the repository's locks failed");
+                    vec![]
+                }),
             })
             .map_err(|e| e.to_string());
         (outcome, Some(listing))
+    }
+
+    fn remove_locks(
+        &self,
+        conn: &Connection,
+        locks: &[repo::FoundLock],
+    ) -> Result<Vec<String>, String> {
+        // Never creates a repository: the locks were read from an existing one.
+        let (repo, _) = self.open(conn, false).map_err(|o| format!("{o:?}"))?;
+        let mut removed = Vec::new();
+        for l in locks {
+            match repo.remove_lock_if_unchanged(&l.id, &l.info) {
+                Ok(true) => removed.push(l.id.clone()),
+                Ok(false) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(removed)
     }
 }

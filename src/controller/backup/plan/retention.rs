@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// How often a retention run that met a repository lock is tried again.
+pub(crate) const LOCKED_RETRY_EVERY: Duration = Duration::from_secs(30);
+/// How long after the run finished retention keeps retrying a locked repository, or
+/// waiting for another maintenance Job, before it fails (`RetentionFailed` with
+/// `RepositoryLocked` or `MaintenanceBusy`). Longer than restic's stale-lock age
+/// (30 minutes) and a few store probe intervals, so a lock the controller removes, or a
+/// long backup elsewhere that finishes, does not cost a retention run.
+pub(crate) const LOCKED_RETRY_FOR: Duration = Duration::from_secs(2 * 60 * 60);
+
+fn within_lock_retries(p: &Plan, now: Timestamp) -> bool {
+    let Some(done) = p.status.completion_time.as_ref() else {
+        return true;
+    };
+    Duration::try_from(now.duration_since(done.0)).is_ok_and(|age| age < LOCKED_RETRY_FOR)
+}
+
 /// After a run with at least one new snapshot: forget + prune by the policy's retention,
 /// one maintenance Job per repository at a time.
 pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
@@ -68,6 +84,27 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                     .and_then(|(r, _)| r)
                     .and_then(|r| r.failure)
                     .unwrap_or_else(|| job_failure_reason(job));
+                if f.reason == "RepositoryLocked" && within_lock_retries(p, o.now) {
+                    // Usually the lock of a mover that was killed: the store controller
+                    // removes those (docs/engine.md, "Locks of movers that are gone"), and
+                    // a live holder lets go when it finishes. A new Job then retries
+                    // (same name, once this one is gone).
+                    set(
+                        p,
+                        false,
+                        "Waiting",
+                        format!(
+                            "{}: {}; retrying every {}s until {}s after the run finished",
+                            f.reason,
+                            f.message,
+                            LOCKED_RETRY_EVERY.as_secs(),
+                            LOCKED_RETRY_FOR.as_secs()
+                        ),
+                    );
+                    p.delete_jobs.push(name);
+                    p.requeue = Some(LOCKED_RETRY_EVERY);
+                    return;
+                }
                 set(
                     p,
                     false,
@@ -90,6 +127,26 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                 p.requeue = Some(Duration::from_secs(15));
             }
         },
+        None if o.maintenance_busy && !within_lock_retries(p, o.now) => {
+            // The next run's retention covers what this one would have done: say why
+            // this one gave up instead of waiting without end.
+            let msg = format!(
+                "another maintenance Job was still working on the repository {}s after \
+                 this run finished; the next run's retention applies the rules",
+                LOCKED_RETRY_FOR.as_secs()
+            );
+            set(
+                p,
+                false,
+                "RetentionFailed",
+                format!("MaintenanceBusy: {msg}"),
+            );
+            p.events.push(PlannedEvent {
+                warning: true,
+                reason: "RetentionFailed",
+                note: msg,
+            });
+        }
         None if o.maintenance_busy => {
             set(
                 p,

@@ -150,3 +150,108 @@ fn a_blocked_start_fails_the_run_with_the_reason_and_creates_nothing() {
     let p = w.step();
     assert_eq!(p.status.failure.as_ref().unwrap().reason, "PVCNotFound");
 }
+
+/// A run whose retention Job was just created.
+fn retention_started(rname: &str) -> World {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(3),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    w.step();
+    assert!(w.step().create_jobs.iter().any(|j| j.name_any() == rname));
+    w
+}
+
+fn retention_failed(w: &mut World, rname: &str, reason: &str) {
+    w.jobs
+        .push(job(rname, Some((false, "BackoffLimitExceeded"))));
+    w.pods.push(pod(
+        rname,
+        "Failed",
+        Some((
+            1,
+            failed_result(reason, "shared lock by PID 7 on data-x7k2p"),
+        )),
+        None,
+    ));
+}
+
+#[test]
+fn retention_that_meets_a_lock_is_retried_until_its_window_closes() {
+    use crate::controller::backup::plan::retention::{LOCKED_RETRY_EVERY, LOCKED_RETRY_FOR};
+    let rname = retention_job_name("orders-202601010010");
+    let mut w = retention_started(&rname);
+    retention_failed(&mut w, &rname, "RepositoryLocked");
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Waiting"));
+    assert!(c.message.starts_with("RepositoryLocked: "), "{}", c.message);
+    assert_eq!(p.delete_jobs, vec![rname.clone()]);
+    assert_eq!(p.requeue, Some(LOCKED_RETRY_EVERY));
+    // The failed Job is gone: a new one runs.
+    w.jobs.retain(|j| j.name_any() != rname);
+    w.pods.retain(|p| !p.name_any().starts_with(&rname));
+    assert!(w.step().create_jobs.iter().any(|j| j.name_any() == rname));
+    // Past the window, a lock fails retention with the reason.
+    retention_failed(&mut w, &rname, "RepositoryLocked");
+    let done = ts(NOW) - jiff::SignedDuration::try_from(LOCKED_RETRY_FOR).unwrap();
+    w.backup.status.as_mut().unwrap().completion_time = Some(Time(done));
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RetentionFailed")
+    );
+    assert!(c.message.starts_with("RepositoryLocked: "), "{}", c.message);
+    assert!(p.delete_jobs.is_empty());
+    // Any other failure is final at once.
+    let mut w = retention_started(&rname);
+    retention_failed(&mut w, &rname, "WrongPassword");
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(c.reason, "RetentionFailed");
+    assert!(p.delete_jobs.is_empty());
+}
+
+#[test]
+fn retention_waiting_for_another_maintenance_job_ends_with_a_reason() {
+    use crate::controller::backup::plan::retention::LOCKED_RETRY_FOR;
+    let rname = retention_job_name("orders-202601010010");
+    let mut w = retention_started(&rname);
+    // Another run's maintenance Job holds the repository: wait, within the window.
+    let p = {
+        w.busy = true;
+        w.step()
+    };
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(c.reason, "Waiting");
+    assert!(p.create_jobs.is_empty());
+    let done = ts(NOW) - jiff::SignedDuration::try_from(LOCKED_RETRY_FOR).unwrap();
+    w.backup.status.as_mut().unwrap().completion_time = Some(Time(done));
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RetentionFailed")
+    );
+    assert!(c.message.starts_with("MaintenanceBusy: "), "{}", c.message);
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == "RetentionFailed")
+    );
+    assert!(p.create_jobs.is_empty());
+    // Final: no Job later either.
+    w.busy = false;
+    assert!(w.step().create_jobs.is_empty());
+}
