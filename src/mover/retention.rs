@@ -1,15 +1,19 @@
 //! `lifeboat mover retention`: applies a policy's keep rules to each of its sources'
 //! snapshot histories separately (a volume's hourly snapshots never crowd out a
 //! database's), then prunes once. Runs as the single maintenance Job of its repository.
+//! `lifeboat mover forget-policy` is its end: a deleted `deletionPolicy: Delete` policy's
+//! every snapshot, then the same prune.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Error, RepoAccess, tags};
 use crate::crd::common::Retention;
-use crate::jobs::mover::command::ApplyRetention;
+use crate::jobs::mover::command::{ApplyRetention, ForgetPolicy};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
-use crate::repo::{GroupBy, RetentionPolicy, SnapshotFilter};
+use crate::repo::{
+    Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy, SnapshotFilter,
+};
 
 /// Applies retention and prunes.
 pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
@@ -106,5 +110,50 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
     result
         .details
         .insert("sources".into(), sources.len().into());
+    Ok(result)
+}
+
+/// Forgets every snapshot tagged with the policy's identity and prunes. The identity tag
+/// is the only selector (no host, no path): another policy's snapshots, even in the same
+/// repository, never match it.
+pub(crate) fn forget_policy(f: ForgetPolicy, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let started = Instant::now();
+    let repo = repo_args.open(true)?;
+    let policy_tag = tags::policy(&f.policy.namespace, &f.policy.name);
+    let all = repo.snapshots(&SnapshotFilter {
+        tags: vec![policy_tag],
+        ..SnapshotFilter::default()
+    })?;
+    let plan = ForgetPlan {
+        policy: RetentionPolicy::default(),
+        groups: vec![GroupPlan {
+            key: GroupKey {
+                hostname: None,
+                paths: None,
+                tags: None,
+            },
+            snapshots: all
+                .into_iter()
+                .map(|snapshot| Decision {
+                    snapshot,
+                    keep: false,
+                    reasons: Vec::new(),
+                })
+                .collect(),
+        }],
+    };
+    let forgotten = repo.forget(&plan)?.len();
+    let mut result = MoverResult {
+        v: RESULT_VERSION,
+        duration_seconds: Some(started.elapsed().as_secs_f64()),
+        ..MoverResult::default()
+    };
+    if forgotten > 0 {
+        let report = repo.prune(false)?;
+        result
+            .details
+            .insert("bytesRemoved".into(), report.bytes_removed.into());
+    }
+    result.details.insert("forgotten".into(), forgotten.into());
     Ok(result)
 }

@@ -62,7 +62,7 @@ async fn consumers(client: &Client, ns: &str) -> Result<BTreeMap<String, String>
 
 /// Whether a maintenance Job other than `own` runs on `repository`, read from the API
 /// server (a consistent LIST, not the cache).
-async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Result<bool> {
+pub(crate) async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Result<bool> {
     let lp = ListParams::default().labels(&format!(
         "{}={},{}=maintenance",
         labels::REPOSITORY,

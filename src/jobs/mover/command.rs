@@ -76,6 +76,9 @@ pub(crate) enum MoverCommand {
     Restore(RestoreCommand),
     /// `mover retention`: a policy's keep rules, then prune.
     Retention(ApplyRetention),
+    /// `mover forget-policy`: every snapshot of a deleted policy (`deletionPolicy:
+    /// Delete`), then prune.
+    ForgetPolicy(ForgetPolicy),
     /// `mover check sql|freshness|files|http`: one DR drill check.
     Check(CheckCommand),
     /// `mover report`: a finished drill run's evidence report.
@@ -166,6 +169,14 @@ pub(crate) struct ApplyRetention {
     pub(crate) keep: Retention,
     /// Plan only: report what would be forgotten.
     pub(crate) dry_run: bool,
+}
+
+/// Forget every snapshot carrying a policy's identity tag and prune: the work of a
+/// `deletionPolicy: Delete` policy's finalizer. No keep rule applies; the identity is
+/// the only selector, so it never reaches another policy's snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ForgetPolicy {
+    pub(crate) policy: NamespacedName,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -485,6 +496,11 @@ impl MoverCommand {
                 a.opt("keep-yearly", k.keep_yearly);
                 a.opt("backup", c.backup.as_ref());
                 a.switch("dry-run", c.dry_run);
+                a
+            }
+            MoverCommand::ForgetPolicy(c) => {
+                let mut a = Argv::new(&["mover", "forget-policy"]);
+                a.value("policy", &c.policy);
                 a
             }
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {

@@ -243,13 +243,19 @@ impl MoverCommand {
         let (cmd, rest) = word(
             args,
             "mover",
-            "backup, restore, retention, check, report, verify",
+            "backup, restore, retention, forget-policy, check, report, verify",
         )?;
         Ok(match cmd {
             "backup" => MoverCommand::Backup(backup(rest)?),
             "restore" => MoverCommand::Restore(restore(rest)?),
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
+            "forget-policy" => {
+                let mut f = Flags::parse("forget-policy", rest, &[&[("policy", One)]])?;
+                MoverCommand::ForgetPolicy(ForgetPolicy {
+                    policy: f.key("policy")?,
+                })
+            }
             "report" => {
                 let mut f = Flags::parse(
                     "report",
@@ -277,7 +283,7 @@ impl MoverCommand {
             other => {
                 return Err(ArgvError::UnknownCommand {
                     after: "mover",
-                    expected: "backup, restore, retention, check, report, verify",
+                    expected: "backup, restore, retention, forget-policy, check, report, verify",
                     got: other.to_string(),
                 });
             }
