@@ -21,6 +21,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         policy,
         backup: _,
         keep,
+        sources: only,
         dry_run,
     } = a;
     let Retention {
@@ -63,10 +64,12 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         tags: vec![policy_tag.clone()],
         ..SnapshotFilter::default()
     })?;
-    let sources: BTreeSet<String> = all
-        .iter()
-        .filter_map(|s| tags::value(&s.tags, "source").map(str::to_string))
-        .collect();
+    let sources = thinned_sources(
+        all.iter()
+            .filter_map(|s| tags::value(&s.tags, "source").map(str::to_string))
+            .collect(),
+        &only,
+    );
     let mut forgotten = 0usize;
     for source in &sources {
         let filter = SnapshotFilter {
@@ -113,6 +116,21 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
     Ok(result)
 }
 
+/// The sources whose histories a run thins: those named by the run (its sources whose
+/// backup succeeded), or every source of the policy when it names none. A source whose
+/// backup failed keeps its history untouched until it backs up again: a rule changed
+/// meanwhile (keepDaily 30 to 1) must not thin the only copies of a source that cannot
+/// currently make new ones.
+fn thinned_sources(present: BTreeSet<String>, only: &[String]) -> BTreeSet<String> {
+    if only.is_empty() {
+        return present;
+    }
+    present
+        .into_iter()
+        .filter(|s| only.iter().any(|o| o == s))
+        .collect()
+}
+
 /// Forgets every snapshot tagged with the policy's identity and prunes. The identity tag
 /// is the only selector (no host, no path): another policy's snapshots, even in the same
 /// repository, never match it.
@@ -156,4 +174,35 @@ pub(crate) fn forget_policy(f: ForgetPolicy, repo_args: &RepoAccess) -> Result<M
     }
     result.details.insert("forgotten".into(), forgotten.into());
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_named_sources_are_thinned() {
+        let present: BTreeSet<String> = ["volume/data", "database/pg", "manifests/shop"]
+            .map(String::from)
+            .into();
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let cases: [(&[&str], &[&str]); 3] = [
+            (&[], &["database/pg", "manifests/shop", "volume/data"]),
+            // database/pg failed in this run: its history is left alone.
+            (
+                &["volume/data", "manifests/shop"],
+                &["manifests/shop", "volume/data"],
+            ),
+            // A named source with no snapshot yet plans nothing.
+            (&["volume/new"], &[]),
+        ];
+        for (only, want) in cases {
+            let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                thinned_sources(present.clone(), &only),
+                set(want),
+                "{only:?}"
+            );
+        }
+    }
 }

@@ -167,6 +167,10 @@ pub(crate) struct ApplyRetention {
     /// The Backup whose success triggered this run (for the record).
     pub(crate) backup: Option<String>,
     pub(crate) keep: Retention,
+    /// The sources (`KIND/NAME`, as in their `source=` tag) whose backup succeeded in the
+    /// run: only their histories are thinned. Empty: every source of the policy (a run by
+    /// hand, or a Job rendered by an older controller).
+    pub(crate) sources: Vec<String>,
     /// Plan only: report what would be forgotten.
     pub(crate) dry_run: bool,
 }
@@ -495,6 +499,7 @@ impl MoverCommand {
                 a.opt("keep-monthly", k.keep_monthly);
                 a.opt("keep-yearly", k.keep_yearly);
                 a.opt("backup", c.backup.as_ref());
+                a.each("source", &c.sources);
                 a.switch("dry-run", c.dry_run);
                 a
             }

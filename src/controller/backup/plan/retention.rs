@@ -105,6 +105,7 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                 policy: NamespacedName::new(&ns, policy.name_any()),
                 backup: Some(b.name_any()),
                 keep: r.clone(),
+                sources: succeeded_sources(&p.status, &ns),
                 dry_run: false,
             });
             p.create_jobs.push(mover::build(&MoverJob {
@@ -141,6 +142,22 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
             p.requeue = Some(Duration::from_secs(15));
         }
     }
+}
+
+/// The `source=` tag values (`KIND/NAME`) of the run's sources that succeeded: retention
+/// thins only their histories; a source whose backup failed keeps all of its snapshots.
+pub(crate) fn succeeded_sources(status: &BackupStatus, namespace: &str) -> Vec<String> {
+    status
+        .sources
+        .iter()
+        .filter(|s| s.phase == SourcePhase::Succeeded)
+        .map(|s| match s.kind {
+            SourceKind::Volume => format!("volume/{}", s.name),
+            SourceKind::Database => format!("database/{}", s.name),
+            // The manifests mover tags its snapshot with the namespace it saved.
+            SourceKind::Manifests => format!("manifests/{namespace}"),
+        })
+        .collect()
 }
 
 /// What a finished retention run did, as its condition and Event say it. The mover

@@ -384,6 +384,7 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
             ("keep-weekly", One),
             ("keep-monthly", One),
             ("keep-yearly", One),
+            ("source", Many),
             ("dry-run", Switch),
         ]],
     )?;
@@ -399,6 +400,7 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
             keep_monthly: f.number("keep-monthly", N)?,
             keep_yearly: f.number("keep-yearly", N)?,
         },
+        sources: f.many("source"),
         dry_run: f.switch("dry-run"),
     })
 }

@@ -130,12 +130,14 @@ fn samples() -> Vec<MoverCommand> {
                 keep_monthly: Some(12),
                 keep_yearly: Some(0),
             },
+            sources: vec!["volume/data".into(), "database/pg".into()],
             dry_run: true,
         }),
         M::Retention(ApplyRetention {
             policy: NamespacedName::new("shop", "orders"),
             backup: None,
             keep: Retention::default(),
+            sources: vec![],
             dry_run: false,
         }),
         M::ForgetPolicy(ForgetPolicy {

@@ -150,3 +150,50 @@ fn a_blocked_start_fails_the_run_with_the_reason_and_creates_nothing() {
     let p = w.step();
     assert_eq!(p.status.failure.as_ref().unwrap().reason, "PVCNotFound");
 }
+
+#[test]
+fn retention_after_a_partial_failure_thins_only_the_sources_that_succeeded() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(1),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((false, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(
+            VOL_JOB,
+            "Failed",
+            Some((1, failed_result("RepositoryLocked", "locked"))),
+            None,
+        ),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    let p = w.step();
+    assert_eq!(p.status.phase, Some(BackupPhase::PartiallyFailed));
+    let rj = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
+        .expect("retention still runs for the source that succeeded");
+    let args = rj
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let MoverCommand::Retention(r) = MoverCommand::parse(&args).unwrap() else {
+        panic!("not a retention command: {args:?}");
+    };
+    // The volume failed: its history is not thinned by this run.
+    assert_eq!(r.sources, vec!["database/pg".to_string()]);
+}
