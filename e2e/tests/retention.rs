@@ -297,3 +297,183 @@ async fn retention_leaves_the_history_of_a_source_whose_backup_failed() -> anyho
     assert_eq!(snapshots_of_source(&p, "shop", "database/my")?, 2);
     p.cleanup().await
 }
+
+/// The tenant boundary of `deletionPolicy: Delete`: a namespace editor whose store points
+/// at another namespace's repository (same bucket and prefix, the password known) and who
+/// names a policy like the other namespace's, then deletes it, forgets only the snapshots
+/// of their own namespace's identity. Performed with the editor's real identity (a
+/// ServiceAccount bound to `edit`, token by TokenRequest) against the API server.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn an_editors_delete_policy_forgets_no_other_namespaces_snapshots() -> anyhow::Result<()> {
+    let victim = Protected::create("ret-victim").await?;
+    victim.store_ready("s3").await?;
+    victim.apply(policy_json(&victim, "app", "Retain")).await?;
+    backup(&victim, "app", "app-1").await?;
+    assert_eq!(snapshots_of(&victim, "app")?, 1);
+
+    let attacker = Protected::create("ret-attacker").await?;
+    // The attacker's store: the victim's repository.
+    attacker
+        .apply(attacker.store_json("shared", &victim.bucket, "repo-pass"))
+        .await?;
+    attacker.store_ready("shared").await?;
+    attacker
+        .apply(
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "editor"}}),
+        )
+        .await?;
+    attacker
+        .apply(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "editor-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": "editor", "namespace": attacker.name()}]}))
+        .await?;
+    let kubeconfig = lifeboat_e2e::testing::kubeconfig_for_service_account(
+        &attacker.ns.client,
+        attacker.name(),
+        "editor",
+    )
+    .await?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig.path())?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let editor = kube::Client::try_from(config)?;
+    let policies: Api<BackupPolicy> = Api::namespaced(editor.clone(), attacker.name());
+    let mut policy = policy_json(&attacker, "app", "Delete");
+    policy["spec"]["storeRef"]["name"] = json!("shared");
+    policy["metadata"]["namespace"] = json!(attacker.name());
+    // The binding takes a moment to apply.
+    let created = wait_for("the editor's policy", Duration::from_secs(30), || {
+        let policies = policies.clone();
+        let policy = policy.clone();
+        async move {
+            let p: BackupPolicy = serde_json::from_value(policy)?;
+            Ok(policies.create(&PostParams::default(), &p).await.ok())
+        }
+    })
+    .await?;
+    ensure!(created.spec.store_ref.name == "shared");
+    let backups: Api<Backup> = Api::namespaced(editor.clone(), attacker.name());
+    let mut b = Backup::new(
+        "app-1",
+        BackupSpec {
+            policy_ref: PolicyRef { name: "app".into() },
+            ..BackupSpec::default()
+        },
+    );
+    b.metadata.namespace = Some(attacker.name().into());
+    backups.create(&PostParams::default(), &b).await?;
+    let b = attacker.backup_finished("app-1", RUN).await?;
+    ensure!(
+        b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded),
+        "{:?}",
+        b.status
+    );
+    let theirs = format!("policy={}/app", attacker.name());
+    let count = |tag: &str| -> anyhow::Result<usize> {
+        let v = restic_json(&victim.bucket, &victim.prefix, &["snapshots", "--tag", tag])?;
+        Ok(v.as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(count(&theirs)?, 1);
+    // The editor deletes the policy: its deletion Job runs and the policy goes.
+    policies.delete("app", &DeleteParams::default()).await?;
+    gone(&attacker, "app", RUN).await?;
+    assert_eq!(count(&theirs)?, 0, "the attacker's own snapshot stayed");
+    assert_eq!(
+        snapshots_of(&victim, "app")?,
+        1,
+        "another namespace's snapshot of a policy with the same name was forgotten"
+    );
+    attacker.cleanup().await?;
+    victim.cleanup().await
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn the_breaker_stops_a_run_that_would_forget_most_snapshots_until_acknowledged()
+-> anyhow::Result<()> {
+    let p = Protected::create("ret-breaker").await?;
+    p.store_ready("s3").await?;
+    let mut policy = policy_json(&p, "shop", "Retain");
+    policy["spec"]["retention"] = json!({"keepLast": 5});
+    p.apply(policy.clone()).await?;
+    for run in ["shop-1", "shop-2", "shop-3"] {
+        backup(&p, "shop", run).await?;
+    }
+    assert_eq!(snapshots_of(&p, "shop")?, 3);
+    // The edit: keepLast 1. The next run would forget 3 of 4 (75% > 50%).
+    policy["spec"]["retention"] = json!({"keepLast": 1});
+    p.apply(policy).await?;
+    let api: Api<Backup> = p.ns.api();
+    let retention_reason = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            wait_for(&format!("retention of {name}"), RUN, || async {
+                let b = api.get(name).await?;
+                Ok(b.status
+                    .unwrap_or_default()
+                    .conditions
+                    .into_iter()
+                    .find(|c| {
+                        c.type_ == "RetentionApplied"
+                            && c.reason != "Running"
+                            && c.reason != "Waiting"
+                    }))
+            })
+            .await
+        }
+    };
+    backup(&p, "shop", "shop-4").await?;
+    let tripped = retention_reason("shop-4").await?;
+    ensure!(
+        tripped.reason == "RetentionBreakerTripped"
+            && tripped
+                .message
+                .contains("would forget 3 of the policy's 4 snapshots"),
+        "{tripped:?}"
+    );
+    assert_eq!(
+        snapshots_of(&p, "shop")?,
+        4,
+        "the tripped run forgot something"
+    );
+    let warnings = p
+        .warnings_once(
+            "Backup",
+            "shop-4",
+            "RetentionBreakerTripped",
+            Duration::from_secs(30),
+        )
+        .await?;
+    ensure!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("RetentionBreakerTripped")
+                && w.contains("lifeboat.dev/retention-breaker-acknowledged=")),
+        "warnings: {warnings:?}"
+    );
+    // Acknowledged for the policy's current generation: the next run applies the rule.
+    let policies: Api<BackupPolicy> = p.ns.api();
+    let generation = policies
+        .get("shop")
+        .await?
+        .metadata
+        .generation
+        .context("generation")?;
+    policies
+        .patch(
+            "shop",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "lifeboat.dev/retention-breaker-acknowledged": generation.to_string()}}})),
+        )
+        .await?;
+    backup(&p, "shop", "shop-5").await?;
+    let applied = retention_reason("shop-5").await?;
+    ensure!(applied.reason == "Applied", "{applied:?}");
+    assert_eq!(snapshots_of(&p, "shop")?, 1);
+    p.cleanup().await
+}

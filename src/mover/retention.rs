@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Error, RepoAccess, tags};
-use crate::crd::common::Retention;
+use crate::crd::common::{DEFAULT_MAX_FORGET_PERCENT, Retention};
 use crate::jobs::mover::command::{ApplyRetention, ForgetPolicy};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
+use crate::repo::retention::breaker_trips;
 use crate::repo::{
     Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy, SnapshotFilter,
 };
@@ -31,6 +32,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         keep_weekly,
         keep_monthly,
         keep_yearly,
+        max_forget_percent,
     } = keep;
     let rules = RetentionPolicy {
         keep_last,
@@ -70,7 +72,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
             .collect(),
         &only,
     );
-    let mut forgotten = 0usize;
+    let mut plans = Vec::with_capacity(sources.len());
     for source in &sources {
         let filter = SnapshotFilter {
             tags: vec![policy_tag.clone(), format!("source={source}")],
@@ -81,11 +83,23 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
             paths: false,
             tags: false,
         };
-        let plan = repo.plan_forget(&rules, one_group, &filter)?;
+        plans.push(repo.plan_forget(&rules, one_group, &filter)?);
+    }
+    // The breaker sees the whole run before anything is forgotten.
+    let would_forget: usize = plans.iter().map(|p| p.remove_ids().len()).sum();
+    let max = max_forget_percent.unwrap_or(DEFAULT_MAX_FORGET_PERCENT);
+    if !dry_run && breaker_trips(all.len(), would_forget, max) {
+        return Err(Error::BreakerTripped(format!(
+            "this run would forget {would_forget} of the policy's {} snapshots, more than retention.maxForgetPercent ({max}%): nothing was forgotten",
+            all.len()
+        )));
+    }
+    let mut forgotten = 0usize;
+    for plan in &plans {
         forgotten += if dry_run {
             plan.remove_ids().len()
         } else {
-            repo.forget(&plan)?.len()
+            repo.forget(plan)?.len()
         };
     }
     let mut result = MoverResult {

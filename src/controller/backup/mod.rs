@@ -117,7 +117,10 @@ fn needs_store(status: Option<&BackupStatus>, policy: &BackupPolicy) -> bool {
     let retention_done = status.is_some_and(|s| {
         s.conditions.iter().any(|c| {
             c.type_ == plan::RETENTION_APPLIED
-                && (c.reason == "Applied" || c.reason == "RetentionFailed")
+                && matches!(
+                    c.reason.as_str(),
+                    "Applied" | "RetentionFailed" | plan::RETENTION_BREAKER_TRIPPED
+                )
         })
     });
     // Retention follows runs that made snapshots only (see plan::retention).

@@ -498,6 +498,7 @@ impl MoverCommand {
                 a.opt("keep-weekly", k.keep_weekly);
                 a.opt("keep-monthly", k.keep_monthly);
                 a.opt("keep-yearly", k.keep_yearly);
+                a.opt("max-forget-percent", k.max_forget_percent);
                 a.opt("backup", c.backup.as_ref());
                 a.each("source", &c.sources);
                 a.switch("dry-run", c.dry_run);

@@ -129,6 +129,7 @@ fn samples() -> Vec<MoverCommand> {
                 keep_weekly: Some(4),
                 keep_monthly: Some(12),
                 keep_yearly: Some(0),
+                max_forget_percent: Some(50),
             },
             sources: vec!["volume/data".into(), "database/pg".into()],
             dry_run: true,
