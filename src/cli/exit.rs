@@ -244,6 +244,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         68,
         "a restore's snapshot belongs to another policy than its restore point's (nothing was restored)",
     ),
+    (
+        "RetentionBreakerTripped",
+        69,
+        "a retention run would forget more than the policy's `retention.maxForgetPercent` of its snapshots (nothing was forgotten)",
+    ),
 ];
 
 /// The exit code of a category (1 for unknown ones).

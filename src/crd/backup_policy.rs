@@ -97,7 +97,10 @@ pub struct BackupPolicySpec {
     /// Finished failed Backup objects to keep; 0 keeps none. Default 3.
     pub failed_backups_history_limit: Option<u32>,
     /// What happens to this policy's snapshots in the repository when the policy is
-    /// deleted. Default `Retain`: deleting a policy never deletes backups.
+    /// deleted. Default `Retain`: deleting a policy never deletes backups. `Delete`: the
+    /// policy carries the finalizer `lifeboat.dev/delete-snapshots` and, once deleted,
+    /// stays until a Job has forgotten its snapshots and pruned (the `SnapshotDeletion`
+    /// condition says why it waits; see docs/backup.md).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// Settings of the mover Jobs that do the work.

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
-use super::rules::{MAX_DURATION_LENGTH, at_least};
+use super::rules::{MAX_DURATION_LENGTH, at_least, between};
 
 /// A Go-style duration such as `90s`, `15m`, `1h30m` or `7d` (`d` = 24 hours).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$";
@@ -140,7 +140,18 @@ pub struct Retention {
     /// Keep the newest restore point of each of the last N years that have one.
     #[x_kube(validation = at_least("keepYearly", 1, KEEP_WHY))]
     pub keep_yearly: Option<u32>,
+    /// The mass-deletion breaker: the largest share (percent, 1 to 100) of the policy's
+    /// snapshots one retention run may forget. A run that would forget more forgets
+    /// nothing and reports `RetentionBreakerTripped` (a Warning Event and the Backup's
+    /// `RetentionApplied` condition) until the policy's current generation is
+    /// acknowledged in the annotation `lifeboat.dev/retention-breaker-acknowledged`
+    /// (docs/backup.md). Default 50; 100 turns the breaker off.
+    #[x_kube(validation = between("maxForgetPercent", 1, 100))]
+    pub max_forget_percent: Option<u32>,
 }
+
+/// `retention.maxForgetPercent` when the policy does not set it.
+pub const DEFAULT_MAX_FORGET_PERCENT: u32 = 50;
 
 /// Why a keep rule of 0 is refused: alone it would forget every restore point, including
 /// the one just made; next to other rules it means nothing.
@@ -156,6 +167,8 @@ impl Retention {
             keep_weekly,
             keep_monthly,
             keep_yearly,
+            // Not a keep rule: alone it keeps nothing (and the schema refuses it alone).
+            max_forget_percent: _,
         } = self;
         [
             keep_last,

@@ -94,6 +94,9 @@ pub mod annotations {
     /// namespace was made for: an owner reference cannot cross namespaces, so the run's
     /// clean-up finds and checks its objects by this.
     pub const OWNER_UID: &str = "lifeboat.dev/owner-uid";
+    /// On a BackupPolicy: the `metadata.generation` whose retention may forget more than
+    /// `retention.maxForgetPercent` (the mass-deletion breaker is acknowledged for it).
+    pub const RETENTION_BREAKER_ACK: &str = "lifeboat.dev/retention-breaker-acknowledged";
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

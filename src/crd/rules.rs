@@ -65,6 +65,15 @@ pub fn at_least(field: &str, min: i64, why: &str) -> Rule {
         .reason(Reason::FieldValueInvalid)
 }
 
+/// An integer from `min` to `max`.
+pub fn between(field: &str, min: i64, max: i64) -> Rule {
+    Rule::new(format!("self >= {min} && self <= {max}"))
+        .message(Message::Message(format!(
+            "{field} must be between {min} and {max}"
+        )))
+        .reason(Reason::FieldValueInvalid)
+}
+
 /// A TCP port: 1 to 65535 (the schema of a `u16` already stops at 65535).
 pub fn port(field: &str) -> Rule {
     Rule::new("self >= 1")

@@ -44,6 +44,10 @@ pub(crate) enum Error {
     /// The restore's snapshot is no longer in the repository.
     #[error("{0}")]
     SnapshotMissing(String),
+    /// A retention run would forget more than the policy's `maxForgetPercent` of its
+    /// snapshots; nothing was forgotten.
+    #[error("{0}")]
+    BreakerTripped(String),
     /// The restore's snapshot is not tagged with the policy of its restore point (a
     /// snapshot ID of another namespace's policy, read from a forged record).
     #[error("{0}")]
@@ -74,6 +78,7 @@ impl Error {
         "Forbidden",
         "KubernetesApi",
         "SnapshotMissing",
+        "RetentionBreakerTripped",
         "SnapshotNotAllowed",
         "TargetExists",
         "TargetNotFound",
@@ -127,6 +132,7 @@ impl Error {
                 KubeFailure::Api => "KubernetesApi",
             },
             Self::SnapshotMissing(_) => "SnapshotMissing",
+            Self::BreakerTripped(_) => "RetentionBreakerTripped",
             Self::SnapshotNotAllowed(_) => "SnapshotNotAllowed",
             Self::TargetExists(_) => "TargetExists",
             Self::TargetNotFound(_) => "TargetNotFound",
@@ -154,6 +160,7 @@ impl Error {
                 ..
             }
             | Self::SnapshotMissing(_)
+            | Self::BreakerTripped(_)
             | Self::SnapshotNotAllowed(_)
             | Self::TargetExists(_)
             | Self::TargetNotFound(_)
@@ -187,6 +194,7 @@ mod tests {
             },
             Error::kube_api("m"),
             Error::SnapshotMissing("m".into()),
+            Error::BreakerTripped("b".into()),
             Error::SnapshotNotAllowed("m".into()),
             Error::TargetExists("m".into()),
             Error::TargetNotFound("m".into()),

@@ -63,6 +63,7 @@ pub(crate) fn run(cmd: MoverCommand, repo: &RepoAccess) -> Result<(), Error> {
     match cmd {
         MoverCommand::Backup(b) => backup::run(b, repo),
         MoverCommand::Retention(r) => finish(retention::run(r, repo)),
+        MoverCommand::ForgetPolicy(f) => finish(retention::forget_policy(f, repo)),
         MoverCommand::Restore(r) => restore::run(r, repo),
         MoverCommand::Check(c) => check::run(c, repo),
         MoverCommand::Report(r) => report::run(r, repo),

@@ -1,15 +1,20 @@
 //! `lifeboat mover retention`: applies a policy's keep rules to each of its sources'
 //! snapshot histories separately (a volume's hourly snapshots never crowd out a
 //! database's), then prunes once. Runs as the single maintenance Job of its repository.
+//! `lifeboat mover forget-policy` is its end: a deleted `deletionPolicy: Delete` policy's
+//! every snapshot, then the same prune.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Error, RepoAccess, tags};
-use crate::crd::common::Retention;
-use crate::jobs::mover::command::ApplyRetention;
+use crate::crd::common::{DEFAULT_MAX_FORGET_PERCENT, Retention};
+use crate::jobs::mover::command::{ApplyRetention, ForgetPolicy};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
-use crate::repo::{GroupBy, RetentionPolicy, SnapshotFilter};
+use crate::repo::retention::breaker_trips;
+use crate::repo::{
+    Decision, ForgetPlan, GroupBy, GroupKey, GroupPlan, RetentionPolicy, SnapshotFilter,
+};
 
 /// Applies retention and prunes.
 pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
@@ -17,6 +22,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         policy,
         backup: _,
         keep,
+        sources: only,
         dry_run,
     } = a;
     let Retention {
@@ -26,6 +32,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         keep_weekly,
         keep_monthly,
         keep_yearly,
+        max_forget_percent,
     } = keep;
     let rules = RetentionPolicy {
         keep_last,
@@ -59,11 +66,13 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         tags: vec![policy_tag.clone()],
         ..SnapshotFilter::default()
     })?;
-    let sources: BTreeSet<String> = all
-        .iter()
-        .filter_map(|s| tags::value(&s.tags, "source").map(str::to_string))
-        .collect();
-    let mut forgotten = 0usize;
+    let sources = thinned_sources(
+        all.iter()
+            .filter_map(|s| tags::value(&s.tags, "source").map(str::to_string))
+            .collect(),
+        &only,
+    );
+    let mut plans = Vec::with_capacity(sources.len());
     for source in &sources {
         let filter = SnapshotFilter {
             tags: vec![policy_tag.clone(), format!("source={source}")],
@@ -74,11 +83,23 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
             paths: false,
             tags: false,
         };
-        let plan = repo.plan_forget(&rules, one_group, &filter)?;
+        plans.push(repo.plan_forget(&rules, one_group, &filter)?);
+    }
+    // The breaker sees the whole run before anything is forgotten.
+    let would_forget: usize = plans.iter().map(|p| p.remove_ids().len()).sum();
+    let max = max_forget_percent.unwrap_or(DEFAULT_MAX_FORGET_PERCENT);
+    if !dry_run && breaker_trips(all.len(), would_forget, max) {
+        return Err(Error::BreakerTripped(format!(
+            "this run would forget {would_forget} of the policy's {} snapshots, more than retention.maxForgetPercent ({max}%): nothing was forgotten",
+            all.len()
+        )));
+    }
+    let mut forgotten = 0usize;
+    for plan in &plans {
         forgotten += if dry_run {
             plan.remove_ids().len()
         } else {
-            repo.forget(&plan)?.len()
+            repo.forget(plan)?.len()
         };
     }
     let mut result = MoverResult {
@@ -107,4 +128,95 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         .details
         .insert("sources".into(), sources.len().into());
     Ok(result)
+}
+
+/// The sources whose histories a run thins: those named by the run (its sources whose
+/// backup succeeded), or every source of the policy when it names none. A source whose
+/// backup failed keeps its history untouched until it backs up again: a rule changed
+/// meanwhile (keepDaily 30 to 1) must not thin the only copies of a source that cannot
+/// currently make new ones.
+fn thinned_sources(present: BTreeSet<String>, only: &[String]) -> BTreeSet<String> {
+    if only.is_empty() {
+        return present;
+    }
+    present
+        .into_iter()
+        .filter(|s| only.iter().any(|o| o == s))
+        .collect()
+}
+
+/// Forgets every snapshot tagged with the policy's identity and prunes. The identity tag
+/// is the only selector (no host, no path): another policy's snapshots, even in the same
+/// repository, never match it.
+pub(crate) fn forget_policy(f: ForgetPolicy, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
+    let started = Instant::now();
+    let repo = repo_args.open(true)?;
+    let policy_tag = tags::policy(&f.policy.namespace, &f.policy.name);
+    let all = repo.snapshots(&SnapshotFilter {
+        tags: vec![policy_tag],
+        ..SnapshotFilter::default()
+    })?;
+    let plan = ForgetPlan {
+        policy: RetentionPolicy::default(),
+        groups: vec![GroupPlan {
+            key: GroupKey {
+                hostname: None,
+                paths: None,
+                tags: None,
+            },
+            snapshots: all
+                .into_iter()
+                .map(|snapshot| Decision {
+                    snapshot,
+                    keep: false,
+                    reasons: Vec::new(),
+                })
+                .collect(),
+        }],
+    };
+    let forgotten = repo.forget(&plan)?.len();
+    let mut result = MoverResult {
+        v: RESULT_VERSION,
+        duration_seconds: Some(started.elapsed().as_secs_f64()),
+        ..MoverResult::default()
+    };
+    if forgotten > 0 {
+        let report = repo.prune(false)?;
+        result
+            .details
+            .insert("bytesRemoved".into(), report.bytes_removed.into());
+    }
+    result.details.insert("forgotten".into(), forgotten.into());
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_named_sources_are_thinned() {
+        let present: BTreeSet<String> = ["volume/data", "database/pg", "manifests/shop"]
+            .map(String::from)
+            .into();
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let cases: [(&[&str], &[&str]); 3] = [
+            (&[], &["database/pg", "manifests/shop", "volume/data"]),
+            // database/pg failed in this run: its history is left alone.
+            (
+                &["volume/data", "manifests/shop"],
+                &["manifests/shop", "volume/data"],
+            ),
+            // A named source with no snapshot yet plans nothing.
+            (&["volume/new"], &[]),
+        ];
+        for (only, want) in cases {
+            let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                thinned_sources(present.clone(), &only),
+                set(want),
+                "{only:?}"
+            );
+        }
+    }
 }

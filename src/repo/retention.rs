@@ -202,6 +202,13 @@ fn to_snapshot_file(sn: &SnapshotInfo) -> Result<SnapshotFile, String> {
     Ok(f)
 }
 
+/// The mass-deletion breaker: whether forgetting `forget` of `total` snapshots is more
+/// than `max_percent` percent of them (100 never trips). Integer arithmetic: no rounding
+/// lets 51 of 100 through a 50% breaker.
+pub(crate) fn breaker_trips(total: usize, forget: usize, max_percent: u32) -> bool {
+    forget as u128 * 100 > total as u128 * u128::from(max_percent.min(100))
+}
+
 /// Applies `policy` to `snapshots` at time `now`.
 pub(crate) fn plan(
     snapshots: Vec<SnapshotInfo>,
@@ -363,6 +370,57 @@ mod tests {
         for (name, policy, want) in cases {
             assert_eq!(kept(policy, &h), want, "{name}");
         }
+    }
+
+    #[test]
+    fn breaker_table() {
+        let cases = [
+            // (total, forget, max %, trips)
+            (10, 5, 50, false),
+            (10, 6, 50, true),
+            (100, 51, 50, true),
+            (3, 1, 50, false),
+            (3, 2, 50, true),
+            (1, 0, 1, false),
+            (10, 10, 100, false),
+            (10, 1, 1, true),
+            (0, 0, 50, false),
+        ];
+        for (total, forget, max, trips) in cases {
+            assert_eq!(
+                breaker_trips(total, forget, max),
+                trips,
+                "{forget} of {total} at {max}%"
+            );
+        }
+    }
+
+    /// The case the breaker is for: a policy edited from keepDaily 30 to keepDaily 1.
+    #[test]
+    fn breaker_stops_keep_daily_30_edited_to_1() {
+        let h = history();
+        let now = RusticTime::parse_utc("2024-06-30T23:00:00Z").unwrap();
+        let daily = |n| RetentionPolicy {
+            keep_daily: Some(n),
+            ..RetentionPolicy::default()
+        };
+        // The history as keepDaily 30 left it: 30 snapshots.
+        let kept30: Vec<SnapshotInfo> = plan(h, &daily(30), GroupBy::default(), &now)
+            .unwrap()
+            .groups
+            .into_iter()
+            .flat_map(|g| g.snapshots)
+            .filter(|d| d.keep)
+            .map(|d| d.snapshot)
+            .collect();
+        assert_eq!(kept30.len(), 30);
+        // A routine run of the same rule forgets nothing; the edit would forget 29.
+        let same = plan(kept30.clone(), &daily(30), GroupBy::default(), &now).unwrap();
+        assert!(!breaker_trips(30, same.remove_ids().len(), 50));
+        let edited = plan(kept30, &daily(1), GroupBy::default(), &now).unwrap();
+        assert_eq!(edited.remove_ids().len(), 29);
+        assert!(breaker_trips(30, 29, 50));
+        assert!(!breaker_trips(30, 29, 100), "acknowledged");
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub fn backup_policy() -> Kind {
                                    "credentials": {"name": "my-login"}}],
                     "manifests": {"kinds": ["Deployment"], "includeSecrets": false}},
                 "retention": {"keepLast": 3, "keepHourly": 24, "keepDaily": 7, "keepWeekly": 4,
-                              "keepMonthly": 12, "keepYearly": 2},
+                              "keepMonthly": 12, "keepYearly": 2, "maxForgetPercent": 50},
                 "objectives": {"rpo": "1h"},
                 "concurrencyPolicy": "Forbid",
                 "successfulBackupsHistoryLimit": 1,
@@ -202,6 +202,16 @@ pub fn backup_policy() -> Kind {
                 "/spec/retention/keepYearly",
                 "spec.retention.keepYearly",
                 "keepYearly must be at least 1",
+            ),
+            keep(
+                "/spec/retention/maxForgetPercent",
+                "spec.retention.maxForgetPercent",
+                "maxForgetPercent must be between 1 and 100",
+            ),
+            case(
+                "spec.retention.maxForgetPercent",
+                "maxForgetPercent must be between 1 and 100",
+                vec![("/spec/retention/maxForgetPercent", json!(101))],
             ),
             case(
                 "spec.sources",

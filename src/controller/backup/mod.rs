@@ -62,7 +62,7 @@ async fn consumers(client: &Client, ns: &str) -> Result<BTreeMap<String, String>
 
 /// Whether a maintenance Job other than `own` runs on `repository`, read from the API
 /// server (a consistent LIST, not the cache).
-async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Result<bool> {
+pub(crate) async fn maintenance_busy(client: &Client, repository: &str, own: &str) -> Result<bool> {
     let lp = ListParams::default().labels(&format!(
         "{}={},{}=maintenance",
         labels::REPOSITORY,
@@ -117,7 +117,10 @@ fn needs_store(status: Option<&BackupStatus>, policy: &BackupPolicy) -> bool {
     let retention_done = status.is_some_and(|s| {
         s.conditions.iter().any(|c| {
             c.type_ == plan::RETENTION_APPLIED
-                && (c.reason == "Applied" || c.reason == "RetentionFailed")
+                && matches!(
+                    c.reason.as_str(),
+                    "Applied" | "RetentionFailed" | plan::RETENTION_BREAKER_TRIPPED
+                )
         })
     });
     // Retention follows runs that made snapshots only (see plan::retention).

@@ -831,6 +831,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 mod retention;
+pub(crate) use retention::RETENTION_BREAKER_TRIPPED;
 use retention::retention;
 #[cfg(test)]
 pub(crate) use retention::retention_message;

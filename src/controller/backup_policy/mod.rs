@@ -1,28 +1,33 @@
 //! The BackupPolicy controller: schedules Backups, prunes their history, and keeps the
 //! policy's status (last runs, next run, RPO) current. `plan` decides, this file reads
-//! the world and applies the decision.
+//! the world and applies the decision, and runs the `deletionPolicy: Delete` finalizer
+//! (decided in `deletion`).
 
+mod deletion;
 pub mod plan;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::controller::cache::Subscription;
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher};
+use kube::{Resource, ResourceExt};
 
 use self::plan::{Observed, Plan};
-use super::access;
+use super::access::{self, observe};
+use super::conditions::{self, Desired};
 use super::{Context, Error, Result, apply_status, error_policy, instrumented};
 use crate::crd::backup::Backup;
 use crate::crd::backup_policy::{BackupPolicy, StoreKind};
 use crate::crd::store::{BackupStore, ClusterBackupStore};
+use crate::jobs::mover::StoreTarget;
 use crate::metrics::PolicyLabels;
 
 const CONTROLLER: &str = "backuppolicy";
@@ -80,6 +85,9 @@ async fn reconcile_inner(policy: &BackupPolicy, ctx: &Context) -> Result<Action>
     let client = &ctx.client;
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
+    if let Some(action) = deletion_step(policy, ctx).await? {
+        return Ok(action);
+    }
     if policy.metadata.deletion_timestamp.is_some() {
         ctx.metrics.forget_policy(&ns, &name);
         return Ok(Action::await_change());
@@ -164,6 +172,200 @@ async fn apply(policy: &BackupPolicy, plan: &Plan, ctx: &Context) -> Result<()> 
     };
     let (_, written) = tokio::join!(events, status);
     written
+}
+
+/// The `deletionPolicy: Delete` finalizer: adds or removes it on a live policy (then the
+/// normal reconcile goes on: `None`), and on a deleted one runs the deletion Job until it
+/// succeeded (`Some`: nothing else is done for a policy being deleted).
+async fn deletion_step(policy: &BackupPolicy, ctx: &Context) -> Result<Option<Action>> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let holds = policy.finalizers().iter().any(|f| f == deletion::FINALIZER);
+    let deleting = policy.metadata.deletion_timestamp.is_some();
+    let delete = policy.spec.deletion_policy == crate::crd::common::DeletionPolicy::Delete;
+    let config = &ctx.config;
+    let mut observed = deletion::Observed {
+        policy,
+        store: None,
+        store_blocker: None,
+        job: None,
+        pods: &[],
+        running_backups: Vec::new(),
+        maintenance_busy: false,
+        namespace_terminating: false,
+        config,
+    };
+    // Only a deleted policy that holds the finalizer and still says Delete looks at the
+    // world; everything else is decided from the policy alone.
+    if !(deleting && holds && delete) {
+        let plan = deletion::plan(&observed);
+        set_finalizer(policy, ctx, plan.finalizer).await?;
+        return Ok(deleting.then(Action::await_change));
+    }
+    let job_name = deletion::job_name(&name);
+    let job = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&job_name)
+        .await?;
+    let pods = match &job {
+        Some(j) if observe::job_finished(j).is_some() => {
+            Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?
+                .items
+        }
+        _ => Vec::new(),
+    };
+    observed.job = job.as_ref();
+    observed.pods = &pods;
+    if job.is_none() {
+        observed.running_backups = ctx
+            .caches
+            .backups_of(&ns, &name)
+            .iter()
+            .filter(|b| {
+                !b.status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or_default()
+                    .is_finished()
+            })
+            .map(|b| b.name_any())
+            .collect();
+        observed.namespace_terminating = Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&ns)
+            .await?
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+        if observed.running_backups.is_empty() && !observed.namespace_terminating {
+            let (store, blocker) = deletion_store(policy, ctx).await?;
+            if let Some(s) = &store {
+                observed.maintenance_busy = ctx.caches.maintenance_running(&s.identity, &job_name)
+                    || super::backup::maintenance_busy(&ctx.client, &s.identity, &job_name).await?;
+            }
+            observed.store = store;
+            observed.store_blocker = blocker;
+        }
+    }
+    let plan = deletion::plan(&observed);
+    if let Some(j) = &plan.create_job {
+        match Api::<Job>::namespaced(ctx.client.clone(), &ns)
+            .create(&PostParams::default(), j)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for ev in &plan.events {
+        ctx.publish(policy, ev, "Delete").await;
+    }
+    if let Some((status, reason, message)) = &plan.condition {
+        let mut current = policy.status.clone().unwrap_or_default();
+        current.last_verified_restore_point = None;
+        let changed = conditions::set(
+            &mut current.conditions,
+            &Desired::new(
+                deletion::SNAPSHOT_DELETION,
+                *status,
+                reason,
+                message.clone(),
+            ),
+            policy.metadata.generation,
+            Timestamp::now(),
+        );
+        // The status of a policy about to go is written only while it stays.
+        if changed && plan.finalizer != deletion::Finalizer::Remove {
+            let api = Api::<BackupPolicy>::namespaced(ctx.client.clone(), &ns);
+            apply_status(&api, &name, &current).await?;
+        }
+    }
+    set_finalizer(policy, ctx, plan.finalizer).await?;
+    if plan.finalizer == deletion::Finalizer::Remove {
+        ctx.metrics.forget_policy(&ns, &name);
+    }
+    Ok(Some(match plan.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    }))
+}
+
+/// The store for the deletion Job, through the access kernel exactly as a Backup's
+/// retention gets it: only if the namespace may still use it (a store that fails its
+/// probe is tried: the Job's failure then says why), a cluster store's credentials
+/// mirrored into the namespace for the Job, owned by the policy.
+async fn deletion_store(
+    policy: &BackupPolicy,
+    ctx: &Context,
+) -> Result<(Option<StoreTarget>, Option<crate::crd::common::Failure>)> {
+    let ns = policy.namespace().unwrap_or_default();
+    let store_ref = &policy.spec.store_ref;
+    let resolved = access::resolve(ctx, &ns, store_ref).await?;
+    let blocker = match &resolved.state {
+        access::StoreState::NotReady { .. } => None,
+        state => state.blocker(&store_ref.name, &ns),
+    };
+    let (Some(s), None) = (&resolved.store, &blocker) else {
+        return Ok((None, blocker));
+    };
+    if !s.is_cluster() {
+        return Ok((Some(StoreTarget::from_spec(&s.spec, None)), None));
+    }
+    let mirror = deletion::mirror_name(&policy.name_any());
+    match access::read_secrets(&ctx.client, &ctx.config, s).await? {
+        Err(r) => Ok((None, Some(r.into()))),
+        Ok(secrets) => {
+            access::write_mirror(
+                &ctx.client,
+                &secrets,
+                BTreeMap::new(),
+                &ns,
+                &mirror,
+                crate::jobs::policy_labels(&policy.name_any(), "store-credentials"),
+                access::MirrorOwner::Reference(
+                    policy.controller_owner_ref(&()).expect("stored object"),
+                ),
+            )
+            .await?;
+            Ok((Some(StoreTarget::from_spec(&s.spec, Some(&mirror))), None))
+        }
+    }
+}
+
+/// Adds or removes the finalizer; the resourceVersion makes the patch fail (and the
+/// reconcile retry) if another writer changed the list meanwhile.
+async fn set_finalizer(
+    policy: &BackupPolicy,
+    ctx: &Context,
+    action: deletion::Finalizer,
+) -> Result<()> {
+    let mut list: Vec<String> = policy.finalizers().to_vec();
+    match action {
+        deletion::Finalizer::Keep => return Ok(()),
+        deletion::Finalizer::Add => list.push(deletion::FINALIZER.into()),
+        deletion::Finalizer::Remove => list.retain(|f| f != deletion::FINALIZER),
+    }
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": list,
+            "resourceVersion": policy.resource_version(),
+        }
+    });
+    let api = Api::<BackupPolicy>::namespaced(
+        ctx.client.clone(),
+        &policy.namespace().unwrap_or_default(),
+    );
+    match api
+        .patch(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {

@@ -76,6 +76,9 @@ pub(crate) enum MoverCommand {
     Restore(RestoreCommand),
     /// `mover retention`: a policy's keep rules, then prune.
     Retention(ApplyRetention),
+    /// `mover forget-policy`: every snapshot of a deleted policy (`deletionPolicy:
+    /// Delete`), then prune.
+    ForgetPolicy(ForgetPolicy),
     /// `mover check sql|freshness|files|http`: one DR drill check.
     Check(CheckCommand),
     /// `mover report`: a finished drill run's evidence report.
@@ -164,8 +167,20 @@ pub(crate) struct ApplyRetention {
     /// The Backup whose success triggered this run (for the record).
     pub(crate) backup: Option<String>,
     pub(crate) keep: Retention,
+    /// The sources (`KIND/NAME`, as in their `source=` tag) whose backup succeeded in the
+    /// run: only their histories are thinned. Empty: every source of the policy (a run by
+    /// hand, or a Job rendered by an older controller).
+    pub(crate) sources: Vec<String>,
     /// Plan only: report what would be forgotten.
     pub(crate) dry_run: bool,
+}
+
+/// Forget every snapshot carrying a policy's identity tag and prune: the work of a
+/// `deletionPolicy: Delete` policy's finalizer. No keep rule applies; the identity is
+/// the only selector, so it never reaches another policy's snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ForgetPolicy {
+    pub(crate) policy: NamespacedName,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -483,8 +498,15 @@ impl MoverCommand {
                 a.opt("keep-weekly", k.keep_weekly);
                 a.opt("keep-monthly", k.keep_monthly);
                 a.opt("keep-yearly", k.keep_yearly);
+                a.opt("max-forget-percent", k.max_forget_percent);
                 a.opt("backup", c.backup.as_ref());
+                a.each("source", &c.sources);
                 a.switch("dry-run", c.dry_run);
+                a
+            }
+            MoverCommand::ForgetPolicy(c) => {
+                let mut a = Argv::new(&["mover", "forget-policy"]);
+                a.value("policy", &c.policy);
                 a
             }
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {

@@ -2,6 +2,8 @@
 //! and its outcome, as the `RetentionApplied` condition and Event.
 
 use super::*;
+use crate::crd::annotations;
+use crate::crd::common::DEFAULT_MAX_FORGET_PERCENT;
 
 /// How often a retention run that met a repository lock is tried again.
 pub(crate) const LOCKED_RETRY_EVERY: Duration = Duration::from_secs(30);
@@ -84,6 +86,25 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                     .and_then(|(r, _)| r)
                     .and_then(|r| r.failure)
                     .unwrap_or_else(|| job_failure_reason(job));
+                if f.reason == RETENTION_BREAKER_TRIPPED {
+                    // Final for this run: the acknowledgement applies to the next run's
+                    // retention (the same rules, a plan one snapshot longer).
+                    let note = format!(
+                        "{}; if the rules are meant, acknowledge them: kubectl annotate backuppolicy -n {} {} {}={} --overwrite",
+                        f.message,
+                        b.namespace().unwrap_or_default(),
+                        policy.name_any(),
+                        annotations::RETENTION_BREAKER_ACK,
+                        policy.metadata.generation.unwrap_or_default(),
+                    );
+                    set(p, false, RETENTION_BREAKER_TRIPPED, note.clone());
+                    p.events.push(PlannedEvent {
+                        warning: true,
+                        reason: RETENTION_BREAKER_TRIPPED,
+                        note,
+                    });
+                    return;
+                }
                 if f.reason == "RepositoryLocked" && within_lock_retries(p, o.now) {
                     // Usually the lock of a mover that was killed: the store controller
                     // removes those (docs/engine.md, "Locks of movers that are gone"), and
@@ -158,10 +179,17 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
         }
         None => {
             let ns = b.namespace().unwrap_or_default();
+            let mut keep = r.clone();
+            keep.max_forget_percent = Some(if breaker_acknowledged(policy) {
+                100
+            } else {
+                r.max_forget_percent.unwrap_or(DEFAULT_MAX_FORGET_PERCENT)
+            });
             let command = MoverCommand::Retention(ApplyRetention {
                 policy: NamespacedName::new(&ns, policy.name_any()),
                 backup: Some(b.name_any()),
-                keep: r.clone(),
+                keep,
+                sources: succeeded_sources(&p.status, &ns),
                 dry_run: false,
             });
             p.create_jobs.push(mover::build(&MoverJob {
@@ -198,6 +226,36 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
             p.requeue = Some(Duration::from_secs(15));
         }
     }
+}
+
+/// The mover's failure reason (and this condition's and Event's) when the breaker stops a
+/// retention run.
+pub(crate) const RETENTION_BREAKER_TRIPPED: &str = "RetentionBreakerTripped";
+
+/// Whether the policy's current generation is acknowledged past the mass-deletion
+/// breaker. A generation, not a flag: the next edit of the policy arms the breaker again.
+fn breaker_acknowledged(policy: &BackupPolicy) -> bool {
+    let generation = policy.metadata.generation.map(|g| g.to_string());
+    policy
+        .annotations()
+        .get(annotations::RETENTION_BREAKER_ACK)
+        .is_some_and(|a| Some(a.trim()) == generation.as_deref())
+}
+
+/// The `source=` tag values (`KIND/NAME`) of the run's sources that succeeded: retention
+/// thins only their histories; a source whose backup failed keeps all of its snapshots.
+pub(crate) fn succeeded_sources(status: &BackupStatus, namespace: &str) -> Vec<String> {
+    status
+        .sources
+        .iter()
+        .filter(|s| s.phase == SourcePhase::Succeeded)
+        .map(|s| match s.kind {
+            SourceKind::Volume => format!("volume/{}", s.name),
+            SourceKind::Database => format!("database/{}", s.name),
+            // The manifests mover tags its snapshot with the namespace it saved.
+            SourceKind::Manifests => format!("manifests/{namespace}"),
+        })
+        .collect()
 }
 
 /// What a finished retention run did, as its condition and Event say it. The mover

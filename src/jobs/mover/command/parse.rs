@@ -243,13 +243,19 @@ impl MoverCommand {
         let (cmd, rest) = word(
             args,
             "mover",
-            "backup, restore, retention, check, report, verify",
+            "backup, restore, retention, forget-policy, check, report, verify",
         )?;
         Ok(match cmd {
             "backup" => MoverCommand::Backup(backup(rest)?),
             "restore" => MoverCommand::Restore(restore(rest)?),
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
+            "forget-policy" => {
+                let mut f = Flags::parse("forget-policy", rest, &[&[("policy", One)]])?;
+                MoverCommand::ForgetPolicy(ForgetPolicy {
+                    policy: f.key("policy")?,
+                })
+            }
             "report" => {
                 let mut f = Flags::parse(
                     "report",
@@ -277,7 +283,7 @@ impl MoverCommand {
             other => {
                 return Err(ArgvError::UnknownCommand {
                     after: "mover",
-                    expected: "backup, restore, retention, check, report, verify",
+                    expected: "backup, restore, retention, forget-policy, check, report, verify",
                     got: other.to_string(),
                 });
             }
@@ -378,6 +384,8 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
             ("keep-weekly", One),
             ("keep-monthly", One),
             ("keep-yearly", One),
+            ("max-forget-percent", One),
+            ("source", Many),
             ("dry-run", Switch),
         ]],
     )?;
@@ -392,7 +400,9 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
             keep_weekly: f.number("keep-weekly", N)?,
             keep_monthly: f.number("keep-monthly", N)?,
             keep_yearly: f.number("keep-yearly", N)?,
+            max_forget_percent: f.number("max-forget-percent", N)?,
         },
+        sources: f.many("source"),
         dry_run: f.switch("dry-run"),
     })
 }

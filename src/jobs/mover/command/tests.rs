@@ -15,6 +15,7 @@ fn leaf(c: &MoverCommand) -> &'static str {
         MoverCommand::Restore(RestoreCommand::Database(_)) => "restore database",
         MoverCommand::Restore(RestoreCommand::Manifests(_)) => "restore manifests",
         MoverCommand::Retention(_) => "retention",
+        MoverCommand::ForgetPolicy(_) => "forget-policy",
         MoverCommand::Check(CheckCommand::Sql(_)) => "check sql",
         MoverCommand::Check(CheckCommand::Freshness(_)) => "check freshness",
         MoverCommand::Check(CheckCommand::Files(_)) => "check files",
@@ -24,7 +25,7 @@ fn leaf(c: &MoverCommand) -> &'static str {
     }
 }
 
-const ALL: [&str; 13] = [
+const ALL: [&str; 14] = [
     "backup volume",
     "backup database",
     "backup manifests",
@@ -32,6 +33,7 @@ const ALL: [&str; 13] = [
     "restore database",
     "restore manifests",
     "retention",
+    "forget-policy",
     "check sql",
     "check freshness",
     "check files",
@@ -127,14 +129,20 @@ fn samples() -> Vec<MoverCommand> {
                 keep_weekly: Some(4),
                 keep_monthly: Some(12),
                 keep_yearly: Some(0),
+                max_forget_percent: Some(50),
             },
+            sources: vec!["volume/data".into(), "database/pg".into()],
             dry_run: true,
         }),
         M::Retention(ApplyRetention {
             policy: NamespacedName::new("shop", "orders"),
             backup: None,
             keep: Retention::default(),
+            sources: vec![],
             dry_run: false,
+        }),
+        M::ForgetPolicy(ForgetPolicy {
+            policy: NamespacedName::new("shop", "orders"),
         }),
         M::Restore(RestoreCommand::Volume(RestoreVolume {
             target: "/data".into(),

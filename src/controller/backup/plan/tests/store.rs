@@ -255,3 +255,154 @@ fn retention_waiting_for_another_maintenance_job_ends_with_a_reason() {
     w.busy = false;
     assert!(w.step().create_jobs.is_empty());
 }
+
+#[test]
+fn retention_after_a_partial_failure_thins_only_the_sources_that_succeeded() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(1),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((false, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(
+            VOL_JOB,
+            "Failed",
+            Some((1, failed_result("RepositoryLocked", "locked"))),
+            None,
+        ),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    let p = w.step();
+    assert_eq!(p.status.phase, Some(BackupPhase::PartiallyFailed));
+    let rj = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
+        .expect("retention still runs for the source that succeeded");
+    let args = rj
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let MoverCommand::Retention(r) = MoverCommand::parse(&args).unwrap() else {
+        panic!("not a retention command: {args:?}");
+    };
+    // The volume failed: its history is not thinned by this run.
+    assert_eq!(r.sources, vec!["database/pg".to_string()]);
+}
+
+#[test]
+fn a_tripped_breaker_is_final_for_the_run_and_an_acknowledged_generation_lifts_it() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(1),
+        ..Retention::default()
+    };
+    w.policy.metadata.generation = Some(4);
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    let rname = retention_job_name("orders-202601010010");
+    let retention_args = |p: &Plan| {
+        let rj = p
+            .create_jobs
+            .iter()
+            .find(|j| j.name_any() == rname)
+            .unwrap();
+        let args = rj
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .args
+            .clone()
+            .unwrap();
+        match MoverCommand::parse(&args).unwrap() {
+            MoverCommand::Retention(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    // Not acknowledged: the default share.
+    assert_eq!(retention_args(&w.plan()).keep.max_forget_percent, Some(50));
+    // Acknowledged for another generation: still the default.
+    w.policy.metadata.annotations = Some(
+        [(
+            crate::crd::annotations::RETENTION_BREAKER_ACK.to_string(),
+            "3".to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(retention_args(&w.plan()).keep.max_forget_percent, Some(50));
+    w.step();
+    w.jobs.push(job(&rname, Some((false, ""))));
+    w.pods.push(pod(
+        &rname,
+        "Failed",
+        Some((
+            1,
+            failed_result("RetentionBreakerTripped", "would forget 3 of 4"),
+        )),
+        None,
+    ));
+    let p = w.step();
+    let c = conditions::get(&p.status.conditions, RETENTION_APPLIED).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "RetentionBreakerTripped")
+    );
+    assert!(
+        c.message
+            .contains("lifeboat.dev/retention-breaker-acknowledged=4"),
+        "{}",
+        c.message
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == "RetentionBreakerTripped")
+    );
+    // Final: no second Job for this run.
+    assert!(w.plan().create_jobs.is_empty());
+    // The next run of the acknowledged generation may forget everything its rules say.
+    let mut next = World::new(CopyMethod::Direct, None);
+    next.policy = w.policy.clone();
+    next.policy.metadata.annotations = Some(
+        [(
+            crate::crd::annotations::RETENTION_BREAKER_ACK.to_string(),
+            "4".to_string(),
+        )]
+        .into(),
+    );
+    next.step();
+    next.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    next.pods = w.pods[..2].to_vec();
+    assert_eq!(
+        retention_args(&next.plan()).keep.max_forget_percent,
+        Some(100)
+    );
+}
