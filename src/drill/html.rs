@@ -586,9 +586,9 @@ pub fn render(r: &Report) -> String {
             R::Skipped => "warn",
             R::Deleted | R::Unversioned | R::Error => "bad",
         };
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<h2>Immutability</h2><table><tr><th>Result</th><th>Object</th><th>Version</th><th>Code</th><th>What happened</th></tr><tr><td class=\"{class}\">{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\n",
+            "<h2>Immutability</h2><table><tr><th>Result</th><th>Object</th><th>Version</th><th>Code</th><th>What happened</th></tr><tr><td class=\"{class}\">{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
             i.result,
             esc(i.object.as_deref().unwrap_or("—")),
             esc(i.version.as_deref().unwrap_or("—")),

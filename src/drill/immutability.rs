@@ -175,19 +175,21 @@ mod tests {
         }
     }
 
+    /// (the record, result, code, failure reason on a passed run, message part)
+    type Row = (
+        ImmutabilityProbe,
+        ImmutabilityResult,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn each_answer_reads_and_judges_the_run() {
         let refused = DeletionOutcome::Refused {
             code: "AccessDenied".into(),
         };
-        // (attempt or skip, result, code, failure reason on a passed run, message part)
-        let table: Vec<(
-            ImmutabilityProbe,
-            ImmutabilityResult,
-            Option<&str>,
-            Option<&str>,
-            &str,
-        )> = vec![
+        let table: Vec<Row> = vec![
             (
                 of_attempt(&attempt(refused, false, false)),
                 ImmutabilityResult::Refused,
