@@ -76,6 +76,24 @@ impl DrillLabels {
     }
 }
 
+/// The series of one drill's KPIs over one window.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DrillWindowLabels {
+    namespace: String,
+    drill: String,
+    /// `30d` or `90d` (`drill::kpi::WINDOWS`).
+    window: &'static str,
+}
+
+/// The label value of a KPI window (a fixed set: `drill::kpi::WINDOWS`).
+fn window_label(days: u32) -> Option<&'static str> {
+    match days {
+        30 => Some("30d"),
+        90 => Some("90d"),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DrillRunLabels {
     namespace: String,
@@ -110,11 +128,14 @@ pub struct PolicyGauges {
 }
 
 /// A drill's gauges; `None` leaves a gauge as it is.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DrillGauges {
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
     pub last_passed_seconds: Option<f64>,
+    /// The drill's KPIs per window (from its DrillRuns in the cluster). A window without
+    /// runs has no pass rate: its pass-rate and RTO p95 series are removed, not left stale.
+    pub kpis: Option<Vec<crate::drill::kpi::WindowKpis>>,
 }
 
 /// What a finished backup run adds to its policy's series.
@@ -134,6 +155,22 @@ where
 {
     if let Some(v) = v {
         f.get_or_create(l).set(v);
+    }
+}
+
+/// Sets a gauge, or removes its series when the value is not known (a stale pass rate
+/// would keep an alert firing, or silent, about runs that left the window).
+fn set_or_remove<L>(f: &Family<L, GaugeF64>, l: &L, v: Option<f64>)
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match v {
+        Some(v) => {
+            f.get_or_create(l).set(v);
+        }
+        None => {
+            f.remove(l);
+        }
     }
 }
 
@@ -168,6 +205,9 @@ pub struct Metrics {
     drill_rto: Family<DrillLabels, GaugeF64>,
     drill_rpo: Family<DrillLabels, GaugeF64>,
     drill_last_passed: Family<DrillLabels, GaugeF64>,
+    drill_window_runs: Family<DrillWindowLabels, GaugeF64>,
+    drill_pass_rate: Family<DrillWindowLabels, GaugeF64>,
+    drill_rto_p95: Family<DrillWindowLabels, GaugeF64>,
     pub leader: Gauge,
     evidence_seals: Family<SealLabels, Counter>,
     evidence_key_ready: Gauge,
@@ -218,6 +258,9 @@ impl Metrics {
             drill_rto: Family::default(),
             drill_rpo: Family::default(),
             drill_last_passed: Family::default(),
+            drill_window_runs: Family::default(),
+            drill_pass_rate: Family::default(),
+            drill_rto_p95: Family::default(),
             leader: Gauge::default(),
             evidence_seals: Family::default(),
             evidence_key_ready: Gauge::default(),
@@ -312,6 +355,22 @@ impl Metrics {
             "drill_last_passed_timestamp_seconds",
             "When the newest passing drill run finished, Unix seconds",
             m.drill_last_passed.clone(),
+        );
+        r.register(
+            "drill_window_runs",
+            "Finished runs of a drill started within the window (its DrillRuns in the cluster)",
+            m.drill_window_runs.clone(),
+        );
+        r.register(
+            "drill_pass_rate",
+            "Share of a drill's finished runs within the window that passed (0..1)",
+            m.drill_pass_rate.clone(),
+        );
+        r.register_with_unit(
+            "drill_rto_p95",
+            "Nearest-rank 95th percentile of the RTO of a drill's passed runs within the window",
+            prometheus_client::registry::Unit::Seconds,
+            m.drill_rto_p95.clone(),
         );
         r.register(
             "leader",
@@ -428,6 +487,21 @@ impl Metrics {
         set_known(&self.drill_rto, l, gauges.rto_seconds);
         set_known(&self.drill_rpo, l, gauges.rpo_seconds);
         set_known(&self.drill_last_passed, l, gauges.last_passed_seconds);
+        for w in gauges.kpis.iter().flatten() {
+            let Some(window) = window_label(w.days) else {
+                continue;
+            };
+            let wl = DrillWindowLabels {
+                namespace: l.namespace.clone(),
+                drill: l.drill.clone(),
+                window,
+            };
+            self.drill_window_runs
+                .get_or_create(&wl)
+                .set(f64::from(w.runs));
+            set_or_remove(&self.drill_pass_rate, &wl, w.pass_rate);
+            set_or_remove(&self.drill_rto_p95, &wl, w.rto_p95_seconds);
+        }
         if let Some(outcome) = finished {
             outcomes.insert(outcome);
             self.drill_runs
@@ -512,6 +586,18 @@ impl Metrics {
         self.drill_rto.remove(&l);
         self.drill_rpo.remove(&l);
         self.drill_last_passed.remove(&l);
+        for days in crate::drill::kpi::WINDOWS {
+            if let Some(window) = window_label(days) {
+                let wl = DrillWindowLabels {
+                    namespace: namespace.clone(),
+                    drill: drill.clone(),
+                    window,
+                };
+                self.drill_window_runs.remove(&wl);
+                self.drill_pass_rate.remove(&wl);
+                self.drill_rto_p95.remove(&wl);
+            }
+        }
         for outcome in outcomes {
             self.drill_runs.remove(&DrillRunLabels {
                 namespace: namespace.clone(),
@@ -645,5 +731,78 @@ mod tests {
         assert_eq!(text.matches(r#"policy="kept""#).count(), 6, "{text}");
         assert_eq!(text.matches(r#"drill="kept-drill""#).count(), 2, "{text}");
         assert_eq!(m.sweep(|_, _| true, |_, _| true), 0);
+    }
+
+    #[test]
+    fn drill_kpis_are_gauges_per_window_and_an_empty_window_has_no_pass_rate() {
+        use crate::crd::dr_drill::DrillOutcome;
+        use crate::drill::kpi::{self, Retained, Sample};
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let day = jiff::SignedDuration::from_hours(24);
+        let run = |days_ago: i64, passed: bool, rto: f64| Sample {
+            start: now - day * days_ago as i32,
+            outcome: Some(if passed {
+                DrillOutcome::Passed
+            } else {
+                DrillOutcome::Failed
+            }),
+            rto_seconds: passed.then_some(rto),
+            rpo_seconds: None,
+            restore_point: None,
+        };
+        // (samples, 30d: runs, pass rate, RTO p95; 90d: runs, pass rate)
+        let table = [
+            (
+                vec![run(1, true, 60.0), run(2, false, 0.0), run(40, true, 90.0)],
+                (2.0, Some(0.5), Some(60.0)),
+                (3.0, Some(2.0 / 3.0)),
+            ),
+            // Runs only older than 30 days: the 30-day pass rate and RTO are absent.
+            (
+                vec![run(40, true, 90.0)],
+                (0.0, None, None),
+                (1.0, Some(1.0)),
+            ),
+        ];
+        let m = Metrics::new();
+        let l = DrillLabels::new("shop", "orders");
+        for (samples, (runs30, rate30, rto30), (runs90, rate90)) in table {
+            let k = kpi::compute(&samples, now, &Retained::Unknown);
+            m.record_drill(
+                &l,
+                DrillGauges {
+                    kpis: Some(k.windows),
+                    ..Default::default()
+                },
+                None,
+            );
+            let text = m.encode();
+            let value = |name: &str, window: &str| -> Option<f64> {
+                let prefix =
+                    format!(r#"{name}{{namespace="shop",drill="orders",window="{window}"}} "#);
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&prefix))
+                    .map(|v| v.parse().unwrap())
+            };
+            assert_eq!(
+                value("lifeboat_drill_window_runs", "30d"),
+                Some(runs30),
+                "{text}"
+            );
+            assert_eq!(value("lifeboat_drill_pass_rate", "30d"), rate30, "{text}");
+            assert_eq!(
+                value("lifeboat_drill_rto_p95_seconds", "30d"),
+                rto30,
+                "{text}"
+            );
+            assert_eq!(
+                value("lifeboat_drill_window_runs", "90d"),
+                Some(runs90),
+                "{text}"
+            );
+            assert_eq!(value("lifeboat_drill_pass_rate", "90d"), rate90, "{text}");
+        }
+        m.forget_drill("shop", "orders");
+        assert!(!m.encode().contains(r#"drill="orders""#));
     }
 }

@@ -90,6 +90,23 @@ fn an_object_locked_repository_refuses_deletion_and_restic_still_reads_it() {
         .delete_version(&bucket, pack, &version)
         .expect_err("a locked pack version was deleted");
     assert_eq!(err.as_deref(), Some("AccessDenied"), "{pack}");
+    // The same through the engine (`repo try-delete-pack`, the drill's immutability step):
+    // the smallest pack's current version, refused with AccessDenied, nothing hidden.
+    let out = repo
+        .lifeboat(["--json", "repo", "try-delete-pack"])
+        .ok()
+        .json();
+    assert_eq!(out["result"], "Refused", "{out}");
+    assert_eq!(out["code"], "AccessDenied", "{out}");
+    let tried = format!("repo/{}", out["object"].as_str().unwrap());
+    assert!(tried.starts_with("repo/data/"), "{out}");
+    assert_eq!(
+        out["version"].as_str(),
+        Some(admin.current_version(&bucket, &tried).as_str()),
+        "{out}"
+    );
+    assert!(admin.keys(&bucket).contains(&tried));
+    assert!(!admin.has_noncurrent_version(&bucket, &tried), "{tried}");
     // A plain DELETE only adds a delete marker; removing the marker brings the pack back.
     let marker = admin.delete_plain(&bucket, pack);
     assert!(!admin.keys(&bucket).contains(pack));
@@ -163,4 +180,63 @@ fn an_object_locked_repository_refuses_deletion_and_restic_still_reads_it() {
         );
     }
     repo.restic(["check"]).ok();
+}
+
+/// The drill's immutability step against stores that are not immutable: on a versioned
+/// bucket without Object Lock the pack version is deleted, the run would fail, and the
+/// pack is written back (restic still reads everything); on an unversioned bucket nothing
+/// is deleted at all.
+#[test]
+#[ignore = "needs e2e/local"]
+fn try_delete_pack_names_a_mutable_store_and_leaves_the_repository_whole() {
+    let admin = S3Admin::new();
+    for versioned in [true, false] {
+        let bucket = unique(if versioned { "lockv" } else { "lockn" });
+        let _guard = LockedBucket {
+            name: bucket.clone(),
+            admin: S3Admin::new(),
+        };
+        admin.create_bucket(&bucket);
+        if versioned {
+            admin.enable_versioning(&bucket);
+        }
+        let repo = RepoEnv::s3(&bucket, "repo");
+        repo.init();
+        let src = tempfile::tempdir().unwrap();
+        make_tree(src.path(), 3);
+        repo.lifeboat(["backup", src.path().to_str().unwrap()]).ok();
+        let packs_before: Vec<String> = admin
+            .keys(&bucket)
+            .into_iter()
+            .filter(|k| k.starts_with("repo/data/"))
+            .collect();
+
+        let run = repo
+            .lifeboat(["--json", "repo", "try-delete-pack"])
+            .code(70);
+        let out = run.json();
+        let object = format!("repo/{}", out["object"].as_str().unwrap());
+        assert!(packs_before.contains(&object), "{out}");
+        if versioned {
+            assert_eq!(out["result"], "Deleted", "{out}");
+            assert!(out["version"].is_string(), "{out}");
+            assert!(
+                out["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the object was written back"),
+                "{out}"
+            );
+        } else {
+            assert_eq!(out["result"], "Unversioned", "{out}");
+            assert!(out["version"].is_null(), "{out}");
+        }
+        let packs_after: Vec<String> = admin
+            .keys(&bucket)
+            .into_iter()
+            .filter(|k| k.starts_with("repo/data/"))
+            .collect();
+        assert_eq!(packs_before, packs_after, "versioned: {versioned}");
+        repo.restic(["check", "--read-data"]).ok();
+    }
 }

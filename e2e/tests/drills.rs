@@ -383,6 +383,18 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
     ensure!(sha256(&bytes2) == rep2.sha256);
     let report2: Report = serde_json::from_slice(&bytes2)?;
     ensure!(report2.trend.len() == 1 && report2.trend[0].run == "shop-drill-1");
+    // The store claims no immutability: the run and its report say the step was skipped.
+    let skipped = s2.immutability.clone().context("no immutability record")?;
+    ensure!(
+        skipped.result == lifeboat::crd::dr_drill::ImmutabilityResult::Skipped
+            && skipped.object.is_none(),
+        "{skipped:?}"
+    );
+    ensure!(
+        report2.immutability.as_ref() == Some(&skipped),
+        "{:?}",
+        report2.immutability
+    );
 
     // The CLI verifies the chain against the DRDrill's record of its last report: wait
     // until the drill has counted the second run (its own reconcile follows the run's).
@@ -434,14 +446,43 @@ async fn a_good_backup_passes_with_measured_rto_rpo_and_a_report_chain_that_veri
         "lifeboat_drill_runs_total{{namespace=\"{}\",drill=\"shop-drill\",outcome=\"Passed\"}} 2",
         p.name()
     );
+    // The KPI gauges come from the DRDrill's reconcile after the second run: two runs in
+    // each window, both passed, RTO p95 (nearest rank of two) the larger RTO.
+    let kpi = |m: &str, name: &str, window: &str| -> Option<f64> {
+        let prefix = format!(
+            "{name}{{namespace=\"{}\",drill=\"shop-drill\",window=\"{window}\"}} ",
+            p.name()
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    };
     let metrics = wait_for("the drill metrics", Duration::from_secs(30), || async {
         let m = drill_metrics(&p.ns.client, p.name())
             .await
             .unwrap_or_default();
-        Ok(m.contains(&passed).then_some(m))
+        let counted = kpi(&m, "lifeboat_drill_window_runs", "30d") == Some(2.0);
+        Ok((m.contains(&passed) && counted).then_some(m))
     })
     .await?;
     ensure!(metrics.contains("lifeboat_drill_rto_seconds{"));
+    let rto_max = [&s1, &s2]
+        .iter()
+        .filter_map(|s| s.rto.as_ref()?.measured_seconds)
+        .fold(f64::NAN, f64::max);
+    for window in ["30d", "90d"] {
+        ensure!(
+            kpi(&metrics, "lifeboat_drill_window_runs", window) == Some(2.0)
+                && kpi(&metrics, "lifeboat_drill_pass_rate", window) == Some(1.0),
+            "{window}: {metrics}"
+        );
+        let p95 = kpi(&metrics, "lifeboat_drill_rto_p95_seconds", window)
+            .with_context(|| format!("no RTO p95 for {window}"))?;
+        ensure!(
+            (p95 - rto_max).abs() < 1e-6,
+            "{window}: p95 {p95}, RTOs up to {rto_max}"
+        );
+    }
 
     // Tampering with the first report breaks the chain, and the CLI says where.
     let forged = String::from_utf8(bytes1)?.replace("\"Passed\"", "\"Failed\"");

@@ -2,7 +2,10 @@
 //! immutability on a bucket without Object Lock is not Ready (`ObjectLockNotEnabled`, a
 //! Warning Event); on a bucket with it, a policy's backup writes every repository object
 //! with the store's retention, its retention run (which extends retention on a locked
-//! store) succeeds, and the store's own credentials cannot remove a pack.
+//! store) succeeds, and the store's own credentials cannot remove a pack. A drill on that
+//! store records, in its run and its signed report, that its report step's attempt to
+//! delete a pack version was refused; the report's objects (JSON, pages, signature) carry
+//! the retention and their versions cannot be deleted either.
 
 mod common;
 
@@ -10,10 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, ensure};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::ObjectLockMode;
+use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetentionMode};
 use common::*;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use lifeboat::crd::backup::Backup;
+use lifeboat::crd::dr_drill::{DrillOutcome, ImmutabilityResult};
 use lifeboat_e2e::testing::wait_for;
 use serde_json::json;
 
@@ -72,6 +77,14 @@ async fn an_immutable_store_locks_what_backups_write() -> anyhow::Result<()> {
         .await
         .context("creating the lock-enabled bucket")?;
     let result = scenario(&p, &locked).await;
+    // The drill's anchor outlives the DRDrill by design; the test's goes with the test.
+    let cms: Api<ConfigMap> = Api::namespaced(p.ns.client.clone(), OPERATOR_NS);
+    let _ = cms
+        .delete(
+            &lifeboat::evidence::objects::anchor_name(p.name(), "shop-drill"),
+            &Default::default(),
+        )
+        .await;
     remove_locked_bucket(&locked).await;
     p.cleanup().await?;
     result
@@ -191,5 +204,161 @@ async fn scenario(p: &Protected, locked: &str) -> anyhow::Result<()> {
     .await?;
     // Stock restic still reads the repository.
     restic(locked, "repo", &["check"])?;
+    drill(p, locked).await
+}
+
+/// Whether deleting `key`'s current version (without bypass) is refused.
+async fn version_delete_refused(bucket: &str, key: &str) -> anyhow::Result<()> {
+    let s3 = s3().await;
+    let version = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("HEAD {key}"))?
+        .version_id()
+        .with_context(|| format!("{key}: no version ID"))?
+        .to_string();
+    match s3
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(&version)
+        .send()
+        .await
+    {
+        Ok(_) => anyhow::bail!("{key}: a locked version was deleted"),
+        Err(e) => ensure!(e.code() == Some("AccessDenied"), "{key}: {:?}", e.code()),
+    }
+    Ok(())
+}
+
+async fn drill(p: &Protected, locked: &str) -> anyhow::Result<()> {
+    p.apply(drill_json(
+        "shop-drill",
+        json!({
+            "policyRef": {"name": "shop"},
+            "schedule": {"cron": "0 0 1 1 *"},
+            "restore": {"databases": [{"source": "pg"}]},
+            "checks": [{"name": "rows", "sql": {"database": "pg", "matchesBackup": true}}]
+        }),
+    ))
+    .await?;
+    let r = run_drill(p, "shop-drill", "shop-drill-1").await?;
+    let s = r.status.clone().unwrap_or_default();
+    ensure!(
+        s.outcome == Some(DrillOutcome::Passed),
+        "the drill failed: {:?}",
+        s.failure
+    );
+    // The run records the refusal: which pack, which version, the S3 error code.
+    let probe = s.immutability.clone().context("no immutability record")?;
+    ensure!(
+        probe.result == ImmutabilityResult::Refused
+            && probe.code.as_deref() == Some("AccessDenied"),
+        "{probe:?}"
+    );
+    let object = format!("repo/{}", probe.object.as_deref().context("no object")?);
+    ensure!(object.starts_with("repo/data/"), "{probe:?}");
+    let s3 = s3().await;
+    let current = s3.head_object().bucket(locked).key(&object).send().await?;
+    ensure!(
+        current.version_id() == probe.version.as_deref(),
+        "{object}: tried {:?}, current {:?}",
+        probe.version,
+        current.version_id()
+    );
+    // The signed report says the same.
+    let rep = s.report.clone().context("no report")?;
+    let key = format!(
+        "repo/{}",
+        rep.location
+            .split_once("/repo/")
+            .context("report location")?
+            .1
+    );
+    let body = s3
+        .get_object()
+        .bucket(locked)
+        .key(&key)
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    let report: serde_json::Value = serde_json::from_slice(&body)?;
+    ensure!(
+        report["immutability"] == serde_json::to_value(&probe)?,
+        "report: {}",
+        report["immutability"]
+    );
+    ensure!(
+        rep.signature_location.as_deref() == Some(&format!("{}.sig", rep.location)),
+        "{rep:?}"
+    );
+    let out = std::process::Command::new(env("LIFEBOAT_BIN"))
+        .args([
+            "drill",
+            "verify-chain",
+            "shop-drill",
+            "-n",
+            p.name(),
+            "--controller-namespace",
+            OPERATOR_NS,
+        ])
+        .output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        out.status.success() && said.contains("VERIFIED: 1 report(s)"),
+        "verify-chain: {said}"
+    );
+
+    // The report's objects are retained like the repository's, and the store's
+    // credentials cannot delete their versions.
+    let page = |k: &str| format!("repo/{}", report[k]["key"].as_str().unwrap_or_default());
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_secs() as i64;
+    for k in [
+        key.clone(),
+        page("page"),
+        page("html"),
+        format!("{key}.sig"),
+    ] {
+        let r = s3
+            .get_object_retention()
+            .bucket(locked)
+            .key(&k)
+            .send()
+            .await
+            .with_context(|| format!("GetObjectRetention {k}"))?;
+        let r = r
+            .retention()
+            .with_context(|| format!("{k}: no retention"))?;
+        ensure!(
+            r.mode() == Some(&ObjectLockRetentionMode::Governance),
+            "{k}: {:?}",
+            r.mode()
+        );
+        let until = r
+            .retain_until_date()
+            .with_context(|| format!("{k}: no retain-until date"))?
+            .secs();
+        ensure!(
+            until - now > 86_400 - 900,
+            "{k}: retained only {} s",
+            until - now
+        );
+        version_delete_refused(locked, &k).await?;
+    }
+    println!(
+        "immutability step: {probe:?}; report objects retained: {key} and its pages, signature"
+    );
     Ok(())
 }

@@ -249,6 +249,11 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
         69,
         "a retention run would forget more than the policy's `retention.maxForgetPercent` of its snapshots (nothing was forgotten)",
     ),
+    (
+        "NotImmutable",
+        70,
+        "`repo try-delete-pack`: the store let a pack version be deleted, or has no versions (the pack was written back)",
+    ),
 ];
 
 /// The exit code of a category (1 for unknown ones).
@@ -266,9 +271,9 @@ pub fn finish(result: Result<(), CliError>, json: bool) -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             eprintln!("lifeboat: error: {}", e.message);
-            // A partial backup already printed its outcome (with the skipped items) as the
-            // one JSON document; the exit code carries the rest.
-            if json && e.category != "PartialBackup" {
+            // A partial backup (and a store found mutable) already printed its outcome as
+            // the one JSON document; the exit code carries the rest.
+            if json && !matches!(e.category, "PartialBackup" | "NotImmutable") {
                 let v = serde_json::json!({
                     "error": { "category": e.category, "message": e.message, "exit_code": code }
                 });

@@ -17,6 +17,10 @@ pub struct RepoCmd {
 enum RepoSub {
     /// Create a repository (restic format v2, compressed) with one key.
     Init(InitArgs),
+    /// Try to delete the current version of the smallest pack with these credentials, as a
+    /// drill does on an immutable store: exit 0 when the store refuses, 70 (NotImmutable)
+    /// when the version was deleted (it is written back) or the bucket has no versions.
+    TryDeletePack,
 }
 
 /// KDF preset for the new key (see docs/engine.md, "Key derivation").
@@ -59,6 +63,25 @@ struct InitOut {
 pub fn run(cmd: RepoCmd, repo_args: &RepoArgs, out: &Output) -> Result<(), CliError> {
     match cmd.cmd {
         RepoSub::Init(a) => init(a, repo_args, out),
+        RepoSub::TryDeletePack => try_delete_pack(repo_args, out),
+    }
+}
+
+fn try_delete_pack(repo_args: &RepoArgs, out: &Output) -> Result<(), CliError> {
+    use crate::crd::dr_drill::ImmutabilityResult;
+    let opts = repo_args.options(out.json)?;
+    let store = opts.object_store()?;
+    let probe = crate::drill::immutability::probe(store.as_ref(), true)
+        .map_err(|e| CliError::from(repo::Error::Storage(e)))?;
+    let message = probe.message.clone().unwrap_or_default();
+    out.emit(&probe, || message.clone())?;
+    match probe.result {
+        ImmutabilityResult::Refused | ImmutabilityResult::Skipped => Ok(()),
+        ImmutabilityResult::Deleted | ImmutabilityResult::Unversioned => Err(CliError {
+            category: "NotImmutable",
+            message,
+        }),
+        ImmutabilityResult::Error => Err(CliError::input(message)),
     }
 }
 

@@ -579,9 +579,46 @@ pub struct DrillRunStatus {
     pub failure: Option<DrillFailure>,
     /// The evidence report.
     pub report: Option<ReportRef>,
+    /// The report step's attempt to delete a pack version with the store's own
+    /// credentials (immutable stores), or why none was made.
+    pub immutability: Option<ImmutabilityProbe>,
     /// `Complete` with the outcome as reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the store answered when the drill tried to delete one pack's current version
+/// with the store's own credentials (a plain DELETE only adds a delete marker on a
+/// versioned bucket and proves nothing; a version DELETE is what Object Lock refuses).
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImmutabilityProbe {
+    pub result: ImmutabilityResult,
+    /// The object tried, relative to the repository root (`data/ab/ab12...`).
+    pub object: Option<String>,
+    /// Its version ID.
+    pub version: Option<String>,
+    /// The S3 error code of the refusal (`AccessDenied`).
+    pub code: Option<String>,
+    /// What happened, for people.
+    pub message: Option<String>,
+}
+
+/// The answer to a drill's version deletion.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ImmutabilityResult {
+    /// The store does not claim immutability (no `spec.immutability`): nothing was tried.
+    #[default]
+    Skipped,
+    /// The deletion was refused: the pack is immutable to the store's credentials.
+    Refused,
+    /// The version was deleted (then written back): the store is not immutable as claimed.
+    Deleted,
+    /// The pack has no version ID: the bucket is not versioned, so it has no Object Lock.
+    Unversioned,
+    /// No answer either way (no pack to try, an unexpected error).
+    Error,
 }
 
 /// The restore point a run restored.

@@ -579,6 +579,24 @@ pub fn render(r: &Report) -> String {
     }
     s.push('\n');
 
+    if let Some(i) = &r.immutability {
+        use crate::crd::dr_drill::ImmutabilityResult as R;
+        let class = match i.result {
+            R::Refused => "ok",
+            R::Skipped => "warn",
+            R::Deleted | R::Unversioned | R::Error => "bad",
+        };
+        let _ = writeln!(
+            s,
+            "<h2>Immutability</h2><table><tr><th>Result</th><th>Object</th><th>Version</th><th>Code</th><th>What happened</th></tr><tr><td class=\"{class}\">{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+            i.result,
+            esc(i.object.as_deref().unwrap_or("—")),
+            esc(i.version.as_deref().unwrap_or("—")),
+            esc(i.code.as_deref().unwrap_or("—")),
+            esc(i.message.as_deref().unwrap_or("—"))
+        );
+    }
+
     s.push_str("<h2>Restore point</h2>");
     match &r.restore_point {
         None => s.push_str("<p>No restore point was chosen.</p>"),

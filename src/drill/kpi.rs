@@ -204,6 +204,29 @@ pub fn coverage(samples: &[Sample], retained: &Retained) -> Option<Coverage> {
     })
 }
 
+/// The finished runs of `runs` as KPI samples.
+pub fn samples(runs: &[&crate::crd::dr_drill::DrillRun]) -> Vec<Sample> {
+    runs.iter()
+        .filter_map(|r| {
+            let s = r.status.as_ref()?;
+            if s.phase != Some(crate::crd::dr_drill::DrillPhase::Completed) {
+                return None;
+            }
+            Some(Sample {
+                start: s
+                    .start_time
+                    .as_ref()
+                    .or(r.metadata.creation_timestamp.as_ref())?
+                    .0,
+                outcome: s.outcome,
+                rto_seconds: s.rto.as_ref().and_then(|m| m.measured_seconds),
+                rpo_seconds: s.rpo.as_ref().and_then(|m| m.measured_seconds),
+                restore_point: s.restore_point.as_ref().map(|p| p.backup.clone()),
+            })
+        })
+        .collect()
+}
+
 /// Every window's KPIs and the restore point coverage.
 pub fn compute(samples: &[Sample], now: Timestamp, retained: &Retained) -> DrillKpis {
     DrillKpis {

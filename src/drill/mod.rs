@@ -8,6 +8,7 @@ pub mod chain;
 pub mod checks;
 pub mod expect;
 pub mod html;
+pub mod immutability;
 pub mod kpi;
 pub mod measure;
 pub mod pod_security;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::crd::backup::Trigger;
 use crate::crd::dr_drill::{
     CheckResult, CheckVerdict, DrillFailure, DrillObjectives, DrillOutcome, DrillRestorePoint,
-    DrillRun, Measurement, PhaseSpan,
+    DrillRun, ImmutabilityProbe, Measurement, PhaseSpan,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -96,6 +96,9 @@ pub struct Report {
     pub checks: Vec<CheckResult>,
     pub rto: Option<Measurement>,
     pub rpo: Option<Measurement>,
+    /// The attempt to delete a pack version with the store's credentials, or why none
+    /// was made (`super::immutability`).
+    pub immutability: Option<ImmutabilityProbe>,
     #[serde(default)]
     pub objectives: DrillObjectives,
     /// The previous runs of the drill, oldest first: those started within
@@ -197,6 +200,7 @@ pub fn build(
         checks: s.checks,
         rto: s.rto,
         rpo: s.rpo,
+        immutability: s.immutability,
         objectives: spec.objectives,
         trend,
         kpis: None,
@@ -250,6 +254,12 @@ pub fn differences(r: &Report, run: &DrillRun) -> Vec<String> {
     same("checks", s.checks == r.checks);
     same("rto", s.rto == r.rto);
     same("rpo", s.rpo == r.rpo);
+    // A controller running against CRDs older than the field has it pruned from the run's
+    // status: only a recorded attempt is compared (the report's signature covers the rest).
+    same(
+        "immutability",
+        s.immutability.is_none() || s.immutability == r.immutability,
+    );
     same("objectives", spec.objectives == r.objectives);
     let timeline_ok = r.timeline.len() <= s.timeline.len()
         && r.timeline.iter().zip(&s.timeline).all(|(a, b)| {
@@ -470,6 +480,16 @@ pub fn render_markdown(r: &Report) -> String {
                 secs(c.duration_seconds)
             );
         }
+    }
+
+    if let Some(i) = &r.immutability {
+        let _ = writeln!(w, "\n## Immutability\n");
+        let _ = writeln!(
+            w,
+            "{:?}: {}",
+            i.result,
+            cell(i.message.as_deref().unwrap_or("—"))
+        );
     }
 
     let points = shown_points(r);

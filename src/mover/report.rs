@@ -18,10 +18,16 @@
 //! it holds before storing it. A report it refuses to seal (not as recorded, a fork) is
 //! still reported, with `sealFailure` and `sealMessage`: the run records why it is not
 //! signed instead of failing without evidence.
+//!
+//! Before the report is built it runs the drill's immutability step
+//! (`drill::immutability`) with the store's credentials it was given, the copy of the
+//! store's Secrets every mover gets: on a store with `spec.immutability` it tries to
+//! delete one pack's version; the answer goes into the report and back (`immutability`).
 
 use super::{Error, RepoAccess};
 use crate::crd::dr_drill::DrillRun;
 use crate::crd::dr_drill::ReportRef;
+use crate::drill::immutability;
 use crate::drill::store::{ReportStore, WriteOptions, base_location};
 use crate::evidence::anchor::Anchor;
 use crate::evidence::keys::SigningKey;
@@ -93,10 +99,19 @@ fn signing(a: &WriteReport, run: &DrillRun) -> Result<Option<(SigningKey, Option
 }
 
 fn write(a: WriteReport, repo: &RepoAccess) -> Result<MoverResult, Error> {
-    let run = record(&a)?;
+    let mut run = record(&a)?;
     let signing = signing(&a, &run)?;
     let opts = repo.options(true)?;
-    let store = ReportStore::new(opts.object_store()?, base_location(&opts.storage));
+    let objects = opts.object_store()?;
+    // Before the report is built: the attempt is part of what the report records, and a
+    // deletion that succeeds fails the run. The controller applies the same result to the
+    // run's status when it reads this Job's result, so report and record agree.
+    let immutable = matches!(&opts.storage, crate::repo::Storage::S3(c) if c.object_lock.is_some());
+    let probe =
+        immutability::probe(objects.as_ref(), immutable).map_err(crate::repo::Error::Storage)?;
+    tracing::info!(result = ?probe.result, object = ?probe.object, code = ?probe.code, "immutability step");
+    immutability::apply(run.status.get_or_insert_default(), probe.clone());
+    let store = ReportStore::new(objects, base_location(&opts.storage));
     let now = jiff::Timestamp::now();
     let w = store
         .write_as(
@@ -113,6 +128,10 @@ fn write(a: WriteReport, repo: &RepoAccess) -> Result<MoverResult, Error> {
         .map_err(crate::repo::Error::Storage)?;
     tracing::info!(location = %w.location, sha256 = %w.sha256, created = w.created, "report written");
     let mut details = serde_json::Map::new();
+    details.insert(
+        "immutability".into(),
+        serde_json::to_value(&probe).expect("a probe serializes"),
+    );
     details.insert("location".into(), w.location.clone().into());
     details.insert("pageLocation".into(), w.page_location.clone().into());
     details.insert("sha256".into(), w.sha256.clone().into());

@@ -44,7 +44,10 @@ use sha2::{Digest, Sha256};
 
 pub use backend::{
     ObjectStore, StoreError, StoreErrorKind,
-    s3::{ChecksumMode, Extended, LockMode, ObjectLock, S3Config, S3Credentials},
+    s3::{
+        ChecksumMode, DeletionAttempt, DeletionOutcome, Extended, LockMode, ObjectLock, S3Config,
+        S3Credentials,
+    },
 };
 pub use check::CheckReport;
 pub use engine::{ExtraFile, PathBackup, RestoreStats, RestoreTarget, StreamBackup};

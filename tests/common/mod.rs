@@ -510,6 +510,24 @@ impl S3Admin {
         });
     }
 
+    /// Turns versioning on (without Object Lock).
+    pub fn enable_versioning(&self, bucket: &str) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.rt
+            .block_on(
+                self.client
+                    .put_bucket_versioning()
+                    .bucket(bucket)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(BucketVersioningStatus::Enabled)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .expect("enabling versioning");
+    }
+
     /// Creates a bucket.
     pub fn create_bucket(&self, bucket: &str) {
         self.rt

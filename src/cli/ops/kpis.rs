@@ -13,32 +13,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::crd::backup::{Backup, BackupPhase};
-use crate::crd::dr_drill::{DrillPhase, DrillRun};
-use crate::drill::kpi::{self, Direction, DrillKpis, Retained, RetainedSource, Sample};
+use crate::crd::dr_drill::DrillRun;
+use crate::drill::kpi::{self, Direction, DrillKpis, Retained, RetainedSource};
 use crate::schedule::duration;
 
-/// The finished runs of `runs` as KPI samples.
-pub fn samples(runs: &[&DrillRun]) -> Vec<Sample> {
-    runs.iter()
-        .filter_map(|r| {
-            let s = r.status.as_ref()?;
-            if s.phase != Some(DrillPhase::Completed) {
-                return None;
-            }
-            Some(Sample {
-                start: s
-                    .start_time
-                    .as_ref()
-                    .or(r.metadata.creation_timestamp.as_ref())?
-                    .0,
-                outcome: s.outcome,
-                rto_seconds: s.rto.as_ref().and_then(|m| m.measured_seconds),
-                rpo_seconds: s.rpo.as_ref().and_then(|m| m.measured_seconds),
-                restore_point: s.restore_point.as_ref().map(|p| p.backup.clone()),
-            })
-        })
-        .collect()
-}
+pub use crate::drill::kpi::samples;
 
 /// A drill's KPIs from its runs and its policy's Backups; `None` without finished runs.
 pub fn of_drill(
@@ -164,6 +143,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::crd::dr_drill::DrillPhase;
     use jiff::SignedDuration;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

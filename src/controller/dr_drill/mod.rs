@@ -97,7 +97,7 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
     ctx.metrics
-        .record_drill(&DrillLabels::new(ns, name), plan.gauges, None);
+        .record_drill(&DrillLabels::new(ns, name), plan.gauges.clone(), None);
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).

@@ -12,6 +12,7 @@
 //! flapping, and a suspended drill becomes overdue like any other: nothing proves its
 //! backups restore any more.
 
+use crate::drill::kpi;
 use crate::metrics::DrillGauges;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -869,6 +870,9 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             .last_passed_time
             .as_ref()
             .map(|t| t.0.as_second() as f64),
+        // Retained restore points are not known here (the Backups are not read), so
+        // the verified share is `lifeboat status`'s and the reports' only.
+        kpis: Some(kpi::compute(&kpi::samples(&completed), o.now, &kpi::Retained::Unknown).windows),
     };
 
     Plan {

@@ -597,6 +597,8 @@ fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutco
             .as_ref()
             .filter(|_| outcome == DrillOutcome::Passed)
             .map(|t| t.0.as_second() as f64),
+        // The DRDrill controller computes the KPIs from all of the drill's runs.
+        kpis: None,
     };
     let outcome = match outcome {
         DrillOutcome::Passed => "Passed",

@@ -126,6 +126,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     fn extend_retention(&self) -> Result<s3::Extended, StoreError> {
         Ok(s3::Extended::default())
     }
+    /// Tries to remove the current *version* of `path` with this store's credentials (see
+    /// `s3::DeletionAttempt`); `None` where objects have no versions (a local directory).
+    fn try_delete_version(&self, _path: &str) -> Result<Option<s3::DeletionAttempt>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// The restic repository layout on an [`ObjectStore`], as rustic_core's backend traits,

@@ -8,6 +8,8 @@
 //! store's credentials from a copy in that namespace, which no tenant can read.
 
 use super::*;
+use crate::crd::dr_drill::ImmutabilityProbe;
+use crate::drill::immutability;
 use crate::evidence::objects;
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, KeyToPath, SecretVolumeSource, Volume, VolumeMount,
@@ -223,6 +225,23 @@ pub(super) fn reporting(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
                 .map_or(end, |t| t.min(now));
             match (text("location"), text("sha256")) {
                 (Some(location), Some(sha256)) => {
+                    // The Job built the report with this result applied to the record:
+                    // the same function applied here keeps the run and its report equal.
+                    let probe = d
+                        .get("immutability")
+                        .and_then(|v| serde_json::from_value::<ImmutabilityProbe>(v.clone()).ok());
+                    if let Some(probe) = probe
+                        && let Some(f) = immutability::apply(&mut p.status, probe)
+                    {
+                        p.events.push(PlannedEvent {
+                            warning: true,
+                            reason: "DrillStepFailed",
+                            note: format!(
+                                "{}: {}: {}",
+                                f.step, f.failure.reason, f.failure.message
+                            ),
+                        });
+                    }
                     p.status.report = Some(crate::crd::dr_drill::ReportRef {
                         location: location.clone(),
                         page_location: text("pageLocation"),

@@ -213,6 +213,50 @@ pub(super) async fn extend(
     })
 }
 
+/// What trying to remove one object's current version with the store's own credentials
+/// did: the drill's proof that the store is immutable (a plain DELETE proves nothing on a
+/// versioned bucket: it only adds a delete marker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionAttempt {
+    /// The object, relative to the repository root.
+    pub path: String,
+    /// The version tried; absent when the object has none (an unversioned bucket).
+    pub version: Option<String>,
+    pub outcome: DeletionOutcome,
+    /// The server answered the version DELETE with a new delete marker (it ignored the
+    /// version): the marker was removed again, so nothing stays hidden.
+    pub marker_removed: bool,
+    /// The version was deleted and the object written back (same bytes, the store's
+    /// retention), so the repository stays whole.
+    pub rewritten: bool,
+}
+
+/// How the server answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeletionOutcome {
+    /// The version DELETE was refused with this S3 error code (Object Lock: `AccessDenied`).
+    Refused { code: String },
+    /// The version was deleted: the object was not protected.
+    Deleted,
+    /// The object has no version ID: the bucket is not versioned, so it cannot hold Object
+    /// Lock, and no deletion was tried (on such a bucket it would really remove the data).
+    Unversioned,
+}
+
+/// The verdict on a version DELETE's answer: a refusal for lack of permission is what
+/// Object Lock gives; any other error is not evidence either way and is returned as is.
+pub(super) fn judge_deletion(
+    answer: Result<(), StoreError>,
+) -> Result<DeletionOutcome, StoreError> {
+    match answer {
+        Ok(()) => Ok(DeletionOutcome::Deleted),
+        Err(e) if e.kind == StoreErrorKind::AccessDenied => Ok(DeletionOutcome::Refused {
+            code: e.code.unwrap_or_else(|| "AccessDenied".into()),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +308,43 @@ mod tests {
         }
         assert_eq!(retention_for(Some(&lock), "locks/ab", now), None);
         assert_eq!(retention_for(None, "data/ab/abcd", now), None);
+    }
+
+    #[test]
+    fn only_a_permission_refusal_counts_as_refused() {
+        let err = |kind, code: Option<&str>| {
+            let mut e = StoreError::new(kind, "DELETE-VERSION", "data/ab/abcd", "x");
+            e.code = code.map(str::to_string);
+            e
+        };
+        let table: Vec<(Result<(), StoreError>, Option<DeletionOutcome>)> = vec![
+            (Ok(()), Some(DeletionOutcome::Deleted)),
+            (
+                Err(err(StoreErrorKind::AccessDenied, Some("AccessDenied"))),
+                Some(DeletionOutcome::Refused {
+                    code: "AccessDenied".into(),
+                }),
+            ),
+            (
+                Err(err(StoreErrorKind::AccessDenied, None)),
+                Some(DeletionOutcome::Refused {
+                    code: "AccessDenied".into(),
+                }),
+            ),
+            // Neither a refusal nor a deletion: no evidence, an error.
+            (
+                Err(err(StoreErrorKind::Other, Some("InvalidRequest"))),
+                None,
+            ),
+            (
+                Err(err(StoreErrorKind::NotFound, Some("NoSuchVersion"))),
+                None,
+            ),
+            (Err(err(StoreErrorKind::Unreachable, None)), None),
+        ];
+        for (answer, want) in table {
+            let shown = format!("{answer:?}");
+            assert_eq!(judge_deletion(answer).ok(), want, "{shown}");
+        }
     }
 }

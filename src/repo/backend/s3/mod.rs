@@ -36,7 +36,7 @@ mod lock;
 mod upload;
 
 use crate::repo::Secret;
-pub use lock::{Extended, LockMode, ObjectLock};
+pub use lock::{DeletionAttempt, DeletionOutcome, Extended, LockMode, ObjectLock};
 use upload::{concat, join_upload};
 
 /// Which checksums the SDK computes and validates (see the test-services notes): the SDK
@@ -736,6 +736,69 @@ impl ObjectStore for S3Store {
             &l,
             SystemTime::now(),
         ))
+    }
+
+    fn try_delete_version(&self, path: &str) -> Result<Option<DeletionAttempt>, StoreError> {
+        self.flush()?;
+        let bucket = &self.config.bucket;
+        let key = self.key(path);
+        let head = self
+            .block_on(self.client.head_object().bucket(bucket).key(&key).send())
+            .map_err(|e| sdk_error(bucket, "HEAD", path, e))?;
+        let mut attempt = DeletionAttempt {
+            path: path.to_string(),
+            version: head
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_string),
+            outcome: DeletionOutcome::Unversioned,
+            marker_removed: false,
+            rewritten: false,
+        };
+        let Some(version) = attempt.version.clone() else {
+            return Ok(Some(attempt));
+        };
+        // Kept to write back if the server lets the version go: proving the store mutable
+        // must not cost the repository a pack.
+        let bytes = self.get(path, None)?;
+        let answer = self.block_on(
+            self.client
+                .delete_object()
+                .bucket(bucket)
+                .key(&key)
+                .version_id(&version)
+                .send(),
+        );
+        let marker = answer
+            .as_ref()
+            .ok()
+            .filter(|out| out.delete_marker() == Some(true))
+            .and_then(|out| out.version_id())
+            .filter(|v| *v != version)
+            .map(str::to_string);
+        attempt.outcome = lock::judge_deletion(
+            answer
+                .map(|_| ())
+                .map_err(|e| sdk_error(bucket, "DELETE-VERSION", path, e)),
+        )?;
+        if let Some(m) = marker {
+            self.block_on(
+                self.client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .version_id(&m)
+                    .send(),
+            )
+            .map_err(|e| sdk_error(bucket, "DELETE-VERSION", path, e))?;
+            attempt.marker_removed = true;
+        }
+        if attempt.outcome == DeletionOutcome::Deleted && !attempt.marker_removed {
+            self.put(path, vec![bytes])?;
+            self.flush()?;
+            attempt.rewritten = true;
+        }
+        Ok(Some(attempt))
     }
 
     fn delete(&self, path: &str) -> Result<(), StoreError> {

@@ -74,6 +74,14 @@ fn a_report_that_cannot_be_written_fails_a_passing_run() {
 
 /// A World at Reporting whose report Job completed with `details`; the plan of that step.
 fn reported(w: &mut World, details: &[(&str, &str)]) -> Plan {
+    let mut d = serde_json::Map::new();
+    for (k, v) in details {
+        d.insert((*k).into(), (*v).into());
+    }
+    reported_with(w, d)
+}
+
+fn reported_with(w: &mut World, d: serde_json::Map<String, serde_json::Value>) -> Plan {
     w.run_to_verifying();
     w.finish_checks(&[
         ("rows", "Passed", "ok"),
@@ -89,10 +97,6 @@ fn reported(w: &mut World, details: &[(&str, &str)]) -> Plan {
         "2026-11-22T15:01:46Z",
         Some((true, "Completed")),
     ));
-    let mut d = serde_json::Map::new();
-    for (k, v) in details {
-        d.insert((*k).into(), (*v).into());
-    }
     let msg = MoverResult {
         v: RESULT_VERSION,
         details: d,
@@ -252,4 +256,69 @@ fn a_sealed_report_hands_its_anchor_to_the_controller_and_an_unsigned_one_is_nev
             .any(|e| e.warning && e.reason == "EvidenceNotSigned")
     );
     assert_eq!(seal_reason("SomethingElse"), "SealFailed");
+}
+
+#[test]
+fn the_immutability_step_is_recorded_and_a_deletion_fails_the_run() {
+    let sha = "cd".repeat(32);
+    let with = |probe: serde_json::Value| {
+        let mut d = serde_json::Map::new();
+        d.insert("location".into(), LOCATION.into());
+        d.insert("sha256".into(), sha.clone().into());
+        d.insert("immutability".into(), probe);
+        reported_with(&mut World::new(drill_spec()), d)
+    };
+    // (the Job's result, outcome, failure reason)
+    let table = [
+        (
+            serde_json::json!({"result": "Refused", "object": "data/ab/abcd", "version": "v1",
+                "code": "AccessDenied", "message": "refused"}),
+            DrillOutcome::Passed,
+            None,
+        ),
+        (
+            serde_json::json!({"result": "Skipped", "message": "no spec.immutability"}),
+            DrillOutcome::Passed,
+            None,
+        ),
+        (
+            serde_json::json!({"result": "Deleted", "object": "data/ab/abcd", "version": "v1",
+                "message": "version v1 of data/ab/abcd was deleted"}),
+            DrillOutcome::Failed,
+            Some("ImmutabilityNotEnforced"),
+        ),
+        (
+            serde_json::json!({"result": "Error", "message": "the repository has no pack to try"}),
+            DrillOutcome::Failed,
+            Some("ImmutabilityNotVerified"),
+        ),
+    ];
+    for (probe, outcome, reason) in table {
+        let p = with(probe.clone());
+        assert_eq!(phase(&p), DrillPhase::CleaningUp);
+        let recorded = p.status.immutability.as_ref().expect("recorded");
+        assert_eq!(serde_json::to_value(recorded).unwrap(), probe);
+        assert_eq!(p.status.outcome, Some(outcome), "{probe}");
+        let f = p.status.failure.as_ref();
+        assert_eq!(
+            f.map(|f| (f.step.as_str(), f.failure.reason.as_str())),
+            reason.map(|r| ("immutability", r)),
+            "{probe}"
+        );
+        assert_eq!(
+            p.events.iter().any(|e| e.warning
+                && e.reason == "DrillStepFailed"
+                && e.note.contains("immutability")),
+            reason.is_some(),
+            "{probe}: {:?}",
+            p.events
+        );
+    }
+    // A Job of an older version reports nothing: nothing recorded.
+    let p = reported(
+        &mut World::new(drill_spec()),
+        &[("location", LOCATION), ("sha256", &sha)],
+    );
+    assert_eq!(p.status.immutability, None);
+    assert_eq!(p.status.outcome, Some(DrillOutcome::Passed));
 }
