@@ -491,8 +491,9 @@ async fn apply(
         match apply_own_status(client, run, &status).await {
             // The DrillRun CRD predates fields of this controller (the window of an
             // upgrade in which the controller is new and the CRDs are not yet):
-            // `status.sandboxUid` and the report's signature fields; server-side apply
-            // refuses what the schema does not declare, so record the rest. Until the
+            // `status.sandboxUid`, `status.immutability` and the report's signature
+            // fields; server-side apply refuses what the schema does not declare, so
+            // record the rest (the CI's upgrade test hung on `immutability`). Until the
             // CRDs are upgraded, only the run's own clean-up deletes its sandbox, by the
             // UID it observed (docs/security.md, Open items); the signature is still
             // next to the report and its key named in the EvidenceSigned condition.
@@ -500,8 +501,10 @@ async fn apply(
                 if e.message.contains("sandboxUid")
                     || e.message.contains("field not declared in schema") =>
             {
-                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid and report signature fields not recorded");
+                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid, immutability and report signature fields not recorded");
                 status.sandbox_uid = None;
+                // The step's verdict still decided the outcome and is in the report.
+                status.immutability = None;
                 if let Some(r) = status.report.as_mut() {
                     r.signature_location = None;
                     r.key_id = None;
