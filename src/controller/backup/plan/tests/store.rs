@@ -279,26 +279,8 @@ fn retention_after_a_partial_failure_thins_only_the_sources_that_succeeded() {
     ];
     let p = w.step();
     assert_eq!(p.status.phase, Some(BackupPhase::PartiallyFailed));
-    let rj = p
-        .create_jobs
-        .iter()
-        .find(|j| j.name_any() == retention_job_name("orders-202601010010"))
-        .expect("retention still runs for the source that succeeded");
-    let args = rj
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap();
-    let MoverCommand::Retention(r) = MoverCommand::parse(&args).unwrap() else {
-        panic!("not a retention command: {args:?}");
-    };
+    // Retention still runs for the source that succeeded.
+    let r = retention_command(&p, &retention_job_name("orders-202601010010"));
     // The volume failed: its history is not thinned by this run.
     assert_eq!(r.sources, vec!["database/pg".to_string()]);
 }
@@ -321,31 +303,11 @@ fn a_tripped_breaker_is_final_for_the_run_and_an_acknowledged_generation_lifts_i
         pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
     ];
     let rname = retention_job_name("orders-202601010010");
-    let retention_args = |p: &Plan| {
-        let rj = p
-            .create_jobs
-            .iter()
-            .find(|j| j.name_any() == rname)
-            .unwrap();
-        let args = rj
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .args
-            .clone()
-            .unwrap();
-        match MoverCommand::parse(&args).unwrap() {
-            MoverCommand::Retention(r) => r,
-            other => panic!("{other:?}"),
-        }
-    };
     // Not acknowledged: the default share.
-    assert_eq!(retention_args(&w.plan()).keep.max_forget_percent, Some(50));
+    assert_eq!(
+        retention_command(&w.plan(), &rname).keep.max_forget_percent,
+        Some(50)
+    );
     // Acknowledged for another generation: still the default.
     w.policy.metadata.annotations = Some(
         [(
@@ -354,7 +316,10 @@ fn a_tripped_breaker_is_final_for_the_run_and_an_acknowledged_generation_lifts_i
         )]
         .into(),
     );
-    assert_eq!(retention_args(&w.plan()).keep.max_forget_percent, Some(50));
+    assert_eq!(
+        retention_command(&w.plan(), &rname).keep.max_forget_percent,
+        Some(50)
+    );
     w.step();
     w.jobs.push(job(&rname, Some((false, ""))));
     w.pods.push(pod(
@@ -402,7 +367,34 @@ fn a_tripped_breaker_is_final_for_the_run_and_an_acknowledged_generation_lifts_i
     ];
     next.pods = w.pods[..2].to_vec();
     assert_eq!(
-        retention_args(&next.plan()).keep.max_forget_percent,
+        retention_command(&next.plan(), &rname)
+            .keep
+            .max_forget_percent,
         Some(100)
     );
+}
+
+/// The typed command of the retention Job `name` the plan creates.
+fn retention_command(p: &Plan, name: &str) -> crate::jobs::mover::command::ApplyRetention {
+    let job = p
+        .create_jobs
+        .iter()
+        .find(|j| j.name_any() == name)
+        .unwrap_or_else(|| panic!("no retention Job {name}"));
+    let args = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    match MoverCommand::parse(&args).unwrap() {
+        MoverCommand::Retention(r) => r,
+        other => panic!("not a retention command: {other:?}"),
+    }
 }
