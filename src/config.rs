@@ -17,6 +17,10 @@ pub struct Config {
     pub namespace: String,
     /// Only reconcile objects in these namespaces; empty means all.
     pub watch_namespaces: Vec<String>,
+    /// This cluster's identity, tagged on every snapshot (`cluster=`): `--cluster-id`, or
+    /// the UID of the `kube-system` namespace read at start. `None` only before start-up
+    /// resolved it (and in tests that want untagged snapshots).
+    pub cluster_id: Option<String>,
     /// ServiceAccount mover pods run as, created per namespace by the controller.
     pub mover_service_account: String,
     /// ClusterRole bound, for one run, to movers that save a namespace's manifests (read
@@ -60,6 +64,7 @@ impl Config {
             image_pull_policy: None,
             namespace: "lifeboat-system".into(),
             watch_namespaces: Vec::new(),
+            cluster_id: Some("0c1a55e5-0000-4000-8000-00000000c1d0".into()),
             mover_service_account: "lifeboat-mover".into(),
             mover_read_cluster_role: "lifeboat-mover-read".into(),
             mover_read_secrets_cluster_role: "lifeboat-mover-read-secrets".into(),

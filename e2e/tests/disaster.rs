@@ -719,6 +719,31 @@ async fn new_cluster(p: &Protected) -> anyhow::Result<()> {
         brought_up.elapsed().as_secs_f64()
     );
     let client = two.client().await?;
+    // The snapshots name cluster one as their owner, and cluster two is another cluster:
+    // what follows proves a restore reads another cluster's snapshots.
+    let uid_of_kube_system = |c: kube::Client| async move {
+        Api::<Namespace>::all(c)
+            .get("kube-system")
+            .await?
+            .metadata
+            .uid
+            .context("kube-system uid")
+    };
+    let (one_id, two_id) = (
+        uid_of_kube_system(p.ns.client.clone()).await?,
+        uid_of_kube_system(client.clone()).await?,
+    );
+    ensure!(one_id != two_id, "both clusters have identity {one_id}");
+    let tags = common::restic_json(
+        &p.bucket,
+        &p.prefix,
+        &["snapshots", "--tag", &format!("policy={identity}")],
+    )?
+    .to_string();
+    ensure!(
+        tags.contains(&format!("cluster={one_id}")) && !tags.contains(&format!("cluster={two_id}")),
+        "snapshots before the restore: {tags}"
+    );
     let ns = "shop-recovered";
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -2,7 +2,9 @@
 //! with the operator installed: `deletionPolicy: Delete` forgets the deleted policy's
 //! snapshots (and only its own) before the policy goes, `Retain` forgets nothing, and a
 //! deletion that fails keeps the policy with a condition and a Warning Event until it
-//! succeeds.
+//! succeeds. Retention and deletion act only on snapshots of their own cluster and policy
+//! object (the `cluster=` and `policy-uid=` tags), not on another cluster's or an earlier
+//! policy's of the same name.
 
 mod common;
 
@@ -475,5 +477,135 @@ async fn the_breaker_stops_a_run_that_would_forget_most_snapshots_until_acknowle
     let applied = retention_reason("shop-5").await?;
     ensure!(applied.reason == "Applied", "{applied:?}");
     assert_eq!(snapshots_of(&p, "shop")?, 1);
+    p.cleanup().await
+}
+
+/// Writes a snapshot with stock restic, tagged as the database source of
+/// `NAMESPACE/policy` plus `extra` tags: what another cluster, an earlier policy of the
+/// same name, or a Lifeboat from before the owner tags would have left in the repository.
+fn plant(p: &Protected, policy: &str, run: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("dump.sql");
+    std::fs::write(&file, format!("-- planted {run}\n"))?;
+    let mut tags = vec![
+        "lifeboat".to_string(),
+        format!("policy={}/{policy}", p.name()),
+        "source=database/pg".into(),
+        format!("backup={run}"),
+    ];
+    tags.extend(extra.iter().map(|t| t.to_string()));
+    let tags = tags.join(",");
+    let path = file.display().to_string();
+    common::restic(&p.bucket, &p.prefix, &["backup", "--tag", &tags, &path])?;
+    Ok(())
+}
+
+/// The `backup=` runs of the snapshots tagged `policy=NAMESPACE/policy`, sorted.
+fn runs_of(p: &Protected, policy: &str) -> anyhow::Result<Vec<String>> {
+    let tag = format!("policy={}/{policy}", p.name());
+    let v = restic_json(&p.bucket, &p.prefix, &["snapshots", "--tag", &tag])?;
+    let mut runs: Vec<String> = v
+        .as_array()
+        .context("snapshot list")?
+        .iter()
+        .filter_map(|s| {
+            s["tags"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t.as_str()?.strip_prefix("backup="))
+                .map(str::to_string)
+                .next()
+        })
+        .collect();
+    runs.sort();
+    Ok(runs)
+}
+
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn retention_and_deletion_leave_another_clusters_and_an_earlier_policys_snapshots()
+-> anyhow::Result<()> {
+    let p = Protected::create("ret-owner").await?;
+    p.store_ready("s3").await?;
+    let mut policy = policy_json(&p, "db", "Delete");
+    policy["spec"]["retention"] = json!({"keepLast": 1, "maxForgetPercent": 100});
+    p.apply(policy).await?;
+    backup(&p, "db", "db-1").await?;
+
+    // The snapshot Lifeboat wrote names this cluster (kube-system's UID) and this policy
+    // object (its UID).
+    let cluster = Api::<k8s_openapi::api::core::v1::Namespace>::all(p.ns.client.clone())
+        .get("kube-system")
+        .await?
+        .metadata
+        .uid
+        .context("kube-system uid")?;
+    let policy_uid = Api::<BackupPolicy>::namespaced(p.ns.client.clone(), p.name())
+        .get("db")
+        .await?
+        .metadata
+        .uid
+        .context("policy uid")?;
+    let tag = format!("policy={}/db", p.name());
+    let ours = restic_json(&p.bucket, &p.prefix, &["snapshots", "--tag", &tag])?;
+    let tags = ours[0]["tags"].to_string();
+    ensure!(
+        tags.contains(&format!("\"cluster={cluster}\""))
+            && tags.contains(&format!("\"policy-uid={policy_uid}\"")),
+        "owner tags missing: {tags}"
+    );
+
+    // Same identity, other owners, all newer than db-1: keepLast 1 would forget them if
+    // retention looked at the identity alone.
+    plant(
+        &p,
+        "db",
+        "other-cluster",
+        &[
+            "cluster=another-cluster",
+            &format!("policy-uid={policy_uid}"),
+        ],
+    )?;
+    plant(
+        &p,
+        "db",
+        "earlier-policy",
+        &[
+            &format!("cluster={cluster}"),
+            "policy-uid=an-earlier-policy",
+        ],
+    )?;
+    // Written before the owner tags existed: still the identity's own.
+    plant(&p, "db", "untagged", &[])?;
+    backup(&p, "db", "db-2").await?;
+    let api: Api<Backup> = p.ns.api();
+    wait_for("retention of db-2", RUN, || async {
+        let b = api.get("db-2").await?;
+        Ok(b.status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| {
+                c.type_ == "RetentionApplied" && c.reason != "Running" && c.reason != "Waiting"
+            }))
+    })
+    .await?;
+    assert_eq!(
+        runs_of(&p, "db")?,
+        ["db-2", "earlier-policy", "other-cluster"],
+        "retention forgot another owner's snapshot, or kept an old one of its own"
+    );
+
+    // Deletion forgets the policy's own snapshots only.
+    Api::<BackupPolicy>::namespaced(p.ns.client.clone(), p.name())
+        .delete("db", &DeleteParams::default())
+        .await?;
+    gone(&p, "db", RUN).await?;
+    assert_eq!(
+        runs_of(&p, "db")?,
+        ["earlier-policy", "other-cluster"],
+        "deletion reached another owner's snapshots"
+    );
+    common::restic(&p.bucket, &p.prefix, &["check"])?;
     p.cleanup().await
 }

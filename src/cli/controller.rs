@@ -33,6 +33,11 @@ pub struct ControllerArgs {
     /// Comma-separated namespaces to reconcile; empty means all.
     #[arg(long, env = "LIFEBOAT_WATCH_NAMESPACES", value_delimiter = ',')]
     watch_namespaces: Vec<String>,
+    /// This cluster's identity, tagged on every snapshot (`cluster=`) so that retention in
+    /// one cluster never forgets another's snapshots in a shared repository. Empty: the
+    /// UID of the `kube-system` namespace.
+    #[arg(long, env = "LIFEBOAT_CLUSTER_ID", default_value = "")]
+    cluster_id: String,
     /// ServiceAccount of mover pods, created by the controller in each namespace.
     #[arg(
         long,
@@ -104,6 +109,7 @@ impl ControllerArgs {
             mover_db_image,
             image_pull_policy,
             watch_namespaces,
+            cluster_id,
             mover_service_account,
             mover_read_cluster_role,
             mover_read_secrets_cluster_role,
@@ -135,6 +141,15 @@ impl ControllerArgs {
                 .into_iter()
                 .filter(|n| !n.is_empty())
                 .collect(),
+            cluster_id: match cluster_id.as_str() {
+                "" => None,
+                id if valid_cluster_id(id) => Some(cluster_id),
+                _ => {
+                    return Err(CliError::input(format!(
+                        "--cluster-id {cluster_id:?}: use 1 to 63 letters, digits, '.', '_' or '-' (it becomes a snapshot tag)"
+                    )));
+                }
+            },
             mover_service_account,
             mover_read_cluster_role,
             mover_read_secrets_cluster_role,
@@ -151,6 +166,15 @@ impl ControllerArgs {
             evidence_prefix: (!evidence_prefix.is_empty()).then_some(evidence_prefix),
         })
     }
+}
+
+/// Whether `id` can be a snapshot tag's value everywhere: restic splits tag lists at
+/// commas, and a space or `=` would make `cluster=<id>` ambiguous to read back.
+fn valid_cluster_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Runs the controller until SIGTERM.
@@ -225,6 +249,25 @@ pub fn crd(a: CrdArgs) -> Result<(), CliError> {
                 })?;
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_that_make_a_readable_tag() {
+        for ok in [
+            "4f1e2d3c-0000-4000-8000-000000000001",
+            "prod.eu-1",
+            "a",
+            "x_y",
+        ] {
+            assert!(super::valid_cluster_id(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "a,b", "a b", "a=b", long.as_str(), "ü"] {
+            assert!(!super::valid_cluster_id(bad), "{bad:?}");
         }
     }
 }

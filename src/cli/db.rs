@@ -201,7 +201,7 @@ fn restore(a: DbRestoreArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), C
     let mut filter = SnapshotFilter {
         host: snapshot_host,
         tags: split_tags(&tags),
-        paths: Vec::new(),
+        ..SnapshotFilter::default()
     };
     filter.tags.push(format!("db-engine:{engine}"));
     let opts = db::RestoreOptions {

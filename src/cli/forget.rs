@@ -125,7 +125,7 @@ pub fn run(a: ForgetArgs, repo_args: &RepoArgs, out: &Output) -> Result<(), CliE
     let filter = SnapshotFilter {
         host,
         tags: split_tags(&tags),
-        paths: Vec::new(),
+        ..SnapshotFilter::default()
     };
     let plan = repo.plan_forget(&policy, group_by, &filter)?;
     let removed = if dry_run {

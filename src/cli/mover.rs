@@ -70,6 +70,7 @@ mod tests {
                 run: BackupRun {
                     policy: NamespacedName::new("shop", "orders"),
                     backup: "--version".into(),
+                    owner: None,
                 },
             })),
             MoverCommand::Check(CheckCommand::Sql(CheckSql {

@@ -38,7 +38,7 @@ impl LatestFilter {
         SnapshotFilter {
             host: self.host.clone(),
             tags: split_tags(&self.tags),
-            paths: Vec::new(),
+            ..SnapshotFilter::default()
         }
     }
 }

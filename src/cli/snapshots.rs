@@ -28,6 +28,7 @@ impl SnapshotsArgs {
             host: self.host.clone(),
             tags: split_tags(&self.tags),
             paths: self.paths.clone(),
+            ..SnapshotFilter::default()
         }
     }
 }

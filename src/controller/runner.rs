@@ -39,6 +39,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     LostLease(#[from] leader::LostLease),
+    #[error(
+        "cannot read the kube-system namespace's UID, the cluster identity tagged on snapshots (set --cluster-id to name the cluster instead): {0}"
+    )]
+    ClusterId(String),
 }
 
 impl RunError {
@@ -51,6 +55,7 @@ impl RunError {
             RunError::Check(_) => "KubernetesApi",
             RunError::Http { .. } => "MetricsAddress",
             RunError::LostLease(_) => "LostLease",
+            RunError::ClusterId(_) => "KubernetesApi",
         }
     }
 }
@@ -93,8 +98,31 @@ async fn label_own_namespace(client: &Client, namespace: &str, level: &str) {
     }
 }
 
+/// The cluster's identity when none was configured: the UID of `kube-system`, which
+/// every cluster has, never changes, and a new cluster does not share (the convention of
+/// other multi-cluster tools).
+async fn cluster_id(client: &Client) -> Result<String, RunError> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns = match Api::<Namespace>::all(client.clone())
+        .get("kube-system")
+        .await
+    {
+        Ok(ns) => ns,
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            return Err(RunError::Forbidden(format!(
+                "get namespaces/kube-system (the cluster identity; or set --cluster-id): {}",
+                e.message
+            )));
+        }
+        Err(e) => return Err(RunError::ClusterId(e.to_string())),
+    };
+    ns.metadata
+        .uid
+        .ok_or_else(|| RunError::ClusterId("the kube-system namespace has no uid".into()))
+}
+
 /// Runs the controller until SIGTERM (Ok) or a fatal error.
-pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), RunError> {
+pub async fn run(mut config: Config, prober: Arc<dyn store::Prober>) -> Result<(), RunError> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         identity = %config.identity,
@@ -103,6 +131,13 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     );
     let client = Client::try_default().await.map_err(RunError::Client)?;
     check_crds(&client).await?;
+    if config.cluster_id.is_none() {
+        config.cluster_id = Some(cluster_id(&client).await?);
+    }
+    tracing::info!(
+        cluster = config.cluster_id.as_deref(),
+        "cluster identity for snapshot tags"
+    );
     if let Some(level) = &config.own_namespace_pod_security {
         label_own_namespace(&client, &config.namespace, level).await;
     }

@@ -470,6 +470,7 @@ mod tests {
                     run: command::BackupRun {
                         policy: command::NamespacedName::new("shop", "orders"),
                         backup: "orders-202601010010".into(),
+                        owner: None,
                     },
                 },
             )),

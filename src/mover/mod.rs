@@ -77,6 +77,7 @@ pub struct RunRef {
     pub namespace: String,
     pub policy: String,
     pub run: String,
+    pub(crate) owner: Option<crate::jobs::mover::command::SnapshotOwner>,
 }
 
 impl RunRef {
@@ -86,6 +87,7 @@ impl RunRef {
             namespace: run.policy.namespace.clone(),
             policy: run.policy.name.clone(),
             run: run.backup.clone(),
+            owner: run.owner.clone(),
         }
     }
 }
@@ -117,12 +119,14 @@ pub mod tags {
 impl RunRef {
     /// Tags of a snapshot of `source` made for this run.
     pub fn tags(&self, kind: &str, source: &str) -> Vec<String> {
-        vec![
+        let mut t = vec![
             tags::LIFEBOAT.to_string(),
             tags::policy(&self.namespace, &self.policy),
             tags::source(kind, source),
             tags::backup(&self.run),
-        ]
+        ];
+        t.extend(self.owner.iter().flat_map(|o| o.tags()));
+        t
     }
 }
 
@@ -190,9 +194,10 @@ mod tests {
 
     #[test]
     fn run_refs_and_tags() {
-        let r = RunRef::for_backup(&BackupRun {
+        let mut r = RunRef::for_backup(&BackupRun {
             policy: crate::jobs::mover::command::NamespacedName::new("shop", "orders"),
             backup: "orders-202601010010".into(),
+            owner: None,
         });
         assert_eq!(
             r.tags("volume", "data"),
@@ -206,6 +211,14 @@ mod tests {
         let t = r.tags("database", "pg");
         assert_eq!(tags::value(&t, "source"), Some("database/pg"));
         assert_eq!(tags::value(&t, "nothing"), None);
+        r.owner = Some(crate::jobs::mover::command::SnapshotOwner {
+            cluster: "c1".into(),
+            policy_uid: "u1".into(),
+        });
+        let t = r.tags("volume", "data");
+        assert_eq!(tags::value(&t, "cluster"), Some("c1"));
+        assert_eq!(tags::value(&t, "policy-uid"), Some("u1"));
+        assert_eq!(tags::value(&t, "policy"), Some("shop/orders"));
     }
 
     #[test]

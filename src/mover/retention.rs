@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{Error, RepoAccess, tags};
 use crate::crd::common::{DEFAULT_MAX_FORGET_PERCENT, Retention};
-use crate::jobs::mover::command::{ApplyRetention, ForgetPolicy};
+use crate::jobs::mover::command::{ApplyRetention, ForgetPolicy, SnapshotOwner};
 use crate::jobs::result::{MoverResult, RESULT_VERSION};
 use crate::repo::retention::breaker_trips;
 use crate::repo::{
@@ -24,6 +24,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         keep,
         sources: only,
         dry_run,
+        owner,
     } = a;
     let Retention {
         keep_last,
@@ -62,8 +63,10 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
     let started = Instant::now();
     let repo = repo_args.open(true)?;
     let policy_tag = tags::policy(&policy.namespace, &policy.name);
+    let not_contradicting = owner_tags(owner.as_ref());
     let all = repo.snapshots(&SnapshotFilter {
         tags: vec![policy_tag.clone()],
+        not_contradicting: not_contradicting.clone(),
         ..SnapshotFilter::default()
     })?;
     let sources = thinned_sources(
@@ -76,6 +79,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
     for source in &sources {
         let filter = SnapshotFilter {
             tags: vec![policy_tag.clone(), format!("source={source}")],
+            not_contradicting: not_contradicting.clone(),
             ..SnapshotFilter::default()
         };
         let one_group = GroupBy {
@@ -145,15 +149,24 @@ fn thinned_sources(present: BTreeSet<String>, only: &[String]) -> BTreeSet<Strin
         .collect()
 }
 
-/// Forgets every snapshot tagged with the policy's identity and prunes. The identity tag
-/// is the only selector (no host, no path): another policy's snapshots, even in the same
-/// repository, never match it.
+/// The owner tags a run's snapshots must not contradict: another cluster's, or those of a
+/// policy of the same name deleted and made again, share the `policy=` tag but are not
+/// this policy's to thin or delete. Snapshots with no owner tags (written before they
+/// existed) stay the identity's.
+fn owner_tags(owner: Option<&SnapshotOwner>) -> Vec<String> {
+    owner.map(|o| o.tags().to_vec()).unwrap_or_default()
+}
+
+/// Forgets every snapshot tagged with the policy's identity (and not with another owner)
+/// and prunes. The identity tag is the only selector (no host, no path): another policy's
+/// snapshots, even in the same repository, never match it.
 pub(crate) fn forget_policy(f: ForgetPolicy, repo_args: &RepoAccess) -> Result<MoverResult, Error> {
     let started = Instant::now();
     let repo = repo_args.open(true)?;
     let policy_tag = tags::policy(&f.policy.namespace, &f.policy.name);
     let all = repo.snapshots(&SnapshotFilter {
         tags: vec![policy_tag],
+        not_contradicting: owner_tags(f.owner.as_ref()),
         ..SnapshotFilter::default()
     })?;
     let plan = ForgetPlan {

@@ -85,6 +85,20 @@ impl SnapshotInfo {
     pub fn has_tags(&self, tags: &[String]) -> bool {
         tags.iter().all(|t| self.tags.contains(t))
     }
+
+    /// Whether the snapshot carries `key=value`, or no `key=` tag at all (`tag` is
+    /// `key=value`; a tag without `=` must be present as is).
+    pub fn agrees_with(&self, tag: &str) -> bool {
+        let Some((key, _)) = tag.split_once('=') else {
+            return self.tags.iter().any(|t| t == tag);
+        };
+        let mut keyed = self
+            .tags
+            .iter()
+            .filter(|t| t.split_once('=').is_some_and(|(k, _)| k == key))
+            .peekable();
+        keyed.peek().is_none() || keyed.any(|t| t == tag)
+    }
 }
 
 /// Which snapshots an operation looks at. Empty fields match everything.
@@ -96,6 +110,11 @@ pub struct SnapshotFilter {
     pub tags: Vec<String>,
     /// Only snapshots with exactly these paths (order-insensitive).
     pub paths: Vec<String>,
+    /// `key=value` tags a snapshot must not contradict: one tagged `key=` with another
+    /// value is left out, one with no `key=` tag at all passes (it was written before the
+    /// key existed). How an owner's retention skips snapshots that share its selector tags
+    /// but belong to someone else.
+    pub not_contradicting: Vec<String>,
 }
 
 impl SnapshotFilter {
@@ -107,6 +126,9 @@ impl SnapshotFilter {
             return false;
         }
         if !sn.has_tags(&self.tags) {
+            return false;
+        }
+        if !self.not_contradicting.iter().all(|t| sn.agrees_with(t)) {
             return false;
         }
         if !self.paths.is_empty() {
@@ -174,6 +196,7 @@ mod tests {
             host: host.map(str::to_string),
             tags: tags.iter().map(|s| s.to_string()).collect(),
             paths: paths.iter().map(|s| s.to_string()).collect(),
+            ..SnapshotFilter::default()
         };
         assert!(f(None, &[], &[]).matches(&sn));
         assert!(f(Some("a"), &["db"], &["/y", "/x"]).matches(&sn));
@@ -182,5 +205,37 @@ mod tests {
         assert!(!f(None, &[], &["/x"]).matches(&sn));
         sn.tags.clear();
         assert!(!f(None, &["db"], &[]).matches(&sn));
+    }
+
+    #[test]
+    fn filter_leaves_out_contradicting_tags_only() {
+        let sn = |tags: &[&str]| -> SnapshotInfo {
+            serde_json::from_value(serde_json::json!({
+                "id": "00", "short_id": "00", "time": "2024-01-01T00:00:00Z",
+                "hostname": "a", "paths": ["/x"], "tags": tags, "tree": "00"
+            }))
+            .unwrap()
+        };
+        let f = SnapshotFilter {
+            tags: vec!["policy=shop/db".into()],
+            not_contradicting: vec!["cluster=c1".into(), "policy-uid=u1".into()],
+            ..SnapshotFilter::default()
+        };
+        let cases: &[(&[&str], bool)] = &[
+            (&["policy=shop/db", "cluster=c1", "policy-uid=u1"], true),
+            // Written before the owner tags existed: still the policy's.
+            (&["policy=shop/db"], true),
+            (&["policy=shop/db", "cluster=c1"], true),
+            // Another cluster, or a policy of the same name that was deleted and made again.
+            (&["policy=shop/db", "cluster=c2", "policy-uid=u1"], false),
+            (&["policy=shop/db", "cluster=c1", "policy-uid=u0"], false),
+            (&["policy=shop/db", "cluster=c2"], false),
+            // A key's prefix is not the key.
+            (&["policy=shop/db", "cluster-x=c2", "policy-uidx=u0"], true),
+            (&["policy=shop/other", "cluster=c1", "policy-uid=u1"], false),
+        ];
+        for (tags, want) in cases {
+            assert_eq!(f.matches(&sn(tags)), *want, "{tags:?}");
+        }
     }
 }

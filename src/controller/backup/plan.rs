@@ -38,7 +38,7 @@ use crate::crd::common::{Failure, condition};
 use crate::crd::labels;
 use crate::jobs::mover::command::{
     ApplyRetention, BackupCommand, BackupDatabase, BackupManifests, BackupRun, BackupVolume,
-    MoverCommand, NamespacedName,
+    MoverCommand, NamespacedName, SnapshotOwner,
 };
 use crate::jobs::mover::{self, DataMount, MoverJob, Privilege, StoreTarget};
 use crate::jobs::result::MoverResult;
@@ -168,6 +168,7 @@ fn unit_job(
     let run = BackupRun {
         policy: NamespacedName::new(&ns, policy.name_any()),
         backup: b.name_any(),
+        owner: SnapshotOwner::of_policy(o.config.cluster_id.as_deref(), policy),
     };
     let mut env: Vec<EnvVar> = vec![];
     let mut image = o.config.mover_image.clone();

@@ -23,7 +23,7 @@ use crate::controller::conditions;
 use crate::crd::backup_policy::BackupPolicy;
 use crate::crd::common::{DeletionPolicy, Failure};
 use crate::crd::labels;
-use crate::jobs::mover::command::{ForgetPolicy, MoverCommand, NamespacedName};
+use crate::jobs::mover::command::{ForgetPolicy, MoverCommand, NamespacedName, SnapshotOwner};
 use crate::jobs::mover::{self, MoverJob, Privilege, StoreTarget};
 use crate::jobs::{self, MAX_NAME};
 
@@ -257,6 +257,7 @@ fn build_job(o: &Observed<'_>, store: &StoreTarget, name: &str) -> Job {
         service_account: o.config.mover_service_account.clone(),
         command: MoverCommand::ForgetPolicy(ForgetPolicy {
             policy: NamespacedName::new(&ns, p.name_any()),
+            owner: SnapshotOwner::of_policy(o.config.cluster_id.as_deref(), p),
         }),
         env: vec![],
         store: store.clone(),

@@ -114,6 +114,42 @@ pub(crate) struct BackupRun {
     pub(crate) policy: NamespacedName,
     /// The Backup (run object), in the policy's namespace.
     pub(crate) backup: String,
+    /// Recorded as tags on every snapshot the run writes. `None`: a hand-run mover or a
+    /// Job rendered by an older controller (snapshots without owner tags).
+    pub(crate) owner: Option<SnapshotOwner>,
+}
+
+/// Who a policy's snapshots belong to besides its `namespace/name`: the cluster that
+/// wrote them and the policy object's UID (tags `cluster=` and `policy-uid=`). Two clusters
+/// sharing a repository, or a policy deleted and made again under the same name, share
+/// the `policy=` tag; retention and deletion act only on snapshots that do not carry
+/// another owner (docs/backup.md, "Whose snapshots retention touches").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SnapshotOwner {
+    pub(crate) cluster: String,
+    pub(crate) policy_uid: String,
+}
+
+impl SnapshotOwner {
+    /// The owner of `policy`'s snapshots in cluster `cluster`; `None` when either is
+    /// unknown (a policy not read from the API server has no UID).
+    pub(crate) fn of_policy(
+        cluster: Option<&str>,
+        policy: &crate::crd::backup_policy::BackupPolicy,
+    ) -> Option<Self> {
+        Some(SnapshotOwner {
+            cluster: cluster?.to_string(),
+            policy_uid: policy.metadata.uid.clone()?,
+        })
+    }
+
+    /// The tags a snapshot of this owner carries.
+    pub(crate) fn tags(&self) -> [String; 2] {
+        [
+            format!("cluster={}", self.cluster),
+            format!("policy-uid={}", self.policy_uid),
+        ]
+    }
 }
 
 /// Back up a mounted volume.
@@ -173,6 +209,9 @@ pub(crate) struct ApplyRetention {
     pub(crate) sources: Vec<String>,
     /// Plan only: report what would be forgotten.
     pub(crate) dry_run: bool,
+    /// Only snapshots not tagged with another owner are thinned. `None`: every snapshot
+    /// with the policy's identity tag (a run by hand, or an older controller's Job).
+    pub(crate) owner: Option<SnapshotOwner>,
 }
 
 /// Forget every snapshot carrying a policy's identity tag and prune: the work of a
@@ -181,6 +220,8 @@ pub(crate) struct ApplyRetention {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ForgetPolicy {
     pub(crate) policy: NamespacedName,
+    /// As for [`ApplyRetention::owner`].
+    pub(crate) owner: Option<SnapshotOwner>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -438,6 +479,14 @@ impl Argv {
     fn backup_run(&mut self, r: &BackupRun) {
         self.value("policy", &r.policy);
         self.value("backup", &r.backup);
+        self.owner(r.owner.as_ref());
+    }
+
+    fn owner(&mut self, o: Option<&SnapshotOwner>) {
+        if let Some(o) = o {
+            self.value("cluster", &o.cluster);
+            self.value("policy-uid", &o.policy_uid);
+        }
     }
 
     fn restore_run(&mut self, r: &RestoreRun) {
@@ -502,11 +551,13 @@ impl MoverCommand {
                 a.opt("backup", c.backup.as_ref());
                 a.each("source", &c.sources);
                 a.switch("dry-run", c.dry_run);
+                a.owner(c.owner.as_ref());
                 a
             }
             MoverCommand::ForgetPolicy(c) => {
                 let mut a = Argv::new(&["mover", "forget-policy"]);
                 a.value("policy", &c.policy);
+                a.owner(c.owner.as_ref());
                 a
             }
             MoverCommand::Restore(RestoreCommand::Volume(c)) => {

@@ -191,6 +191,7 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                 keep,
                 sources: succeeded_sources(&p.status, &ns),
                 dry_run: false,
+                owner: SnapshotOwner::of_policy(o.config.cluster_id.as_deref(), policy),
             });
             p.create_jobs.push(mover::build(&MoverJob {
                 name: name.clone(),

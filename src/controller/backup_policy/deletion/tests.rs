@@ -157,7 +157,13 @@ fn deleting_a_delete_policy_runs_the_forget_job_of_its_own_identity() {
     assert_eq!(
         MoverCommand::parse(&args).unwrap(),
         MoverCommand::ForgetPolicy(ForgetPolicy {
-            policy: NamespacedName::new("shop", "orders")
+            policy: NamespacedName::new("shop", "orders"),
+            // The cluster's and the policy object's identity: another cluster's snapshots,
+            // or those of an earlier policy of the same name, are not this one's to delete.
+            owner: Some(crate::jobs::mover::command::SnapshotOwner {
+                cluster: crate::config::Config::for_tests().cluster_id.unwrap(),
+                policy_uid: "p-uid".into(),
+            }),
         })
     );
     assert_eq!(plan.condition.unwrap().1, "Running");

@@ -20,7 +20,13 @@ enum Arity {
 
 use Arity::{Many, One, Switch};
 
-const BACKUP_RUN: [(&str, Arity); 2] = [("policy", One), ("backup", One)];
+const BACKUP_RUN: [(&str, Arity); 4] = [
+    ("policy", One),
+    ("backup", One),
+    ("cluster", One),
+    ("policy-uid", One),
+];
+const OWNER: [(&str, Arity); 2] = [("cluster", One), ("policy-uid", One)];
 const RESTORE_RUN: [(&str, Arity); 4] = [
     ("restore", One),
     ("policy", One),
@@ -167,7 +173,21 @@ impl Flags {
         Ok(BackupRun {
             policy: self.key("policy")?,
             backup: self.one("backup")?,
+            owner: self.owner()?,
         })
+    }
+
+    /// `--cluster` and `--policy-uid`: both or neither (half an owner would let
+    /// retention match snapshots of the other half's every owner).
+    fn owner(&mut self) -> Result<Option<SnapshotOwner>, ArgvError> {
+        match (self.opt("cluster"), self.opt("policy-uid")) {
+            (Some(cluster), Some(policy_uid)) => Ok(Some(SnapshotOwner {
+                cluster,
+                policy_uid,
+            })),
+            (None, None) => Ok(None),
+            _ => Err(self.conflict("--cluster and --policy-uid go together")),
+        }
     }
 
     fn restore_run(&mut self) -> Result<RestoreRun, ArgvError> {
@@ -251,9 +271,10 @@ impl MoverCommand {
             "check" => MoverCommand::Check(check(rest)?),
             "retention" => MoverCommand::Retention(retention(rest)?),
             "forget-policy" => {
-                let mut f = Flags::parse("forget-policy", rest, &[&[("policy", One)]])?;
+                let mut f = Flags::parse("forget-policy", rest, &[&[("policy", One)], &OWNER])?;
                 MoverCommand::ForgetPolicy(ForgetPolicy {
                     policy: f.key("policy")?,
+                    owner: f.owner()?,
                 })
             }
             "report" => {
@@ -375,19 +396,22 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
     let mut f = Flags::parse(
         "retention",
         args,
-        &[&[
-            ("policy", One),
-            ("backup", One),
-            ("keep-last", One),
-            ("keep-hourly", One),
-            ("keep-daily", One),
-            ("keep-weekly", One),
-            ("keep-monthly", One),
-            ("keep-yearly", One),
-            ("max-forget-percent", One),
-            ("source", Many),
-            ("dry-run", Switch),
-        ]],
+        &[
+            &[
+                ("policy", One),
+                ("backup", One),
+                ("keep-last", One),
+                ("keep-hourly", One),
+                ("keep-daily", One),
+                ("keep-weekly", One),
+                ("keep-monthly", One),
+                ("keep-yearly", One),
+                ("max-forget-percent", One),
+                ("source", Many),
+                ("dry-run", Switch),
+            ],
+            &OWNER,
+        ],
     )?;
     const N: &str = "a whole number";
     Ok(ApplyRetention {
@@ -404,6 +428,7 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
         },
         sources: f.many("source"),
         dry_run: f.switch("dry-run"),
+        owner: f.owner()?,
     })
 }
 

@@ -42,10 +42,18 @@ const ALL: [&str; 14] = [
     "verify",
 ];
 
+fn owner() -> SnapshotOwner {
+    SnapshotOwner {
+        cluster: "4f1e2d3c-0000-4000-8000-000000000001".into(),
+        policy_uid: "9a8b7c6d-0000-4000-8000-000000000002".into(),
+    }
+}
+
 fn backup_run() -> BackupRun {
     BackupRun {
         policy: NamespacedName::new("shop", "orders"),
         backup: "orders-202601010010".into(),
+        owner: Some(owner()),
     }
 }
 
@@ -83,7 +91,10 @@ fn samples() -> Vec<MoverCommand> {
             source: "data".into(),
             path: "/data".into(),
             excludes: vec![],
-            run: backup_run(),
+            run: BackupRun {
+                owner: None,
+                ..backup_run()
+            },
         })),
         M::Backup(BackupCommand::Database(BackupDatabase {
             source: "pg".into(),
@@ -133,6 +144,7 @@ fn samples() -> Vec<MoverCommand> {
             },
             sources: vec!["volume/data".into(), "database/pg".into()],
             dry_run: true,
+            owner: Some(owner()),
         }),
         M::Retention(ApplyRetention {
             policy: NamespacedName::new("shop", "orders"),
@@ -140,9 +152,15 @@ fn samples() -> Vec<MoverCommand> {
             keep: Retention::default(),
             sources: vec![],
             dry_run: false,
+            owner: None,
         }),
         M::ForgetPolicy(ForgetPolicy {
             policy: NamespacedName::new("shop", "orders"),
+            owner: Some(owner()),
+        }),
+        M::ForgetPolicy(ForgetPolicy {
+            policy: NamespacedName::new("shop", "orders"),
+            owner: None,
         }),
         M::Restore(RestoreCommand::Volume(RestoreVolume {
             target: "/data".into(),
@@ -295,7 +313,9 @@ fn the_rendered_argv_reads_as_documented() {
     assert_eq!(
         c.to_args().join(" "),
         "mover backup database --source pg --engine postgres --host pg --port 5432 \
-         --extra-arg=-Z0 --policy shop/orders --backup orders-202601010010"
+         --extra-arg=-Z0 --policy shop/orders --backup orders-202601010010 \
+         --cluster 4f1e2d3c-0000-4000-8000-000000000001 \
+         --policy-uid 9a8b7c6d-0000-4000-8000-000000000002"
     );
 }
 
@@ -362,6 +382,17 @@ fn bad_argv_is_refused_with_the_reason() {
             "takes no argument \"shop/r\"",
         ),
         (&["mover", "report"], "needs --run"),
+        (
+            &[
+                "mover",
+                "forget-policy",
+                "--policy",
+                "a/b",
+                "--cluster",
+                "c1",
+            ],
+            "--cluster and --policy-uid go together",
+        ),
         (&["mover", "report", "--run"], "--run needs a value"),
         (
             &["mover", "report", "--run", "a/b", "--run", "a/c"],
