@@ -464,84 +464,6 @@ fn past_deadline(o: &Observed<'_>, s: &DrillRunStatus) -> Option<Failure> {
     })
 }
 
-/// Chooses the restore point among the policy's successful Backups.
-pub fn choose_restore_point(
-    spec: &DRDrillSpec,
-    policy: &str,
-    backups: &[Backup],
-    seed: &str,
-) -> Result<DrillRestorePoint, Failure> {
-    let mut candidates: Vec<(Timestamp, &Backup)> = backups
-        .iter()
-        .filter(|b| b.spec.policy_ref.name == policy && b.metadata.deletion_timestamp.is_none())
-        // A Backup whose snapshots retention forgot is no restore point any more.
-        .filter(|b| !crate::controller::store::forgotten::all_forgotten(b))
-        .filter_map(|b| {
-            let s = b.status.as_ref()?;
-            (s.phase == Some(BackupPhase::Succeeded))
-                .then_some(())
-                .and(s.restore_point_time.as_ref())
-                .map(|t| (t.0, b))
-        })
-        .collect();
-    candidates.sort_by_key(|(t, b)| (*t, b.name_any()));
-    let sel = &spec.restore_point;
-    let chosen = match sel.strategy {
-        RestorePointStrategy::Latest => candidates.last(),
-        RestorePointStrategy::Oldest => candidates.first(),
-        RestorePointStrategy::Random => {
-            // Stable per run: a retry before the choice was recorded picks the same one.
-            let n = candidates.len() as u64;
-            (n > 0).then(|| {
-                let h = u64::from_str_radix(&jobs::short_hash(seed), 16).unwrap_or(0);
-                &candidates[(h % n) as usize]
-            })
-        }
-        RestorePointStrategy::PointInTime => {
-            let at = sel
-                .time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok());
-            match at {
-                None => {
-                    return Err(failure(
-                        "InvalidRestorePoint",
-                        "restorePoint.time must be an RFC 3339 time for PointInTime",
-                    ));
-                }
-                Some(at) => candidates.iter().rfind(|(t, _)| *t <= at),
-            }
-        }
-    };
-    let Some((time, b)) = chosen else {
-        let when = match sel.strategy {
-            RestorePointStrategy::PointInTime => {
-                format!(" at or before {}", sel.time.as_deref().unwrap_or_default())
-            }
-            _ => String::new(),
-        };
-        return Err(failure(
-            "NoRestorePoint",
-            format!(
-                "BackupPolicy {policy:?} has no successful Backup{when} to restore ({} successful in all)",
-                candidates.len()
-            ),
-        ));
-    };
-    let snapshots = b
-        .status
-        .iter()
-        .flat_map(|s| &s.sources)
-        .filter(|s| s.phase == SourcePhase::Succeeded)
-        .filter_map(|s| s.snapshot_id.clone().map(|id| (s.name.clone(), id)))
-        .collect();
-    Ok(DrillRestorePoint {
-        backup: b.name_any(),
-        time: Time(*time),
-        snapshots,
-    })
-}
-
 /// The database sources a drill restores: those it names, else every one of the policy.
 pub fn restored_database_sources(spec: &DRDrillSpec, policy: &BackupPolicy) -> Vec<String> {
     if spec.restore.databases.is_empty() {
@@ -1267,7 +1189,9 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
     p.requeue = None;
 }
 
+mod point;
 mod report;
+pub use point::*;
 pub use report::*;
 
 #[cfg(test)]

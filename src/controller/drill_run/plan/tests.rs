@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-fn ts(s: &str) -> Timestamp {
+pub(super) fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
@@ -38,7 +38,7 @@ const RUN: &str = "orders-202611221500";
 const SANDBOX: &str = "drill-shop-orders-202611221500";
 const T0: &str = "2026-11-22T15:00:00Z";
 
-fn drill_spec() -> DRDrillSpec {
+pub(super) fn drill_spec() -> DRDrillSpec {
     DRDrillSpec {
         policy_ref: LocalRef {
             name: "orders".into(),
@@ -141,7 +141,7 @@ fn policy() -> BackupPolicy {
     p
 }
 
-fn backup(name: &str, at: &str, phase: BackupPhase) -> Backup {
+pub(super) fn backup(name: &str, at: &str, phase: BackupPhase) -> Backup {
     let mut b = Backup::new(
         name,
         BackupSpec {
@@ -646,46 +646,6 @@ fn once_the_sandbox_exists_the_restore_of_the_chosen_point_starts() {
         ]
     );
 }
-
-#[test]
-fn restore_point_strategies() {
-    let w = World::new(drill_spec());
-    let pick = |strategy, time: Option<&str>, seed: &str| {
-        let mut spec = drill_spec();
-        spec.restore_point = RestorePointSelector {
-            strategy,
-            time: time.map(str::to_string),
-        };
-        choose_restore_point(&spec, "orders", &w.backups, seed).map(|rp| rp.backup)
-    };
-    use RestorePointStrategy::*;
-    assert_eq!(pick(Oldest, None, "x").unwrap(), "orders-202611221300");
-    assert_eq!(
-        pick(PointInTime, Some("2026-11-22T13:59:59Z"), "x").unwrap(),
-        "orders-202611221300"
-    );
-    assert_eq!(
-        pick(PointInTime, Some("2026-11-22T14:00:00Z"), "x").unwrap(),
-        "orders-202611221400"
-    );
-    let e = pick(PointInTime, Some("2026-11-22T12:00:00Z"), "x").unwrap_err();
-    assert_eq!(e.reason, "NoRestorePoint");
-    assert!(
-        e.message.contains("at or before 2026-11-22T12:00:00Z"),
-        "{}",
-        e.message
-    );
-    // Random: stable for a run, spread over runs.
-    assert_eq!(pick(Random, None, "uid-1"), pick(Random, None, "uid-1"));
-    let seen: BTreeSet<String> = (0..40)
-        .map(|i| pick(Random, None, &format!("uid-{i}")).unwrap())
-        .collect();
-    assert_eq!(seen.len(), 2, "both retained points get drilled");
-    let none = choose_restore_point(&drill_spec(), "orders", &[], "x").unwrap_err();
-    assert!(none.message.contains("has no successful Backup"));
-}
-
-use std::collections::BTreeSet;
 
 #[test]
 fn a_missing_restore_point_fails_with_a_clear_reason_and_still_reports_and_cleans_up() {
