@@ -9,7 +9,7 @@ use crate::controller::drill_run::sandbox::{
     ISOLATION_POLICY, MOVER_POLICY, POD_SECURITY_CHECK, PSA_AUDIT, PSA_ENFORCE, PSA_WARN,
     QUOTA_NAME, Workload, token,
 };
-use crate::crd::backup::{BackupSpec, BackupStatus, PolicyRef, SourceResult};
+use crate::crd::backup::{BackupPhase, BackupSpec, BackupStatus, PolicyRef, SourceResult};
 use crate::crd::backup_policy::DatabaseEngine;
 use crate::crd::backup_policy::{
     BackupPolicySpec, DatabaseSource, Sources, StoreRef, VolumeSource,
@@ -17,7 +17,7 @@ use crate::crd::backup_policy::{
 use crate::crd::common::{DatabaseCredentialsRef, ScheduleSpec};
 use crate::crd::dr_drill::{
     Check, CommandCheck, DrillObjectives, DrillRunSpec, FileChecksum, FilesCheck, FreshnessCheck,
-    RestorePointSelector, Sandbox, SqlCheck,
+    Sandbox, SqlCheck,
 };
 use crate::crd::dr_drill::{SandboxNetworkPolicy, SandboxPodSecurity};
 use crate::crd::restore::ALLOW_RESTORE_FROM;
@@ -362,6 +362,7 @@ struct World {
     pods: Vec<Pod>,
     config: Config,
     now: Timestamp,
+    catalog: Option<Vec<crate::controller::store::catalog::RestorePoint>>,
 }
 
 impl World {
@@ -399,6 +400,7 @@ impl World {
             pods: vec![],
             config: Config::for_tests(),
             now: ts(T0),
+            catalog: None,
         }
     }
 
@@ -408,6 +410,7 @@ impl World {
             drill: self.drill.as_ref(),
             policy: self.policy.as_ref(),
             backups: &self.backups,
+            catalog: self.catalog.as_deref(),
             runs: &self.runs,
             store: self.store.clone(),
             sandbox: self.sandbox,
@@ -645,6 +648,62 @@ fn once_the_sandbox_exists_the_restore_of_the_chosen_point_starts() {
             (DrillPhase::Restoring, None)
         ]
     );
+}
+
+#[test]
+fn a_point_only_the_repository_keeps_is_restored_from_the_store() {
+    use crate::controller::store::catalog::{Entry, RestorePoint};
+    let mut spec = drill_spec();
+    spec.restore_point.strategy = RestorePointStrategy::Oldest;
+    let mut w = World::new(spec);
+    let at = ts("2026-11-01T00:00:00Z");
+    w.catalog = Some(vec![RestorePoint {
+        identity: "shop/orders".into(),
+        run: "orders-202611010000".into(),
+        time: at,
+        sources: vec![Entry {
+            id: "vol-old".into(),
+            time: at,
+            identity: "shop/orders".into(),
+            run: "orders-202611010000".into(),
+            kind: SourceKind::Volume,
+            source: "data".into(),
+            db_engine: None,
+            db_name: None,
+            bytes: None,
+        }],
+    }]);
+    let p = w.step();
+    let rp = p.status.restore_point.clone().unwrap();
+    assert_eq!(
+        (rp.backup.as_str(), rp.from_store, rp.candidates),
+        (
+            "orders-202611010000",
+            Some(true),
+            Some(RetainedSource::Catalog)
+        )
+    );
+    let chosen = p
+        .events
+        .iter()
+        .find(|e| e.reason == "RestorePointChosen")
+        .unwrap();
+    assert!(
+        chosen
+            .note
+            .contains("among the restore points the repository keeps"),
+        "{}",
+        chosen.note
+    );
+    w.sandbox = SandboxState::Ours { terminating: false };
+    let p = w.at("2026-11-22T15:00:02Z").step();
+    let r = p.create_restore.as_ref().unwrap();
+    let src = &r.spec.source;
+    assert_eq!(src.backup_ref, None);
+    assert_eq!(src.store_ref.as_ref().unwrap().name, "s3");
+    assert_eq!(src.from_policy.as_deref(), Some("shop/orders"));
+    assert_eq!(src.backup_name.as_deref(), Some("orders-202611010000"));
+    assert_eq!(r.spec.target_namespace.as_deref(), Some(SANDBOX));
 }
 
 #[test]
