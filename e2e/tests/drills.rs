@@ -777,7 +777,7 @@ async fn a_missing_restore_point_fails_clearly_and_cleans_up() -> anyhow::Result
     ensure!(
         f.failure
             .message
-            .contains("no successful Backup at or before 2001-01-01T00:00:00Z"),
+            .contains("at or before 2001-01-01T00:00:00Z"),
         "{f:?}"
     );
     ensure!(s.restore_point.is_none() && s.report.is_some());

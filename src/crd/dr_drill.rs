@@ -101,9 +101,13 @@ pub struct DRDrillSpec {
 #[x_kube(validation = Rule::new("(has(self.strategy) && self.strategy == 'PointInTime') == has(self.time)")
     .message("restorePoint.time is required with strategy PointInTime and only used with it")
     .reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("(has(self.strategy) && self.strategy == 'RandomWithin') == has(self.within)")
+    .message("restorePoint.within is required with strategy RandomWithin and only used with it")
+    .reason(Reason::FieldValueInvalid))]
 pub struct RestorePointSelector {
-    /// `Latest` (default), `Oldest` and `Random` (prove that older retained copies still
-    /// restore), or `PointInTime`.
+    /// `Latest` (default), `Oldest`, `Random`, `RandomWithin` and `Unverified` (prove
+    /// that older retained copies still restore), or `PointInTime`. Candidates are the
+    /// restore points the repository keeps once the store's snapshots are listed.
     #[serde(default)]
     pub strategy: RestorePointStrategy,
     /// RFC 3339 time for `PointInTime` (e.g. `2026-01-31T23:00:00Z`): the newest restore
@@ -111,9 +115,14 @@ pub struct RestorePointSelector {
     #[schemars(length(max = MAX_TIME_LENGTH))]
     #[x_kube(validation = rfc3339_time("time"))]
     pub time: Option<String>,
+    /// The window of `RandomWithin`, back from the run's start (e.g. `30d`). Only with
+    /// `RandomWithin`.
+    #[schemars(pattern(DURATION_PATTERN), length(max = MAX_DURATION_LENGTH))]
+    #[x_kube(validation = positive_duration("within"))]
+    pub within: Option<String>,
 }
 
-/// How the restore point is chosen among the policy's successful Backups.
+/// How the restore point is chosen among the retained restore points.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum RestorePointStrategy {
     /// The newest successful restore point.
@@ -125,6 +134,11 @@ pub enum RestorePointStrategy {
     Random,
     /// The newest at or before `time`.
     PointInTime,
+    /// Chosen at random among those made within `within` before the run.
+    RandomWithin,
+    /// The oldest that no passed run of this drill has verified yet (the oldest when all
+    /// are verified).
+    Unverified,
 }
 
 /// The scratch namespace of a run.
@@ -453,6 +467,14 @@ pub struct DRDrillStatus {
     pub last_report: Option<ReportRef>,
     /// Next schedule slot, RFC 3339 in UTC.
     pub next_run_time: Option<String>,
+    /// The share of retained restore points this drill has verified.
+    pub coverage: Option<RestorePointCoverage>,
+    /// Retained restore points (Backup names) a passed run of this drill restored,
+    /// whether or not that run is still kept (`historyLimit`); forgotten with the point.
+    /// Written by the controller only; at most 1000, newest kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub verified_restore_points: Vec<String>,
     /// `Ready`, `RTODemonstrated`, `RPOMet`, `DrillOverdue`, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -625,13 +647,48 @@ pub enum ImmutabilityResult {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DrillRestorePoint {
-    /// The Backup whose snapshots were restored.
+    /// The Backup whose snapshots were restored (the run that wrote them, as the
+    /// snapshots' `backup=` tag names it when no Backup object is left).
     pub backup: String,
     /// Its restore point time.
     pub time: Time,
     /// Snapshot ID per source.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshots: BTreeMap<String, String>,
+    /// Where the candidates came from: `Catalog` (the restore points the repository
+    /// keeps) or `BackupObjects` (the store's snapshots were not listed yet). Absent in
+    /// runs of older releases (Backup objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<RetainedSource>,
+    /// True when no Backup object records the point (the policy's history limit removed
+    /// it): the run's Restore read it from the store (`source.storeRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_store: Option<bool>,
+}
+
+/// Where a list of retained restore points comes from.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum RetainedSource {
+    /// The repository's catalog: every restore point retention keeps.
+    Catalog,
+    /// The Backup objects in the cluster (the policy's history limit may have removed
+    /// records of points the repository still keeps).
+    BackupObjects,
+}
+
+/// The share of the retained restore points that a passed run of the drill verified.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePointCoverage {
+    /// Restore points retained.
+    pub retained: u32,
+    /// Of those, verified by a passed run.
+    pub verified: u32,
+    /// verified / retained; absent when nothing is retained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// What `retained` counts.
+    pub source: RetainedSource,
 }
 
 /// One phase of the timeline.

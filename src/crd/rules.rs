@@ -396,6 +396,16 @@ mod tests {
                 "self.strategy == 'PointInTime'",
             ),
             ("DRDrill", "spec.restorePoint.time", "format.datetime()"),
+            (
+                "DRDrill",
+                "spec.restorePoint",
+                "self.strategy == 'RandomWithin'",
+            ),
+            (
+                "DRDrill",
+                "spec.restorePoint.within",
+                "self.matches('[1-9]')",
+            ),
             ("DRDrill", "spec.objectives.rto", "self.matches('[1-9]')"),
             ("DRDrill", "spec.objectives.rtoWindow", "self >= 1"),
             ("DRDrill", "spec.historyLimit", "self >= 1"),

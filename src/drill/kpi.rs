@@ -10,7 +10,7 @@
 //!   the newer half (at least 4 runs); a change beyond ±10 % is Rising or Falling;
 //! - a restore point counts as verified when a passed run restored it (at any time);
 //!   which points are retained comes from the caller ([`Retained`]): the repository's
-//!   catalog once it exists (the catalog issue), otherwise the Backup objects in the
+//!   catalog where the store's snapshots are listed, otherwise the Backup objects in the
 //!   cluster, which undercount what retention keeps.
 
 use std::collections::BTreeSet;
@@ -37,15 +37,8 @@ pub struct Sample {
     pub restore_point: Option<String>,
 }
 
-/// Where the list of retained restore points comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RetainedSource {
-    /// The repository's catalog: every restore point retention keeps.
-    Catalog,
-    /// The Backup objects in the cluster (the policy's history limit may have removed
-    /// records of points the repository still keeps).
-    BackupObjects,
-}
+/// Where the list of retained restore points comes from (also the DRDrill status's).
+pub use crate::crd::dr_drill::RetainedSource;
 
 /// The retained restore points, when known.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,17 +88,9 @@ pub struct WindowKpis {
     pub rpo_p95_seconds: Option<f64>,
 }
 
-/// The share of retained restore points that a passed run restored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Coverage {
-    pub retained: u32,
-    pub verified: u32,
-    /// verified / retained; absent when nothing is retained.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub share: Option<f64>,
-    pub source: RetainedSource,
-}
+/// The share of retained restore points that a passed run restored (the DRDrill
+/// status's `coverage`).
+pub use crate::crd::dr_drill::RestorePointCoverage as Coverage;
 
 /// KPIs of a drill (or of all drills of a namespace).
 #[skip_serializing_none]
@@ -185,16 +170,21 @@ pub fn window(samples: &[Sample], now: Timestamp, days: u32) -> WindowKpis {
 
 /// The share of `retained` that a passed run among `samples` restored.
 pub fn coverage(samples: &[Sample], retained: &Retained) -> Option<Coverage> {
-    let Retained::Known { points, source } = retained else {
-        return None;
-    };
     let verified_points: BTreeSet<&str> = samples
         .iter()
         .filter(|s| s.outcome == Some(DrillOutcome::Passed))
         .filter_map(|s| s.restore_point.as_deref())
         .collect();
+    share(&verified_points, retained)
+}
+
+/// The share of `retained` among `verified` restore points (Backup names).
+pub fn share(verified: &BTreeSet<&str>, retained: &Retained) -> Option<Coverage> {
+    let Retained::Known { points, source } = retained else {
+        return None;
+    };
     let retained: BTreeSet<&str> = points.iter().map(String::as_str).collect();
-    let verified = retained.intersection(&verified_points).count() as u32;
+    let verified = retained.intersection(verified).count() as u32;
     let n = retained.len() as u32;
     Some(Coverage {
         retained: n,

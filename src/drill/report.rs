@@ -606,6 +606,8 @@ pub(crate) mod tests {
                 backup: "orders-202611221400".into(),
                 time: time("2026-11-22T14:00:00Z"),
                 snapshots: BTreeMap::from([("pg".into(), "cb40c44f5f70".into())]),
+                candidates: None,
+                from_store: None,
             }),
             timeline: vec![
                 PhaseSpan {

@@ -476,6 +476,30 @@ pub fn drill() -> Kind {
                 "time must be an RFC 3339 time",
                 vec![("/spec/restorePoint/time", json!("2026-13-01T00:00:00Z"))],
             ),
+            removing(
+                case(
+                    "spec.restorePoint",
+                    "restorePoint.within is required with strategy RandomWithin",
+                    vec![("/spec/restorePoint/strategy", json!("RandomWithin"))],
+                ),
+                &["/spec/restorePoint/time"],
+            ),
+            case(
+                "spec.restorePoint",
+                "restorePoint.within is required with strategy RandomWithin and only used with it",
+                vec![("/spec/restorePoint/within", json!("30d"))],
+            ),
+            removing(
+                case(
+                    "spec.restorePoint.within",
+                    "within must be a positive duration",
+                    vec![
+                        ("/spec/restorePoint/strategy", json!("RandomWithin")),
+                        ("/spec/restorePoint/within", json!("0d")),
+                    ],
+                ),
+                &["/spec/restorePoint/time"],
+            ),
             case(
                 "spec.sandbox.namespacePrefix",
                 "namespacePrefix must be 1-20 lowercase letters",

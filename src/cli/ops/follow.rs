@@ -732,6 +732,8 @@ mod tests {
                 backup: "orders-202603040500".into(),
                 time: at("2026-03-04T05:00:00Z"),
                 snapshots: Default::default(),
+                candidates: None,
+                from_store: None,
             }),
             rto: Some(Measurement {
                 measured: Some("4m12s".into()),

@@ -3,10 +3,11 @@
 //! its trend, and the share of the policy's restore points a passed run verified, and the
 //! text tables `status` prints (the shared table layout lives here too).
 //!
-//! Retained restore points come from the policy's succeeded Backup objects until the
-//! repository's catalog exists (another issue): the history limit removes records of
-//! points the repository still keeps, so the share is of the points the cluster lists,
-//! and says so (`source: BackupObjects`).
+//! Retained restore points come from the repository's catalog when the DRDrill controller
+//! computed the drill's coverage from it (`status.coverage`, `source: Catalog`; the CLI
+//! cannot list a repository itself), otherwise from the policy's succeeded Backup
+//! objects: the history limit removes records of points the repository still keeps, so
+//! that share is of the points the cluster lists, and says so (`source: BackupObjects`).
 
 use std::time::Duration;
 
@@ -14,15 +15,18 @@ use jiff::Timestamp;
 
 use crate::crd::backup::{Backup, BackupPhase};
 use crate::crd::dr_drill::DrillRun;
-use crate::drill::kpi::{self, Direction, DrillKpis, Retained, RetainedSource};
+use crate::drill::kpi::{self, Coverage, Direction, DrillKpis, Retained, RetainedSource};
 use crate::schedule::duration;
 
 pub use crate::drill::kpi::samples;
 
 /// A drill's KPIs from its runs and its policy's Backups; `None` without finished runs.
+/// The coverage is the drill's own (`status.coverage`) when the controller computed it
+/// from the store's catalog, else the share of the policy's succeeded Backup objects.
 pub fn of_drill(
     runs: &[&DrillRun],
     policy_backups: &[&Backup],
+    drill_coverage: Option<&Coverage>,
     now: Timestamp,
 ) -> Option<DrillKpis> {
     let samples = samples(runs);
@@ -34,14 +38,18 @@ pub fn of_drill(
         .filter(|b| b.status.as_ref().and_then(|s| s.phase) == Some(BackupPhase::Succeeded))
         .filter_map(|b| b.metadata.name.clone())
         .collect();
-    Some(kpi::compute(
+    let mut k = kpi::compute(
         &samples,
         now,
         &Retained::Known {
             points,
             source: RetainedSource::BackupObjects,
         },
-    ))
+    );
+    if let Some(c) = drill_coverage.filter(|c| c.source == RetainedSource::Catalog) {
+        k.restore_points = Some(c.clone());
+    }
+    Some(k)
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -74,7 +82,11 @@ pub fn rows(drill: &str, k: &DrillKpis) -> Vec<Vec<String>> {
                     format!("{d} ({:+.0}%)", t.change * 100.0)
                 }),
                 k.restore_points.as_ref().map_or("-".into(), |c| {
-                    format!("{}/{} listed", c.verified, c.retained)
+                    let of = match c.source {
+                        RetainedSource::Catalog => "retained",
+                        RetainedSource::BackupObjects => "listed",
+                    };
+                    format!("{}/{} {of}", c.verified, c.retained)
                 }),
             ]
         })
@@ -165,6 +177,8 @@ mod tests {
             backup: point.into(),
             time: Time(now() - SignedDuration::from_hours(24 * days + 1)),
             snapshots: Default::default(),
+            candidates: None,
+            from_store: None,
         });
         r
     }
@@ -207,7 +221,7 @@ mod tests {
             backup("b5", BackupPhase::Failed),
         ];
         let b: Vec<&Backup> = backups.iter().collect();
-        let k = of_drill(&all, &b, now()).unwrap();
+        let k = of_drill(&all, &b, None, now()).unwrap();
         let (w30, w90) = (&k.windows[0], &k.windows[1]);
         assert_eq!((w30.runs, w30.passed, w30.failed), (3, 2, 1));
         assert_eq!((w90.runs, w90.passed, w90.failed), (5, 3, 2));
@@ -234,7 +248,23 @@ mod tests {
             ]
         );
         assert_eq!(r[1][5], "60%");
-        assert!(of_drill(&[&running], &b, now()).is_none());
+        assert!(of_drill(&[&running], &b, None, now()).is_none());
+        // The drill's coverage from the repository's catalog wins over the Backup objects.
+        let catalog = Coverage {
+            retained: 5,
+            verified: 3,
+            share: Some(0.6),
+            source: RetainedSource::Catalog,
+        };
+        let k = of_drill(&all, &b, Some(&catalog), now()).unwrap();
+        assert_eq!(k.restore_points.as_ref(), Some(&catalog));
+        assert_eq!(rows("orders", &k)[0][9], "3/5 retained");
+        let objects = Coverage {
+            source: RetainedSource::BackupObjects,
+            ..catalog
+        };
+        let k = of_drill(&all, &b, Some(&objects), now()).unwrap();
+        assert_eq!(k.restore_points.unwrap().retained, 2, "the CLI's own count");
     }
 
     #[test]

@@ -317,6 +317,7 @@ fn drill_status(
                 .copied()
                 .filter(|b| b.spec.policy_ref.name == d.spec.policy_ref.name)
                 .collect::<Vec<_>>(),
+            st.coverage.as_ref(),
             now,
         ),
     }

@@ -17,9 +17,12 @@ use kube::runtime::watcher;
 
 use self::plan::{Observed, Plan};
 use super::drill_run::list_runs;
+use super::drill_run::plan::point;
+use super::store::catalog::StoreKey;
 use super::{Context, Error, Result, apply_status, error_policy, instrumented};
 use crate::crd::backup_policy::BackupPolicy;
-use crate::crd::dr_drill::{DRDrill, DrillRun};
+use crate::crd::dr_drill::{DRDrill, DRDrillStatus, DrillRun};
+use crate::drill::kpi::Retained;
 use crate::metrics::DrillLabels;
 
 const CONTROLLER: &str = "drdrill";
@@ -46,10 +49,12 @@ async fn reconcile_inner(drill: &DRDrill, ctx: &Context) -> Result<Action> {
         .get_opt(&drill.spec.policy_ref.name)
         .await?;
     let runs = list_runs(client, &ns, &name).await?;
+    let retained = retained(ctx, &ns, policy.as_ref());
     let plan = plan::plan(&Observed {
         drill,
         policy: policy.as_ref(),
         runs: &runs,
+        retained: &retained,
         now: Timestamp::now(),
     });
     apply(drill, &plan, ctx).await?;
@@ -64,6 +69,25 @@ async fn reconcile_inner(drill: &DRDrill, ctx: &Context) -> Result<Action> {
             message: nr.message,
         }),
         None => Ok(Action::requeue(plan.requeue)),
+    }
+}
+
+/// The policy's retained restore points as a run would choose among them
+/// (`drill_run::plan::point::candidates`): the store's catalog once listed, else the
+/// policy's Backup objects (from the cache).
+fn retained(ctx: &Context, ns: &str, policy: Option<&BackupPolicy>) -> Retained {
+    let Some(p) = policy else {
+        return Retained::Unknown;
+    };
+    let backups = ctx.caches.backups_of(ns, &p.name_any());
+    let catalog = ctx
+        .catalogs
+        .get(&StoreKey::of_ref(ns, &p.spec.store_ref))
+        .map(|c| c.points_of(&format!("{ns}/{}", p.name_any())));
+    let (cands, source) = point::candidates(&p.name_any(), &backups, catalog.as_deref());
+    Retained::Known {
+        points: point::retained_names(&cands),
+        source,
     }
 }
 
@@ -90,9 +114,29 @@ async fn apply(drill: &DRDrill, plan: &Plan, ctx: &Context) -> Result<()> {
     }
     if drill.status.as_ref() != Some(&plan.status) {
         let api = Api::<DRDrill>::namespaced(ctx.client.clone(), &ns);
-        apply_status(&api, &drill.name_any(), &plan.status).await?;
+        match apply_status(&api, &drill.name_any(), &plan.status).await {
+            // The DRDrill CRD is older than the controller (an upgrade's window, CI's
+            // upgrade test): server-side apply refuses a status field the schema does
+            // not declare, so record the rest; the coverage waits for the new CRDs.
+            Err(Error::Kube(kube::Error::Api(e)))
+                if e.message.contains("field not declared in schema") =>
+            {
+                tracing::warn!(error = %e.message, "the DRDrill CRD is older than the controller: coverage and verifiedRestorePoints not recorded");
+                apply_status(&api, &drill.name_any(), &for_old_crd(&plan.status)).await?;
+            }
+            r => r?,
+        }
     }
     Ok(())
+}
+
+/// The status without the fields CRDs of earlier releases do not declare.
+fn for_old_crd(status: &DRDrillStatus) -> DRDrillStatus {
+    DRDrillStatus {
+        coverage: None,
+        verified_restore_points: Vec::new(),
+        ..status.clone()
+    }
 }
 
 fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
@@ -138,4 +182,38 @@ pub async fn run(ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::dr_drill::{RestorePointCoverage, RetainedSource};
+
+    #[test]
+    fn the_status_for_an_old_crd_has_only_fields_it_declares() {
+        let full = DRDrillStatus {
+            last_run: Some("d-1".into()),
+            coverage: Some(RestorePointCoverage {
+                retained: 3,
+                verified: 1,
+                share: Some(1.0 / 3.0),
+                source: RetainedSource::Catalog,
+            }),
+            verified_restore_points: vec!["b1".into()],
+            ..DRDrillStatus::default()
+        };
+        let old = serde_json::to_value(for_old_crd(&full)).unwrap();
+        let keys: Vec<&str> = old
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, vec!["lastRun"], "the rest of the status is kept");
+        // Without the new fields the two agree, so nothing else was dropped.
+        let mut expected = full.clone();
+        expected.coverage = None;
+        expected.verified_restore_points.clear();
+        assert_eq!(for_old_crd(&full), expected);
+    }
 }

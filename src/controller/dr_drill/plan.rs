@@ -26,12 +26,10 @@ use crate::crd::backup::Trigger;
 use crate::crd::backup_policy::BackupPolicy;
 use crate::crd::common::condition;
 use crate::crd::dr_drill::{
-    Check, DRDrill, DRDrillStatus, DrillOutcome, DrillPhase, DrillRun, DrillRunSpec,
-    RestorePointStrategy,
+    DRDrill, DRDrillStatus, DrillOutcome, DrillPhase, DrillRun, DrillRunSpec, RestorePointStrategy,
 };
 use crate::crd::labels;
 use crate::crd::restore::LocalRef;
-use crate::drill::{checks, expect};
 use crate::jobs;
 use crate::schedule::{Schedule, duration};
 
@@ -50,6 +48,8 @@ pub struct Observed<'a> {
     pub policy: Option<&'a BackupPolicy>,
     /// DrillRuns of this drill, in any order.
     pub runs: &'a [DrillRun],
+    /// The policy's retained restore points (the store's catalog, else its Backups).
+    pub retained: &'a kpi::Retained,
     pub now: Timestamp,
 }
 
@@ -113,154 +113,6 @@ fn parse_opt(field: &str, v: Option<&str>) -> Result<Option<Duration>, String> {
         .transpose()
 }
 
-/// Checks one check against the drill and the policy.
-fn validate_check(
-    i: usize,
-    c: &Check,
-    restored_dbs: &BTreeSet<String>,
-    volumes_restored: bool,
-    policy: &BackupPolicy,
-) -> Result<(), String> {
-    let at = format!("spec.checks[{i}] ({})", c.name);
-    let Check {
-        name,
-        sql,
-        files,
-        command,
-        http,
-        freshness,
-        timeout,
-    } = c;
-    let ok_name = !name.is_empty()
-        && name.len() <= 40
-        && is_dns_label_part(name)
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !ok_name {
-        return Err(format!(
-            "spec.checks[{i}]: name {name:?} must be lowercase letters, digits and '-', at most 40 characters"
-        ));
-    }
-    let kinds = [
-        sql.is_some(),
-        files.is_some(),
-        command.is_some(),
-        http.is_some(),
-        freshness.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if kinds != 1 {
-        return Err(format!(
-            "{at}: set exactly one of sql, files, command, http and freshness ({kinds} set)"
-        ));
-    }
-    parse_opt(&format!("{at}.timeout"), timeout.as_deref())?;
-    let need_db = |db: &str| -> Result<(), String> {
-        if !policy.spec.sources.databases.iter().any(|d| d.name == db) {
-            return Err(format!(
-                "{at}: database {db:?} is not a database source of BackupPolicy {:?}",
-                policy.name_any()
-            ));
-        }
-        if !restored_dbs.contains(db) {
-            return Err(format!(
-                "{at}: database {db:?} is not restored by this drill (spec.restore.databases)"
-            ));
-        }
-        Ok(())
-    };
-    let need_volume = |v: &str| -> Result<(), String> {
-        if !volumes_restored {
-            return Err(format!(
-                "{at}: volume {v:?} is not restored (spec.restore.volumes is false)"
-            ));
-        }
-        let vols = &policy.spec.sources.volumes;
-        let named = vols.iter().any(|s| s.pvc_name.as_deref() == Some(v));
-        let by_selector = vols.iter().any(|s| s.selector.is_some());
-        if named || by_selector {
-            Ok(())
-        } else {
-            Err(format!(
-                "{at}: volume {v:?} is not a volume source of BackupPolicy {:?}",
-                policy.name_any()
-            ))
-        }
-    };
-    if let Some(s) = sql {
-        need_db(&s.database)?;
-        match (&s.query, s.matches_backup) {
-            (Some(_), true) => {
-                return Err(format!(
-                    "{at}: set either query (with expect) or matchesBackup, not both"
-                ));
-            }
-            (None, false) => {
-                return Err(format!("{at}: set query (with expect) or matchesBackup"));
-            }
-            (Some(q), false) => {
-                if q.trim().is_empty() {
-                    return Err(format!("{at}: the query is empty"));
-                }
-                let e = s
-                    .expect
-                    .as_ref()
-                    .ok_or_else(|| format!("{at}: a query needs an expectation (expect)"))?;
-                expect::validate(e).map_err(|m| format!("{at}.expect: {m}"))?;
-            }
-            (None, true) => {
-                if s.expect.is_some() {
-                    return Err(format!("{at}: expect has no meaning with matchesBackup"));
-                }
-            }
-        }
-    }
-    if let Some(f) = freshness {
-        need_db(&f.database)?;
-        if f.query.trim().is_empty() {
-            return Err(format!("{at}: the freshness query is empty"));
-        }
-    }
-    if let Some(f) = files {
-        need_volume(&f.volume)?;
-        if f.exist.is_empty() && f.checksums.is_empty() {
-            return Err(format!("{at}: list paths under exist or checksums"));
-        }
-        for p in f.exist.iter().chain(f.checksums.iter().map(|c| &c.path)) {
-            checks::check_relative(p).map_err(|m| format!("{at}: {m}"))?;
-        }
-        for c in &f.checksums {
-            if let Some(h) = &c.sha256
-                && !(h.len() == 64 && h.chars().all(|x| x.is_ascii_hexdigit()))
-            {
-                return Err(format!(
-                    "{at}: sha256 of {} must be 64 hexadecimal digits",
-                    c.path
-                ));
-            }
-        }
-    }
-    if let Some(cmd) = command {
-        if cmd.image.trim().is_empty() {
-            return Err(format!("{at}: command.image is empty"));
-        }
-        for v in &cmd.volumes {
-            need_volume(v)?;
-        }
-    }
-    if let Some(h) = http {
-        checks::parse_http_url(&h.url).map_err(|m| format!("{at}: {m}"))?;
-        if let Some(s) = h.expect_status
-            && !(100..=599).contains(&s)
-        {
-            return Err(format!("{at}: expectStatus {s} is not an HTTP status"));
-        }
-    }
-    Ok(())
-}
-
 /// Everything that must hold before the drill may run, with a precise reason. The CRD's
 /// CEL rules refuse the shape errors at admission now (durations, restore point, sandbox
 /// prefix, one check kind, unique names, sql/files/http forms); these checks stay as
@@ -321,6 +173,19 @@ pub fn validate(drill: &DRDrill, policy: Option<&BackupPolicy>) -> Result<Schedu
         }
         _ => {}
     }
+    match (rp.strategy, &rp.within) {
+        (RestorePointStrategy::RandomWithin, None) => {
+            Err("spec.restorePoint.within is required with strategy RandomWithin".to_string())
+        }
+        (RestorePointStrategy::RandomWithin, w) => {
+            parse_opt("spec.restorePoint.within", w.as_deref()).map(|_| ())
+        }
+        (s, Some(_)) => Err(format!(
+            "spec.restorePoint.within is only used with strategy RandomWithin, not {s:?}"
+        )),
+        (_, None) => Ok(()),
+    }
+    .map_err(|m| invalid("InvalidRestorePoint", m))?;
     let sb = &spec.sandbox;
     if let Some(p) = &sb.namespace_prefix
         && (p.is_empty() || p.len() > 20 || !is_dns_label_part(p) || p.starts_with('-'))
@@ -857,6 +722,10 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         .collect();
     delete.sort();
 
+    status.verified_restore_points =
+        coverage::record(&previous.verified_restore_points, &completed, o.retained);
+    status.coverage = coverage::coverage(&status.verified_restore_points, o.retained);
+
     let newest_done = completed.last().and_then(|r| r.status.clone());
     let gauges = DrillGauges {
         rto_seconds: newest_done
@@ -870,9 +739,8 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             .last_passed_time
             .as_ref()
             .map(|t| t.0.as_second() as f64),
-        // Retained restore points are not known here (the Backups are not read), so
-        // the verified share is `lifeboat status`'s and the reports' only.
         kpis: Some(kpi::compute(&kpi::samples(&completed), o.now, &kpi::Retained::Unknown).windows),
+        coverage: Some(status.coverage.clone()),
     };
 
     Plan {
@@ -890,6 +758,10 @@ pub fn plan(o: &Observed<'_>) -> Plan {
 pub fn uses_policy(drill: &DRDrill, policy: &str) -> bool {
     drill.spec.policy_ref.name == policy
 }
+
+mod check_rules;
+mod coverage;
+use check_rules::validate_check;
 
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ use self::plan::{Observed, Plan, SandboxState, StoreInfo};
 use self::sandbox::Workload;
 use super::access::{self, rbac};
 use super::backup_policy::lookup_policy;
+use super::store::catalog::StoreKey;
 use super::{Context, Error, Result, apply_own_status, error_policy, evidence, instrumented};
 use crate::crd::annotations;
 use crate::crd::backup_policy::{BackupPolicy, BackupPolicyStatus};
@@ -149,10 +150,23 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         }
         _ => Vec::new(),
     };
-    let runs = if phase == DrillPhase::Pending {
+    // The runs are read while waiting for others and while the restore point is to be
+    // chosen (`Unverified` looks at the points passed runs verified).
+    let choosing = matches!(phase, DrillPhase::Pending | DrillPhase::Provisioning)
+        && status.restore_point.is_none();
+    let runs = if phase == DrillPhase::Pending || choosing {
         list_runs(client, &ns, &run.spec.drill_ref.name).await?
     } else {
         Vec::new()
+    };
+    // The repository's restore points of the policy, once its store's snapshots are
+    // listed (the store controllers' in-memory catalog).
+    let catalog = match (&policy, choosing) {
+        (Some(p), true) => ctx
+            .catalogs
+            .get(&StoreKey::of_ref(&ns, &p.spec.store_ref))
+            .map(|c| c.points_of(&format!("{ns}/{}", p.name_any()))),
+        _ => None,
     };
     // The namespace's right to the store is checked on every step; the Secrets are read
     // where the run needs them (the sandbox, the report).
@@ -267,6 +281,7 @@ async fn reconcile_inner(run: &DrillRun, ctx: &Context) -> Result<Action> {
         drill: drill.as_ref(),
         policy: policy.as_ref(),
         backups: &backups,
+        catalog: catalog.as_deref(),
         runs: &runs,
         store: store.clone(),
         sandbox,
@@ -501,13 +516,20 @@ async fn apply(
                 if e.message.contains("sandboxUid")
                     || e.message.contains("field not declared in schema") =>
             {
-                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid, immutability and report signature fields not recorded");
+                tracing::warn!(error = %e.message, "the DrillRun CRD is older than the controller: sandboxUid, immutability, report signature and restore point source fields not recorded");
                 status.sandbox_uid = None;
                 // The step's verdict still decided the outcome and is in the report.
                 status.immutability = None;
                 if let Some(r) = status.report.as_mut() {
                     r.signature_location = None;
                     r.key_id = None;
+                }
+                // Where the candidates came from, and whether the point is read from the
+                // store: a store point's Restore then names a Backup that does not exist
+                // and fails with its reason (old CRDs cannot read a store point anyway).
+                if let Some(rp) = status.restore_point.as_mut() {
+                    rp.candidates = None;
+                    rp.from_store = None;
                 }
                 apply_own_status(client, run, &status).await?;
             }
@@ -600,8 +622,10 @@ fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutco
             .as_ref()
             .filter(|_| outcome == DrillOutcome::Passed)
             .map(|t| t.0.as_second() as f64),
-        // The DRDrill controller computes the KPIs from all of the drill's runs.
+        // The DRDrill controller computes the KPIs from all of the drill's runs, and
+        // the coverage from its record and the catalog.
         kpis: None,
+        coverage: None,
     };
     let outcome = match outcome {
         DrillOutcome::Passed => "Passed",

@@ -37,12 +37,12 @@ use crate::config::Config;
 use crate::controller::access::observe::{job_failed_reason, job_finished, stuck, terminated};
 use crate::controller::conditions::{self, Desired};
 use crate::crd::annotations;
-use crate::crd::backup::{Backup, BackupPhase, SourceKind, SourcePhase};
+use crate::crd::backup::{Backup, SourceKind, SourcePhase};
 use crate::crd::backup_policy::{BackupPolicy, VerifiedRestorePoint};
 use crate::crd::common::{Failure, condition};
 use crate::crd::dr_drill::{
     CheckResult, CheckVerdict, DRDrill, DRDrillSpec, DrillFailure, DrillOutcome, DrillPhase,
-    DrillRestorePoint, DrillRun, DrillRunStatus, PhaseSpan, RestorePointStrategy,
+    DrillRestorePoint, DrillRun, DrillRunStatus, PhaseSpan, RestorePointStrategy, RetainedSource,
 };
 use crate::crd::labels;
 use crate::crd::restore::{
@@ -163,6 +163,9 @@ pub struct Observed<'a> {
     pub policy: Option<&'a BackupPolicy>,
     /// Backups of the policy (to choose the restore point from).
     pub backups: &'a [Backup],
+    /// The store catalog's restore points of the policy's identity, once the store's
+    /// snapshots are listed (read while the restore point is to be chosen).
+    pub catalog: Option<&'a [crate::controller::store::catalog::RestorePoint]>,
     /// DrillRuns of the same drill, this one included.
     pub runs: &'a [DrillRun],
     pub store: Option<StoreInfo>,
@@ -464,84 +467,6 @@ fn past_deadline(o: &Observed<'_>, s: &DrillRunStatus) -> Option<Failure> {
     })
 }
 
-/// Chooses the restore point among the policy's successful Backups.
-pub fn choose_restore_point(
-    spec: &DRDrillSpec,
-    policy: &str,
-    backups: &[Backup],
-    seed: &str,
-) -> Result<DrillRestorePoint, Failure> {
-    let mut candidates: Vec<(Timestamp, &Backup)> = backups
-        .iter()
-        .filter(|b| b.spec.policy_ref.name == policy && b.metadata.deletion_timestamp.is_none())
-        // A Backup whose snapshots retention forgot is no restore point any more.
-        .filter(|b| !crate::controller::store::forgotten::all_forgotten(b))
-        .filter_map(|b| {
-            let s = b.status.as_ref()?;
-            (s.phase == Some(BackupPhase::Succeeded))
-                .then_some(())
-                .and(s.restore_point_time.as_ref())
-                .map(|t| (t.0, b))
-        })
-        .collect();
-    candidates.sort_by_key(|(t, b)| (*t, b.name_any()));
-    let sel = &spec.restore_point;
-    let chosen = match sel.strategy {
-        RestorePointStrategy::Latest => candidates.last(),
-        RestorePointStrategy::Oldest => candidates.first(),
-        RestorePointStrategy::Random => {
-            // Stable per run: a retry before the choice was recorded picks the same one.
-            let n = candidates.len() as u64;
-            (n > 0).then(|| {
-                let h = u64::from_str_radix(&jobs::short_hash(seed), 16).unwrap_or(0);
-                &candidates[(h % n) as usize]
-            })
-        }
-        RestorePointStrategy::PointInTime => {
-            let at = sel
-                .time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok());
-            match at {
-                None => {
-                    return Err(failure(
-                        "InvalidRestorePoint",
-                        "restorePoint.time must be an RFC 3339 time for PointInTime",
-                    ));
-                }
-                Some(at) => candidates.iter().rfind(|(t, _)| *t <= at),
-            }
-        }
-    };
-    let Some((time, b)) = chosen else {
-        let when = match sel.strategy {
-            RestorePointStrategy::PointInTime => {
-                format!(" at or before {}", sel.time.as_deref().unwrap_or_default())
-            }
-            _ => String::new(),
-        };
-        return Err(failure(
-            "NoRestorePoint",
-            format!(
-                "BackupPolicy {policy:?} has no successful Backup{when} to restore ({} successful in all)",
-                candidates.len()
-            ),
-        ));
-    };
-    let snapshots = b
-        .status
-        .iter()
-        .flat_map(|s| &s.sources)
-        .filter(|s| s.phase == SourcePhase::Succeeded)
-        .filter_map(|s| s.snapshot_id.clone().map(|id| (s.name.clone(), id)))
-        .collect();
-    Ok(DrillRestorePoint {
-        backup: b.name_any(),
-        time: Time(*time),
-        snapshots,
-    })
-}
-
 /// The database sources a drill restores: those it names, else every one of the policy.
 pub fn restored_database_sources(spec: &DRDrillSpec, policy: &BackupPolicy) -> Vec<String> {
     if spec.restore.databases.is_empty() {
@@ -584,15 +509,31 @@ pub fn restore_object(
             target: None,
         })
         .collect();
+    // A point no Backup object records is read from the policy's store, as its
+    // snapshots are tagged (`<namespace>/<policy>`).
+    let source = if rp.from_store == Some(true) {
+        RestoreSource {
+            store_ref: Some(policy.spec.store_ref.clone()),
+            from_policy: Some(format!(
+                "{}/{}",
+                policy.namespace().unwrap_or_default(),
+                policy.name_any()
+            )),
+            backup_name: Some(rp.backup.clone()),
+            ..RestoreSource::default()
+        }
+    } else {
+        RestoreSource {
+            backup_ref: Some(LocalRef {
+                name: rp.backup.clone(),
+            }),
+            ..RestoreSource::default()
+        }
+    };
     let mut r = Restore::new(
         &run.name_any(),
         RestoreSpec {
-            source: RestoreSource {
-                backup_ref: Some(LocalRef {
-                    name: rp.backup.clone(),
-                }),
-                ..RestoreSource::default()
-            },
+            source,
             target_namespace: Some(sandbox.into()),
             volumes: Some(VolumeRestore {
                 skip: !spec.restore.volumes.unwrap_or(true),
@@ -609,6 +550,23 @@ pub fn restore_object(
     r.metadata.labels = Some(run_labels(run, "drill-restore"));
     r.metadata.owner_references = Some(vec![owner(run)]);
     r
+}
+
+/// Restore points (Backup names) that a passed run of the drill restored: the drill's
+/// record (kept by the DRDrill controller beyond the runs' history limit) and the runs
+/// still there.
+fn verified_points(o: &Observed<'_>) -> std::collections::BTreeSet<String> {
+    let mut v: std::collections::BTreeSet<String> = o
+        .drill
+        .and_then(|d| d.status.as_ref())
+        .map(|s| s.verified_restore_points.iter().cloned().collect())
+        .unwrap_or_default();
+    v.extend(o.runs.iter().filter_map(|r| {
+        let s = r.status.as_ref()?;
+        (s.outcome == Some(DrillOutcome::Passed) && s.phase == Some(DrillPhase::Completed))
+            .then(|| s.restore_point.as_ref().map(|rp| rp.backup.clone()))?
+    }));
+    v
 }
 
 fn provisioning(o: &Observed<'_>, p: &mut Plan) {
@@ -658,15 +616,39 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
     };
     if p.status.restore_point.is_none() {
         let seed = run.metadata.uid.clone().unwrap_or_else(|| run.name_any());
-        match choose_restore_point(&spec, &spec.policy_ref.name, o.backups, &seed) {
-            Ok(rp) => {
+        let verified = verified_points(o);
+        let choice = Choice {
+            policy: &spec.policy_ref.name,
+            backups: o.backups,
+            catalog: o.catalog,
+            verified: &verified,
+            seed: &seed,
+            now,
+        };
+        match choose_restore_point(&spec, &choice) {
+            Ok(Chosen { point: rp, why }) => {
+                let how = if rp.from_store == Some(true) {
+                    "restoring restore point"
+                } else {
+                    "restoring Backup"
+                };
+                let mut note = format!(
+                    "{how} {} ({}, strategy {:?}, among {})",
+                    rp.backup,
+                    rp.time.0,
+                    spec.restore_point.strategy,
+                    match rp.candidates {
+                        Some(RetainedSource::Catalog) => "the restore points the repository keeps",
+                        _ => "the policy's Backup objects",
+                    }
+                );
+                if let Some(w) = why {
+                    note.push_str(&format!("; {w}"));
+                }
                 p.events.push(PlannedEvent {
                     warning: false,
                     reason: "RestorePointChosen",
-                    note: format!(
-                        "restoring Backup {} ({}, strategy {:?})",
-                        rp.backup, rp.time.0, spec.restore_point.strategy
-                    ),
+                    note,
                 });
                 p.status.restore_point = Some(rp);
             }
@@ -761,7 +743,15 @@ fn provisioning(o: &Observed<'_>, p: &mut Plan) {
             p.events.push(PlannedEvent {
                 warning: false,
                 reason: "RestoreStarted",
-                note: format!("restoring Backup {} into sandbox {sandbox}", rp.backup),
+                note: format!(
+                    "restoring {} {} into sandbox {sandbox}",
+                    if rp.from_store == Some(true) {
+                        "restore point (from the store)"
+                    } else {
+                        "Backup"
+                    },
+                    rp.backup
+                ),
             });
             enter(&mut p.status, DrillPhase::Restoring, now);
         }
@@ -1267,7 +1257,9 @@ fn complete(o: &Observed<'_>, p: &mut Plan) {
     p.requeue = None;
 }
 
+pub mod point;
 mod report;
+pub use point::*;
 pub use report::*;
 
 #[cfg(test)]

@@ -250,6 +250,20 @@ pub struct StoreKey {
     pub name: String,
 }
 
+impl StoreKey {
+    /// The store a reference of an object in `namespace` names.
+    pub fn of_ref(namespace: &str, r: &crate::crd::backup_policy::StoreRef) -> Self {
+        use crate::crd::backup_policy::StoreKind;
+        StoreKey {
+            namespace: match r.kind {
+                StoreKind::BackupStore => Some(namespace.to_string()),
+                StoreKind::ClusterBackupStore => None,
+            },
+            name: r.name.clone(),
+        }
+    }
+}
+
 /// The catalogs of every store this controller has listed, shared by the store
 /// controllers (which write) and the Restore controller (which reads). Each is an `Arc`
 /// swapped whole, so a reader never holds the lock while it works.

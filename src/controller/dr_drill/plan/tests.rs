@@ -7,11 +7,13 @@ use crate::crd::backup_policy::{
 };
 use crate::crd::common::Failure;
 use crate::crd::common::{DatabaseCredentialsRef, ScheduleSpec};
+use crate::crd::dr_drill::Check;
 use crate::crd::dr_drill::{
     CommandCheck, DRDrillSpec, DrillDatabase, DrillFailure, DrillObjectives, DrillRunStatus,
     Expectation, FileChecksum, FilesCheck, FreshnessCheck, HttpCheck, Measurement, ReportRef,
     SqlCheck,
 };
+use crate::drill::kpi;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -163,6 +165,7 @@ impl World {
             drill: &self.drill,
             policy: self.policy.as_ref(),
             runs: &self.runs,
+            retained: &kpi::Retained::Unknown,
             now: self.now,
         })
     }

@@ -9,7 +9,7 @@ use crate::controller::drill_run::sandbox::{
     ISOLATION_POLICY, MOVER_POLICY, POD_SECURITY_CHECK, PSA_AUDIT, PSA_ENFORCE, PSA_WARN,
     QUOTA_NAME, Workload, token,
 };
-use crate::crd::backup::{BackupSpec, BackupStatus, PolicyRef, SourceResult};
+use crate::crd::backup::{BackupPhase, BackupSpec, BackupStatus, PolicyRef, SourceResult};
 use crate::crd::backup_policy::DatabaseEngine;
 use crate::crd::backup_policy::{
     BackupPolicySpec, DatabaseSource, Sources, StoreRef, VolumeSource,
@@ -17,7 +17,7 @@ use crate::crd::backup_policy::{
 use crate::crd::common::{DatabaseCredentialsRef, ScheduleSpec};
 use crate::crd::dr_drill::{
     Check, CommandCheck, DrillObjectives, DrillRunSpec, FileChecksum, FilesCheck, FreshnessCheck,
-    RestorePointSelector, Sandbox, SqlCheck,
+    Sandbox, SqlCheck,
 };
 use crate::crd::dr_drill::{SandboxNetworkPolicy, SandboxPodSecurity};
 use crate::crd::restore::ALLOW_RESTORE_FROM;
@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-fn ts(s: &str) -> Timestamp {
+pub(super) fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
@@ -38,7 +38,7 @@ const RUN: &str = "orders-202611221500";
 const SANDBOX: &str = "drill-shop-orders-202611221500";
 const T0: &str = "2026-11-22T15:00:00Z";
 
-fn drill_spec() -> DRDrillSpec {
+pub(super) fn drill_spec() -> DRDrillSpec {
     DRDrillSpec {
         policy_ref: LocalRef {
             name: "orders".into(),
@@ -141,7 +141,7 @@ fn policy() -> BackupPolicy {
     p
 }
 
-fn backup(name: &str, at: &str, phase: BackupPhase) -> Backup {
+pub(super) fn backup(name: &str, at: &str, phase: BackupPhase) -> Backup {
     let mut b = Backup::new(
         name,
         BackupSpec {
@@ -362,6 +362,7 @@ struct World {
     pods: Vec<Pod>,
     config: Config,
     now: Timestamp,
+    catalog: Option<Vec<crate::controller::store::catalog::RestorePoint>>,
 }
 
 impl World {
@@ -399,6 +400,7 @@ impl World {
             pods: vec![],
             config: Config::for_tests(),
             now: ts(T0),
+            catalog: None,
         }
     }
 
@@ -408,6 +410,7 @@ impl World {
             drill: self.drill.as_ref(),
             policy: self.policy.as_ref(),
             backups: &self.backups,
+            catalog: self.catalog.as_deref(),
             runs: &self.runs,
             store: self.store.clone(),
             sandbox: self.sandbox,
@@ -648,44 +651,60 @@ fn once_the_sandbox_exists_the_restore_of_the_chosen_point_starts() {
 }
 
 #[test]
-fn restore_point_strategies() {
-    let w = World::new(drill_spec());
-    let pick = |strategy, time: Option<&str>, seed: &str| {
-        let mut spec = drill_spec();
-        spec.restore_point = RestorePointSelector {
-            strategy,
-            time: time.map(str::to_string),
-        };
-        choose_restore_point(&spec, "orders", &w.backups, seed).map(|rp| rp.backup)
-    };
-    use RestorePointStrategy::*;
-    assert_eq!(pick(Oldest, None, "x").unwrap(), "orders-202611221300");
+fn a_point_only_the_repository_keeps_is_restored_from_the_store() {
+    use crate::controller::store::catalog::{Entry, RestorePoint};
+    let mut spec = drill_spec();
+    spec.restore_point.strategy = RestorePointStrategy::Oldest;
+    let mut w = World::new(spec);
+    let at = ts("2026-11-01T00:00:00Z");
+    w.catalog = Some(vec![RestorePoint {
+        identity: "shop/orders".into(),
+        run: "orders-202611010000".into(),
+        time: at,
+        sources: vec![Entry {
+            id: "vol-old".into(),
+            time: at,
+            identity: "shop/orders".into(),
+            run: "orders-202611010000".into(),
+            kind: SourceKind::Volume,
+            source: "data".into(),
+            db_engine: None,
+            db_name: None,
+            bytes: None,
+        }],
+    }]);
+    let p = w.step();
+    let rp = p.status.restore_point.clone().unwrap();
     assert_eq!(
-        pick(PointInTime, Some("2026-11-22T13:59:59Z"), "x").unwrap(),
-        "orders-202611221300"
+        (rp.backup.as_str(), rp.from_store, rp.candidates),
+        (
+            "orders-202611010000",
+            Some(true),
+            Some(RetainedSource::Catalog)
+        )
     );
-    assert_eq!(
-        pick(PointInTime, Some("2026-11-22T14:00:00Z"), "x").unwrap(),
-        "orders-202611221400"
-    );
-    let e = pick(PointInTime, Some("2026-11-22T12:00:00Z"), "x").unwrap_err();
-    assert_eq!(e.reason, "NoRestorePoint");
+    let chosen = p
+        .events
+        .iter()
+        .find(|e| e.reason == "RestorePointChosen")
+        .unwrap();
     assert!(
-        e.message.contains("at or before 2026-11-22T12:00:00Z"),
+        chosen
+            .note
+            .contains("among the restore points the repository keeps"),
         "{}",
-        e.message
+        chosen.note
     );
-    // Random: stable for a run, spread over runs.
-    assert_eq!(pick(Random, None, "uid-1"), pick(Random, None, "uid-1"));
-    let seen: BTreeSet<String> = (0..40)
-        .map(|i| pick(Random, None, &format!("uid-{i}")).unwrap())
-        .collect();
-    assert_eq!(seen.len(), 2, "both retained points get drilled");
-    let none = choose_restore_point(&drill_spec(), "orders", &[], "x").unwrap_err();
-    assert!(none.message.contains("has no successful Backup"));
+    w.sandbox = SandboxState::Ours { terminating: false };
+    let p = w.at("2026-11-22T15:00:02Z").step();
+    let r = p.create_restore.as_ref().unwrap();
+    let src = &r.spec.source;
+    assert_eq!(src.backup_ref, None);
+    assert_eq!(src.store_ref.as_ref().unwrap().name, "s3");
+    assert_eq!(src.from_policy.as_deref(), Some("shop/orders"));
+    assert_eq!(src.backup_name.as_deref(), Some("orders-202611010000"));
+    assert_eq!(r.spec.target_namespace.as_deref(), Some(SANDBOX));
 }
-
-use std::collections::BTreeSet;
 
 #[test]
 fn a_missing_restore_point_fails_with_a_clear_reason_and_still_reports_and_cleans_up() {
