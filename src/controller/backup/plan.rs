@@ -26,7 +26,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use kube::{Resource, ResourceExt};
 
 use crate::config::Config;
-use crate::controller::access::observe::{job_failure_reason, job_finished, pod_result, stuck_pod};
+use crate::controller::access::observe::{
+    job_failure_reason, job_finished, no_pod, pod_result, stuck_pod,
+};
 use crate::controller::conditions::{self, Desired};
 use crate::controller::sources::{self, Unit};
 use crate::crd::backup::{
@@ -574,7 +576,7 @@ fn advance(
                 fail(entry, f, p);
             }
             None => {
-                if let Some(f) = stuck_pod(o.pods, job) {
+                if let Some(f) = stuck_pod(o.pods, job).or_else(|| no_pod(o.pods, job, &name, o.now)) {
                     p.delete_jobs.push(name.clone());
                     fail(entry, f, p);
                 } else if let Err(f) = store {

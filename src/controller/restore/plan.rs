@@ -40,7 +40,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::controller::PlannedEvent;
 use crate::controller::access::observe::{
-    has_pod, job_failure_reason, job_finished, pod_result, stuck_pod,
+    job_failure_reason, job_finished, no_pod, pod_result, stuck_pod,
 };
 use crate::controller::conditions::{self, Desired};
 use crate::crd::backup::{Backup, SourceKind, SourcePhase, SourceResult};
@@ -64,8 +64,7 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// error is usually a wrong name or missing credentials; the grace covers a registry
 /// hiccup).
 pub const IMAGE_PULL_GRACE: Duration = Duration::from_secs(30);
-/// A mover Job without any pod after this long cannot start.
-pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::controller::access::observe::POD_CREATE_TIMEOUT;
 /// An ephemeral server that crashed this many times has failed.
 pub const MAX_SERVER_RESTARTS: i32 = 3;
 /// Label value of `app.kubernetes.io/component` on ephemeral database servers.
@@ -866,24 +865,6 @@ fn advance(
     entry.job_name = Some(name);
 }
 
-/// A Job that has had no pod for [`POD_CREATE_TIMEOUT`]: admission refuses its pods (a
-/// ResourceQuota that wants requests and limits, a policy engine), which a Job only
-/// reports as Events.
-fn no_pod(o: &Observed<'_>, job: &Job, name: &str) -> Option<Failure> {
-    let has_pod = has_pod(o.pods, job);
-    let created = job.metadata.creation_timestamp.as_ref()?.0;
-    let age = Duration::try_from(o.now.duration_since(created)).unwrap_or(Duration::ZERO);
-    (!has_pod && age >= POD_CREATE_TIMEOUT).then(|| {
-        failure(
-            "MoverCannotStart",
-            format!(
-                "mover Job {name} has had no pod for {}: its pods are refused (a ResourceQuota without spec.mover.resources? see the Job's FailedCreate events)",
-                duration::format(POD_CREATE_TIMEOUT)
-            ),
-        )
-    })
-}
-
 /// The start recorded on a child created by an earlier attempt (the server comes first
 /// for an ephemeral database).
 fn adopted_start(o: &Observed<'_>, entry: &RestoredSource, job: &str) -> Option<MicroTime> {
@@ -997,7 +978,7 @@ fn observe_job(
             if let Some(f) = stuck_pod(o.pods, job) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
-            } else if let Some(f) = no_pod(o, job, name) {
+            } else if let Some(f) = no_pod(o.pods, job, name, o.now) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
             } else if let Some((Some(r), _)) = pod_result(o.pods, job, false)

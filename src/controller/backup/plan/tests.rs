@@ -741,6 +741,7 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
 }
 
 mod cancel;
+mod deadlines;
 mod store;
 
 #[test]
