@@ -71,7 +71,10 @@ async fn editor(p: &Protected) -> anyhow::Result<tempfile::NamedTempFile> {
 
 async fn pods_of(p: &Protected, selector: &str) -> anyhow::Result<Vec<Pod>> {
     let pods: Api<Pod> = p.ns.api();
-    Ok(pods.list(&ListParams::default().labels(selector)).await?.items)
+    Ok(pods
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items)
 }
 
 async fn running_pod(p: &Protected, selector: &str) -> anyhow::Result<String> {
@@ -104,16 +107,11 @@ async fn events(p: &Protected, kind: &str, name: &str) -> anyhow::Result<Vec<(St
         .items
         .into_iter()
         .filter(|e| {
-            e.regarding.as_ref().is_some_and(|r| {
-                r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
-            })
+            e.regarding
+                .as_ref()
+                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
         })
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-            )
-        })
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
         .collect())
 }
 
@@ -198,22 +196,37 @@ async fn scenario(p: &Protected, other: &TestNs) -> anyhow::Result<()> {
     let b1 = backups.get("b1").await?;
     let st = b1.status.clone().context("b1 status")?;
     ensure!(st.phase == Some(BackupPhase::Cancelled), "{st:?}");
-    ensure!(st.restore_point_time.is_none(), "a cancelled run is no restore point");
+    ensure!(
+        st.restore_point_time.is_none(),
+        "a cancelled run is no restore point"
+    );
     let src = &st.sources[0];
     ensure!(
         src.failure.as_ref().map(|f| f.reason.as_str()) == Some("Cancelled")
             && src.snapshot_id.is_none(),
         "{src:?}"
     );
-    let complete = st.conditions.iter().find(|c| c.type_ == "Complete").context("Complete")?;
+    let complete = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Complete")
+        .context("Complete")?;
     ensure!(complete.reason == "Cancelled", "{complete:?}");
-    let ev = wait_for("a BackupCancelled Event", Duration::from_secs(30), || async {
-        let ev = events(p, "Backup", "b1").await?;
-        Ok(ev.iter().any(|(t, r)| t == "Normal" && r == "BackupCancelled").then_some(ev))
-    })
+    let ev = wait_for(
+        "a BackupCancelled Event",
+        Duration::from_secs(30),
+        || async {
+            let ev = events(p, "Backup", "b1").await?;
+            Ok(ev
+                .iter()
+                .any(|(t, r)| t == "Normal" && r == "BackupCancelled")
+                .then_some(ev))
+        },
+    )
     .await?;
     ensure!(
-        !ev.iter().any(|(t, r)| t == "Warning" && r == "SourceFailed"),
+        !ev.iter()
+            .any(|(t, r)| t == "Warning" && r == "SourceFailed"),
         "{ev:?}"
     );
     // Nothing partial committed: restic lists no snapshot.
@@ -233,19 +246,26 @@ async fn scenario(p: &Protected, other: &TestNs) -> anyhow::Result<()> {
     let b2 = backup_now(p, "b2").await?;
     let listed = snapshots(p)?;
     ensure!(listed.len() == 1, "{listed:?}");
-    let id = b2.status.as_ref().unwrap().sources[0].snapshot_id.clone().unwrap();
+    let id = b2.status.as_ref().unwrap().sources[0]
+        .snapshot_id
+        .clone()
+        .unwrap();
     ensure!(
-        listed[0]["id"].as_str().is_some_and(|s| s.starts_with(&id) || id.starts_with(s)),
+        listed[0]["id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&id) || id.starts_with(s)),
         "{listed:?} vs {id}"
     );
 
     // 3. A restore cancelled by the editor while its mover fills a new PVC.
     let restores: Api<Restore> = p.ns.api();
-    p.apply(json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore",
+    p.apply(
+        json!({"apiVersion": "lifeboat.dev/v1alpha1", "kind": "Restore",
         "metadata": {"name": "r1"},
         "spec": {"source": {"backupRef": {"name": "b2"}},
-                 "volumes": {"rename": {"data": "data-restored"}}}}))
-        .await?;
+                 "volumes": {"rename": {"data": "data-restored"}}}}),
+    )
+    .await?;
     let rsel = "lifeboat.dev/restore=r1";
     running_pod(p, rsel).await?;
     let pvcs: Api<PersistentVolumeClaim> = p.ns.api();

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use clap::Args;
-use kube::api::{Patch, PatchParams};
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 
 use super::cluster::{Call, Cluster};

@@ -1,7 +1,7 @@
 //! What `status` reads from the cluster: the Lifeboat objects of a namespace (or all).
 
-use kube::api::ListParams;
 use kube::Api;
+use kube::api::ListParams;
 
 use super::cluster::{Call, Cluster};
 use super::status;
@@ -74,4 +74,3 @@ pub(super) async fn read_status_inputs(
         cluster_stores,
     })
 }
-

@@ -211,12 +211,7 @@ pub const POD_CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// A Job that has had no pod for [`POD_CREATE_TIMEOUT`]: admission refuses its pods (a
 /// ResourceQuota that wants requests and limits, a policy engine), which a Job only
 /// reports as Events. Without this the run would wait for the Job's own deadline (hours).
-pub(crate) fn no_pod(
-    pods: &[Pod],
-    job: &Job,
-    name: &str,
-    now: jiff::Timestamp,
-) -> Option<Failure> {
+pub(crate) fn no_pod(pods: &[Pod], job: &Job, name: &str, now: jiff::Timestamp) -> Option<Failure> {
     let created = job.metadata.creation_timestamp.as_ref()?.0;
     let age = std::time::Duration::try_from(now.duration_since(created)).unwrap_or_default();
     (!has_pod(pods, job) && age >= POD_CREATE_TIMEOUT).then(|| {

@@ -576,7 +576,9 @@ fn advance(
                 fail(entry, f, p);
             }
             None => {
-                if let Some(f) = stuck_pod(o.pods, job).or_else(|| no_pod(o.pods, job, &name, o.now)) {
+                if let Some(f) =
+                    stuck_pod(o.pods, job).or_else(|| no_pod(o.pods, job, &name, o.now))
+                {
                     p.delete_jobs.push(name.clone());
                     fail(entry, f, p);
                 } else if let Err(f) = store {

@@ -29,7 +29,11 @@ fn assert_cancelled(p: &Plan) {
     assert!(p.create_jobs.is_empty() && p.create_snapshots.is_empty() && p.create_pvcs.is_empty());
     assert!(p.requeue.is_none());
     // No retention after a cancelled run.
-    assert!(!p.create_jobs.iter().any(|j| j.name_any().ends_with("retention")));
+    assert!(
+        !p.create_jobs
+            .iter()
+            .any(|j| j.name_any().ends_with("retention"))
+    );
 }
 
 #[test]
@@ -54,7 +58,11 @@ fn a_running_run_cancelled_deletes_its_movers_and_creates_nothing() {
     let p = w.step();
     assert_cancelled(&p);
     assert_eq!(p.delete_jobs, vec![DB_JOB.to_string()]);
-    assert_eq!(p.delete_snapshots, vec![VOL_JOB.to_string()], "temporaries go");
+    assert_eq!(
+        p.delete_snapshots,
+        vec![VOL_JOB.to_string()],
+        "temporaries go"
+    );
     for s in &p.status.sources {
         assert_eq!(s.phase, SourcePhase::Failed, "{}", s.name);
         assert_eq!(s.failure.as_ref().unwrap().reason, "Cancelled");
@@ -116,7 +124,10 @@ fn a_cancelled_run_keeps_deleting_a_mover_that_is_still_there() {
 fn a_cancel_that_comes_after_the_last_mover_finished_changes_nothing() {
     let mut w = World::new(CopyMethod::Direct, None);
     w.step();
-    w.jobs = vec![job(VOL_JOB, Some((true, ""))), job(DB_JOB, Some((true, "")))];
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
     w.pods = vec![
         pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
         pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),

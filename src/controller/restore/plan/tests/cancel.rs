@@ -64,7 +64,11 @@ fn a_running_restore_cancelled_removes_what_it_had_not_finished() {
     let p = w.step();
     assert_cancelled(&p);
     assert_eq!(p.delete_jobs, vec![VOL_JOB.to_string()]);
-    assert_eq!(p.delete_pvcs, vec!["data".to_string()], "a partly filled PVC");
+    assert_eq!(
+        p.delete_pvcs,
+        vec!["data".to_string()],
+        "a partly filled PVC"
+    );
     assert_eq!(p.delete_servers, vec![SERVER.to_string()]);
     for s in &p.status.sources {
         assert_eq!(s.phase, SourcePhase::Failed, "{}", s.name);
