@@ -6,11 +6,13 @@
 //!
 //! `backup` and `restore` are also the engine's commands on a repository path
 //! (`lifeboat backup /data`, `lifeboat restore SNAPSHOT --target DIR`): [`BackupCmd`] and
-//! [`RestoreCmd`] wrap them so that a first word `now` / `create` selects the cluster
+//! [`RestoreCmd`] wrap them so that a first word `now` / `create` / `cancel` selects the cluster
 //! subcommand and anything else keeps its engine meaning.
 
+pub mod cancel;
 pub mod cluster;
 pub mod follow;
+mod inputs;
 pub mod kpis;
 pub mod status;
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde::Serialize;
 
@@ -28,11 +30,11 @@ use crate::crd::backup::{Backup, BackupSpec, PolicyRef, Trigger};
 use crate::crd::backup_policy::BackupPolicy;
 use crate::crd::dr_drill::{DRDrill, DrillOutcome, DrillPhase, DrillRun, DrillRunSpec};
 use crate::crd::restore::{LocalRef, Restore};
-use crate::crd::store::{BackupStore, ClusterBackupStore};
 use crate::jobs;
 use crate::schedule::duration;
 use cluster::{Call, Cluster};
 use follow::{PlainReporter, RunView};
+use inputs::read_status_inputs;
 use restore::{RestoreCreateArgs, restore_spec};
 
 /// Where the cluster is: like kubectl's flags.
@@ -167,70 +169,6 @@ fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn list_all<K>(
-    cluster: &Cluster,
-    ns: Option<&str>,
-    resource: &'static str,
-    kind: &'static str,
-) -> Result<Vec<K>, CliError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    let api: Api<K> = match ns {
-        Some(n) => Api::namespaced(cluster.client.clone(), n),
-        None => Api::all(cluster.client.clone()),
-    };
-    let mut call = Call::new("list", resource, kind);
-    if let Some(n) = ns {
-        call = call.ns(n);
-    }
-    match api.list(&ListParams::default()).await {
-        Ok(l) => Ok(l.items),
-        Err(e) => Err(cluster.explain(&call, e).await),
-    }
-}
-
-async fn read_status_inputs(
-    cluster: &Cluster,
-    ns: Option<&str>,
-) -> Result<status::Inputs, CliError> {
-    let policies = list_all::<BackupPolicy>(cluster, ns, "backuppolicies", "BackupPolicy").await?;
-    let backups = list_all::<Backup>(cluster, ns, "backups", "Backup").await?;
-    let drills = list_all::<DRDrill>(cluster, ns, "drdrills", "DRDrill").await?;
-    let runs = list_all::<DrillRun>(cluster, ns, "drillruns", "DrillRun").await?;
-    let stores = list_all::<BackupStore>(cluster, ns, "backupstores", "BackupStore").await?;
-    // Namespace users usually may not read cluster-scoped stores: show them as unreadable
-    // instead of failing the whole command.
-    let cluster_stores = match Api::<ClusterBackupStore>::all(cluster.client.clone())
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(l) => Some(l.items),
-        Err(kube::Error::Api(s)) if s.code == 403 => None,
-        Err(e) => {
-            return Err(cluster
-                .explain(
-                    &Call::new("list", "clusterbackupstores", "ClusterBackupStore"),
-                    e,
-                )
-                .await);
-        }
-    };
-    Ok(status::Inputs {
-        namespaces: ns.map(|n| vec![n.to_string()]).unwrap_or_default(),
-        policies,
-        backups,
-        drills,
-        runs,
-        stores,
-        cluster_stores,
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // backup now
 
@@ -240,7 +178,8 @@ async fn read_status_inputs(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "Cluster: `lifeboat backup now POLICY` starts an on-demand Backup of a \
-                  BackupPolicy. To back up a directory literally named `now`, write `./now`."
+                  BackupPolicy; `lifeboat backup cancel NAME` stops a running one. To back up \
+                  a directory literally named `now` or `cancel`, write `./now`."
 )]
 pub struct BackupCmd {
     #[command(subcommand)]
@@ -253,6 +192,8 @@ pub struct BackupCmd {
 enum BackupSub {
     /// Start an on-demand Backup of a BackupPolicy in the cluster (kubeconfig-aware).
     Now(BackupNowArgs),
+    /// Stop a running Backup (phase Cancelled; no snapshot of an unfinished source).
+    Cancel(cancel::CancelArgs),
 }
 
 /// Options of `backup now`.
@@ -271,6 +212,7 @@ pub fn backup(c: BackupCmd, repo: &RepoArgs, out: &Output) -> Result<(), CliErro
     match c.sub {
         None => backup::run(c.engine, repo, out),
         Some(BackupSub::Now(a)) => backup_now(a, out.json),
+        Some(BackupSub::Cancel(a)) => cancel::backup(a, out.json),
     }
 }
 
@@ -428,8 +370,9 @@ fn finish_run<K: Serialize + kube::Resource>(
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Cluster: `lifeboat restore create --policy P ...` creates a Restore object. \
-                  (Snapshot IDs are hexadecimal, so `create` is never one.)"
+    after_help = "Cluster: `lifeboat restore create --policy P ...` creates a Restore object; \
+                  `lifeboat restore cancel NAME` stops a running one. (Snapshot IDs are \
+                  hexadecimal, so `create` and `cancel` are never one.)"
 )]
 pub struct RestoreCmd {
     #[command(subcommand)]
@@ -445,6 +388,8 @@ enum RestoreSub {
     /// List the restore points stores' repositories hold, by policy identity (from the
     /// controller's catalog in each store's status).
     Points(super::points::PointsArgs),
+    /// Stop a running Restore (phase Cancelled; PVCs it had not finished are removed).
+    Cancel(cancel::CancelArgs),
 }
 
 /// Runs `restore`.
@@ -453,6 +398,7 @@ pub fn restore(c: RestoreCmd, repo: &RepoArgs, out: &Output) -> Result<(), CliEr
         None => restore::run_restore(c.engine, repo, out),
         Some(RestoreSub::Create(a)) => restore_create(*a, out.json),
         Some(RestoreSub::Points(a)) => super::points::run(a, out.json),
+        Some(RestoreSub::Cancel(a)) => cancel::restore(a, out.json),
     }
 }
 

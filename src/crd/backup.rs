@@ -92,6 +92,9 @@ pub enum BackupPhase {
     PartiallyFailed,
     /// No source produced a snapshot, or the run could not start.
     Failed,
+    /// Stopped on request (annotation `lifeboat.dev/cancel: "true"`) before it finished:
+    /// its movers were deleted; it is no restore point and triggers no retention.
+    Cancelled,
 }
 
 impl BackupPhase {
@@ -99,7 +102,10 @@ impl BackupPhase {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BackupPhase::Succeeded | BackupPhase::PartiallyFailed | BackupPhase::Failed
+            BackupPhase::Succeeded
+                | BackupPhase::PartiallyFailed
+                | BackupPhase::Failed
+                | BackupPhase::Cancelled
         )
     }
 
@@ -110,6 +116,7 @@ impl BackupPhase {
             BackupPhase::Succeeded => "Succeeded",
             BackupPhase::PartiallyFailed => "PartiallyFailed",
             BackupPhase::Failed => "Failed",
+            BackupPhase::Cancelled => "Cancelled",
         }
     }
 }
@@ -121,7 +128,7 @@ impl BackupPhase {
 pub struct BackupStatus {
     /// `.metadata.generation` this status describes.
     pub observed_generation: Option<i64>,
-    /// Pending, Running, Succeeded, PartiallyFailed or Failed.
+    /// Pending, Running, Succeeded, PartiallyFailed, Failed or Cancelled.
     pub phase: Option<BackupPhase>,
     /// When the first mover started.
     pub start_time: Option<Time>,

@@ -97,6 +97,18 @@ pub mod annotations {
     /// On a BackupPolicy: the `metadata.generation` whose retention may forget more than
     /// `retention.maxForgetPercent` (the mass-deletion breaker is acknowledged for it).
     pub const RETENTION_BREAKER_ACK: &str = "lifeboat.dev/retention-breaker-acknowledged";
+    /// On a Backup or Restore: `"true"` asks the controller to stop the run (phase
+    /// `Cancelled`). An annotation, not a spec field: the spec stays the immutable record
+    /// of what was asked for, and a controller on CRDs of an older release still sees it.
+    pub const CANCEL: &str = "lifeboat.dev/cancel";
+}
+
+/// Whether the object asks for its run to be cancelled ([`annotations::CANCEL`] is `"true"`).
+pub fn cancel_requested(meta: &kube::core::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(annotations::CANCEL))
+        .is_some_and(|v| v == "true")
 }
 
 /// Every CRD, in a stable order (the order of the files in `crds/`).

@@ -247,12 +247,18 @@ pub enum RestorePhase {
     PartiallyFailed,
     /// Nothing was restored, or the restore could not start.
     Failed,
+    /// Stopped on request (annotation `lifeboat.dev/cancel: "true"`): its movers were
+    /// deleted, and so were the PVCs and servers of the sources it had not finished.
+    Cancelled,
 }
 
 impl RestorePhase {
     /// Finished restores never change again.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::PartiallyFailed | Self::Failed)
+        matches!(
+            self,
+            Self::Succeeded | Self::PartiallyFailed | Self::Failed | Self::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -262,6 +268,7 @@ impl RestorePhase {
             Self::Succeeded => "Succeeded",
             Self::PartiallyFailed => "PartiallyFailed",
             Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
         }
     }
 }
@@ -276,7 +283,7 @@ impl RestorePhase {
 pub struct RestoreStatus {
     /// `.metadata.generation` this status describes.
     pub observed_generation: Option<i64>,
-    /// Pending, Running, Succeeded, PartiallyFailed or Failed.
+    /// Pending, Running, Succeeded, PartiallyFailed, Failed or Cancelled.
     pub phase: Option<RestorePhase>,
     /// The restore point resolved from `spec.source`.
     pub restore_point: Option<RestorePointRef>,

@@ -205,6 +205,26 @@ pub(crate) fn stuck_pod(pods: &[Pod], job: &Job) -> Option<Failure> {
     stuck(pods, job).map(|why| failure("MoverCannotStart", why))
 }
 
+/// A mover Job without any pod after this long cannot start.
+pub const POD_CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A Job that has had no pod for [`POD_CREATE_TIMEOUT`]: admission refuses its pods (a
+/// ResourceQuota that wants requests and limits, a policy engine), which a Job only
+/// reports as Events. Without this the run would wait for the Job's own deadline (hours).
+pub(crate) fn no_pod(pods: &[Pod], job: &Job, name: &str, now: jiff::Timestamp) -> Option<Failure> {
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    let age = std::time::Duration::try_from(now.duration_since(created)).unwrap_or_default();
+    (!has_pod(pods, job) && age >= POD_CREATE_TIMEOUT).then(|| {
+        failure(
+            "MoverCannotStart",
+            format!(
+                "mover Job {name} has had no pod for {}: its pods are refused (a ResourceQuota without spec.mover.resources? see the Job's FailedCreate events)",
+                crate::schedule::duration::format(POD_CREATE_TIMEOUT)
+            ),
+        )
+    })
+}
+
 /// Whether any Pod of the Job exists.
 pub(crate) fn has_pod(pods: &[Pod], job: &Job) -> bool {
     pods.iter().any(|p| belongs_to(p, job))

@@ -26,15 +26,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 use kube::{Resource, ResourceExt};
 
 use crate::config::Config;
-use crate::controller::access::observe::{job_failure_reason, job_finished, pod_result, stuck_pod};
+use crate::controller::access::observe::{
+    job_failure_reason, job_finished, no_pod, pod_result, stuck_pod,
+};
 use crate::controller::conditions::{self, Desired};
 use crate::controller::sources::{self, Unit};
 use crate::crd::backup::{
     BackedUpDatabase, BackedUpVolume, Backup, BackupPhase, BackupStatus, SourceKind, SourcePhase,
-    SourceResult, Totals,
+    SourceResult,
 };
 use crate::crd::backup_policy::{BackupPolicy, CopyMethod, DatabaseSource};
-use crate::crd::common::{Failure, condition};
+use crate::crd::common::Failure;
 use crate::crd::labels;
 use crate::jobs::mover::command::{
     ApplyRetention, BackupCommand, BackupDatabase, BackupManifests, BackupRun, BackupVolume,
@@ -352,12 +354,20 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     p.status.progress.clear();
     p.status.observed_generation = b.metadata.generation;
     let phase = p.status.phase.unwrap_or_default();
+    if phase == BackupPhase::Cancelled {
+        cancel::stop_jobs(o, &mut p);
+    }
     if phase.is_finished() {
         retention(o, &mut p);
         cleanup_all(o, &mut p);
         return p;
     }
     let now = o.now;
+    let cancel = crate::crd::cancel_requested(&b.metadata);
+    if phase == BackupPhase::Pending && cancel {
+        finish::finish_cancelled(o, &mut p);
+        return p;
+    }
     if phase == BackupPhase::Pending {
         match start(o) {
             Ok(units) => {
@@ -428,7 +438,11 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         advance(o, policy, store.as_ref().copied(), &units, entry, &mut p);
     }
     p.status.sources = sources;
-    if p.status.sources.iter().all(|s| terminal(s.phase)) {
+    if cancel && !p.status.sources.iter().all(|s| terminal(s.phase)) {
+        // A run whose last mover finished just now is done: the request came too late.
+        cancel::stop(o, &mut p);
+        finish::finish_cancelled(o, &mut p);
+    } else if p.status.sources.iter().all(|s| terminal(s.phase)) {
         finish(o, &mut p, None);
         retention(o, &mut p);
     } else {
@@ -563,7 +577,9 @@ fn advance(
                 fail(entry, f, p);
             }
             None => {
-                if let Some(f) = stuck_pod(o.pods, job) {
+                if let Some(f) =
+                    stuck_pod(o.pods, job).or_else(|| no_pod(o.pods, job, &name, o.now))
+                {
                     p.delete_jobs.push(name.clone());
                     fail(entry, f, p);
                 } else if let Err(f) = store {
@@ -743,94 +759,10 @@ fn cleanup_all(o: &Observed<'_>, p: &mut Plan) {
     }
 }
 
-/// Sets the final phase, times, totals and condition. `whole` fails the run as a whole.
-fn finish(o: &Observed<'_>, p: &mut Plan, whole: Option<Failure>) {
-    let now = o.now;
-    let s = &mut p.status;
-    let ok = s
-        .sources
-        .iter()
-        .filter(|x| x.phase == SourcePhase::Succeeded)
-        .count();
-    let phase = if whole.is_some() || ok == 0 {
-        BackupPhase::Failed
-    } else if ok == s.sources.len() {
-        BackupPhase::Succeeded
-    } else {
-        BackupPhase::PartiallyFailed
-    };
-    if whole.is_none() && s.failure.is_none() && phase == BackupPhase::Failed {
-        s.failure = s.sources.iter().find_map(|x| x.failure.clone());
-    }
-    if let Some(f) = whole {
-        s.failure = Some(f);
-    }
-    s.phase = Some(phase);
-    let start = s.start_time.clone().unwrap_or(Time(now));
-    s.start_time = Some(start.clone());
-    s.completion_time = Some(Time(now));
-    s.duration = Some(duration::format(elapsed(Some(&start), now)));
-    if phase != BackupPhase::Failed {
-        // The run's restore point: when it started (every source is at least this fresh).
-        s.restore_point_time = Some(start);
-    }
-    let (files, read, added) = s.sources.iter().fold((0, 0, 0), |(f, r, a), x| {
-        (
-            f + x.files.unwrap_or(0),
-            r + x.bytes_read.unwrap_or(0),
-            a + x.bytes_added.unwrap_or(0),
-        )
-    });
-    s.totals = Some(Totals {
-        files,
-        bytes_read: read,
-        bytes_added: added,
-        bytes_added_human: human_bytes(added),
-    });
-    let (reason, warning) = match phase {
-        BackupPhase::Succeeded => ("BackupSucceeded", false),
-        BackupPhase::PartiallyFailed => ("BackupPartiallyFailed", true),
-        _ => ("BackupFailed", true),
-    };
-    let msg = match (&s.failure, phase) {
-        (Some(f), BackupPhase::Failed) => format!("{}: {}", f.reason, f.message),
-        _ => format!(
-            "{ok} of {} source(s) succeeded, {} added in {}",
-            s.sources.len(),
-            human_bytes(added),
-            s.duration.as_deref().unwrap_or("0s")
-        ),
-    };
-    conditions::set(
-        &mut s.conditions,
-        &Desired::new(condition::COMPLETE, true, phase.as_str(), msg.clone()),
-        o.backup.metadata.generation,
-        now,
-    );
-    p.events.push(PlannedEvent {
-        warning,
-        reason,
-        note: msg,
-    });
-    p.finished = Some(phase);
-}
-
-/// `12.3 MiB` style sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
+mod cancel;
+mod finish;
+use finish::finish;
+pub use finish::human_bytes;
 mod retention;
 pub(crate) use retention::RETENTION_BREAKER_TRIPPED;
 use retention::retention;

@@ -868,7 +868,7 @@ fn restoring(o: &Observed<'_>, p: &mut Plan, persisted: DrillPhase) {
             });
             enter(&mut p.status, DrillPhase::Verifying, done);
         }
-        RestorePhase::PartiallyFailed | RestorePhase::Failed => {
+        RestorePhase::PartiallyFailed | RestorePhase::Failed | RestorePhase::Cancelled => {
             fail(p, "Restoring", restore_failure(r), now);
         }
         RestorePhase::Pending | RestorePhase::Running => {

@@ -505,6 +505,9 @@ async fn apply(r: &Restore, target: &str, plan: &Plan, ctx: &Context) -> Result<
     for n in &plan.delete_jobs {
         ok_exists(jobs_api.delete(n, &dp).await.map(drop))?;
     }
+    for n in &plan.delete_pvcs {
+        ok_exists(pvcs.delete(n, &dp).await.map(drop))?;
+    }
     for n in &plan.delete_servers {
         ok_exists(deps.delete(n, &dp).await.map(drop))?;
         ok_exists(svcs.delete(n, &dp).await.map(drop))?;

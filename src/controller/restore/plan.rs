@@ -40,7 +40,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::controller::PlannedEvent;
 use crate::controller::access::observe::{
-    has_pod, job_failure_reason, job_finished, pod_result, stuck_pod,
+    job_failure_reason, job_finished, no_pod, pod_result, stuck_pod,
 };
 use crate::controller::conditions::{self, Desired};
 use crate::crd::backup::{Backup, SourceKind, SourcePhase, SourceResult};
@@ -64,8 +64,7 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// error is usually a wrong name or missing credentials; the grace covers a registry
 /// hiccup).
 pub const IMAGE_PULL_GRACE: Duration = Duration::from_secs(30);
-/// A mover Job without any pod after this long cannot start.
-pub const POD_CREATE_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::controller::access::observe::POD_CREATE_TIMEOUT;
 /// An ephemeral server that crashed this many times has failed.
 pub const MAX_SERVER_RESTARTS: i32 = 3;
 /// Label value of `app.kubernetes.io/component` on ephemeral database servers.
@@ -144,6 +143,8 @@ pub struct Plan {
     pub create_services: Vec<Service>,
     pub create_jobs: Vec<Job>,
     pub delete_jobs: Vec<String>,
+    /// PVCs to remove (those a cancelled restore had not finished filling).
+    pub delete_pvcs: Vec<String>,
     /// Ephemeral servers to remove (Deployment, Service and Secret share the name).
     pub delete_servers: Vec<String>,
     /// Secrets to remove (the credential mirror, once no mover needs it).
@@ -346,10 +347,19 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     let phase = p.status.phase.unwrap_or_default();
     if phase.is_finished() {
         // The record of a finished restore never changes, not even for a later spec edit.
+        if phase == RestorePhase::Cancelled {
+            cancel::remove_unfinished(o, &mut p);
+        }
         cleanup(o, &mut p);
         return p;
     }
     p.status.observed_generation = r.metadata.generation;
+    let cancelled = crate::crd::cancel_requested(&r.metadata);
+    if phase == RestorePhase::Pending && cancelled {
+        finish::finish_cancelled(o, &mut p);
+        cleanup(o, &mut p);
+        return p;
+    }
     if phase == RestorePhase::Pending {
         match start(o, &mut p) {
             Start::Started => {}
@@ -415,7 +425,12 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         p.status.start_time = Some(micro(first));
     }
     p.status.sources = sources;
-    if p.status.sources.iter().all(|s| terminal(s.phase)) {
+    if cancelled && !p.status.sources.iter().all(|s| terminal(s.phase)) {
+        // A restore whose last mover finished just now is done: the request came too late.
+        cancel::stop(o, &mut p);
+        finish::finish_cancelled(o, &mut p);
+        cleanup(o, &mut p);
+    } else if p.status.sources.iter().all(|s| terminal(s.phase)) {
         finish(o, &mut p, None);
         cleanup(o, &mut p);
     } else if p.requeue.is_none() {
@@ -850,24 +865,6 @@ fn advance(
     entry.job_name = Some(name);
 }
 
-/// A Job that has had no pod for [`POD_CREATE_TIMEOUT`]: admission refuses its pods (a
-/// ResourceQuota that wants requests and limits, a policy engine), which a Job only
-/// reports as Events.
-fn no_pod(o: &Observed<'_>, job: &Job, name: &str) -> Option<Failure> {
-    let has_pod = has_pod(o.pods, job);
-    let created = job.metadata.creation_timestamp.as_ref()?.0;
-    let age = Duration::try_from(o.now.duration_since(created)).unwrap_or(Duration::ZERO);
-    (!has_pod && age >= POD_CREATE_TIMEOUT).then(|| {
-        failure(
-            "MoverCannotStart",
-            format!(
-                "mover Job {name} has had no pod for {}: its pods are refused (a ResourceQuota without spec.mover.resources? see the Job's FailedCreate events)",
-                duration::format(POD_CREATE_TIMEOUT)
-            ),
-        )
-    })
-}
-
 /// The start recorded on a child created by an earlier attempt (the server comes first
 /// for an ephemeral database).
 fn adopted_start(o: &Observed<'_>, entry: &RestoredSource, job: &str) -> Option<MicroTime> {
@@ -981,7 +978,7 @@ fn observe_job(
             if let Some(f) = stuck_pod(o.pods, job) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
-            } else if let Some(f) = no_pod(o, job, name) {
+            } else if let Some(f) = no_pod(o.pods, job, name, o.now) {
                 p.delete_jobs.push(name.to_string());
                 fail(o, entry, f, p);
             } else if let Some((Some(r), _)) = pod_result(o.pods, job, false)
@@ -1131,91 +1128,10 @@ fn restored_note(entry: &RestoredSource) -> String {
     }
 }
 
-/// Sets the final phase, times and condition. `whole` fails the restore as a whole.
-fn finish(o: &Observed<'_>, p: &mut Plan, whole: Option<Failure>) {
-    let now = o.now;
-    let s = &mut p.status;
-    let ok = s
-        .sources
-        .iter()
-        .filter(|x| x.phase == SourcePhase::Succeeded)
-        .count();
-    let phase = if whole.is_some() || ok == 0 {
-        RestorePhase::Failed
-    } else if ok == s.sources.len() {
-        RestorePhase::Succeeded
-    } else {
-        RestorePhase::PartiallyFailed
-    };
-    if let Some(f) = whole {
-        s.failure = Some(f);
-    } else if phase == RestorePhase::Failed && s.failure.is_none() {
-        s.failure = s.sources.iter().find_map(|x| x.failure.clone());
-    }
-    s.phase = Some(phase);
-    let start = s.start_time.clone().unwrap_or(micro(now));
-    // The restore ends when its last mover ended, not when we noticed.
-    let end = s
-        .sources
-        .iter()
-        .filter_map(|x| x.completion_time.as_ref().map(|t| t.0))
-        .max()
-        .filter(|t| *t >= start.0)
-        .unwrap_or(now);
-    s.start_time = Some(start.clone());
-    s.completion_time = Some(micro(end));
-    let secs = seconds_between(&start, &micro(end));
-    s.duration_seconds = Some(secs);
-    s.duration = Some(duration::format(Duration::from_secs_f64(secs)));
-    if s.target_namespace.is_none() {
-        s.target_namespace = Some(target_namespace(o.restore));
-    }
-    let (reason, warning) = match phase {
-        RestorePhase::Succeeded => ("RestoreSucceeded", false),
-        RestorePhase::PartiallyFailed => ("RestorePartiallyFailed", true),
-        _ => ("RestoreFailed", true),
-    };
-    let msg = match (&s.failure, phase) {
-        (Some(f), RestorePhase::Failed) => format!("{}: {}", f.reason, f.message),
-        _ => format!(
-            "{ok} of {} source(s) restored into namespace {} in {:.1}s",
-            s.sources.len(),
-            s.target_namespace.as_deref().unwrap_or("?"),
-            secs
-        ),
-    };
-    conditions::set(
-        &mut s.conditions,
-        &Desired::new(condition::COMPLETE, true, phase.as_str(), msg.clone()),
-        o.restore.metadata.generation,
-        now,
-    );
-    event(p, warning, reason, msg);
-    p.finished = Some(phase);
-}
-
-/// Once finished: the credential mirror goes (no mover needs it), and outside the
-/// Restore's own namespace its Jobs go too (nothing owns them there). Ephemeral servers
-/// stay while the Restore exists: they hold the restored data.
-fn cleanup(o: &Observed<'_>, p: &mut Plan) {
-    if let Some(m) = &o.mirror {
-        p.delete_secrets.push(m.clone());
-    }
-    let target = p
-        .status
-        .target_namespace
-        .clone()
-        .unwrap_or_else(|| target_namespace(o.restore));
-    if owners(o.restore, &target).is_none() {
-        for j in o.jobs {
-            if j.metadata.deletion_timestamp.is_none() && !p.delete_jobs.contains(&j.name_any()) {
-                p.delete_jobs.push(j.name_any());
-            }
-        }
-    }
-}
-
 mod build;
+mod cancel;
+mod finish;
+use finish::{cleanup, finish};
 mod point;
 mod server;
 mod validate;

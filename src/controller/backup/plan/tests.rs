@@ -7,7 +7,7 @@ use crate::crd::backup::{BackupSpec, PolicyRef};
 use crate::crd::backup_policy::{
     BackupPolicySpec, DatabaseEngine, Sources, StoreRef, VolumeSource,
 };
-use crate::crd::common::{DatabaseCredentialsRef, Retention, ScheduleSpec};
+use crate::crd::common::{DatabaseCredentialsRef, Retention, ScheduleSpec, condition};
 use crate::crd::store::ChecksumMode;
 use crate::jobs::mover::SecretKey;
 use crate::jobs::result::RESULT_VERSION;
@@ -740,6 +740,8 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
     assert_job("retention", rj);
 }
 
+mod cancel;
+mod deadlines;
 mod store;
 
 #[test]

@@ -54,6 +54,10 @@ pub fn resolve_point<'a>(r: &Restore, backups: &'a [Backup]) -> Resolution<'a> {
                     .map(|f| format!(" ({}: {})", f.reason, f.message))
                     .unwrap_or_default()
             )),
+            BackupPhase::Cancelled => missing(format!(
+                "Backup {:?} was cancelled and holds no restore point",
+                b.name
+            )),
             _ if all_forgotten(found) => Resolution::Missing(failure(
                 "SnapshotsForgotten",
                 format!("Backup {:?}: {}", b.name, forgotten_message(found)),

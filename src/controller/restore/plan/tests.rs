@@ -2145,6 +2145,7 @@ fn mover_jobs_of_each_kind_match_their_snapshots() {
     assert_job("restore-manifests", &find(&p, MAN_JOB));
 }
 
+mod cancel;
 mod store;
 #[test]
 fn movers_restoring_into_a_drill_sandbox_carry_its_token_and_others_do_not() {
