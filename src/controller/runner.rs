@@ -55,8 +55,13 @@ impl RunError {
     }
 }
 
-async fn check_crds(client: &Client) -> Result<(), RunError> {
-    match Api::<BackupPolicy>::all(client.clone())
+/// With `--watch-namespaces`, the controller may list only in those namespaces.
+async fn check_crds(client: &Client, namespaces: &[String]) -> Result<(), RunError> {
+    let api = match namespaces.first() {
+        None => Api::<BackupPolicy>::all(client.clone()),
+        Some(ns) => Api::<BackupPolicy>::namespaced(client.clone(), ns),
+    };
+    match api
         .list(&ListParams::default().limit(1))
         .await
     {
@@ -102,7 +107,7 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
         "starting lifeboat controller"
     );
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    check_crds(&client).await?;
+    check_crds(&client, &config.watch_namespaces).await?;
     if let Some(level) = &config.own_namespace_pod_security {
         label_own_namespace(&client, &config.namespace, level).await;
     }
@@ -158,7 +163,7 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     metrics.leader.set(1);
     // Only the leader holds the watch caches: a standby costs the API server nothing.
-    let (caches, subscriptions) = super::cache::Caches::start(&client).await;
+    let (caches, subscriptions) = super::cache::Caches::start(&client, &config.watch_namespaces).await;
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),

@@ -26,7 +26,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
@@ -415,6 +415,7 @@ async fn apply(
             Err(e) => return Err(e.into()),
         }
         guard(client, run, &sandbox).await?;
+        rbac::bind_controller_in_sandbox(ctx, &sandbox).await?;
         if let Some(q) = &prov.quota {
             ok_exists(
                 Api::<ResourceQuota>::namespaced(client.clone(), &sandbox)
@@ -634,16 +635,22 @@ pub async fn run(ctx: Arc<Context>) {
         labels::MANAGED_BY,
         labels::MANAGER
     ));
-    Controller::new(
-        Api::<DrillRun>::all(client.clone()),
+    let served = &ctx.config.watch_namespaces;
+    let (store, events) = super::scope::reflected::<DrillRun>(
+        &client,
+        served,
         watcher::Config::default().any_semantic(),
-    )
-    .owns(
-        Api::<Restore>::all(client.clone()),
+        |_| {},
+    );
+    Controller::for_stream(events.applied_objects(), store)
+    .owns_stream(super::scope::objects::<Restore>(
+        &client,
+        served,
         watcher::Config::default(),
-    )
+    ))
     // Check Jobs live in the sandbox (no owner reference across namespaces) and the
     // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
+    // Both are watched in the whole cluster, by label: sandboxes are made at run time.
     .watches(
         Api::<Job>::all(client.clone()),
         drill_objects.clone(),
