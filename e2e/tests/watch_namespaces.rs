@@ -66,7 +66,7 @@ fn kubectl(kubeconfig: Option<&tempfile::NamedTempFile>, args: &[&str]) -> anyho
     if let Some(k) = kubeconfig {
         cmd.arg("--kubeconfig").arg(k.path());
     }
-    Ok(cmd.args(args).output().context("running kubectl")?)
+    cmd.args(args).output().context("running kubectl")
 }
 
 /// `kubectl auth can-i` as `who`: true for "yes".
@@ -80,7 +80,11 @@ fn can_i(who: &tempfile::NamedTempFile, args: &[&str]) -> anyhow::Result<bool> {
 /// cluster-wide binding, and the default one the served one's RoleBinding and policy.
 fn delete(args: &[&str]) -> anyhow::Result<()> {
     let out = kubectl(None, &[&["delete", "--ignore-not-found"], args].concat())?;
-    ensure!(out.status.success(), "kubectl delete {args:?}: {}", text(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "kubectl delete {args:?}: {}",
+        text(&out.stderr)
+    );
     Ok(())
 }
 
@@ -128,7 +132,10 @@ async fn served(p: &Protected, other: &TestNs, editor: &Editor) -> anyhow::Resul
         (OPERATOR_NS, true),
     ] {
         let got = can_i(&controller, &["get", "secrets", "-n", ns])?;
-        ensure!(got == want, "controller: get secrets -n {ns}: {got}, want {want}");
+        ensure!(
+            got == want,
+            "controller: get secrets -n {ns}: {got}, want {want}"
+        );
     }
     ensure!(
         !can_i(&controller, &["list", "secrets", "-A"])?,
@@ -145,7 +152,10 @@ async fn served(p: &Protected, other: &TestNs, editor: &Editor) -> anyhow::Resul
         );
     }
     ensure!(
-        !can_i(&controller, &["get", "backuppolicies.lifeboat.dev", "-n", &other.name])?,
+        !can_i(
+            &controller,
+            &["get", "backuppolicies.lifeboat.dev", "-n", &other.name]
+        )?,
         "the controller may read an unserved namespace's policies"
     );
 
@@ -223,8 +233,10 @@ async fn served(p: &Protected, other: &TestNs, editor: &Editor) -> anyhow::Resul
     // (c) An editor's objects in an unserved namespace: never reconciled. By now the
     // controller has had a backup and a drill's time to see them.
     let apply = |v: serde_json::Value| editor.apply(&v);
-    apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repo-pass"},
-                 "stringData": {"password": "x"}}))?;
+    apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repo-pass"},
+                 "stringData": {"password": "x"}}),
+    )?;
     apply(p.store_json("s3", &p.bucket, "repo-pass"))?;
     apply(json!({
         "apiVersion": "lifeboat.dev/v1alpha1", "kind": "BackupPolicy", "metadata": {"name": "shop"},
@@ -262,10 +274,14 @@ async fn served(p: &Protected, other: &TestNs, editor: &Editor) -> anyhow::Resul
         "the controller made its mover ServiceAccount in an unserved namespace"
     );
     // The served namespace's objects are still ours (a cheap liveness check).
-    wait_for("the served policy's status", Duration::from_secs(30), || async {
-        let pol = p.ns.api::<BackupPolicy>().get("shop").await?;
-        Ok(pol.status.is_some().then_some(()))
-    })
+    wait_for(
+        "the served policy's status",
+        Duration::from_secs(30),
+        || async {
+            let pol = p.ns.api::<BackupPolicy>().get("shop").await?;
+            Ok(pol.status.is_some().then_some(()))
+        },
+    )
     .await?;
     Ok(())
 }
@@ -326,8 +342,11 @@ async fn editor_of(ns: &TestNs) -> anyhow::Result<Editor> {
         kubeconfig,
     };
     wait_for("the editor's rights", Duration::from_secs(30), || async {
-        Ok(can_i(&e.kubeconfig, &["create", "backuppolicies.lifeboat.dev", "-n", &e.ns])?
-            .then_some(()))
+        Ok(can_i(
+            &e.kubeconfig,
+            &["create", "backuppolicies.lifeboat.dev", "-n", &e.ns],
+        )?
+        .then_some(()))
     })
     .await?;
     Ok(e)

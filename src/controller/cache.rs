@@ -119,9 +119,8 @@ where
         + Sync
         + 'static,
 {
-    let (reader, events) = super::scope::reflected(client, namespaces, wc, move |o: &mut K| {
-        slim(o, strip)
-    });
+    let (reader, events) =
+        super::scope::reflected(client, namespaces, wc, move |o: &mut K| slim(o, strip));
     spawn_dispatch(events, reader, subscribers)
 }
 

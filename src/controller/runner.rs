@@ -61,10 +61,7 @@ async fn check_crds(client: &Client, namespaces: &[String]) -> Result<(), RunErr
         None => Api::<BackupPolicy>::all(client.clone()),
         Some(ns) => Api::<BackupPolicy>::namespaced(client.clone(), ns),
     };
-    match api
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+    match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdsMissing),
         Err(kube::Error::Api(e)) if e.code == 403 => Err(RunError::Forbidden(e.message)),
@@ -163,7 +160,8 @@ pub async fn run(config: Config, prober: Arc<dyn store::Prober>) -> Result<(), R
     }
     metrics.leader.set(1);
     // Only the leader holds the watch caches: a standby costs the API server nothing.
-    let (caches, subscriptions) = super::cache::Caches::start(&client, &config.watch_namespaces).await;
+    let (caches, subscriptions) =
+        super::cache::Caches::start(&client, &config.watch_namespaces).await;
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),

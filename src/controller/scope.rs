@@ -10,8 +10,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::fmt::Debug;
 
-use futures::stream::{self, BoxStream};
 use futures::StreamExt;
+use futures::stream::{self, BoxStream};
 use kube::api::Api;
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher::Event;
@@ -52,11 +52,12 @@ where
         + Send
         + 'static,
 {
-    stream::select_all(
-        apis::<K>(client, namespaces)
-            .into_iter()
-            .map(|api| watcher(api, wc.clone()).default_backoff().touched_objects().boxed()),
-    )
+    stream::select_all(apis::<K>(client, namespaces).into_iter().map(|api| {
+        watcher(api, wc.clone())
+            .default_backoff()
+            .touched_objects()
+            .boxed()
+    }))
     .boxed()
 }
 
@@ -157,7 +158,11 @@ struct Merger<K: Resource<DynamicType = ()> + Clone + 'static> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Merger<K> {
-    fn step(&mut self, i: usize, e: Result<Event<K>, watcher::Error>) -> Vec<Result<Event<K>, watcher::Error>> {
+    fn step(
+        &mut self,
+        i: usize,
+        e: Result<Event<K>, watcher::Error>,
+    ) -> Vec<Result<Event<K>, watcher::Error>> {
         let e = match e {
             Ok(e) => e,
             Err(err) => return vec![Err(err)],
@@ -215,7 +220,9 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Merger<K> {
             .reader
             .state()
             .into_iter()
-            .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && !names.contains(&o.name_any()))
+            .filter(|o| {
+                o.namespace().as_deref() == Some(ns.as_str()) && !names.contains(&o.name_any())
+            })
             .map(|o| Ok(Event::Delete(K::clone(&o))))
             .collect();
         listed
@@ -283,7 +290,8 @@ mod tests {
             Event::Init,
             Event::InitDone,
         ]);
-        let merged = merge(vec![a, b], vec!["a".into(), "b".into()], reader.clone()).reflect(writer);
+        let merged =
+            merge(vec![a, b], vec!["a".into(), "b".into()], reader.clone()).reflect(writer);
         let mut merged = std::pin::pin!(merged);
         let mut inits = 0;
         while let Some(e) = merged.next().await {
@@ -291,7 +299,10 @@ mod tests {
                 inits += 1;
                 // Ready at once with both first lists, whatever came in between.
                 let now = names(&reader);
-                assert!(now.contains(&"a/1".to_string()) && now.contains(&"b/1".to_string()), "{now:?}");
+                assert!(
+                    now.contains(&"a/1".to_string()) && now.contains(&"b/1".to_string()),
+                    "{now:?}"
+                );
             }
         }
         assert_eq!(inits, 1, "the store is listed once, not once per namespace");
@@ -303,7 +314,11 @@ mod tests {
         let writer = Writer::<ConfigMap>::default();
         let reader = writer.as_reader();
         let merged = merge(
-            vec![feed(vec![Event::Init, Event::InitApply(cm("a", "1")), Event::InitDone])],
+            vec![feed(vec![
+                Event::Init,
+                Event::InitApply(cm("a", "1")),
+                Event::InitDone,
+            ])],
             vec!["a".into()],
             reader.clone(),
         )

@@ -643,31 +643,31 @@ pub async fn run(ctx: Arc<Context>) {
         |_| {},
     );
     Controller::for_stream(events.applied_objects(), store)
-    .owns_stream(super::scope::objects::<Restore>(
-        &client,
-        served,
-        watcher::Config::default(),
-    ))
-    // Check Jobs live in the sandbox (no owner reference across namespaces) and the
-    // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
-    // Both are watched in the whole cluster, by label: sandboxes are made at run time.
-    .watches(
-        Api::<Job>::all(client.clone()),
-        drill_objects.clone(),
-        |j| run_of(&j),
-    )
-    .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
-        run_of(&n)
-    })
-    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy(CONTROLLER), ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "drillrun controller event");
-        }
-    })
-    .await;
+        .owns_stream(super::scope::objects::<Restore>(
+            &client,
+            served,
+            watcher::Config::default(),
+        ))
+        // Check Jobs live in the sandbox (no owner reference across namespaces) and the
+        // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
+        // Both are watched in the whole cluster, by label: sandboxes are made at run time.
+        .watches(
+            Api::<Job>::all(client.clone()),
+            drill_objects.clone(),
+            |j| run_of(&j),
+        )
+        .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
+            run_of(&n)
+        })
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "drillrun controller event");
+            }
+        })
+        .await;
 }
 
 /// The pod templates of what a manifests restore put into a sandbox: Deployments,

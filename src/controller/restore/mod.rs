@@ -545,15 +545,15 @@ pub async fn run(ctx: Arc<Context>) {
     // Its children live in the target namespace, a drill's sandbox included (made at run
     // time): they are watched in the whole cluster, by label.
     Controller::for_stream(events.applied_objects(), store)
-    .watches(Api::<Job>::all(client.clone()), ours.clone(), owner_of)
-    .watches(Api::<Deployment>::all(client.clone()), ours, owner_of)
-    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy(CONTROLLER), ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "restore controller event");
-        }
-    })
-    .await;
+        .watches(Api::<Job>::all(client.clone()), ours.clone(), owner_of)
+        .watches(Api::<Deployment>::all(client.clone()), ours, owner_of)
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "restore controller event");
+            }
+        })
+        .await;
 }

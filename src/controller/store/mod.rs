@@ -444,23 +444,23 @@ where
     let served = sc.ctx.config.watch_namespaces.clone();
     let (store, events) = K::reflected(&client, &served);
     Controller::for_stream(events.applied_objects(), store)
-    .watches_stream(
-        super::scope::objects::<Backup>(
-            &client,
-            &served,
-            watcher::Config::default().any_semantic(),
-        ),
-        store_of,
-    )
-    .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile::<K>, policy, sc)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "store controller event");
-        }
-    })
-    .await;
+        .watches_stream(
+            super::scope::objects::<Backup>(
+                &client,
+                &served,
+                watcher::Config::default().any_semantic(),
+            ),
+            store_of,
+        )
+        .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::<K>, policy, sc)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "store controller event");
+            }
+        })
+        .await;
 }
 
 /// Runs both store controllers until SIGTERM.
