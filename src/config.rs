@@ -31,6 +31,12 @@ pub struct Config {
     pub mover_read_secrets_cluster_role: String,
     /// ClusterRole bound to movers that restore manifests into a namespace (write access).
     pub mover_restore_cluster_role: String,
+    /// With `watch_namespaces`, the controller's rights in a served namespace are a
+    /// RoleBinding there (the chart's), not cluster-wide; a drill sandbox is made at run
+    /// time, so the controller binds this ClusterRole there itself, to its own
+    /// ServiceAccount, before it writes anything into the sandbox. `None`: the controller
+    /// holds its rights cluster-wide and binds nothing.
+    pub sandbox_binding: Option<SandboxBinding>,
     /// Reconciliations running at once, per controller.
     pub concurrency: u16,
     /// How often stores are probed for reachability.
@@ -55,6 +61,15 @@ pub struct Config {
     pub evidence_prefix: Option<String>,
 }
 
+/// What the controller binds in each drill sandbox it makes (see `Config::sandbox_binding`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxBinding {
+    /// The ClusterRole holding the controller's namespaced rights.
+    pub cluster_role: String,
+    /// The controller's own ServiceAccount (in `Config::namespace`).
+    pub service_account: String,
+}
+
 impl Config {
     /// A configuration for unit tests.
     pub fn for_tests() -> Self {
@@ -69,6 +84,7 @@ impl Config {
             mover_read_cluster_role: "lifeboat-mover-read".into(),
             mover_read_secrets_cluster_role: "lifeboat-mover-read-secrets".into(),
             mover_restore_cluster_role: "lifeboat-mover-restore".into(),
+            sandbox_binding: None,
             concurrency: 8,
             store_probe_interval: Duration::from_secs(300),
             metrics_addr: "127.0.0.1:0".parse().expect("valid address"),

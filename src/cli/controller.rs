@@ -66,6 +66,14 @@ pub struct ControllerArgs {
         default_value = "lifeboat-mover-restore"
     )]
     mover_restore_cluster_role: String,
+    /// ClusterRole of the controller's namespaced rights, which it binds to its own
+    /// ServiceAccount in each drill sandbox it makes (the chart sets it with
+    /// watchNamespaces, where those rights are not cluster-wide); empty: binds nothing.
+    #[arg(long, env = "LIFEBOAT_SANDBOX_CLUSTER_ROLE", default_value = "")]
+    sandbox_cluster_role: String,
+    /// The controller's own ServiceAccount, the subject of those sandbox bindings.
+    #[arg(long, env = "POD_SERVICE_ACCOUNT", default_value = "")]
+    service_account: String,
     /// Reconciliations running at once, per controller.
     #[arg(long, env = "LIFEBOAT_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -114,6 +122,8 @@ impl ControllerArgs {
             mover_read_cluster_role,
             mover_read_secrets_cluster_role,
             mover_restore_cluster_role,
+            sandbox_cluster_role,
+            service_account,
             concurrency,
             store_probe_interval,
             metrics_addr,
@@ -132,6 +142,18 @@ impl ControllerArgs {
         // Two processes of one pod name (a restart racing its predecessor) must not both
         // hold the lease: make the identity unique per process.
         let identity = format!("{identity}_{:08x}", rand::random::<u32>());
+        let sandbox_binding = match (sandbox_cluster_role.is_empty(), service_account.is_empty()) {
+            (true, _) => None,
+            (false, false) => Some(crate::config::SandboxBinding {
+                cluster_role: sandbox_cluster_role,
+                service_account,
+            }),
+            (false, true) => {
+                return Err(CliError::input(
+                    "--sandbox-cluster-role needs --service-account (POD_SERVICE_ACCOUNT): the subject of the sandbox bindings".to_string(),
+                ));
+            }
+        };
         Ok(Config {
             mover_image,
             mover_db_image,
@@ -154,6 +176,7 @@ impl ControllerArgs {
             mover_read_cluster_role,
             mover_read_secrets_cluster_role,
             mover_restore_cluster_role,
+            sandbox_binding,
             concurrency: concurrency.max(1),
             store_probe_interval: duration::parse(&store_probe_interval)
                 .map_err(|e| CliError::input(format!("--store-probe-interval: {e}")))?,

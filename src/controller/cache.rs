@@ -94,15 +94,52 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let (senders, receivers) = channels(subscribers);
     let events = watcher(api, wc)
         .default_backoff()
-        .modify(move |o: &mut K| {
-            o.managed_fields_mut().clear();
-            o.annotations_mut().remove(LAST_APPLIED);
-            strip(o);
-        })
+        .modify(move |o: &mut K| slim(o, strip))
         .reflect(writer);
+    spawn_dispatch(events.boxed(), reader, subscribers)
+}
+
+/// [`spawn_reflector`] for a namespaced kind, over the namespaces the controller serves
+/// (see [`super::scope`]).
+fn spawn_scoped_reflector<K>(
+    client: &Client,
+    namespaces: &[String],
+    wc: watcher::Config,
+    strip: fn(&mut K),
+    subscribers: &[Pass],
+) -> (Store<K>, Vec<Subscription<K>>)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, events) =
+        super::scope::reflected(client, namespaces, wc, move |o: &mut K| slim(o, strip));
+    spawn_dispatch(events, reader, subscribers)
+}
+
+/// Drops what no reader of a cache ever reads.
+fn slim<K: Resource>(o: &mut K, strip: fn(&mut K)) {
+    o.managed_fields_mut().clear();
+    o.annotations_mut().remove(LAST_APPLIED);
+    strip(o);
+}
+
+fn spawn_dispatch<K>(
+    events: futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+    reader: Store<K>,
+    subscribers: &[Pass],
+) -> (Store<K>, Vec<Subscription<K>>)
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (senders, receivers) = channels(subscribers);
     tokio::spawn(dispatch(events, reader.clone(), senders));
     (reader, receivers)
 }
@@ -170,25 +207,24 @@ impl Caches {
     /// must be taken up by running controllers: until then a cache can apply only
     /// [`SUBSCRIPTION_BUFFER`] changes before it waits (its initial list is complete and
     /// readable by then: the reflector applies a list before it is passed on).
-    pub async fn start(client: &Client) -> (Caches, Subscriptions) {
+    pub async fn start(client: &Client, namespaces: &[String]) -> (Caches, Subscriptions) {
         let ours = watcher::Config::default()
             .labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
             .any_semantic();
         let all = || watcher::Config::default().any_semantic();
-        let (policies, mut policy_subs) = spawn_reflector(
-            Api::<BackupPolicy>::all(client.clone()),
-            all(),
-            |_| {},
-            &[Pass::Changes],
-        );
-        let (backups, backup_subs) = spawn_reflector(
-            Api::<Backup>::all(client.clone()),
+        let (policies, mut policy_subs) =
+            spawn_scoped_reflector(client, namespaces, all(), |_| {}, &[Pass::Changes]);
+        let (backups, backup_subs) = spawn_scoped_reflector(
+            client,
+            namespaces,
             all(),
             |_| {},
             &[Pass::Changes, Pass::ChangesAndDeletions],
         );
         // The plans read a Job's status and a Pod's status (results, stuck containers),
-        // never their specs, which are most of their size.
+        // never their specs, which are most of their size. Ours only, by label, in the
+        // whole cluster: drill sandboxes are namespaces made at run time (see
+        // [`super::scope`]).
         let (jobs, _) = spawn_reflector(
             Api::<Job>::all(client.clone()),
             ours.clone(),
@@ -201,8 +237,7 @@ impl Caches {
             |p| p.spec = None,
             &[],
         );
-        let (stores, _) =
-            spawn_reflector(Api::<BackupStore>::all(client.clone()), all(), |_| {}, &[]);
+        let (stores, _) = spawn_scoped_reflector(client, namespaces, all(), |_| {}, &[]);
         let (cluster_stores, _) = spawn_reflector(
             Api::<ClusterBackupStore>::all(client.clone()),
             all(),

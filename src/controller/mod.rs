@@ -14,6 +14,7 @@ pub mod events;
 pub mod evidence;
 pub mod leader;
 pub mod restore;
+pub(crate) mod scope;
 pub mod sources;
 pub mod store;
 

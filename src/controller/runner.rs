@@ -60,11 +60,13 @@ impl RunError {
     }
 }
 
-async fn check_crds(client: &Client) -> Result<(), RunError> {
-    match Api::<BackupPolicy>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+/// With `--watch-namespaces`, the controller may list only in those namespaces.
+async fn check_crds(client: &Client, namespaces: &[String]) -> Result<(), RunError> {
+    let api = match namespaces.first() {
+        None => Api::<BackupPolicy>::all(client.clone()),
+        Some(ns) => Api::<BackupPolicy>::namespaced(client.clone(), ns),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Err(RunError::CrdsMissing),
         Err(kube::Error::Api(e)) if e.code == 403 => Err(RunError::Forbidden(e.message)),
@@ -130,7 +132,7 @@ pub async fn run(mut config: Config, prober: Arc<dyn store::Prober>) -> Result<(
         "starting lifeboat controller"
     );
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    check_crds(&client).await?;
+    check_crds(&client, &config.watch_namespaces).await?;
     if config.cluster_id.is_none() {
         config.cluster_id = Some(cluster_id(&client).await?);
     }
@@ -193,7 +195,8 @@ pub async fn run(mut config: Config, prober: Arc<dyn store::Prober>) -> Result<(
     }
     metrics.leader.set(1);
     // Only the leader holds the watch caches: a standby costs the API server nothing.
-    let (caches, subscriptions) = super::cache::Caches::start(&client).await;
+    let (caches, subscriptions) =
+        super::cache::Caches::start(&client, &config.watch_namespaces).await;
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),

@@ -79,6 +79,11 @@ app.kubernetes.io/component: controller
 {{- define "lifeboat.moverReadClusterRole" -}}
 {{- printf "%s-mover-read" (include "lifeboat.fullname" .) }}
 {{- end }}
+{{/* The controller's namespaced rights (rbac-controller.yaml). */}}
+{{- define "lifeboat.controllerNamespacedClusterRole" -}}
+{{- printf "%s-controller-namespaced" (include "lifeboat.fullname" .) }}
+{{- end }}
+
 {{- define "lifeboat.moverRestoreClusterRole" -}}
 {{- printf "%s-mover-restore" (include "lifeboat.fullname" .) }}
 {{- end }}

@@ -525,7 +525,11 @@ pub async fn run(ctx: Arc<Context>, backups: Subscription<Backup>) {
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     Controller::for_shared_stream(backups, ctx.caches.backups.clone())
         .owns(Api::<Job>::all(client.clone()), ours.clone())
-        .owns(Api::<PersistentVolumeClaim>::all(client.clone()), ours)
+        .owns_stream(super::scope::objects::<PersistentVolumeClaim>(
+            &client,
+            &ctx.config.watch_namespaces,
+            ours,
+        ))
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)

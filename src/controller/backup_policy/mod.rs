@@ -403,9 +403,12 @@ pub async fn run(
     // and writes nothing, so it converges (plan::tests::replanning_an_unchanged_world...).
     Controller::for_shared_stream(policies, ctx.caches.policies.clone())
         .owns_shared_stream(backups)
-        .watches(
-            Api::<BackupStore>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            super::scope::objects::<BackupStore>(
+                &client,
+                &ctx.config.watch_namespaces,
+                watcher::Config::default(),
+            ),
             move |s| {
                 policies_using(
                     &store_reader,

@@ -13,13 +13,13 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use self::plan::{Observed, Plan};
 use super::drill_run::list_runs;
 use super::drill_run::plan::point;
 use super::store::catalog::StoreKey;
-use super::{Context, Error, Result, apply_status, error_policy, instrumented};
+use super::{Context, Error, Result, apply_status, error_policy, instrumented, scope};
 use crate::crd::backup_policy::BackupPolicy;
 use crate::crd::dr_drill::{DRDrill, DRDrillStatus, DrillRun};
 use crate::drill::kpi::Retained;
@@ -147,21 +147,25 @@ fn record_gauges(ctx: &Context, ns: &str, name: &str, plan: &Plan) {
 /// Runs the controller until SIGTERM or Ctrl-C (in-flight reconciles finish first).
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<DRDrill>::all(client.clone()),
+    let served = &ctx.config.watch_namespaces;
+    let (store, events) = scope::reflected::<DRDrill>(
+        &client,
+        served,
         watcher::Config::default().any_semantic(),
+        |_| {},
     );
+    let controller = Controller::for_stream(events.applied_objects(), store);
     let _ = ctx.drills.set(controller.store());
     let drills = controller.store();
     controller
-        .owns(
-            Api::<DrillRun>::all(client.clone()),
+        .owns_stream(scope::objects::<DrillRun>(
+            &client,
+            served,
             watcher::Config::default(),
-        )
+        ))
         // A policy appearing (PolicyNotFound) or changing (sources checks refer to).
-        .watches(
-            Api::<BackupPolicy>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            scope::objects::<BackupPolicy>(&client, served, watcher::Config::default()),
             move |p| {
                 drills
                     .state()

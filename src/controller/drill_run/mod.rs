@@ -26,7 +26,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, SandboxState, StoreInfo};
@@ -430,6 +430,7 @@ async fn apply(
             Err(e) => return Err(e.into()),
         }
         guard(client, run, &sandbox).await?;
+        rbac::bind_controller_in_sandbox(ctx, &sandbox).await?;
         if let Some(q) = &prov.quota {
             ok_exists(
                 Api::<ResourceQuota>::namespaced(client.clone(), &sandbox)
@@ -658,33 +659,39 @@ pub async fn run(ctx: Arc<Context>) {
         labels::MANAGED_BY,
         labels::MANAGER
     ));
-    Controller::new(
-        Api::<DrillRun>::all(client.clone()),
+    let served = &ctx.config.watch_namespaces;
+    let (store, events) = super::scope::reflected::<DrillRun>(
+        &client,
+        served,
         watcher::Config::default().any_semantic(),
-    )
-    .owns(
-        Api::<Restore>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    // Check Jobs live in the sandbox (no owner reference across namespaces) and the
-    // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
-    .watches(
-        Api::<Job>::all(client.clone()),
-        drill_objects.clone(),
-        |j| run_of(&j),
-    )
-    .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
-        run_of(&n)
-    })
-    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy(CONTROLLER), ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "drillrun controller event");
-        }
-    })
-    .await;
+        |_| {},
+    );
+    Controller::for_stream(events.applied_objects(), store)
+        .owns_stream(super::scope::objects::<Restore>(
+            &client,
+            served,
+            watcher::Config::default(),
+        ))
+        // Check Jobs live in the sandbox (no owner reference across namespaces) and the
+        // sandbox is cluster-scoped: both map back by annotation. Report Jobs carry it too.
+        // Both are watched in the whole cluster, by label: sandboxes are made at run time.
+        .watches(
+            Api::<Job>::all(client.clone()),
+            drill_objects.clone(),
+            |j| run_of(&j),
+        )
+        .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
+            run_of(&n)
+        })
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "drillrun controller event");
+            }
+        })
+        .await;
 }
 
 /// The pod templates of what a manifests restore put into a sandbox: Deployments,

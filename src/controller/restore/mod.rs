@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, 
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use self::plan::{Observed, Plan, Resolution};
@@ -539,19 +539,24 @@ pub async fn run(ctx: Arc<Context>) {
         labels::MANAGER,
         labels::RESTORE_UID
     ));
-    Controller::new(
-        Api::<Restore>::all(client.clone()),
+    let (store, events) = super::scope::reflected::<Restore>(
+        &client,
+        &ctx.config.watch_namespaces,
         watcher::Config::default().any_semantic(),
-    )
-    .watches(Api::<Job>::all(client.clone()), ours.clone(), owner_of)
-    .watches(Api::<Deployment>::all(client.clone()), ours, owner_of)
-    .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile, error_policy(CONTROLLER), ctx)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "restore controller event");
-        }
-    })
-    .await;
+        |_| {},
+    );
+    // Its children live in the target namespace, a drill's sandbox included (made at run
+    // time): they are watched in the whole cluster, by label.
+    Controller::for_stream(events.applied_objects(), store)
+        .watches(Api::<Job>::all(client.clone()), ours.clone(), owner_of)
+        .watches(Api::<Deployment>::all(client.clone()), ours, owner_of)
+        .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy(CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "restore controller event");
+            }
+        })
+        .await;
 }

@@ -20,8 +20,8 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -195,7 +195,11 @@ trait StoreKind:
     fn spec(&self) -> &BackupStoreSpec;
     fn status(&self) -> Option<&StoreStatus>;
     fn api(client: kube::Client, ns: Option<&str>) -> Api<Self>;
+    /// The stores of this kind the controller serves, and the events that fill them.
+    fn reflected(client: &kube::Client, served: &[String]) -> (Store<Self>, Events<Self>);
 }
+
+type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
 impl StoreKind for BackupStore {
     const CONTROLLER: &'static str = "backupstore";
@@ -209,6 +213,14 @@ impl StoreKind for BackupStore {
     }
     fn api(client: kube::Client, ns: Option<&str>) -> Api<Self> {
         Api::namespaced(client, ns.unwrap_or_default())
+    }
+    fn reflected(client: &kube::Client, served: &[String]) -> (Store<Self>, Events<Self>) {
+        super::scope::reflected(
+            client,
+            served,
+            watcher::Config::default().any_semantic(),
+            |_| {},
+        )
     }
 }
 
@@ -224,6 +236,17 @@ impl StoreKind for ClusterBackupStore {
     }
     fn api(client: kube::Client, _: Option<&str>) -> Api<Self> {
         Api::all(client)
+    }
+    fn reflected(client: &kube::Client, _: &[String]) -> (Store<Self>, Events<Self>) {
+        let (reader, writer) = kube::runtime::reflector::store();
+        let events = kube::runtime::watcher(
+            Api::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+        (reader, events)
     }
 }
 
@@ -418,24 +441,26 @@ where
             crate::crd::backup_policy::StoreKind::ClusterBackupStore => ObjectRef::new(&r.name),
         })
     };
-    Controller::new(
-        K::api(client.clone(), None).clone(),
-        watcher::Config::default().any_semantic(),
-    )
-    .watches(
-        Api::<Backup>::all(client),
-        watcher::Config::default().any_semantic(),
-        store_of,
-    )
-    .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
-    .shutdown_on_signal()
-    .run(reconcile::<K>, policy, sc)
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "store controller event");
-        }
-    })
-    .await;
+    let served = sc.ctx.config.watch_namespaces.clone();
+    let (store, events) = K::reflected(&client, &served);
+    Controller::for_stream(events.applied_objects(), store)
+        .watches_stream(
+            super::scope::objects::<Backup>(
+                &client,
+                &served,
+                watcher::Config::default().any_semantic(),
+            ),
+            store_of,
+        )
+        .with_config(kube::runtime::Config::default().concurrency(sc.ctx.config.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::<K>, policy, sc)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "store controller event");
+            }
+        })
+        .await;
 }
 
 /// Runs both store controllers until SIGTERM.
