@@ -609,3 +609,60 @@ async fn retention_and_deletion_leave_another_clusters_and_an_earlier_policys_sn
     common::restic(&p.bucket, &p.prefix, &["check"])?;
     p.cleanup().await
 }
+
+/// The newest restore point a drill verified survives a rule that would forget it: the
+/// policy's `status.lastVerifiedRestorePoint` (written here as the drill controller would,
+/// with the admin's rights: tenants cannot write status) names the first run, the rule is
+/// tightened to keepLast 1, and the third run's retention keeps the first and the third.
+#[tokio::test]
+#[ignore = "needs e2e/local"]
+async fn retention_keeps_the_restore_point_a_drill_verified() -> anyhow::Result<()> {
+    let p = Protected::create("ret-verified").await?;
+    p.store_ready("s3").await?;
+    let mut policy = policy_json(&p, "app", "Retain");
+    policy["spec"]["retention"] = json!({"keepLast": 5});
+    p.apply(policy.clone()).await?;
+    backup(&p, "app", "app-1").await?;
+    backup(&p, "app", "app-2").await?;
+    let policies: Api<BackupPolicy> = p.ns.api();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    policies
+        .patch_status(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"lastVerifiedRestorePoint": {
+                "backup": "app-1", "restorePointTime": now, "drillRun": "app-drill-1",
+                "verifiedTime": now}}})),
+        )
+        .await?;
+    policy["spec"]["retention"] = json!({"keepLast": 1});
+    p.apply(policy).await?;
+    backup(&p, "app", "app-3").await?;
+    let api: Api<Backup> = p.ns.api();
+    let applied = wait_for("retention applied", RUN, || async {
+        let b = api.get("app-3").await?;
+        Ok(b.status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| {
+                c.type_ == "RetentionApplied" && c.reason != "Running" && c.reason != "Waiting"
+            }))
+    })
+    .await?;
+    ensure!(applied.reason == "Applied", "{applied:?}");
+    let tag = format!("policy={}/app", p.name());
+    let left = restic_json(&p.bucket, &p.prefix, &["snapshots", "--tag", &tag])?;
+    let mut runs: Vec<String> = left
+        .as_array()
+        .context("snapshots")?
+        .iter()
+        .flat_map(|s| s["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str()?.strip_prefix("backup=").map(str::to_string))
+        .collect();
+    runs.sort();
+    assert_eq!(runs, vec!["app-1".to_string(), "app-3".to_string()]);
+    p.cleanup().await
+}

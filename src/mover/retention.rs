@@ -23,6 +23,7 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         backup: _,
         keep,
         sources: only,
+        keep_backups,
         dry_run,
         owner,
     } = a;
@@ -42,6 +43,9 @@ pub(crate) fn run(a: ApplyRetention, repo_args: &RepoAccess) -> Result<MoverResu
         keep_weekly,
         keep_monthly,
         keep_yearly,
+        // The newest verified restore point: restic's keep-tag rule keeps it in every
+        // source's history, and the plan shows `tags` as the reason.
+        keep_tags: keep_backups.iter().map(|b| tags::backup(b)).collect(),
         ..RetentionPolicy::default()
     };
     let keeps_something = [

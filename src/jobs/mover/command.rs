@@ -209,6 +209,10 @@ pub(crate) struct ApplyRetention {
     pub(crate) sources: Vec<String>,
     /// Plan only: report what would be forgotten.
     pub(crate) dry_run: bool,
+    /// Runs (Backup names) whose snapshots are kept whatever the rules say: the policy's
+    /// newest restore point a drill verified, so that retention never leaves a policy
+    /// without one.
+    pub(crate) keep_backups: Vec<String>,
     /// Only snapshots not tagged with another owner are thinned. `None`: every snapshot
     /// with the policy's identity tag (a run by hand, or an older controller's Job).
     pub(crate) owner: Option<SnapshotOwner>,
@@ -550,6 +554,7 @@ impl MoverCommand {
                 a.opt("max-forget-percent", k.max_forget_percent);
                 a.opt("backup", c.backup.as_ref());
                 a.each("source", &c.sources);
+                a.each("keep-backup", &c.keep_backups);
                 a.switch("dry-run", c.dry_run);
                 a.owner(c.owner.as_ref());
                 a

@@ -190,6 +190,7 @@ pub(super) fn retention(o: &Observed<'_>, p: &mut Plan) {
                 backup: Some(b.name_any()),
                 keep,
                 sources: succeeded_sources(&p.status, &ns),
+                keep_backups: newest_verified(policy),
                 dry_run: false,
                 owner: SnapshotOwner::of_policy(o.config.cluster_id.as_deref(), policy),
             });
@@ -241,6 +242,19 @@ fn breaker_acknowledged(policy: &BackupPolicy) -> bool {
         .annotations()
         .get(annotations::RETENTION_BREAKER_ACK)
         .is_some_and(|a| Some(a.trim()) == generation.as_deref())
+}
+
+/// The policy's newest restore point a drill verified (`status.lastVerifiedRestorePoint`,
+/// written by the drill controller; tenants cannot write status): retention keeps its
+/// snapshots, so thinning never leaves a policy whose every verified point is gone. A
+/// newer verified point moves it, and the older one is then thinned like any other.
+fn newest_verified(policy: &BackupPolicy) -> Vec<String> {
+    policy
+        .status
+        .as_ref()
+        .and_then(|s| s.last_verified_restore_point.as_ref())
+        .map(|v| vec![v.backup.clone()])
+        .unwrap_or_default()
 }
 
 /// The `source=` tag values (`KIND/NAME`) of the run's sources that succeeded: retention

@@ -408,6 +408,7 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
                 ("keep-yearly", One),
                 ("max-forget-percent", One),
                 ("source", Many),
+                ("keep-backup", Many),
                 ("dry-run", Switch),
             ],
             &OWNER,
@@ -427,6 +428,7 @@ fn retention(args: &[String]) -> Result<ApplyRetention, ArgvError> {
             max_forget_percent: f.number("max-forget-percent", N)?,
         },
         sources: f.many("source"),
+        keep_backups: f.many("keep-backup"),
         dry_run: f.switch("dry-run"),
         owner: f.owner()?,
     })

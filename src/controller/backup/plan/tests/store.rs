@@ -398,3 +398,39 @@ fn retention_command(p: &Plan, name: &str) -> crate::jobs::mover::command::Apply
         other => panic!("not a retention command: {other:?}"),
     }
 }
+
+#[test]
+fn retention_keeps_the_newest_verified_restore_point() {
+    let mut w = World::new(CopyMethod::Direct, None);
+    w.policy.spec.retention = Retention {
+        keep_last: Some(1),
+        ..Retention::default()
+    };
+    w.step();
+    w.jobs = vec![
+        job(VOL_JOB, Some((true, ""))),
+        job(DB_JOB, Some((true, ""))),
+    ];
+    w.pods = vec![
+        pod(VOL_JOB, "Succeeded", Some((0, ok_result("aaaa", 1))), None),
+        pod(DB_JOB, "Succeeded", Some((0, ok_result("bbbb", 1))), None),
+    ];
+    let rname = retention_job_name("orders-202601010010");
+    // No drill has verified anything yet: nothing is kept beyond the rules.
+    assert!(retention_command(&w.plan(), &rname).keep_backups.is_empty());
+    // A drill verified an older run: the retention Job keeps it by name.
+    let t = Time(ts("2025-12-31T00:10:05Z"));
+    w.policy.status = Some(crate::crd::backup_policy::BackupPolicyStatus {
+        last_verified_restore_point: Some(crate::crd::backup_policy::VerifiedRestorePoint {
+            backup: "orders-202512310010".into(),
+            restore_point_time: t.clone(),
+            drill_run: "orders-drill-1".into(),
+            verified_time: t,
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        retention_command(&w.plan(), &rname).keep_backups,
+        vec!["orders-202512310010".to_string()]
+    );
+}
