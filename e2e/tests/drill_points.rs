@@ -64,7 +64,12 @@ async fn drill_metrics(client: &kube::Client, ns: &str) -> anyhow::Result<String
             continue;
         };
         let out = Command::new("curl")
-            .args(["-sf", "--max-time", "5", &format!("http://{ip}:8080/metrics")])
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:8080/metrics"),
+            ])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if text.contains(&format!("namespace=\"{ns}\"")) && text.contains("lifeboat_drill_") {
@@ -126,15 +131,19 @@ async fn drills_choose_among_the_restore_points_the_repository_keeps() -> anyhow
     .await?;
     let identity = format!("{ns}/shop");
     let stores: Api<BackupStore> = p.ns.api();
-    wait_for("the catalog lists 3 points", Duration::from_secs(120), || async {
-        let s = stores.get("s3").await?;
-        let n = s
-            .status
-            .and_then(|s| s.catalog)
-            .and_then(|c| c.policies.into_iter().find(|i| i.policy == identity))
-            .map(|i| i.restore_points);
-        Ok((n == Some(3)).then_some(()))
-    })
+    wait_for(
+        "the catalog lists 3 points",
+        Duration::from_secs(120),
+        || async {
+            let s = stores.get("s3").await?;
+            let n = s
+                .status
+                .and_then(|s| s.catalog)
+                .and_then(|c| c.policies.into_iter().find(|i| i.policy == identity))
+                .map(|i| i.restore_points);
+            Ok((n == Some(3)).then_some(()))
+        },
+    )
     .await?;
 
     // Oldest: b1, read from the store (no Backup object), and it passes.
@@ -150,7 +159,10 @@ async fn drills_choose_among_the_restore_points_the_repository_keeps() -> anyhow
             && rp.candidates == Some(RetainedSource::Catalog),
         "{rp:?}"
     );
-    let rto = r.status.as_ref().and_then(|s| s.rto.as_ref()?.measured.clone());
+    let rto = r
+        .status
+        .as_ref()
+        .and_then(|s| s.rto.as_ref()?.measured.clone());
     println!("FIGURE oldest drill of a store point: run {took:?}, RTO {rto:?}");
 
     // Unverified, twice: two different points (the oldest first).
@@ -181,19 +193,32 @@ async fn drills_choose_among_the_restore_points_the_repository_keeps() -> anyhow
     ensure!(record == ["b1", "b2"], "{record:?}");
     let metrics = wait_for("the coverage gauges", Duration::from_secs(60), || async {
         let m = drill_metrics(&p.ns.client, &ns).await.unwrap_or_default();
-        let ratio = gauge(&m, "lifeboat_drill_restore_points_verified_ratio", &ns, "unverified");
-        Ok(ratio
-            .filter(|r| (r - 2.0 / 3.0).abs() < 1e-9)
-            .map(|_| m))
+        let ratio = gauge(
+            &m,
+            "lifeboat_drill_restore_points_verified_ratio",
+            &ns,
+            "unverified",
+        );
+        Ok(ratio.filter(|r| (r - 2.0 / 3.0).abs() < 1e-9).map(|_| m))
     })
     .await?;
     ensure!(
-        gauge(&metrics, "lifeboat_drill_restore_points_retained", &ns, "unverified") == Some(3.0),
+        gauge(
+            &metrics,
+            "lifeboat_drill_restore_points_retained",
+            &ns,
+            "unverified"
+        ) == Some(3.0),
         "{metrics}"
     );
     ensure!(
-        gauge(&metrics, "lifeboat_drill_restore_points_verified_ratio", &ns, "oldest")
-            .is_some_and(|r| (r - 1.0 / 3.0).abs() < 1e-9),
+        gauge(
+            &metrics,
+            "lifeboat_drill_restore_points_verified_ratio",
+            &ns,
+            "oldest"
+        )
+        .is_some_and(|r| (r - 1.0 / 3.0).abs() < 1e-9),
         "the oldest drill verified b1 only"
     );
     // `lifeboat status` shows the catalog's figures.
