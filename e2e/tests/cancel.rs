@@ -2,7 +2,8 @@
 //! Backup cancelled while its mover uploads (phase Cancelled, its pods gone, no snapshot
 //! in the repository as stock `restic` lists it, the next backup succeeds), a Restore
 //! cancelled while its mover fills a new PVC (the PVC removed), and the editor refused
-//! the same request in a namespace not theirs. Prints the time from the request to phase
+//! the same request in a namespace not theirs; a DrillRun cancelled mid-restore through
+//! its DRDrill (outcome Cancelled, report written, sandbox gone, the next run passes). Prints the time from the request to phase
 //! Cancelled and to the pods being gone.
 
 mod common;
@@ -16,6 +17,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use lifeboat::crd::backup::{Backup, BackupPhase, BackupSpec, PolicyRef};
+use lifeboat::crd::dr_drill::{DrillOutcome, DrillPhase, DrillRun, DrillRunSpec};
+use lifeboat::crd::restore::LocalRef;
 use lifeboat::crd::restore::{Restore, RestorePhase};
 use lifeboat_e2e::testing::{TestNs, wait_for};
 use serde_json::json;
@@ -322,7 +325,10 @@ async fn scenario(p: &Protected, other: &TestNs) -> anyhow::Result<()> {
         "a finished run is not annotated"
     );
 
-    // 5. The editor of this namespace cannot cancel in another one: the CLI and a raw
+    // 5. A drill run cancelled by the editor while its Restore fills the sandbox.
+    drill_cancelled(p, &kc).await?;
+
+    // 6. The editor of this namespace cannot cancel in another one: the CLI and a raw
     // patch with the editor's token are refused by the API server.
     let foreign: Api<Backup> = other.api();
     let mut fb = b.clone();
@@ -366,5 +372,86 @@ async fn scenario(p: &Protected, other: &TestNs) -> anyhow::Result<()> {
             .unwrap_or_default()
             .contains_key("lifeboat.dev/cancel")
     );
+    Ok(())
+}
+
+/// A DrillRun stopped mid-restore with `lifeboat drill cancel` as the editor (who may not
+/// change the DrillRun itself: the request is an annotation on the DRDrill): outcome
+/// `Cancelled` at `Restoring`, its report written (the chain records the run), its sandbox
+/// removed with the half-filled volume, and the drill's next run passes.
+async fn drill_cancelled(p: &Protected, kc: &tempfile::NamedTempFile) -> anyhow::Result<()> {
+    let ns = p.name().to_string();
+    p.apply(drill_json(
+        "weekly",
+        json!({"policyRef": {"name": "shop"}, "schedule": {"cron": "0 0 1 1 *"},
+               "checks": [{"name": "small", "files": {"volume": "data", "exist": ["small.txt"]}}]}),
+    ))
+    .await?;
+    let runs: Api<DrillRun> = p.ns.api();
+    let mut r = DrillRun::new(
+        "d1",
+        DrillRunSpec {
+            drill_ref: LocalRef {
+                name: "weekly".into(),
+            },
+            ..DrillRunSpec::default()
+        },
+    );
+    r.metadata.namespace = Some(ns.clone());
+    runs.create(&PostParams::default(), &r).await?;
+    let sandbox = wait_for("the drill restoring", RUN, || async {
+        let s = runs.get("d1").await?.status.unwrap_or_default();
+        Ok(s.sandbox_namespace
+            .filter(|_| s.phase == Some(DrillPhase::Restoring)))
+    })
+    .await?;
+    let in_sandbox: Api<Pod> = Api::namespaced(p.ns.client.clone(), &sandbox);
+    wait_for("the restore's mover running", RUN, || async {
+        Ok(in_sandbox
+            .list(&ListParams::default().labels("lifeboat.dev/restore=d1"))
+            .await?
+            .items
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .map(|_| ()))
+    })
+    .await?;
+    let asked = Instant::now();
+    let out = lifeboat_cli(kc.path(), &["drill", "cancel", "d1", "-n", &ns, "--wait"])?;
+    let to_done = asked.elapsed();
+    ensure!(
+        out.status.success() && text(&out.stdout).contains(&format!("DrillRun {ns}/d1 cancelled")),
+        "drill cancel: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(p.ns.client.clone());
+    ensure!(
+        namespaces.get_opt(&sandbox).await?.is_none(),
+        "the sandbox {sandbox} is gone once the run completed"
+    );
+    eprintln!(
+        "drill cancel -> run completed (report written, sandbox gone): {:.1} s",
+        to_done.as_secs_f64()
+    );
+    let st = runs.get("d1").await?.status.context("d1 status")?;
+    ensure!(st.outcome == Some(DrillOutcome::Cancelled), "{st:?}");
+    let f = st.failure.as_ref().context("failure")?;
+    ensure!(
+        (f.step.as_str(), f.failure.reason.as_str()) == ("Restoring", "Cancelled"),
+        "{f:?}"
+    );
+    ensure!(st.report.is_some(), "the cancelled run is reported: {st:?}");
+    ensure!(
+        events(p, "DrillRun", "d1")
+            .await?
+            .iter()
+            .any(|(t, r)| t == "Normal" && r == "DrillRunCancelled"),
+        "a DrillRunCancelled Event"
+    );
+    // The drill goes on: its next run passes.
+    let next = run_drill(p, "weekly", "d2").await?;
+    let o = next.status.and_then(|s| s.outcome);
+    ensure!(o == Some(DrillOutcome::Passed), "{o:?}");
     Ok(())
 }

@@ -76,6 +76,9 @@ enum DrillSub {
     VerifyChain(VerifyArgs),
     /// Start a run of a DRDrill now; with --wait, follow it and print the outcome.
     Now(super::ops::DrillNowArgs),
+    /// Stop a running DrillRun (outcome Cancelled; its sandbox is removed, its report
+    /// says it was cancelled).
+    Cancel(super::ops::cancel::DrillCancelArgs),
 }
 
 /// Which form of the report.
@@ -418,6 +421,14 @@ pub fn run(d: DrillCmd, repo: &RepoArgs, json: bool) -> Result<(), CliError> {
             },
             json,
         ),
+        DrillSub::Cancel(a) => super::ops::cancel::drill_run(
+            a,
+            super::ops::KubeArgs {
+                context: k.context,
+                namespace: k.namespace,
+            },
+            json,
+        ),
     }
 }
 
@@ -446,6 +457,15 @@ mod tests {
                 "json",
                 "-o",
                 "/tmp/r.json",
+            ],
+            vec![
+                "lifeboat",
+                "drill",
+                "cancel",
+                "orders-202611221500",
+                "-n",
+                "shop",
+                "--wait",
             ],
             vec![
                 "lifeboat",

@@ -232,7 +232,7 @@ pub const EXIT_CODES: &[(&str, u8, &str)] = &[
     (
         "DrillFailed",
         66,
-        "`drill now --wait`: the DrillRun's outcome is Failed (the failing step is named)",
+        "`drill now --wait`: the DrillRun's outcome is Failed (the failing step is named) or Cancelled",
     ),
     (
         "WaitTimeout",

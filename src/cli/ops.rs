@@ -626,9 +626,14 @@ pub fn drill_now(a: DrillNowArgs, kube: KubeArgs, json: bool) -> Result<(), CliE
                     .failure
                     .map(|f| format!("{}: {}: {}", f.step, f.failure.reason, f.failure.message))
                     .unwrap_or_else(|| "no failure recorded".into());
+                let how = if st.outcome == Some(DrillOutcome::Cancelled) {
+                    "was cancelled"
+                } else {
+                    "failed"
+                };
                 Err(CliError {
                     category: "DrillFailed",
-                    message: format!("DrillRun {name} failed at {why}"),
+                    message: format!("DrillRun {name} {how} at {why}"),
                 })
             }
         }

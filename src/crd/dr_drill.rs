@@ -487,6 +487,20 @@ pub enum DrillOutcome {
     Passed,
     /// A step or a check failed.
     Failed,
+    /// Stopped on request (the DRDrill's `lifeboat.dev/cancel-run` annotation) before it
+    /// finished: it proves nothing either way and counts in no pass rate.
+    Cancelled,
+}
+
+impl DrillOutcome {
+    /// The name used in conditions, metric labels and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillOutcome::Passed => "Passed",
+            DrillOutcome::Failed => "Failed",
+            DrillOutcome::Cancelled => "Cancelled",
+        }
+    }
 }
 
 /// One execution of a drill. The spec is immutable; the status never changes once the run

@@ -101,6 +101,9 @@ pub mod annotations {
     /// `Cancelled`). An annotation, not a spec field: the spec stays the immutable record
     /// of what was asked for, and a controller on CRDs of an older release still sees it.
     pub const CANCEL: &str = "lifeboat.dev/cancel";
+    /// On a DRDrill: the name of its DrillRun to stop (outcome `Cancelled`). On the drill,
+    /// not the run: editors may create and read DrillRuns but never change them.
+    pub const CANCEL_RUN: &str = "lifeboat.dev/cancel-run";
 }
 
 /// Whether the object asks for its run to be cancelled ([`annotations::CANCEL`] is `"true"`).

@@ -68,6 +68,7 @@ fn outcome_badge(o: Option<DrillOutcome>) -> &'static str {
     match o {
         Some(DrillOutcome::Passed) => "<span class=\"badge passed\">PASSED</span>",
         Some(DrillOutcome::Failed) => "<span class=\"badge failed\">FAILED</span>",
+        Some(DrillOutcome::Cancelled) => "<span class=\"badge unknown\">CANCELLED</span>",
         None => "<span class=\"badge unknown\">UNKNOWN</span>",
     }
 }

@@ -115,7 +115,8 @@ pub fn probe(store: &dyn ObjectStore, immutable: bool) -> Result<ImmutabilityPro
 
 /// Records `probe` in the run's status. Anything but a refusal (or a skip) fails a run
 /// that had passed: the store does not hold what it claims, or the drill could not show
-/// that it does. A run that had already failed keeps its first failure.
+/// that it does. A run that had already failed keeps its first failure; a cancelled one
+/// stays cancelled.
 /// Returns the failure it set.
 pub fn apply(status: &mut DrillRunStatus, probe: ImmutabilityProbe) -> Option<DrillFailure> {
     let reason = match probe.result {
@@ -128,7 +129,10 @@ pub fn apply(status: &mut DrillRunStatus, probe: ImmutabilityProbe) -> Option<Dr
     let message = probe.message.clone().unwrap_or_default();
     status.immutability = Some(probe);
     let reason = reason?;
-    if status.outcome == Some(DrillOutcome::Failed) {
+    if matches!(
+        status.outcome,
+        Some(DrillOutcome::Failed | DrillOutcome::Cancelled)
+    ) {
         return None;
     }
     let f = DrillFailure {

@@ -145,7 +145,9 @@ pub fn window(samples: &[Sample], now: Timestamp, days: u32) -> WindowKpis {
     let from = now - SignedDuration::from_hours(24 * i64::from(days));
     let mut inside: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.start > from && s.start <= now && s.outcome.is_some())
+        // A cancelled run proves nothing either way: it is in no count or rate.
+        .filter(|s| s.start > from && s.start <= now)
+        .filter(|s| s.outcome.is_some_and(|o| o != DrillOutcome::Cancelled))
         .collect();
     inside.sort_by_key(|s| s.start);
     let passed: Vec<&&Sample> = inside
@@ -317,6 +319,15 @@ mod tests {
         );
         assert_eq!(tr.direction, Direction::Rising);
         assert!(k.restore_points.is_none());
+    }
+
+    #[test]
+    fn cancelled_runs_count_in_no_window() {
+        let mut cancelled = s(2, false, 0.0);
+        cancelled.outcome = Some(DrillOutcome::Cancelled);
+        let w = window(&[s(3, true, 60.0), cancelled, s(1, false, 0.0)], t(0), 30);
+        assert_eq!((w.runs, w.passed, w.failed), (2, 1, 1));
+        assert_eq!(w.pass_rate, Some(0.5));
     }
 
     #[test]

@@ -321,6 +321,7 @@ fn outcome_word(o: Option<DrillOutcome>) -> &'static str {
     match o {
         Some(DrillOutcome::Passed) => "✅ PASSED",
         Some(DrillOutcome::Failed) => "❌ FAILED",
+        Some(DrillOutcome::Cancelled) => "⏹ CANCELLED",
         None => "unknown",
     }
 }
@@ -499,6 +500,7 @@ pub fn render_markdown(r: &Report) -> String {
         .map(|p| match p.outcome {
             Some(DrillOutcome::Passed) => '✔',
             Some(DrillOutcome::Failed) => '✘',
+            Some(DrillOutcome::Cancelled) => '–',
             None => '?',
         })
         .collect();

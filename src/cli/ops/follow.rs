@@ -432,6 +432,7 @@ pub fn drill_summary(run: &DrillRun) -> String {
     let outcome = match st.outcome {
         Some(DrillOutcome::Passed) => "Passed",
         Some(DrillOutcome::Failed) => "FAILED",
+        Some(DrillOutcome::Cancelled) => "Cancelled",
         None => "no outcome",
     };
     let mut s = format!("DrillRun {name}: {outcome}\n");

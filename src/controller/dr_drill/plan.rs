@@ -381,15 +381,22 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                 status.consecutive_failures =
                     Some(status.consecutive_failures.unwrap_or(0).saturating_add(1));
             }
+            // Stopped on request: neither a pass nor a failure in a row.
+            DrillOutcome::Cancelled => {}
         }
         events.push(PlannedEvent {
             warning: outcome == DrillOutcome::Failed,
-            reason: if outcome == DrillOutcome::Passed {
-                "DrillPassed"
-            } else {
-                "DrillFailed"
+            reason: match outcome {
+                DrillOutcome::Passed => "DrillPassed",
+                DrillOutcome::Failed => "DrillFailed",
+                DrillOutcome::Cancelled => "DrillCancelled",
             },
             note: match (&s.failure, outcome) {
+                (f, DrillOutcome::Cancelled) => format!(
+                    "{} cancelled at {}",
+                    r.name_any(),
+                    f.as_ref().map_or("Pending", |f| f.step.as_str())
+                ),
                 (Some(f), DrillOutcome::Failed) => format!(
                     "{} failed at {}: {}: {}",
                     r.name_any(),
@@ -534,7 +541,15 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         None => conds.retain(|c| c.type_ != condition::RTO_DEMONSTRATED),
         Some(objective) => {
             let window = spec.objectives.rto_window.unwrap_or(DEFAULT_RTO_WINDOW) as usize;
-            let last: Vec<&&DrillRun> = completed.iter().rev().take(window).collect();
+            // Cancelled runs measured nothing: the window is of runs that finished.
+            let last: Vec<&&DrillRun> = completed
+                .iter()
+                .rev()
+                .filter(|r| {
+                    r.status.as_ref().and_then(|s| s.outcome) != Some(DrillOutcome::Cancelled)
+                })
+                .take(window)
+                .collect();
             let obj = duration::format(objective);
             let (ok, reason, msg) = if last.len() < window {
                 (

@@ -628,10 +628,7 @@ fn record_finish(ctx: &Context, run: &DrillRun, plan: &Plan, outcome: DrillOutco
         kpis: None,
         coverage: None,
     };
-    let outcome = match outcome {
-        DrillOutcome::Passed => "Passed",
-        DrillOutcome::Failed => "Failed",
-    };
+    let outcome = outcome.as_str();
     ctx.metrics.record_drill(
         &DrillLabels::new(&ns, &run.spec.drill_ref.name),
         gauges,
@@ -683,6 +680,14 @@ pub async fn run(ctx: Arc<Context>) {
         .watches(Api::<Namespace>::all(client.clone()), drill_objects, |n| {
             run_of(&n)
         })
+        // A cancel request is an annotation on the run's DRDrill naming the run.
+        .watches_stream(
+            super::scope::objects::<DRDrill>(&client, served, watcher::Config::default()),
+            |d| {
+                let run = d.annotations().get(annotations::CANCEL_RUN)?;
+                Some(ObjectRef::new(run).within(&d.namespace()?))
+            },
+        )
         .with_config(kube::runtime::Config::default().concurrency(ctx.config.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy(CONTROLLER), ctx)

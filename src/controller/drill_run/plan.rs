@@ -9,6 +9,7 @@
 //!   for other  chosen once;      object        check; RTO,     (drill's       deleted
 //!   runs)      sandbox made      → sandbox     RPO, outcome    namespace)     (or kept)
 //! any failure or deadline ───────────────────────────────────> Reporting ──> CleaningUp
+//! a cancel request (DRDrill annotation) before Reporting ─────> Reporting ──> CleaningUp
 //! ```
 //!
 //! Rules:
@@ -28,7 +29,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
 use kube::{Resource, ResourceExt};
 
 use super::checks::{check_inputs_missing, check_job, check_job_name, check_type, judge, restored};
@@ -359,6 +360,17 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             DrillPhase::Verifying => fail(&mut p, "Verifying", f.clone(), o.now),
             _ => {}
         }
+    }
+    let now_in = phase_of(&p.status);
+    if matches!(
+        now_in,
+        DrillPhase::Pending
+            | DrillPhase::Provisioning
+            | DrillPhase::Restoring
+            | DrillPhase::Verifying
+    ) && cancel_asked(o)
+    {
+        cancel(o, &mut p, now_in);
     }
     // Each step either moves to the next phase (then the next step runs at once) or waits.
     for _ in 0..8 {
@@ -1130,135 +1142,10 @@ fn finish_verification(o: &Observed<'_>, p: &mut Plan, spec: &DRDrillSpec) {
     enter(&mut p.status, DrillPhase::Reporting, end);
 }
 
-fn cleaning_up(o: &Observed<'_>, p: &mut Plan) {
-    let now = o.now;
-    let ns = o.config.namespace.clone();
-    let report = report_job_name(o.run);
-    if o.jobs.iter().any(|j| j.name_any() == report) {
-        p.delete_jobs.push((ns.clone(), report));
-    }
-    // Whatever the store is now (gone, no longer allowed), the copy of its credentials made
-    // for the report goes (the delete checks the Secret is this run's), and the record.
-    p.delete_secrets.push((ns, report_mirror_name(o.run)));
-    p.delete_record = true;
-    let spec = spec_of(o, &p.status).cloned().unwrap_or_default();
-    let keep = spec.sandbox.keep_on_failure && p.status.outcome == Some(DrillOutcome::Failed);
-    let sandbox = p.status.sandbox_namespace.clone().unwrap_or_default();
-    if keep && o.sandbox != SandboxState::Absent {
-        let ttl = spec
-            .sandbox
-            .ttl
-            .as_deref()
-            .and_then(|t| duration::parse(t).ok())
-            .unwrap_or(DEFAULT_SANDBOX_TTL);
-        p.events.push(PlannedEvent {
-            warning: false,
-            reason: "SandboxKept",
-            note: format!(
-                "keeping sandbox {sandbox} of the failed run for {} (keepOnFailure)",
-                duration::format(ttl)
-            ),
-        });
-        complete(o, p);
-        return;
-    }
-    let started = span_start(&p.status, DrillPhase::CleaningUp).unwrap_or(now);
-    match o.sandbox {
-        SandboxState::Absent => complete(o, p),
-        SandboxState::Foreign => {
-            p.events.push(PlannedEvent {
-                warning: true,
-                reason: "SandboxNotOwned",
-                note: format!("not deleting namespace {sandbox}: this run did not create it"),
-            });
-            complete(o, p);
-        }
-        SandboxState::Ours { terminating } => {
-            if elapsed(started, now) > CLEANUP_TIMEOUT {
-                p.events.push(PlannedEvent {
-                    warning: true,
-                    reason: "SandboxNotRemoved",
-                    note: format!(
-                        "sandbox {sandbox} is still there after {}; the sandbox sweep keeps deleting it",
-                        duration::format(CLEANUP_TIMEOUT)
-                    ),
-                });
-                complete(o, p);
-                return;
-            }
-            if !terminating {
-                p.delete_sandbox = Some(sandbox);
-            }
-            p.requeue = Some(Duration::from_secs(3));
-        }
-    }
-}
-
-fn complete(o: &Observed<'_>, p: &mut Plan) {
-    let now = o.now;
-    enter(&mut p.status, DrillPhase::Completed, now);
-    let outcome = p.status.outcome.unwrap_or(DrillOutcome::Failed);
-    p.status.outcome = Some(outcome);
-    p.status.completion_time = Some(Time(now));
-    let reason = match outcome {
-        DrillOutcome::Passed => "Passed",
-        DrillOutcome::Failed => "Failed",
-    };
-    let msg = match (&p.status.failure, outcome) {
-        (Some(f), DrillOutcome::Failed) => {
-            format!(
-                "failed at {}: {}: {}",
-                f.step, f.failure.reason, f.failure.message
-            )
-        }
-        _ => format!(
-            "passed: {} check(s), RTO {}, RPO {}",
-            p.status.checks.len(),
-            p.status
-                .rto
-                .as_ref()
-                .and_then(|m| m.measured.clone())
-                .unwrap_or_else(|| "-".into()),
-            p.status
-                .rpo
-                .as_ref()
-                .and_then(|m| m.measured.clone())
-                .unwrap_or_else(|| "-".into())
-        ),
-    };
-    let mut conds: Vec<Condition> = p.status.conditions.clone();
-    conditions::set(
-        &mut conds,
-        &Desired::new(condition::COMPLETE, true, reason, summarise(&msg, 1000)),
-        o.run.metadata.generation,
-        now,
-    );
-    p.status.conditions = conds;
-    p.events.push(PlannedEvent {
-        warning: outcome == DrillOutcome::Failed,
-        reason: if outcome == DrillOutcome::Passed {
-            "DrillPassed"
-        } else {
-            "DrillFailed"
-        },
-        note: summarise(&msg, 1000),
-    });
-    p.finished = Some(outcome);
-    if outcome == DrillOutcome::Passed
-        && let Some(rp) = &p.status.restore_point
-    {
-        p.verified = Some(VerifiedRestorePoint {
-            backup: rp.backup.clone(),
-            restore_point_time: rp.time.clone(),
-            drill_run: o.run.name_any(),
-            verified_time: Time(now),
-        });
-    }
-    p.requeue = None;
-}
-
+mod finish;
 pub mod point;
 mod report;
+use finish::{cancel, cancel_asked, cleaning_up};
 pub use point::*;
 pub use report::*;
 

@@ -176,8 +176,9 @@ pub(super) fn report_failed(p: &mut Plan, message: String, now: Timestamp) {
         reason: "ReportFailed",
         note: message.clone(),
     });
-    if p.status.outcome != Some(DrillOutcome::Failed) {
+    if p.status.outcome == Some(DrillOutcome::Passed) || p.status.outcome.is_none() {
         // No evidence, no proof: a run whose report could not be written did not pass.
+        // (A failed run keeps its first failure, a cancelled one stays cancelled.)
         p.status.outcome = Some(DrillOutcome::Failed);
         p.status.failure = Some(DrillFailure {
             step: "Reporting".into(),
