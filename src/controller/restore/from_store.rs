@@ -153,6 +153,44 @@ pub fn waiting_for_catalog(r: &Restore, unprobed: bool, now: jiff::Timestamp) ->
 /// Reason of `Complete=False` while a from-store Restore waits for the catalog.
 pub const WAITING_FOR_CATALOG: &str = "WaitingForCatalog";
 
+/// How long a from-store Restore waits, from its creation, for its store's first probe
+/// and listing. A store is probed within seconds of its creation and listed with each
+/// probe, so waiting longer means the store cannot be probed or listed (its own condition
+/// says why): the Restore fails instead of waiting for ever.
+pub const CATALOG_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The failure of a from-store Restore that has waited [`CATALOG_WAIT`] for the catalog
+/// (reason `CatalogUnavailable`), or `None` while it may still wait.
+pub fn catalog_wait_over(
+    r: &Restore,
+    unprobed: bool,
+    now: jiff::Timestamp,
+) -> Option<crate::crd::common::Failure> {
+    let created = r.metadata.creation_timestamp.as_ref()?.0;
+    let waited = now.duration_since(created);
+    (waited.as_secs() >= CATALOG_WAIT.as_secs() as i64).then(|| {
+        let store = r
+            .spec
+            .source
+            .store_ref
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default();
+        let what = if unprobed {
+            "probed"
+        } else {
+            "listed"
+        };
+        crate::crd::common::Failure {
+            reason: "CatalogUnavailable".into(),
+            message: format!(
+                "store {store:?} was not {what} within {} of the restore's creation; its Ready condition says why",
+                crate::schedule::duration::format(CATALOG_WAIT)
+            ),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +267,16 @@ mod tests {
         let listed = waiting_for_catalog(&r, false, t0);
         assert!(listed.conditions[0].message.contains("not been listed yet"));
         assert_eq!(listed.conditions[0].reason, WAITING_FOR_CATALOG);
+        // The wait ends: ten minutes after the Restore's creation it fails.
+        r.metadata.creation_timestamp = Some(Time(t0));
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        assert!(catalog_wait_over(&r, true, at(599)).is_none());
+        let f = catalog_wait_over(&r, false, at(600)).unwrap();
+        assert_eq!(f.reason, "CatalogUnavailable");
+        assert!(
+            f.message.contains("\"offsite\" was not listed within 10m"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -334,15 +334,22 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
         // moments: wait for that rather than fail.
         let unprobed = matches!(&resolved.state,
             access::StoreState::NotReady { reason, .. } if reason == "NotProbedYet");
-        if identity.is_some()
+        let waits = identity.is_some()
             && phase == RestorePhase::Pending
-            && (unprobed || (blocker.is_none() && catalog.is_none()))
-        {
-            let waiting = from_store::waiting_for_catalog(r, unprobed, Timestamp::now());
-            if r.status.as_ref() != Some(&waiting) {
-                apply_own_status(client, r, &waiting).await?;
+            && (unprobed || (blocker.is_none() && catalog.is_none()));
+        if waits {
+            let now = Timestamp::now();
+            match from_store::catalog_wait_over(r, unprobed, now) {
+                // Waited long enough: the Restore fails with that reason.
+                Some(f) => blocker = Some(f),
+                None => {
+                    let waiting = from_store::waiting_for_catalog(r, unprobed, now);
+                    if r.status.as_ref() != Some(&waiting) {
+                        apply_own_status(client, r, &waiting).await?;
+                    }
+                    return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+                }
             }
-            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
         }
         match resolved.store {
             Some(s) if blocker.is_none() => {
