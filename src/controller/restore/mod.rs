@@ -270,7 +270,8 @@ async fn reconcile_inner(r: &Restore, ctx: &Context) -> Result<Action> {
     let target_ns = Api::<Namespace>::all(client.clone())
         .get_opt(&target)
         .await?;
-    let target_ok = plan::check_target(r, target_ns.as_ref()).is_ok();
+    let served = &ctx.config.watch_namespaces;
+    let target_ok = plan::check_target(r, target_ns.as_ref(), served).is_ok();
     // From a store alone, the catalog's restore points of the identity stand in for the
     // Backups, and a policy of the identity's name for the BackupPolicy.
     let identity = from_store::identity(r);

@@ -182,8 +182,15 @@ pub fn target_namespace(r: &Restore) -> String {
 
 /// Whether the target namespace accepts this Restore: its own namespace always; another
 /// one only if it exists, is not being deleted, and lists the Restore's namespace (or
-/// `*`) in its `lifeboat.dev/allow-restore-from` annotation.
-pub fn check_target(r: &Restore, ns: Option<&Namespace>) -> Result<String, Failure> {
+/// `*`) in its `lifeboat.dev/allow-restore-from` annotation, and, when the controller
+/// serves only some namespaces (`served`, its `--watch-namespaces`), is one of them or a
+/// drill sandbox (where the controller binds its rights itself): elsewhere it has no
+/// rights, and every write would be refused with 403 and retried.
+pub fn check_target(
+    r: &Restore,
+    ns: Option<&Namespace>,
+    served: &[String],
+) -> Result<String, Failure> {
     let own = r.namespace().unwrap_or_default();
     let target = target_namespace(r);
     let not_allowed = |m: String| failure("TargetNotAllowed", m);
@@ -199,6 +206,19 @@ pub fn check_target(r: &Restore, ns: Option<&Namespace>) -> Result<String, Failu
     }
     if target == own {
         return Ok(target);
+    }
+    let sandbox = ns
+        .labels()
+        .get(crate::crd::labels::SANDBOX)
+        .is_some_and(|v| v == "true");
+    if !served.is_empty() && !served.contains(&target) && !sandbox {
+        return Err(failure(
+            "TargetNotServed",
+            format!(
+                "namespace {target:?} is not served by this Lifeboat installation (watchNamespaces: {}); the platform team can add it",
+                served.join(", ")
+            ),
+        ));
     }
     let allowed = ns
         .annotations()
@@ -457,7 +477,7 @@ fn start(o: &Observed<'_>, p: &mut Plan) -> Start {
     if let Err(f) = validate(r) {
         return Start::Failed(f);
     }
-    let target = match check_target(r, o.target_namespace) {
+    let target = match check_target(r, o.target_namespace, &o.config.watch_namespaces) {
         Ok(t) => t,
         Err(f) => return Start::Failed(f),
     };

@@ -876,7 +876,7 @@ fn another_namespace_must_exist_and_invite_the_restore() {
             ..RestoreSpec::default()
         });
         r.metadata.namespace = Some("shop".into());
-        check_target(&r, ns.as_ref()).map_err(|f| (f.reason, f.message))
+        check_target(&r, ns.as_ref(), &[]).map_err(|f| (f.reason, f.message))
     };
     let (reason, msg) = check(None).unwrap_err();
     assert_eq!(reason, "TargetNotAllowed");
@@ -895,9 +895,31 @@ fn another_namespace_must_exist_and_invite_the_restore() {
     // The Restore's own namespace needs no invitation.
     let own = restore(RestoreSpec::default());
     assert_eq!(
-        check_target(&own, Some(&namespace("shop", None))).unwrap(),
+        check_target(&own, Some(&namespace("shop", None)), &[]).unwrap(),
         "shop"
     );
+    // A controller serving some namespaces: another one is refused with its own reason,
+    // a served one and a drill sandbox are not.
+    let served = ["shop".to_string(), "copy".to_string()];
+    let mut r = restore(RestoreSpec {
+        source: by_backup("app-1"),
+        target_namespace: Some("elsewhere".into()),
+        ..RestoreSpec::default()
+    });
+    r.metadata.namespace = Some("shop".into());
+    let f = check_target(&r, Some(&namespace("elsewhere", Some("shop"))), &served).unwrap_err();
+    assert_eq!(f.reason, "TargetNotServed");
+    assert!(
+        f.message.contains("watchNamespaces: shop, copy"),
+        "{}",
+        f.message
+    );
+    let mut sandbox = namespace("elsewhere", Some("shop"));
+    sandbox.metadata.labels =
+        Some([(crate::crd::labels::SANDBOX.to_string(), "true".to_string())].into());
+    assert!(check_target(&r, Some(&sandbox), &served).is_ok());
+    r.spec.target_namespace = Some("copy".into());
+    assert!(check_target(&r, Some(&namespace("copy", Some("shop"))), &served).is_ok());
 }
 
 #[test]
