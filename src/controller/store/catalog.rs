@@ -289,6 +289,17 @@ impl Catalogs {
     pub fn remove(&self, key: &StoreKey) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+
+    /// Forgets the catalogs of one scope's stores (cluster stores, or namespaced ones)
+    /// that are not in `live`: the stores deleted while the controller was not watching.
+    /// A deleted store's catalog takes memory for nothing, and must not answer for a store
+    /// made again under its name (on another repository, perhaps) before that one is listed.
+    pub fn keep_only(&self, cluster: bool, live: &std::collections::HashSet<StoreKey>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.namespace.is_none() != cluster || live.contains(k));
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +437,33 @@ pub(super) mod tests {
         // Another repository at the store's location: nothing carries over.
         c.update("other", &[], &[], Timestamp::UNIX_EPOCH);
         assert_eq!(c.snapshots(), 0);
+    }
+
+    #[test]
+    fn catalogs_of_stores_that_are_gone_are_forgotten_per_scope() {
+        let key = |ns: Option<&str>, name: &str| StoreKey {
+            namespace: ns.map(str::to_string),
+            name: name.into(),
+        };
+        let all = Catalogs::default();
+        for k in [
+            key(Some("shop"), "s3"),
+            key(Some("shop"), "gone"),
+            key(None, "shared"),
+            key(None, "old"),
+        ] {
+            all.put(k, StoreCatalog::default());
+        }
+        all.remove(&key(Some("shop"), "gone"));
+        assert!(all.get(&key(Some("shop"), "gone")).is_none());
+        // The cluster stores' relist: only "shared" is left; namespaced ones are untouched.
+        all.keep_only(true, &[key(None, "shared")].into_iter().collect());
+        assert!(all.get(&key(None, "old")).is_none());
+        assert!(all.get(&key(None, "shared")).is_some());
+        assert!(all.get(&key(Some("shop"), "s3")).is_some());
+        all.keep_only(false, &Default::default());
+        assert!(all.get(&key(Some("shop"), "s3")).is_none());
+        assert!(all.get(&key(None, "shared")).is_some());
     }
 
     #[test]

@@ -443,6 +443,25 @@ where
     };
     let served = sc.ctx.config.watch_namespaces.clone();
     let (store, events) = K::reflected(&client, &served);
+    // A deleted store's catalog goes with it (kube-runtime does not reconcile an object
+    // that is gone): at its Delete event, and, for stores deleted while the watch was
+    // down, at the end of each full list.
+    let events = {
+        let (ctx, reader) = (sc.ctx.clone(), store.clone());
+        let cluster = K::REF_KIND == crate::crd::backup_policy::StoreKind::ClusterBackupStore;
+        let key_of = |s: &K| catalog::StoreKey {
+            namespace: s.namespace(),
+            name: s.name_any(),
+        };
+        events.inspect(move |e| match e {
+            Ok(watcher::Event::Delete(s)) => ctx.catalogs.remove(&key_of(s)),
+            Ok(watcher::Event::InitDone) => {
+                let live = reader.state().iter().map(|s| key_of(s)).collect();
+                ctx.catalogs.keep_only(cluster, &live);
+            }
+            _ => {}
+        })
+    };
     Controller::for_stream(events.applied_objects(), store)
         .watches_stream(
             super::scope::objects::<Backup>(
