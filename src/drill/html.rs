@@ -189,6 +189,17 @@ fn chart(
                     esc(&format_seconds(*v))
                 );
             }
+            // A cancelled run measured nothing and failed nothing: a grey dash.
+            None if p.outcome == Some(DrillOutcome::Cancelled) => {
+                let _ = write!(
+                    s,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#667085\">–<title>{} {}: cancelled</title></text>",
+                    x(i),
+                    H - BOTTOM - 4.0,
+                    esc(&p.run),
+                    esc(&when)
+                );
+            }
             None => {
                 let _ = write!(
                     s,

@@ -151,6 +151,16 @@ fn the_page_of_a_failed_run() {
 }
 
 #[test]
+fn the_page_of_a_cancelled_run() {
+    let r = report_after(3, DrillOutcome::Cancelled);
+    let page = render(&r);
+    assert!(page.contains("<span class=\"badge unknown\">CANCELLED</span>"));
+    // In the chart: a grey dash with its title, not the failed runs' cross.
+    assert!(page.contains(">–<title>orders-3 2026-09-04 15:00: cancelled</title>"));
+    assert_eq!(page.matches(">✘<").count(), 0, "no run failed");
+}
+
+#[test]
 fn a_page_loads_nothing_and_escapes_everything() {
     let mut r = report_after(2, DrillOutcome::Passed);
     r.checks[0].name = "<script>alert(1)</script>".into();
