@@ -219,6 +219,8 @@ pub struct Metrics {
     evidence_key_ready: Gauge,
     /// Repository locks of movers that are gone, removed by the store controller.
     pub stale_locks_removed: Family<LockRemovalLabels, Counter>,
+    /// Finished scheduled verifications of stores' repositories, by result.
+    pub store_verify_runs: Family<VerifyRunLabels, Counter>,
     owners: Arc<Mutex<Owners>>,
 }
 
@@ -227,6 +229,14 @@ pub struct Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LockRemovalLabels {
     pub reason: &'static str,
+}
+
+/// `result`: `Passed`, or the bounded reason the run ended with (`RepositoryCorrupted`,
+/// `MoverFailed`, ...: `controller::store::verify`). No store label: the store's
+/// `DataVerified` condition and Warning Event name it; the counter is for the alert.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerifyRunLabels {
+    pub result: &'static str,
 }
 
 /// `outcome`: `Sealed`, or a bounded refusal category (`ReportNotAsRecorded`,
@@ -273,6 +283,7 @@ impl Metrics {
             evidence_seals: Family::default(),
             evidence_key_ready: Gauge::default(),
             stale_locks_removed: Family::default(),
+            store_verify_runs: Family::default(),
             owners: Arc::default(),
         };
         let r = &mut registry;
@@ -409,6 +420,11 @@ impl Metrics {
             "stale_locks_removed",
             "Repository locks of mover pods that are gone, removed by the controller",
             m.stale_locks_removed.clone(),
+        );
+        r.register(
+            "store_verify_runs",
+            "Finished scheduled verifications of store repositories, by result",
+            m.store_verify_runs.clone(),
         );
         Metrics {
             registry: Arc::new(registry),

@@ -230,6 +230,8 @@ pub mod condition {
     pub const RTO_DEMONSTRATED: &str = "RTODemonstrated";
     /// No drill has passed within the expected interval.
     pub const DRILL_OVERDUE: &str = "DrillOverdue";
+    /// The store's scheduled verification read its repository without finding damage.
+    pub const DATA_VERIFIED: &str = "DataVerified";
     /// A drill run's report is signed and its drill's anchor advanced to it (`False` with
     /// the reason when it is not: no key, a report not as recorded, a fork).
     pub const EVIDENCE_SIGNED: &str = "EvidenceSigned";

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
-use super::common::{S3CredentialsRef, SecretKeyRef};
+use super::common::{S3CredentialsRef, ScheduleSpec, SecretKeyRef};
 use super::rules::{cluster_secret_refs, namespaced_secret_refs};
 
 /// A repository in an S3 bucket that BackupPolicies in this namespace write to.
@@ -71,7 +71,31 @@ pub struct BackupStoreSpec {
     /// be turned on when the bucket is created): until it has, the store is not Ready
     /// (reason `ObjectLockNotEnabled`, with a Warning Event).
     pub immutability: Option<Immutability>,
+    /// Scheduled verification of the repository: a mover Job checks its structure and
+    /// reads a share of its data, so damage is found before a restore needs the data. The
+    /// result is the store's `DataVerified` condition.
+    pub verify: Option<StoreVerify>,
 }
+
+/// When and how much of a store's repository is verified.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreVerify {
+    /// When verification runs (cron in a time zone, as a policy's schedule).
+    pub schedule: ScheduleSpec,
+    /// Which packs each run reads and authenticates: `10%` (a random tenth each run, the
+    /// default), `n/t` (bucket n of t: the same bucket every run), or a size (`500MiB`).
+    /// The structure (every index, snapshot and tree) is checked every time.
+    #[schemars(
+        pattern(r"^([1-9][0-9]*/[1-9][0-9]*|[0-9]+(\.[0-9]+)?%|[0-9]+(\.[0-9]+)?([KkMmGgTt](i?[Bb])?)?)$"),
+        length(max = 32)
+    )]
+    pub read_data_subset: Option<String>,
+}
+
+/// The share read when `verify.readDataSubset` is not set.
+pub const DEFAULT_READ_DATA_SUBSET: &str = "10%";
 
 /// How long the objects of an immutable store are kept, and how strictly.
 #[derive(Clone, Debug, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
@@ -246,6 +270,33 @@ pub struct StoreStatus {
     /// What the repository holds: its restore points by policy identity, read from the
     /// snapshots' tags whichever cluster wrote them (refreshed with each probe).
     pub catalog: Option<CatalogStatus>,
+    /// Scheduled verification (`spec.verify`): the newest run and what it found.
+    pub verify: Option<VerifyStatus>,
+}
+
+/// The scheduled verification of a store's repository.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyStatus {
+    /// The schedule slot of the newest run started.
+    pub last_schedule_time: Option<Time>,
+    /// The Job of the run in progress (in the controller's namespace); absent between runs.
+    pub job: Option<String>,
+    /// When the newest finished run ended.
+    pub last_verify_time: Option<Time>,
+    /// Its result: `Passed` or the failure's reason (`RepositoryCorrupted`, ...).
+    pub last_result: Option<String>,
+    /// Packs it read and authenticated.
+    pub packs_read: Option<u64>,
+    /// Packs the repository held.
+    pub packs: Option<u64>,
+    /// Bytes it read.
+    pub bytes_read: Option<u64>,
+    /// When the store's repository last passed a verification.
+    pub last_passed_time: Option<Time>,
+    /// The next slot, RFC 3339 in UTC.
+    pub next_verify_time: Option<String>,
 }
 
 /// A summary of the restore points in a store's repository.

@@ -11,6 +11,7 @@ pub mod forgotten;
 mod locks;
 pub mod plan;
 pub mod prober;
+mod verify;
 
 use std::fmt;
 use std::sync::Arc;
@@ -373,6 +374,7 @@ where
             }
             None => {}
         }
+        let verify_wake = verify::run(&ctx, store.as_ref(), &mut p, now).await?;
         for ev in &p.events {
             ctx.publish(store.as_ref(), ev, "Probe").await;
         }
@@ -399,8 +401,9 @@ where
                 .await?;
             }
         }
+        let requeue = verify_wake.map_or(p.requeue, |w| w.min(p.requeue));
         match p.not_ready {
-            None => Ok(Action::requeue(p.requeue)),
+            None => Ok(Action::requeue(requeue)),
             Some((reason, message, true)) => Err(Error::Store {
                 reason,
                 message,
