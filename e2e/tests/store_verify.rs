@@ -2,8 +2,8 @@
 //! verified every minute passes (`DataVerified=True`), then one byte of a data pack is
 //! flipped in the bucket and the next run finds it (`DataVerified=False`,
 //! `RepositoryCorrupted`, the pack named, a Warning Event), the Jobs ran in the
-//! controller's namespace and not the tenant's, and turning verification off clears its
-//! status.
+//! controller's namespace and not the tenant's, turning verification off clears its
+//! status, and deleting the store removes its verify Job and Secret copy.
 
 mod common;
 
@@ -169,6 +169,49 @@ async fn scenario(p: &Protected) -> anyhow::Result<()> {
             (st.verify.is_none() && !st.conditions.iter().any(|c| c.type_ == "DataVerified"))
                 .then_some(()),
         )
+    })
+    .await?;
+
+    // On again, and the store deleted while a run is under way: its Job and the copy of
+    // its Secrets in the controller's namespace go with it.
+    stores
+        .patch("s3", &PatchParams::default(), &Patch::Merge(verify(true)))
+        .await?;
+    let uid = stores.get("s3").await?.metadata.uid.context("uid")?;
+    let home: Api<Job> = Api::namespaced(p.ns.client.clone(), OPERATOR_NS);
+    let of_store = || async {
+        let jobs = home
+            .list(&ListParams::default().labels("lifeboat.dev/job-type=verify"))
+            .await?
+            .items;
+        anyhow::Ok(
+            jobs.into_iter()
+                .filter(|j| {
+                    j.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("lifeboat.dev/owner-uid"))
+                        == Some(&uid)
+                })
+                .filter_map(|j| j.metadata.name)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let running = wait_for("a verify Job of the store", VERIFY, || async {
+        Ok(of_store().await?.into_iter().next())
+    })
+    .await?;
+    stores.delete("s3", &Default::default()).await?;
+    wait_for(
+        "the deleted store's verify Jobs gone",
+        Duration::from_secs(60),
+        || async { Ok(of_store().await?.is_empty().then_some(())) },
+    )
+    .await?;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(p.ns.client.clone(), OPERATOR_NS);
+    wait_for("its Secret copy gone", Duration::from_secs(30), || async {
+        Ok(secrets.get_opt(&running).await?.is_none().then_some(()))
     })
     .await?;
     Ok(())

@@ -298,6 +298,44 @@ fn status_worth_writing(
     age.is_none_or(|a| a >= interval / 2)
 }
 
+/// Writes the store's status when [`status_worth_writing`] says so.
+async fn write_status<K>(
+    ctx: &Context,
+    store: &K,
+    new: &StoreStatus,
+    now: Timestamp,
+    interval: Duration,
+) -> Result<()>
+where
+    K: StoreKind + Serialize,
+{
+    let ns = store.namespace();
+    if status_worth_writing(store.status(), new, now, interval) {
+        let api = K::api(ctx.client.clone(), ns.as_deref());
+        // The catalog goes by merge patch: a controller upgraded before its CRDs (the
+        // upgrade test runs it so) must still write the rest, and server-side apply
+        // refuses a field the stored schema does not declare, where a merge patch's is
+        // pruned. The apply carries the stored catalog, so it never removes it.
+        let stored = store.status().and_then(|s| s.catalog.clone());
+        let fresh = new.catalog.clone();
+        let applied = StoreStatus {
+            catalog: stored.clone(),
+            ..new.clone()
+        };
+        apply_status(&api, &store.name_any(), &applied).await?;
+        if fresh.is_some() && fresh != stored {
+            let patch = serde_json::json!({ "status": { "catalog": fresh } });
+            api.patch_status(
+                &store.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Shared state of the store controllers.
 pub struct StoreCtx {
     pub ctx: Arc<Context>,
@@ -325,7 +363,20 @@ where
         if let Some(wait) = recently_verified(store.as_ref(), now, interval)
             && !backup_since
         {
-            return Ok(Action::requeue(wait));
+            // No new probe: the stored status stands, and the verification (when there
+            // is one) still looks at its Job and its schedule.
+            let mut p = plan::Plan {
+                status: store.status().cloned().unwrap_or_default(),
+                events: Vec::new(),
+                not_ready: None,
+                requeue: wait,
+            };
+            let verify_wake = verify::run(&ctx, store.as_ref(), &mut p, now).await?;
+            for ev in &p.events {
+                ctx.publish(store.as_ref(), ev, "Verify").await;
+            }
+            write_status(&ctx, store.as_ref(), &p.status, now, interval).await?;
+            return Ok(Action::requeue(verify_wake.map_or(wait, |w| w.min(wait))));
         }
         let mut opened = None;
         let (outcome, listing) =
@@ -378,29 +429,7 @@ where
         for ev in &p.events {
             ctx.publish(store.as_ref(), ev, "Probe").await;
         }
-        if status_worth_writing(store.status(), &p.status, now, interval) {
-            let api = K::api(ctx.client.clone(), ns.as_deref());
-            // The catalog goes by merge patch: a controller upgraded before its CRDs (the
-            // upgrade test runs it so) must still write the rest, and server-side apply
-            // refuses a field the stored schema does not declare, where a merge patch's is
-            // pruned. The apply carries the stored catalog, so it never removes it.
-            let stored = store.status().and_then(|s| s.catalog.clone());
-            let fresh = p.status.catalog.clone();
-            let applied = StoreStatus {
-                catalog: stored.clone(),
-                ..p.status.clone()
-            };
-            apply_status(&api, &store.name_any(), &applied).await?;
-            if fresh.is_some() && fresh != stored {
-                let patch = serde_json::json!({ "status": { "catalog": fresh } });
-                api.patch_status(
-                    &store.name_any(),
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await?;
-            }
-        }
+        write_status(&ctx, store.as_ref(), &p.status, now, interval).await?;
         let requeue = verify_wake.map_or(p.requeue, |w| w.min(p.requeue));
         match p.not_ready {
             None => Ok(Action::requeue(requeue)),
@@ -456,11 +485,27 @@ where
             namespace: s.namespace(),
             name: s.name_any(),
         };
+        // Its verify Jobs and their copies of its Secrets (in the controller's
+        // namespace, where no owner reference can tie them to a namespaced store) go too.
+        let uids = |stores: &[Arc<K>]| -> std::collections::HashSet<String> {
+            stores.iter().filter_map(|s| s.meta().uid.clone()).collect()
+        };
         events.inspect(move |e| match e {
-            Ok(watcher::Event::Delete(s)) => ctx.catalogs.remove(&key_of(s)),
+            Ok(watcher::Event::Delete(s)) => {
+                ctx.catalogs.remove(&key_of(s));
+                let gone = s.meta().uid.clone().into_iter().collect();
+                tokio::spawn(verify::sweep(
+                    ctx.clone(),
+                    cluster,
+                    verify::Sweep::Only(gone),
+                ));
+            }
             Ok(watcher::Event::InitDone) => {
-                let live = reader.state().iter().map(|s| key_of(s)).collect();
+                let state = reader.state();
+                let live = state.iter().map(|s| key_of(s)).collect();
                 ctx.catalogs.keep_only(cluster, &live);
+                let keep = verify::Sweep::AllBut(uids(&state), Timestamp::now());
+                tokio::spawn(verify::sweep(ctx.clone(), cluster, keep));
             }
             _ => {}
         })

@@ -35,6 +35,9 @@ use crate::schedule::Schedule;
 
 /// `lifeboat.dev/job-type` of verify Jobs.
 pub(crate) const JOB_TYPE: &str = "verify";
+/// Label of a verify Job: whether its store is a ClusterBackupStore (`cluster`) or a
+/// BackupStore (`namespaced`), so each store controller sweeps only its own kind's.
+pub(crate) const SCOPE_LABEL: &str = "lifeboat.dev/store-scope";
 /// A verify run reads at most a share of the data, but a large repository at a slow
 /// endpoint takes time; past this the Job is stopped (`MoverDeadlineExceeded`).
 pub(crate) const DEADLINE: Duration = Duration::from_secs(6 * 3600);
@@ -273,6 +276,11 @@ fn bounded(reason: &str) -> &'static str {
     }
 }
 
+/// The [`SCOPE_LABEL`] value.
+pub(crate) fn scope_value(cluster: bool) -> &'static str {
+    if cluster { "cluster" } else { "namespaced" }
+}
+
 fn set(o: &Observed<'_>, status: &mut StoreStatus, ok: bool, reason: &str, message: String) {
     conditions::set(
         &mut status.conditions,
@@ -300,6 +308,10 @@ fn job(o: &Observed<'_>, v: &StoreVerify, name: &str) -> Job {
         (labels::COMPONENT.to_string(), "mover".to_string()),
         (labels::JOB_TYPE.to_string(), JOB_TYPE.to_string()),
         (labels::REPOSITORY.to_string(), store.identity.clone()),
+        (
+            SCOPE_LABEL.to_string(),
+            scope_value(o.namespace.is_none()).to_string(),
+        ),
     ]);
     let mut job = mover::build(&MoverJob {
         name: name.to_string(),
@@ -349,7 +361,7 @@ fn job(o: &Observed<'_>, v: &StoreVerify, name: &str) -> Job {
 }
 
 mod apply;
-pub(super) use apply::run;
+pub(super) use apply::{Sweep, run, sweep};
 
 #[cfg(test)]
 mod tests;

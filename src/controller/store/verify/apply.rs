@@ -2,7 +2,8 @@
 //! (in the controller's namespace), asks the pure [`plan`](super::plan), and carries it
 //! out: the copy of the store's Secrets, then the Job; finished Jobs and their copies go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,7 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::super::StoreKind;
 use super::super::plan::Plan as StorePlan;
-use super::{JOB_TYPE, Observed};
+use super::{JOB_TYPE, Observed, SCOPE_LABEL, scope_value};
 use crate::controller::access::{self, MirrorOwner};
 use crate::controller::{Context, Result};
 use crate::crd::labels;
@@ -126,4 +127,63 @@ pub(in crate::controller::store) async fn run<K: StoreKind>(
     }
     p.events.extend(plan.events);
     Ok(plan.wake)
+}
+
+/// Which stores' verify Jobs [`sweep`] removes.
+pub(in crate::controller::store) enum Sweep {
+    /// Those of these store UIDs (deleted stores).
+    Only(HashSet<String>),
+    /// Those of every store of the scope but these (the live ones, after a full list
+    /// taken at that time): a Job made after it may be a new store's.
+    AllBut(HashSet<String>, Timestamp),
+}
+
+/// Deletes the verify Jobs, and their copies of the store's Secrets, of stores that are
+/// gone. Runs beside the controller (from its watch events); a failure is logged and the
+/// next full list sweeps again.
+pub(in crate::controller::store) async fn sweep(ctx: Arc<Context>, cluster: bool, which: Sweep) {
+    let home = &ctx.config.namespace;
+    let jobs_api = Api::<Job>::namespaced(ctx.client.clone(), home);
+    let selector = format!(
+        "{}={JOB_TYPE},{SCOPE_LABEL}={}",
+        labels::JOB_TYPE,
+        scope_value(cluster)
+    );
+    let listed = match jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(l) => l.items,
+        Err(e) => {
+            tracing::warn!(error = %e, "verify: listing Jobs to sweep");
+            return;
+        }
+    };
+    for job in listed {
+        let owner = job
+            .annotations()
+            .get(crate::crd::annotations::OWNER_UID)
+            .cloned()
+            .unwrap_or_default();
+        let gone = match &which {
+            Sweep::Only(uids) => uids.contains(&owner),
+            Sweep::AllBut(live, listed_at) => {
+                let made = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                !live.contains(&owner) && made.is_some_and(|m| m < *listed_at)
+            }
+        };
+        if !gone {
+            continue;
+        }
+        let name = job.name_any();
+        if let Err(e) = jobs_api.delete(&name, &DeleteParams::background()).await
+            && !matches!(&e, kube::Error::Api(a) if a.code == 404)
+        {
+            tracing::warn!(job = %name, error = %e, "verify: deleting the Job of a deleted store");
+            continue;
+        }
+        if let Err(e) = access::delete_mirror(&ctx.client, home, &name, Some(&owner)).await {
+            tracing::warn!(secret = %name, error = %e, "verify: deleting a deleted store's Secret copy");
+        }
+    }
 }
