@@ -20,7 +20,9 @@ use kube::ResourceExt;
 
 use crate::config::Config;
 use crate::controller::PlannedEvent;
-use crate::controller::access::observe::{job_failed_reason, job_finished, stuck, terminated};
+use crate::controller::access::observe::{
+    job_failed_reason, job_finished, no_pod, stuck, terminated,
+};
 use crate::controller::conditions::{self, Desired};
 use crate::crd::common::condition;
 use crate::crd::store::{
@@ -175,7 +177,8 @@ fn observe_run(
     let finished = match job_finished(job) {
         Some(ok) => ok,
         None => {
-            if let Some(why) = stuck(o.pods, job) {
+            let refused = no_pod(o.pods, job, name, o.now).map(|f| f.message);
+            if let Some(why) = stuck(o.pods, job).or(refused) {
                 vs.job = None;
                 vs.last_verify_time = Some(Time(o.now));
                 vs.last_result = Some("MoverCannotStart".into());

@@ -103,6 +103,9 @@ pub(in crate::controller::store) async fn run<K: StoreKind>(
             (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
             (labels::JOB_TYPE.to_string(), JOB_TYPE.to_string()),
         ]);
+        // The movers' ServiceAccount of the controller's namespace (the drills' report
+        // Jobs use it too; made on first use).
+        access::rbac::ensure_service_account(ctx, home).await?;
         access::write_mirror(
             &ctx.client,
             &secrets,

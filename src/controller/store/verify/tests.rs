@@ -302,6 +302,25 @@ fn a_job_that_cannot_start_or_vanishes_ends_the_run_with_its_reason() {
     assert_eq!(w.condition().unwrap().1, "MoverCannotStart");
     assert!(p.delete.is_empty());
     assert_eq!(w.step().delete, vec![name]);
+    // A Job whose pods are refused (no pod at all) gives up after two minutes.
+    w.jobs.clear();
+    w.pods.clear();
+    let p = w.at("2026-12-01T12:00:00Z").step();
+    assert!(p.create.is_none(), "the 03:00 slot was handled");
+    w.status.verify.as_mut().unwrap().last_schedule_time = None;
+    let p = w.at("2026-12-01T12:00:01Z").step();
+    let name = w.created(&p);
+    w.jobs.last_mut().unwrap().metadata.creation_timestamp = Some(Time(ts("2026-12-01T12:00:01Z")));
+    w.at("2026-12-01T12:01:30Z").step();
+    assert!(
+        w.status.verify.as_ref().unwrap().job.is_some(),
+        "still waiting"
+    );
+    w.at("2026-12-01T12:02:02Z").step();
+    let (_, reason, message) = w.condition().unwrap();
+    assert_eq!(reason, "MoverCannotStart");
+    assert!(message.contains("has had no pod for 2m"), "{message}");
+    assert!(w.status.verify.as_ref().unwrap().job.is_none(), "{name}");
     // The next slot's Job is deleted by someone while it runs.
     w.jobs.clear();
     w.pods.clear();
