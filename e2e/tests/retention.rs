@@ -65,6 +65,26 @@ async fn backup(p: &Protected, policy: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Backup `name`'s `RetentionApplied` condition once its retention Job has finished
+/// (any reason but `Running` and `Waiting`).
+async fn retention_finished(
+    p: &Protected,
+    name: &str,
+) -> anyhow::Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let api: Api<Backup> = p.ns.api();
+    wait_for("retention applied", RUN, || async {
+        let b = api.get(name).await?;
+        Ok(b.status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| {
+                c.type_ == "RetentionApplied" && c.reason != "Running" && c.reason != "Waiting"
+            }))
+    })
+    .await
+}
+
 /// Snapshots in the repository tagged with the identity `NAMESPACE/policy`, by stock restic.
 fn snapshots_of(p: &Protected, policy: &str) -> anyhow::Result<usize> {
     let tag = format!("policy={}/{policy}", p.name());
@@ -282,17 +302,7 @@ async fn retention_leaves_the_history_of_a_source_whose_backup_failed() -> anyho
         "{:?}",
         b.status
     );
-    let applied = wait_for("retention applied", RUN, || async {
-        let b = api.get("shop-3").await?;
-        Ok(b.status
-            .unwrap_or_default()
-            .conditions
-            .into_iter()
-            .find(|c| {
-                c.type_ == "RetentionApplied" && c.reason != "Running" && c.reason != "Waiting"
-            }))
-    })
-    .await?;
+    let applied = retention_finished(&p, "shop-3").await?;
     ensure!(applied.reason == "Applied", "{applied:?}");
     // pg backed up: thinned to one. my failed: both of its snapshots are still there.
     assert_eq!(snapshots_of_source(&p, "shop", "database/pg")?, 1);
@@ -640,18 +650,7 @@ async fn retention_keeps_the_restore_point_a_drill_verified() -> anyhow::Result<
     policy["spec"]["retention"] = json!({"keepLast": 1});
     p.apply(policy).await?;
     backup(&p, "app", "app-3").await?;
-    let api: Api<Backup> = p.ns.api();
-    let applied = wait_for("retention applied", RUN, || async {
-        let b = api.get("app-3").await?;
-        Ok(b.status
-            .unwrap_or_default()
-            .conditions
-            .into_iter()
-            .find(|c| {
-                c.type_ == "RetentionApplied" && c.reason != "Running" && c.reason != "Waiting"
-            }))
-    })
-    .await?;
+    let applied = retention_finished(&p, "app-3").await?;
     ensure!(applied.reason == "Applied", "{applied:?}");
     let tag = format!("policy={}/app", p.name());
     let left = restic_json(&p.bucket, &p.prefix, &["snapshots", "--tag", &tag])?;
